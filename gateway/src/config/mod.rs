@@ -1,0 +1,553 @@
+//! Configuration: the TOML file an operator writes ([`schema`]), validated once into the
+//! internal [`Config`] before anything listens. Every error names the file and the key
+//! (and the line where the TOML parser knows it); validation never panics.
+//!
+//! ```text
+//! custos check --config examples/quickstart.toml
+//! ```
+
+pub mod schema;
+
+use crate::http::path::NormPath;
+use crate::secret::{Secret, SecretRef};
+use ipnet::IpNet;
+use pingora::utils::tls::{CertKey, WrappedX509};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use schema::LogFormat;
+
+/// A configuration error: which file, which key, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted key path, e.g. `routes[1].upstream`.
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": `{}`: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub server: ServerSettings,
+    pub listen_http: Option<SocketAddr>,
+    pub listen_tls: Option<TlsListener>,
+    pub admin: Option<SocketAddr>,
+    pub log: LogSettings,
+    pub headers: HeaderSettings,
+    pub limits: Limits,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub work_stealing: bool,
+    pub grace_period: Duration,
+    pub upstream_keepalive_pool: usize,
+}
+
+#[derive(Clone)]
+pub struct TlsListener {
+    pub addr: SocketAddr,
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    pub key: Arc<PrivateKeyDer<'static>>,
+    pub http2: bool,
+}
+
+impl fmt::Debug for TlsListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsListener")
+            .field("addr", &self.addr)
+            .field("certs", &self.cert_chain.len())
+            .field("http2", &self.http2)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct HeaderSettings {
+    /// Lower-case header names removed from every request (plus `x-custos-*`).
+    pub strip: Vec<http::HeaderName>,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_body_bytes: u64,
+    pub client_read_timeout: Duration,
+    pub client_idle_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_body_bytes: 10 * 1024 * 1024,
+            client_read_timeout: Duration::from_secs(30),
+            client_idle_timeout: Duration::from_secs(60),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Limits {
+    fn overlay(self, o: &schema::Limits) -> Limits {
+        let secs = Duration::from_secs;
+        Limits {
+            max_header_bytes: o.max_header_bytes.unwrap_or(self.max_header_bytes),
+            max_headers: o.max_headers.unwrap_or(self.max_headers),
+            max_body_bytes: o.max_body_bytes.unwrap_or(self.max_body_bytes),
+            client_read_timeout: o.client_read_timeout_secs.map_or(self.client_read_timeout, secs),
+            client_idle_timeout: o.client_idle_timeout_secs.map_or(self.client_idle_timeout, secs),
+            upstream_connect_timeout: o
+                .upstream_connect_timeout_secs
+                .map_or(self.upstream_connect_timeout, secs),
+            upstream_read_timeout: o.upstream_read_timeout_secs.map_or(self.upstream_read_timeout, secs),
+        }
+    }
+}
+
+/// Which hosts a route answers for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostMatch {
+    Any,
+    /// Lower-case host name.
+    Exact(String),
+    /// The suffix after `*`, e.g. `.example.org`.
+    Wildcard(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub host: HostMatch,
+    /// Normalised prefix, no trailing slash unless `/`.
+    pub path: String,
+    pub upstream: Upstream,
+    pub strip_prefix: Option<String>,
+    pub public: bool,
+    pub require_mfa: Option<bool>,
+    pub limits: Limits,
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    /// As written, for logs and metrics (`http://127.0.0.1:9000`).
+    pub url: String,
+    pub addr: SocketAddr,
+    pub tls: Option<UpstreamTls>,
+}
+
+#[derive(Clone)]
+pub struct UpstreamTls {
+    pub sni: String,
+    pub ca: Option<Arc<[WrappedX509]>>,
+    pub client_cert: Option<Arc<CertKey>>,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("url", &self.url)
+            .field("addr", &self.addr)
+            .field("tls_sni", &self.tls.as_ref().map(|t| &t.sni))
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads and validates `file`.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            key: "(file)".into(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::from_toml(file, &text)
+    }
+
+    /// Validates `text` as if read from `file` (relative paths are resolved against the
+    /// file's folder).
+    pub fn from_toml(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw = parse(file, text)?;
+        Validator { file, base: file.parent().unwrap_or(Path::new(".")), text }.validate(raw)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+fn parse(file: &Path, text: &str) -> Result<schema::File, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize::<_, schema::File>(de).map_err(|err| {
+        let mut key = err.path().to_string();
+        let inner = err.into_inner();
+        let message = inner.message().trim().to_string();
+        // serde names an unknown key in its message; put it in the key path too.
+        if let Some(unknown) = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            key = if key == "." || key.is_empty() { unknown.to_string() } else { format!("{key}.{unknown}") };
+        }
+        if key == "." || key.is_empty() {
+            key = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or("(document)")
+                .to_string();
+        }
+        ConfigError {
+            file: file.to_path_buf(),
+            key,
+            line: inner.span().map(|s| line_of(text, s.start)),
+            message,
+        }
+    })
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    base: &'a Path,
+    text: &'a str,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        let key = key.into();
+        ConfigError { file: self.file.to_path_buf(), line: self.line_of_key(&key), key, message: message.into() }
+    }
+
+    /// Best effort: the line where the last part of a key is written.
+    fn line_of_key(&self, key: &str) -> Option<usize> {
+        let leaf = key.rsplit('.').next()?;
+        let leaf = leaf.split('[').next()?;
+        let mut offset = 0;
+        for line in self.text.split_inclusive('\n') {
+            let t = line.trim_start();
+            if t.starts_with(leaf) && t[leaf.len()..].trim_start().starts_with('=') {
+                return Some(line_of(self.text, offset));
+            }
+            offset += line.len();
+        }
+        None
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        self.base.join(p)
+    }
+
+    fn socket_addr(&self, key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+        s.parse::<SocketAddr>().map_err(|_| {
+            self.err(key, format!("`{s}` is not a listen address; write IP:PORT, e.g. 127.0.0.1:8080"))
+        })
+    }
+
+    fn certs(&self, key: &str, p: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+        let path = self.path(p);
+        let pem = std::fs::read(&path)
+            .map_err(|e| self.err(key, format!("cannot read certificate file {}: {e}", path.display())))?;
+        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(key, format!("{} is not PEM: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(self.err(key, format!("{} holds no PEM certificate", path.display())));
+        }
+        Ok(certs)
+    }
+
+    fn key(&self, key: &str, r: &SecretRef) -> Result<PrivateKeyDer<'static>, ConfigError> {
+        let secret: Secret = r.load(self.base).map_err(|m| self.err(key, m))?;
+        rustls_pemfile::private_key(&mut secret.expose())
+            .ok()
+            .flatten()
+            .ok_or_else(|| self.err(key, "holds no PEM private key"))
+    }
+
+    fn validate(&self, raw: schema::File) -> Result<Config, ConfigError> {
+        let threads = match raw.server.threads {
+            Some(0) => return Err(self.err("server.threads", "must be at least 1")),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let server = ServerSettings {
+            threads,
+            work_stealing: raw.server.work_stealing,
+            grace_period: Duration::from_secs(raw.server.grace_period_secs),
+            upstream_keepalive_pool: raw.server.upstream_keepalive_pool,
+        };
+
+        let listen_http = raw.listen.http.as_deref().map(|s| self.socket_addr("listen.http", s)).transpose()?;
+        let listen_tls = match &raw.listen.tls {
+            None => None,
+            Some(t) => {
+                let addr = self.socket_addr("listen.tls.addr", &t.addr)?;
+                let cert_chain = self.certs("listen.tls.cert", &t.cert)?;
+                let key = self.key("listen.tls.key", &t.key)?;
+                // Refuse a key that does not match the certificate now, not at the
+                // first handshake.
+                let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+                    .map_err(|e| self.err("listen.tls.key", format!("unusable private key: {e}")))?;
+                rustls::sign::CertifiedKey::new(cert_chain.clone(), signing)
+                    .keys_match()
+                    .map_err(|_| self.err("listen.tls.key", "does not match the certificate in listen.tls.cert"))?;
+                Some(TlsListener { addr, cert_chain, key: Arc::new(key), http2: t.http2 })
+            }
+        };
+        if listen_http.is_none() && listen_tls.is_none() {
+            return Err(self.err("listen", "set listen.http, listen.tls, or both"));
+        }
+        if let (Some(h), Some(t)) = (listen_http, &listen_tls) {
+            if h == t.addr {
+                return Err(self.err("listen.tls.addr", "is the same address as listen.http"));
+            }
+        }
+        let admin = raw.admin.as_ref().map(|a| self.socket_addr("admin.listen", &a.listen)).transpose()?;
+        if admin.is_some() && (admin == listen_http || admin == listen_tls.as_ref().map(|t| t.addr)) {
+            return Err(self.err("admin.listen", "must differ from the proxy listeners"));
+        }
+
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
+            return Err(self.err("log.level", format!("not a tracing filter: {e}")));
+        }
+        let log = LogSettings { format: raw.log.format, level: raw.log.level };
+
+        let mut strip = Vec::with_capacity(raw.headers.strip.len());
+        for (i, h) in raw.headers.strip.iter().enumerate() {
+            let name = http::HeaderName::from_bytes(h.trim().as_bytes())
+                .map_err(|_| self.err(format!("headers.strip[{i}]"), format!("`{h}` is not a header name")))?;
+            strip.push(name);
+        }
+        let mut trusted_proxies = Vec::new();
+        for (i, p) in raw.headers.trusted_proxies.iter().enumerate() {
+            let net = p
+                .parse::<IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| self.err(format!("headers.trusted_proxies[{i}]"), format!("`{p}` is not an IP or CIDR")))?;
+            trusted_proxies.push(net);
+        }
+
+        let limits = Limits::default().overlay(&raw.limits);
+        self.check_limits("limits", &limits)?;
+
+        if raw.routes.is_empty() {
+            return Err(self.err("routes", "no [[routes]]: the gateway would refuse every request"));
+        }
+        let mut names = HashSet::new();
+        let mut places = HashSet::new();
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        for (i, r) in raw.routes.iter().enumerate() {
+            let route = self.route(i, r, limits)?;
+            if !names.insert(route.name.clone()) {
+                return Err(self.err(format!("routes[{i}].name"), format!("duplicate route name `{}`", route.name)));
+            }
+            if !places.insert((route.host.clone(), route.path.clone())) {
+                return Err(self.err(
+                    format!("routes[{i}].path"),
+                    format!("duplicate route: another route already serves host {:?} path `{}`", route.host, route.path),
+                ));
+            }
+            routes.push(route);
+        }
+
+        Ok(Config {
+            file: self.file.to_path_buf(),
+            server,
+            listen_http,
+            listen_tls,
+            admin,
+            log,
+            headers: HeaderSettings { strip, trusted_proxies },
+            limits,
+            routes,
+        })
+    }
+
+    fn check_limits(&self, key: &str, l: &Limits) -> Result<(), ConfigError> {
+        if l.max_header_bytes < 1024 {
+            return Err(self.err(format!("{key}.max_header_bytes"), "must be at least 1024"));
+        }
+        if l.max_headers == 0 || l.max_headers > 256 {
+            return Err(self.err(format!("{key}.max_headers"), "must be between 1 and 256"));
+        }
+        for (name, d) in [
+            ("client_read_timeout_secs", l.client_read_timeout),
+            ("client_idle_timeout_secs", l.client_idle_timeout),
+            ("upstream_connect_timeout_secs", l.upstream_connect_timeout),
+            ("upstream_read_timeout_secs", l.upstream_read_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(self.err(format!("{key}.{name}"), "must be at least 1 second"));
+            }
+        }
+        Ok(())
+    }
+
+    fn route(&self, i: usize, r: &schema::Route, site: Limits) -> Result<Route, ConfigError> {
+        let k = |field: &str| format!("routes[{i}].{field}");
+        if r.name.trim().is_empty() || !r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(self.err(k("name"), "must be non-empty letters, digits, `-`, `_` or `.`"));
+        }
+        let host = match r.host.as_deref().map(str::trim) {
+            None | Some("*") => HostMatch::Any,
+            Some(h) => {
+                let lower = h.to_ascii_lowercase();
+                let (wild, name) = match lower.strip_prefix("*.") {
+                    Some(rest) => (true, rest),
+                    None => (false, lower.as_str()),
+                };
+                if name.is_empty()
+                    || name.contains('*')
+                    || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+                {
+                    return Err(self.err(k("host"), format!("`{h}` is not a host name or `*.domain` wildcard")));
+                }
+                if wild {
+                    HostMatch::Wildcard(format!(".{name}"))
+                } else {
+                    HostMatch::Exact(name.to_string())
+                }
+            }
+        };
+        let path = self.prefix(&k("path"), &r.path)?;
+        let strip_prefix = match &r.strip_prefix {
+            None => None,
+            Some(s) => {
+                let s = self.prefix(&k("strip_prefix"), s)?;
+                let p = NormPath::parse(path.as_bytes()).map_err(|e| self.err(k("path"), e.to_string()))?;
+                if !p.starts_with_segments(&s) {
+                    return Err(self.err(k("strip_prefix"), format!("`{s}` is not a leading part of path `{path}`")));
+                }
+                Some(s)
+            }
+        };
+        let upstream = self.upstream(i, r)?;
+        if r.limits.max_header_bytes.is_some() || r.limits.max_headers.is_some() {
+            let which = if r.limits.max_header_bytes.is_some() { "max_header_bytes" } else { "max_headers" };
+            return Err(self.err(
+                k(&format!("limits.{which}")),
+                "is checked before routing, so it is site-wide only; set it under [limits]",
+            ));
+        }
+        let limits = site.overlay(&r.limits);
+        self.check_limits(&k("limits"), &limits)?;
+        Ok(Route {
+            name: r.name.clone(),
+            host,
+            path,
+            upstream,
+            strip_prefix,
+            public: r.public,
+            require_mfa: r.require_mfa,
+            limits,
+        })
+    }
+
+    fn prefix(&self, key: &str, s: &str) -> Result<String, ConfigError> {
+        let p = NormPath::parse(s.as_bytes()).map_err(|e| self.err(key, format!("`{s}`: {e}")))?;
+        if p.as_str() != s && p.as_str().trim_end_matches('/') != s.trim_end_matches('/') {
+            return Err(self.err(key, format!("`{s}` is not normalised; write `{p}`")));
+        }
+        let p = p.as_str();
+        Ok(if p == "/" { p.to_string() } else { p.trim_end_matches('/').to_string() })
+    }
+
+    fn upstream(&self, i: usize, r: &schema::Route) -> Result<Upstream, ConfigError> {
+        let key = format!("routes[{i}].upstream");
+        let bad = |why: &str| self.err(&key, format!("`{}` {why}; write http://HOST:PORT or https://HOST:PORT", r.upstream));
+        let uri: http::Uri = r.upstream.parse().map_err(|_| bad("is not a URL"))?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(_) => return Err(bad("has a scheme other than http or https")),
+            None => return Err(bad("has no scheme")),
+        };
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(bad("has a path or query (only scheme, host and port are allowed)"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("carries credentials"));
+        }
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        // Resolved once at start-up: no DNS on the request path.
+        let addr = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| bad(&format!("does not resolve ({e})")))?
+            .next()
+            .ok_or_else(|| bad("does not resolve"))?;
+
+        let tls_key = format!("routes[{i}].upstream_tls");
+        let upstream_tls = match (&r.upstream_tls, tls) {
+            (Some(_), false) => {
+                return Err(self.err(tls_key, "is set but the upstream is http://; use https:// or remove it"))
+            }
+            (None, false) => None,
+            (t, true) => {
+                let default = schema::UpstreamTls { ca: None, sni: None, client_cert: None, client_key: None };
+                let t = t.as_ref().unwrap_or(&default);
+                let ca = match &t.ca {
+                    None => None,
+                    Some(p) => {
+                        let certs = self.certs(&format!("{tls_key}.ca"), p)?;
+                        let wrapped: Vec<WrappedX509> = certs
+                            .into_iter()
+                            .map(|c| WrappedX509::new(c.to_vec(), pingora::utils::tls::parse_x509))
+                            .collect();
+                        Some(Arc::from(wrapped))
+                    }
+                };
+                let client_cert = match (&t.client_cert, &t.client_key) {
+                    (None, None) => None,
+                    (Some(c), Some(k)) => {
+                        let certs = self.certs(&format!("{tls_key}.client_cert"), c)?;
+                        let key = self.key(&format!("{tls_key}.client_key"), k)?;
+                        Some(Arc::new(CertKey::new(
+                            certs.into_iter().map(|c| c.to_vec()).collect(),
+                            key.secret_der().to_vec(),
+                        )))
+                    }
+                    (Some(_), None) => return Err(self.err(format!("{tls_key}.client_key"), "is required with client_cert")),
+                    (None, Some(_)) => return Err(self.err(format!("{tls_key}.client_cert"), "is required with client_key")),
+                };
+                Some(UpstreamTls { sni: t.sni.clone().unwrap_or(host), ca, client_cert })
+            }
+        };
+        Ok(Upstream { url: r.upstream.clone(), addr, tls: upstream_tls })
+    }
+}

@@ -1,0 +1,219 @@
+//! The external TOML schema: what an operator writes. Every struct refuses unknown keys,
+//! and every default is a named function so the README's reference and the code agree.
+
+use crate::secret::SecretRef;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub server: Server,
+    pub listen: Listen,
+    pub admin: Option<Admin>,
+    #[serde(default)]
+    pub log: Log,
+    #[serde(default)]
+    pub headers: Headers,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// `[server]`: the process.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Worker threads of the proxy service. Default 1 per core is pingora's habit; we
+    /// default to the number of cores.
+    pub threads: Option<usize>,
+    /// Let idle worker threads steal tasks. Off by default: measured faster (BENCHMARKS.md).
+    #[serde(default)]
+    pub work_stealing: bool,
+    /// Seconds that in-flight requests get to finish after SIGTERM. Default 10.
+    #[serde(default = "default_grace_period")]
+    pub grace_period_secs: u64,
+    /// Idle upstream connections kept for reuse. Default 256.
+    #[serde(default = "default_upstream_pool")]
+    pub upstream_keepalive_pool: usize,
+}
+
+fn default_grace_period() -> u64 {
+    10
+}
+fn default_upstream_pool() -> usize {
+    256
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            threads: None,
+            work_stealing: false,
+            grace_period_secs: default_grace_period(),
+            upstream_keepalive_pool: default_upstream_pool(),
+        }
+    }
+}
+
+/// `[listen]`: at least one of `http` and `tls`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Plain HTTP address, for local development (`127.0.0.1:8080`).
+    pub http: Option<String>,
+    pub tls: Option<ListenTls>,
+}
+
+/// `[listen.tls]`: rustls, TLS 1.2 and 1.3 only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenTls {
+    pub addr: String,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key: `{ file = "…" }` or `{ env = "…" }`.
+    pub key: SecretRef,
+    /// Offer HTTP/2 by ALPN. Default true.
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[admin]`: the separate listener for Prometheus metrics.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub listen: String,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter (`info`, `custos=debug,pingora=warn`). `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { format: LogFormat::default(), level: default_log_level() }
+    }
+}
+
+/// `[headers]`: identity header hygiene and forwarding headers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Headers {
+    /// Inbound headers removed before forwarding, on top of every `x-custos-*` header.
+    #[serde(default = "default_strip")]
+    pub strip: Vec<String>,
+    /// Peers (CIDRs) whose `X-Forwarded-*` headers are trusted and appended to.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+pub fn default_strip() -> Vec<String> {
+    [
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-preferred-username",
+        "x-forwarded-groups",
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-remote-user",
+        "remote-user",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+
+impl Default for Headers {
+    fn default() -> Self {
+        Headers { strip: default_strip(), trusted_proxies: Vec::new() }
+    }
+}
+
+/// `[limits]`, and per route `[routes.limits]` (each key optional there).
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Bytes of request line plus headers. Default 16384; larger gets 431.
+    pub max_header_bytes: Option<usize>,
+    /// Number of request headers. Default 100; more gets 431.
+    pub max_headers: Option<usize>,
+    /// Request body bytes. Default 10 MiB; larger gets 413.
+    pub max_body_bytes: Option<u64>,
+    /// Seconds a client may stay silent while sending a body. Default 30.
+    pub client_read_timeout_secs: Option<u64>,
+    /// Seconds an idle keep-alive client connection is kept, waiting for the next request
+    /// header. Default 60.
+    pub client_idle_timeout_secs: Option<u64>,
+    /// Seconds to connect to the upstream. Default 5.
+    pub upstream_connect_timeout_secs: Option<u64>,
+    /// Seconds the upstream may stay silent while answering. Default 60.
+    pub upstream_read_timeout_secs: Option<u64>,
+}
+
+/// `[[routes]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: String,
+    /// Exact host (`ehr.example.org`) or wildcard (`*.example.org`); omitted = any host.
+    pub host: Option<String>,
+    /// Path prefix, matched on segment boundaries. Default `/`.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// `http://host:port` or `https://host:port`.
+    pub upstream: String,
+    pub upstream_tls: Option<UpstreamTls>,
+    /// A leading part of `path` removed before forwarding.
+    pub strip_prefix: Option<String>,
+    /// Reachable without signing in (used from the sign-in issue on).
+    #[serde(default)]
+    pub public: bool,
+    /// Overrides the site-wide MFA rule (used from the sign-in issue on).
+    pub require_mfa: Option<bool>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_path() -> String {
+    "/".into()
+}
+
+/// `[routes.upstream_tls]`: only for `https://` upstreams.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM CA bundle that the upstream's certificate must chain to. Default: the
+    /// system's roots.
+    pub ca: Option<PathBuf>,
+    /// Server name sent by SNI and verified. Default: the upstream URL's host.
+    pub sni: Option<String>,
+    /// PEM client certificate chain for mTLS (needs `client_key`).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<SecretRef>,
+}

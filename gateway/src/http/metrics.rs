@@ -1,0 +1,56 @@
+//! Prometheus metrics, served by the admin listener: requests by route and status,
+//! latency by route, upstream errors by route.
+
+use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use std::sync::LazyLock;
+
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("custos_requests_total", "Requests answered, by route and status.", &["route", "status"])
+        .expect("metric registers once")
+});
+
+pub static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "custos_request_duration_seconds",
+        "Time from request header to the end of the response, by route.",
+        &["route"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .expect("metric registers once")
+});
+
+pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("custos_upstream_errors_total", "Failed upstream connections or exchanges, by route.", &["route"])
+        .expect("metric registers once")
+});
+
+/// Registers every metric so the first scrape lists them all.
+pub fn init() {
+    LazyLock::force(&REQUESTS);
+    LazyLock::force(&LATENCY);
+    LazyLock::force(&UPSTREAM_ERRORS);
+}
+
+/// Status codes as static label values (no formatting per request).
+pub fn status_label(status: u16) -> &'static str {
+    const LABELS: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+    match status {
+        200 => "200",
+        204 => "204",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        413 => "413",
+        431 => "431",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        0 => "none",
+        s => LABELS.get((s / 100).saturating_sub(1) as usize).copied().unwrap_or("other"),
+    }
+}

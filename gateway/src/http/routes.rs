@@ -1,0 +1,131 @@
+//! The route table, compiled once from the config: host first (exact over wildcard,
+//! longest wildcard first, then routes for any host), then the longest path prefix on
+//! segment boundaries. A host that has routes of its own never falls through to a less
+//! specific host's routes.
+
+use super::path::NormPath;
+use crate::config::{HostMatch, Route};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug, Default)]
+pub struct Router {
+    exact: HashMap<String, Vec<Arc<Route>>>,
+    /// (suffix such as `.example.org`, routes), longest suffix first.
+    wildcard: Vec<(String, Vec<Arc<Route>>)>,
+    any: Vec<Arc<Route>>,
+}
+
+impl Router {
+    pub fn new(routes: &[Route]) -> Router {
+        let mut r = Router::default();
+        for route in routes {
+            let route = Arc::new(route.clone());
+            match &route.host {
+                HostMatch::Any => r.any.push(route),
+                HostMatch::Exact(h) => r.exact.entry(h.clone()).or_default().push(route),
+                HostMatch::Wildcard(s) => match r.wildcard.iter_mut().find(|(w, _)| w == s) {
+                    Some((_, v)) => v.push(route),
+                    None => r.wildcard.push((s.clone(), vec![route])),
+                },
+            }
+        }
+        let longest_first = |v: &mut Vec<Arc<Route>>| v.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        r.exact.values_mut().for_each(longest_first);
+        r.wildcard.iter_mut().for_each(|(_, v)| longest_first(v));
+        longest_first(&mut r.any);
+        r.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        r
+    }
+
+    /// `host` is lower-case without port (see [`host_of`]).
+    pub fn find(&self, host: &str, path: &NormPath) -> Option<&Arc<Route>> {
+        let group = self
+            .exact
+            .get(host)
+            .or_else(|| {
+                self.wildcard
+                    .iter()
+                    .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
+                    .map(|(_, v)| v)
+            })
+            .unwrap_or(&self.any);
+        group.iter().find(|r| path.starts_with_segments(&r.path))
+    }
+}
+
+/// The host a request names, lower-cased, without port: from the `Host` header, or the
+/// URI authority (HTTP/2 `:authority`, absolute-form). Returns a borrowed slice when it
+/// is already lower-case, the common case.
+pub fn host_of(raw: &str) -> std::borrow::Cow<'_, str> {
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        // [v6]:port
+        rest.split(']').next().unwrap_or("")
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { raw })
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn router(toml: &str) -> Router {
+        let cfg = Config::from_toml(std::path::Path::new("t.toml"), toml).unwrap();
+        Router::new(&cfg.routes)
+    }
+
+    #[test]
+    fn host_then_longest_segment_prefix() {
+        let r = router(
+            r#"
+            listen.http = "127.0.0.1:1"
+            [[routes]]
+            name = "root"
+            upstream = "http://127.0.0.1:1"
+            [[routes]]
+            name = "api"
+            path = "/api"
+            upstream = "http://127.0.0.1:1"
+            [[routes]]
+            name = "api-v2"
+            path = "/api/v2"
+            upstream = "http://127.0.0.1:1"
+            [[routes]]
+            name = "wild"
+            host = "*.example.org"
+            upstream = "http://127.0.0.1:1"
+            [[routes]]
+            name = "exact"
+            host = "ehr.example.org"
+            path = "/ehr"
+            upstream = "http://127.0.0.1:1"
+            "#,
+        );
+        let f = |host: &str, p: &str| r.find(host, &NormPath::parse(p.as_bytes()).unwrap()).map(|r| r.name.as_str());
+        assert_eq!(f("x", "/apix"), Some("root"));
+        assert_eq!(f("x", "/api"), Some("api"));
+        assert_eq!(f("x", "/api/v2/x"), Some("api-v2"));
+        assert_eq!(f("x", "/api/v20"), Some("api"));
+        assert_eq!(f("a.example.org", "/api"), Some("wild"));
+        assert_eq!(f("example.org", "/api"), Some("api"));
+        assert_eq!(f("ehr.example.org", "/ehr/1"), Some("exact"));
+        // An exact host never falls through to the wildcard or the any-host routes.
+        assert_eq!(f("ehr.example.org", "/other"), None);
+    }
+
+    #[test]
+    fn host_header_forms() {
+        assert_eq!(host_of("Example.ORG:8443"), "example.org");
+        assert_eq!(host_of("[::1]:8080"), "::1");
+        assert_eq!(host_of("example.org."), "example.org");
+        assert_eq!(host_of("127.0.0.1"), "127.0.0.1");
+    }
+}

@@ -1,0 +1,18 @@
+//! Custos: an identity-aware access gateway for services that hold ePHI.
+//!
+//! The module map, one concern each (see `DESIGN.md` beside the repository):
+#![forbid(unsafe_code)]
+
+/// `custos certs dev`: a local CA and server certificate for development and tests.
+pub mod certs;
+/// The TOML schema, its validation and the internal, validated `Config`.
+pub mod config;
+/// The pingora `ProxyHttp` service: framing checks, path normalisation, routes, header
+/// hygiene, gateway endpoints, error pages and metrics.
+pub mod http;
+/// Values that must never be printed: private keys and, later, client secrets.
+pub mod secret;
+/// Builds and runs the pingora server from a `Config`: listeners, admin, shutdown.
+pub mod server;
+/// Log output through `tracing` (JSON or pretty).
+pub mod telemetry;

@@ -1,0 +1,135 @@
+//! Builds and runs the pingora server from a validated [`Config`]: the proxy service on
+//! its plain and TLS listeners, the admin listener, and shutdown that drains in-flight
+//! requests on SIGTERM for at most `server.grace_period_secs`.
+
+use crate::config::{Config, TlsListener};
+use crate::http::{admin::Admin, Gateway, IN_FLIGHT};
+use async_trait::async_trait;
+use pingora::apps::http_app::HttpServer;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The certificate the TLS listener presents, loaded and checked by `config`.
+#[derive(Debug)]
+struct OneCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for OneCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+fn tls_settings(t: &TlsListener) -> Result<TlsSettings, String> {
+    let key = rustls::crypto::ring::sign::any_supported_type(&t.key)
+        .map_err(|e| format!("listen.tls.key: unusable private key: {e}"))?;
+    let certified = CertifiedKey::new(t.cert_chain.clone(), key);
+    // `intermediate` only records paths; with a resolver set they are never read.
+    let mut settings = TlsSettings::intermediate("", "").map_err(|e| format!("listen.tls: {e}"))?;
+    settings.set_cert_resolver(Arc::new(OneCert(Arc::new(certified))));
+    if t.http2 {
+        settings.enable_h2();
+    }
+    Ok(settings)
+}
+
+/// pingora does not report a port that is already taken, so try each bind first.
+fn check_binds(cfg: &Config) -> Result<(), String> {
+    let addrs: [(&str, Option<SocketAddr>); 3] = [
+        ("listen.http", cfg.listen_http),
+        ("listen.tls.addr", cfg.listen_tls.as_ref().map(|t| t.addr)),
+        ("admin.listen", cfg.admin),
+    ];
+    for (key, addr) in addrs {
+        if let Some(addr) = addr {
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("{}: `{key}`: cannot listen on {addr}: {e}", cfg.file.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM: stop accepting, let in-flight requests finish, exit as soon as none is left
+/// or the grace period ends. SIGINT: exit at once.
+struct Drain {
+    grace: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Drain {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers; SIGTERM will not drain");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!(grace_secs = self.grace.as_secs(), in_flight = IN_FLIGHT.load(Ordering::Acquire), "SIGTERM: draining");
+                let grace = self.grace;
+                std::thread::spawn(move || exit_when_drained(grace));
+                ShutdownSignal::GracefulTerminate
+            }
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+        }
+    }
+}
+
+/// pingora waits the whole grace period before it stops; end earlier once idle.
+fn exit_when_drained(grace: Duration) {
+    let start = Instant::now();
+    // Let pingora close the listeners first.
+    std::thread::sleep(Duration::from_millis(100));
+    while start.elapsed() < grace {
+        if IN_FLIGHT.load(Ordering::Acquire) == 0 {
+            tracing::info!(after_ms = start.elapsed().as_millis() as u64, "drained; exiting");
+            std::process::exit(0);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the gateway until it is told to stop.
+pub fn run(cfg: Config) -> Result<(), String> {
+    check_binds(&cfg)?;
+    let mut conf = ServerConf::default();
+    conf.threads = cfg.server.threads;
+    conf.work_stealing = cfg.server.work_stealing;
+    conf.grace_period_seconds = Some(cfg.server.grace_period.as_secs());
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    conf.upstream_keepalive_pool_size = cfg.server.upstream_keepalive_pool;
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(&cfg), "custos");
+    if let Some(addr) = cfg.listen_http {
+        proxy.add_tcp(&addr.to_string());
+    }
+    if let Some(t) = &cfg.listen_tls {
+        proxy.add_tls_with_settings(&t.addr.to_string(), None, tls_settings(t)?);
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = cfg.admin {
+        let mut admin = Service::new("custos-admin".to_string(), HttpServer::new_app(Admin));
+        admin.add_tcp(&addr.to_string());
+        server.add_service(admin);
+    }
+
+    tracing::info!(
+        http = ?cfg.listen_http,
+        tls = ?cfg.listen_tls.as_ref().map(|t| t.addr),
+        admin = ?cfg.admin,
+        routes = cfg.routes.len(),
+        "custos listening"
+    );
+    server.run(RunArgs { shutdown_signal: Box::new(Drain { grace: cfg.server.grace_period }) });
+    Ok(())
+}
