@@ -65,10 +65,14 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Serve { config } => {
-            let cfg = match load(&config) {
+            let mut cfg = match load(&config) {
                 Ok(cfg) => cfg,
                 Err(code) => return code,
             };
+            if let Err(e) = cfg.resolve_upstreams() {
+                eprintln!("custos: invalid config: {e}");
+                return ExitCode::from(2);
+            }
             custos::telemetry::init(&cfg.log);
             match custos::server::run(cfg) {
                 Ok(()) => ExitCode::SUCCESS,

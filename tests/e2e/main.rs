@@ -1,1 +1,14 @@
+//! End-to-end tests: the real `custos` binary, started per test on ephemeral 127.0.0.1
+//! ports, in front of the demo ePHI service running in-process (which records every
+//! request it receives). One test binary for all of them (each extra one links pingora
+//! again).
 
+mod harness;
+
+mod compose;
+mod config_errors;
+mod framing;
+mod lifecycle;
+mod paths;
+mod proxy;
+mod tls;

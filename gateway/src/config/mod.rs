@@ -166,7 +166,9 @@ pub struct Route {
 pub struct Upstream {
     /// As written, for logs and metrics (`http://127.0.0.1:9000`).
     pub url: String,
-    pub addr: SocketAddr,
+    pub host_port: (String, u16),
+    /// Set at load for IP literals, by [`Config::resolve_upstreams`] for names.
+    pub addr: Option<SocketAddr>,
     pub tls: Option<UpstreamTls>,
 }
 
@@ -199,6 +201,29 @@ impl Config {
         Config::from_toml(file, &text)
     }
 
+    /// Resolves upstream host names, once, before serving: no DNS on the request path.
+    pub fn resolve_upstreams(&mut self) -> Result<(), ConfigError> {
+        for (i, r) in self.routes.iter_mut().enumerate() {
+            if r.upstream.addr.is_some() {
+                continue;
+            }
+            let (host, port) = &r.upstream.host_port;
+            let resolved = (host.as_str(), *port).to_socket_addrs().ok().and_then(|mut a| a.next());
+            match resolved {
+                Some(a) => r.upstream.addr = Some(a),
+                None => {
+                    return Err(ConfigError {
+                        file: self.file.clone(),
+                        key: format!("routes[{i}].upstream"),
+                        line: None,
+                        message: format!("host `{host}` does not resolve"),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Validates `text` as if read from `file` (relative paths are resolved against the
     /// file's folder).
     pub fn from_toml(file: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -216,20 +241,16 @@ fn parse(file: &Path, text: &str) -> Result<schema::File, ConfigError> {
     serde_path_to_error::deserialize::<_, schema::File>(de).map_err(|err| {
         let mut key = err.path().to_string();
         let inner = err.into_inner();
-        let message = inner.message().trim().to_string();
-        // serde names an unknown key in its message; put it in the key path too.
-        if let Some(unknown) = message
-            .strip_prefix("unknown field `")
-            .and_then(|rest| rest.split('`').next())
-        {
-            key = if key == "." || key.is_empty() { unknown.to_string() } else { format!("{key}.{unknown}") };
-        }
+        let message = inner.message().trim().lines().map(str::trim).collect::<Vec<_>>().join("; ");
+        // serde names an unknown or missing key in its message; put it in the key path.
+        let named = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| message.strip_prefix(p))
+            .and_then(|rest| rest.split('`').next());
         if key == "." || key.is_empty() {
-            key = message
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.split('`').next())
-                .unwrap_or("(document)")
-                .to_string();
+            key = named.unwrap_or("(document)").to_string();
+        } else if let Some(field) = named.filter(|f| !key.ends_with(f)) {
+            key = format!("{key}.{field}");
         }
         ConfigError {
             file: file.to_path_buf(),
@@ -505,12 +526,9 @@ impl Validator<'_> {
         }
         let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        // Resolved once at start-up: no DNS on the request path.
-        let addr = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| bad(&format!("does not resolve ({e})")))?
-            .next()
-            .ok_or_else(|| bad("does not resolve"))?;
+        // An IP literal is final now; a name is resolved once by `serve` (see
+        // `Config::resolve_upstreams`), so `check` works where the upstreams' DNS does not.
+        let addr = host.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, port));
 
         let tls_key = format!("routes[{i}].upstream_tls");
         let upstream_tls = match (&r.upstream_tls, tls) {
@@ -545,9 +563,9 @@ impl Validator<'_> {
                     (Some(_), None) => return Err(self.err(format!("{tls_key}.client_key"), "is required with client_cert")),
                     (None, Some(_)) => return Err(self.err(format!("{tls_key}.client_cert"), "is required with client_key")),
                 };
-                Some(UpstreamTls { sni: t.sni.clone().unwrap_or(host), ca, client_cert })
+                Some(UpstreamTls { sni: t.sni.clone().unwrap_or_else(|| host.clone()), ca, client_cert })
             }
         };
-        Ok(Upstream { url: r.upstream.clone(), addr, tls: upstream_tls })
+        Ok(Upstream { url: r.upstream.clone(), host_port: (host, port), addr, tls: upstream_tls })
     }
 }

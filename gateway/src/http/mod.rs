@@ -235,10 +235,13 @@ impl ProxyHttp for Gateway {
             return Error::e_explain(ErrorType::InternalError, "no route chosen before upstream_peer");
         };
         let up = &route.upstream;
+        let Some(addr) = up.addr else {
+            return Error::e_explain(ErrorType::InternalError, "upstream address not resolved");
+        };
         let mut peer = match &up.tls {
-            None => HttpPeer::new(up.addr, false, String::new()),
+            None => HttpPeer::new(addr, false, String::new()),
             Some(tls) => {
-                let mut p = HttpPeer::new(up.addr, true, tls.sni.clone());
+                let mut p = HttpPeer::new(addr, true, tls.sni.clone());
                 p.options.ca = tls.ca.clone();
                 p.client_cert_key = tls.client_cert.clone();
                 p
@@ -309,7 +312,9 @@ impl ProxyHttp for Gateway {
         let code = if dead || session.response_written().is_some() {
             0
         } else {
-            if let Err(err) = respond::refuse(session, r).await {
+            // The connection is not reused after a failed exchange: say so.
+            let (status, body) = r.page();
+            if let Err(err) = respond::write(session, status, body, true).await {
                 tracing::debug!(error = %err, "could not send the error page");
             }
             r.status()

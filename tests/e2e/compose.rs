@@ -1,0 +1,33 @@
+//! No Docker engine runs here, so the compose file is checked as data: it must not rot.
+
+use crate::harness::CUSTOS;
+use std::path::Path;
+
+#[test]
+fn compose_file_runs_the_gateway_with_the_demo_upstream() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let services = doc["services"].as_mapping().expect("services");
+    for name in ["gateway", "demo-ephi"] {
+        assert!(services.contains_key(name), "service {name} missing");
+    }
+    let gw = &doc["services"]["gateway"];
+    let ports: Vec<&str> = gw["ports"].as_sequence().unwrap().iter().filter_map(|p| p.as_str()).collect();
+    assert!(ports.contains(&"8080:8080"), "{ports:?}");
+    // The config it mounts exists and names the demo service as its upstream.
+    let volumes: Vec<&str> = gw["volumes"].as_sequence().unwrap().iter().filter_map(|p| p.as_str()).collect();
+    let mount = volumes.iter().find(|v| v.contains("docker.toml")).expect("the gateway config is mounted");
+    let host_path = mount.split(':').next().unwrap();
+    let config = root.join(host_path);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("http://demo-ephi:9000"), "the config does not point at the demo service");
+    let container_path = mount.split(':').nth(1).unwrap();
+    let command: Vec<&str> = gw["command"].as_sequence().unwrap().iter().filter_map(|p| p.as_str()).collect();
+    assert!(command.contains(&container_path), "the gateway does not run the mounted config: {command:?}");
+    // And it validates (without resolving the compose network's names).
+    let out = std::process::Command::new(CUSTOS).args(["check", "--config"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let demo_cmd = format!("{:?}", doc["services"]["demo-ephi"]["command"]);
+    assert!(demo_cmd.contains("0.0.0.0:9000"), "demo must listen where the gateway looks: {demo_cmd}");
+}

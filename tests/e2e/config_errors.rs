@@ -1,0 +1,77 @@
+//! Every config error is refused before anything listens, with one message that names
+//! the file and the key; `custos check` validates without serving.
+
+use crate::harness::*;
+use std::process::{Command, Stdio};
+
+fn run(sub: &str, config: &str) -> (i32, String, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(CUSTOS).args([sub, "--config"]).arg(&path).stdin(Stdio::null()).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned(), path, dir)
+}
+
+const ROUTE: &str = "[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\n";
+
+#[test]
+fn each_config_error_names_the_file_and_the_key() {
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("unknown key", format!("[listen]\nhttp = \"127.0.0.1:0\"\nhtpp = \"x\"\n{ROUTE}"), "`listen.htpp`"),
+        ("unknown top-level key", format!("colour = 1\n[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}"), "`colour`"),
+        ("unknown route key", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}upstrem = \"x\"\n"), "`routes[0].upstrem`"),
+        ("missing upstream", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nname = \"a\"\n".to_string(), "`routes[0].upstream`"),
+        ("malformed upstream", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nname = \"a\"\nupstream = \"ftp://x:1\"\n".to_string(), "`routes[0].upstream`"),
+        ("upstream with a path", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1/x\"\n".to_string(), "`routes[0].upstream`"),
+        ("upstream without scheme", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nname = \"a\"\nupstream = \"127.0.0.1:1\"\n".to_string(), "`routes[0].upstream`"),
+        ("bad listen address", format!("[listen]\nhttp = \"localhost:http\"\n{ROUTE}"), "`listen.http`"),
+        ("bad admin address", format!("[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"9090\"\n{ROUTE}"), "`admin.listen`"),
+        ("missing cert file", format!("[listen.tls]\naddr = \"127.0.0.1:0\"\ncert = \"/nonexistent/cert.pem\"\nkey = {{ file = \"/nonexistent/key.pem\" }}\n{ROUTE}"), "`listen.tls.cert`"),
+        ("missing key env", format!("[listen.tls]\naddr = \"127.0.0.1:0\"\ncert = \"{}/server.pem\"\nkey = {{ env = \"CUSTOS_TEST_UNSET_KEY\" }}\n{ROUTE}", certs().display()), "`listen.tls.key`"),
+        ("key that does not match", format!("[listen.tls]\naddr = \"127.0.0.1:0\"\ncert = \"{0}/server.pem\"\nkey = {{ file = \"{0}/client-key.pem\" }}\n{ROUTE}", certs().display()), "`listen.tls.key`"),
+        ("duplicate route name", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}{ROUTE}"), "`routes[1].name`"),
+        ("duplicate route place", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}[[routes]]\nname = \"b\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n"), "`routes[1].path`"),
+        ("path not normalised", format!("[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nname = \"a\"\npath = \"/a/../b\"\nupstream = \"http://127.0.0.1:9\"\n"), "`routes[0].path`"),
+        ("strip prefix not a prefix", format!("[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nname = \"a\"\npath = \"/a\"\nstrip_prefix = \"/b\"\nupstream = \"http://127.0.0.1:9\"\n"), "`routes[0].strip_prefix`"),
+        ("wrong type", format!("[listen]\nhttp = \"127.0.0.1:0\"\n[server]\nthreads = \"two\"\n{ROUTE}"), "`server.threads`"),
+        ("no listener", format!("[listen]\n{ROUTE}"), "`listen`"),
+        ("no routes", "[listen]\nhttp = \"127.0.0.1:0\"\n".to_string(), "`routes`"),
+        ("upstream_tls on http", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}[routes.upstream_tls]\nsni = \"x\"\n"), "`routes[0].upstream_tls`"),
+        ("header limit per route", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}[routes.limits]\nmax_headers = 5\n"), "`routes[0].limits.max_headers`"),
+        ("not TOML", "[listen\nhttp = 1".to_string(), ""),
+    ];
+    for (name, config, key) in cases {
+        for sub in ["check", "serve"] {
+            let (code, stderr, path, _dir) = run(sub, &config);
+            assert_eq!(code, 2, "{name} ({sub}): exit {code}, stderr {stderr}");
+            assert!(stderr.contains(&path.display().to_string()), "{name} ({sub}): file not named: {stderr}");
+            assert!(stderr.contains(key), "{name} ({sub}): key {key} not named: {stderr}");
+            assert_eq!(stderr.trim().lines().count(), 1, "{name} ({sub}): not one message: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn check_accepts_the_shipped_configs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The quickstart config points at certificates the quickstart makes; make them in a
+    // copy of its folder layout.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("examples")).unwrap();
+    std::fs::copy(root.join("examples/quickstart.toml"), dir.path().join("examples/quickstart.toml")).unwrap();
+    let out = Command::new(CUSTOS).args(["certs", "dev", "--out"]).arg(dir.path().join("certs/dev")).output().unwrap();
+    assert!(out.status.success());
+    for cfg in [dir.path().join("examples/quickstart.toml"), root.join("examples/docker.toml")] {
+        let out = Command::new(CUSTOS).args(["check", "--config"]).arg(&cfg).output().unwrap();
+        assert!(out.status.success(), "{}: {}", cfg.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[tokio::test]
+async fn a_taken_port_is_reported_with_its_key() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (code, stderr, path, _dir) = run("serve", &format!("[listen]\nhttp = \"127.0.0.1:{port}\"\n{ROUTE}"));
+    assert_ne!(code, 0);
+    assert!(stderr.contains("`listen.http`") && stderr.contains(&path.display().to_string()), "{stderr}");
+}

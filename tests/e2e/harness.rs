@@ -1,0 +1,185 @@
+//! Starts and stops what the tests need: dev certificates (made once by `custos certs
+//! dev`), the demo upstream, and `custos serve` as a child process.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const CUSTOS: &str = env!("CARGO_BIN_EXE_custos");
+
+/// Dev certificates shared by every test in this run.
+pub fn certs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("custos-e2e-certs-{}", std::process::id()));
+        let out = Command::new(CUSTOS).args(["certs", "dev", "--out"]).arg(&dir).output().expect("run custos certs dev");
+        assert!(out.status.success(), "certs dev failed: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
+}
+
+pub async fn demo() -> demo_ephi::Demo {
+    demo_ephi::start("127.0.0.1:0".parse().unwrap(), true, None).await.expect("start the demo upstream")
+}
+
+/// A running gateway. Killed when dropped.
+pub struct Gateway {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub tls: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts `custos serve` with `[[routes]]` (and any other tables) from `extra`.
+    pub async fn start(extra: &str) -> Gateway {
+        Self::start_with(extra, 5).await
+    }
+
+    pub async fn start_with(extra: &str, grace_secs: u64) -> Gateway {
+        let certs = certs();
+        for _attempt in 0..3 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (http, tls, admin) = (free_port(), free_port(), free_port());
+            let config = format!(
+                r#"
+[server]
+threads = 1
+grace_period_secs = {grace_secs}
+
+[listen]
+http = "127.0.0.1:{http}"
+
+[listen.tls]
+addr = "127.0.0.1:{tls}"
+cert = "{certs}/server.pem"
+key = {{ file = "{certs}/server-key.pem" }}
+
+[admin]
+listen = "127.0.0.1:{admin}"
+
+[log]
+format = "json"
+level = "warn"
+
+{extra}
+"#,
+                certs = certs.display()
+            );
+            let path = dir.path().join("custos.toml");
+            std::fs::write(&path, config).expect("write config");
+            let log = std::fs::File::create(dir.path().join("custos.log")).expect("log file");
+            let child = Command::new(CUSTOS)
+                .args(["serve", "--config"])
+                .arg(&path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn custos");
+            let mut gw = Gateway {
+                child,
+                http: ([127, 0, 0, 1], http).into(),
+                tls: ([127, 0, 0, 1], tls).into(),
+                admin: ([127, 0, 0, 1], admin).into(),
+                dir,
+            };
+            if gw.wait_healthy().await {
+                return gw;
+            }
+            // Most likely a port taken between picking and binding: try new ports.
+            eprintln!("gateway did not start; log:\n{}", gw.log());
+        }
+        panic!("custos did not start in three attempts");
+    }
+
+    async fn wait_healthy(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok((200, _)) = raw_status(self.http, b"GET /.custos/healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("custos.log")) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A routes table pointing everything at `upstream`.
+pub fn route_all(upstream: SocketAddr) -> String {
+    format!("[[routes]]\nname = \"demo\"\nupstream = \"http://{upstream}\"\n")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("client")
+}
+
+/// Sends raw bytes over one TCP connection and reads until the peer closes or goes
+/// quiet; returns everything received.
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(bytes).await?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(Duration::from_millis(1500), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) if out.is_empty() => return Err(e),
+            Ok(Err(_)) => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Status code of the first response in `raw` bytes, and the whole text.
+pub async fn raw_status(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<(u16, String)> {
+    let out = raw(addr, bytes).await?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, text))
+}
+
+/// How many responses (status lines) are in a raw exchange.
+pub fn responses(text: &str) -> usize {
+    text.matches("HTTP/1.1 ").count()
+}

@@ -1,0 +1,40 @@
+//! SIGTERM drains: an in-flight slow request finishes, new connections are refused, and
+//! the process exits once idle, before the grace period ends.
+
+use crate::harness::*;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish() {
+    let demo = demo().await;
+    let mut gw = Gateway::start_with(&route_all(demo.addr), 10).await;
+    let url = gw.url("/slow?ms=1500");
+    let slow = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status()) });
+    // Wait until the request is at the upstream.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while demo.seen().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(demo.seen().len(), 1, "the slow request never reached the upstream");
+    let sent = Instant::now();
+    let kill = std::process::Command::new("kill").args(["-TERM", &gw.pid().to_string()]).status().unwrap();
+    assert!(kill.success());
+
+    let status = slow.await.unwrap().expect("the in-flight request failed");
+    assert_eq!(status, 200);
+
+    // Draining: new connections are no longer served.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = client().get(gw.url("/patients")).timeout(Duration::from_secs(2)).send().await;
+    assert!(refused.is_err(), "served a new request after SIGTERM");
+
+    // And the process exits once idle, well before the 10 s grace period.
+    let exit = loop {
+        if let Some(s) = gw.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(8), "custos did not exit after draining");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit {exit:?}: {}", gw.log());
+}
