@@ -99,12 +99,14 @@ fn exit_when_drained(grace: Duration) {
 /// Runs the gateway until it is told to stop.
 pub fn run(cfg: Config) -> Result<(), String> {
     check_binds(&cfg)?;
-    let mut conf = ServerConf::default();
-    conf.threads = cfg.server.threads;
-    conf.work_stealing = cfg.server.work_stealing;
-    conf.grace_period_seconds = Some(cfg.server.grace_period.as_secs());
-    conf.graceful_shutdown_timeout_seconds = Some(1);
-    conf.upstream_keepalive_pool_size = cfg.server.upstream_keepalive_pool;
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        work_stealing: cfg.server.work_stealing,
+        grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: cfg.server.upstream_keepalive_pool,
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 

@@ -30,11 +30,11 @@ impl Router {
                 },
             }
         }
-        let longest_first = |v: &mut Vec<Arc<Route>>| v.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        let longest_first = |v: &mut Vec<Arc<Route>>| v.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
         r.exact.values_mut().for_each(longest_first);
         r.wildcard.iter_mut().for_each(|(_, v)| longest_first(v));
         longest_first(&mut r.any);
-        r.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        r.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         r
     }
 

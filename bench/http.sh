@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# HTTP passthrough benchmark: the demo upstream hit directly, nginx as a plain reverse
+# proxy (upstream keepalive), and Custos on a passthrough route. wrk, 1 thread, 32
+# connections, 10 s, each target twice, interleaved. wrk runs on CPU 0; the proxy and the
+# upstream (each its own process, one worker each) share CPU 1.
+#
+#   bench/http.sh            (needs: apt-get install -y wrk nginx-light cmake)
+#
+# Never run by CI. Prints req/s, p50 and p99 per run, the means, and the ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${DUR:-10s}
+CONNS=${CONNS:-32}
+OUT=$(mktemp -d /tmp/custos-bench.XXXXXX)
+UP=127.0.0.1:19000 NGX=127.0.0.1:19001 CUS=127.0.0.1:19002
+
+for tool in wrk nginx taskset; do
+  command -v "$tool" >/dev/null || { echo "bench/http.sh: $tool is missing (apt-get install -y wrk nginx-light util-linux)" >&2; exit 1; }
+done
+cargo build --release --quiet --bin custos --bin demo-ephi
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+taskset -c 1 target/release/demo-ephi --listen "$UP" 2>"$OUT/demo.log" & pids+=($!)
+
+mkdir -p "$OUT/nginx"
+cat >"$OUT/nginx/nginx.conf" <<NGX
+worker_processes 1;
+pid $OUT/nginx/nginx.pid;
+error_log $OUT/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $OUT/nginx/body;
+  proxy_temp_path $OUT/nginx/proxy;
+  fastcgi_temp_path $OUT/nginx/fastcgi;
+  uwsgi_temp_path $OUT/nginx/uwsgi;
+  scgi_temp_path $OUT/nginx/scgi;
+  upstream demo { server $UP; keepalive 256; }
+  server {
+    listen $NGX;
+    location / { proxy_pass http://demo; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+NGX
+taskset -c 1 nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -g 'daemon off;' & pids+=($!)
+
+cat >"$OUT/custos.toml" <<CFG
+[server]
+threads = 1
+[listen]
+http = "$CUS"
+[log]
+level = "warn"
+[[routes]]
+name = "passthrough"
+upstream = "http://$UP"
+CFG
+taskset -c 1 target/release/custos serve --config "$OUT/custos.toml" 2>"$OUT/custos.log" & pids+=($!)
+
+for addr in $UP $NGX $CUS; do
+  for _ in $(seq 50); do curl -fs "http://$addr/plain" >/dev/null && break; sleep 0.1; done
+  curl -fs "http://$addr/plain" >/dev/null || { echo "bench/http.sh: $addr is not answering" >&2; exit 1; }
+done
+
+# wrk prints latency with units; convert to milliseconds.
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}'; }
+
+declare -A RPS P50 P99
+printf '%-8s %-3s %12s %10s %10s\n' target run req/s p50_ms p99_ms
+for run in 1 2; do
+  for t in direct nginx custos; do
+    case $t in direct) a=$UP;; nginx) a=$NGX;; custos) a=$CUS;; esac
+    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"$DUR" --latency "http://$a/plain")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)
+    errs=$(awk '/Non-2xx|Socket errors/' <<<"$out")
+    [ -n "$errs" ] && echo "  $t: $errs" >&2
+    printf '%-8s %-3s %12.0f %10s %10s\n' "$t" "$run" "$rps" "$p50" "$p99"
+    RPS[$t]="${RPS[$t]:-} $rps"; P50[$t]="${P50[$t]:-} $p50"; P99[$t]="${P99[$t]:-} $p99"
+  done
+done
+mean() { awk '{s=0; for(i=1;i<=NF;i++) s+=$i; printf "%.3f", s/NF}' <<<"$1"; }
+echo
+printf '%-8s %12s %10s %10s\n' target mean_req/s p50_ms p99_ms
+for t in direct nginx custos; do
+  printf '%-8s %12.0f %10s %10s\n' "$t" "$(mean "${RPS[$t]}")" "$(mean "${P50[$t]}")" "$(mean "${P99[$t]}")"
+done
+d=$(mean "${RPS[direct]}") n=$(mean "${RPS[nginx]}") c=$(mean "${RPS[custos]}")
+echo
+awk -v d="$d" -v n="$n" -v c="$c" 'BEGIN { printf "ratios: custos/nginx %.2fx   custos/direct %.2fx   nginx/direct %.2fx\n", c/n, c/d, n/d }'
+echo "logs in $OUT"

@@ -1,0 +1,17 @@
+//! Path normalisation takes the untrusted request target: it must never panic, and its
+//! output must be a fixed point with no segment left to remove. `cargo fuzz run path`
+#![no_main]
+use custos::http::path::NormPath;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(p) = NormPath::parse(data) {
+        let s = p.as_str();
+        assert!(s.starts_with('/'));
+        assert!(!s.contains("//") && !s.contains("/./") && !s.contains("/../"), "{s}");
+        assert!(!s.ends_with("/.") && !s.ends_with("/.."), "{s}");
+        assert!(!s.contains('\\') && !s.contains('\0'), "{s}");
+        let again = NormPath::parse(s.as_bytes()).expect("a normalised path parses");
+        assert_eq!(again.as_str(), s, "normalisation is not idempotent");
+    }
+});
