@@ -198,3 +198,30 @@ async fn scrape_until(gw: &Gateway, want: &str) -> String {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn timeouts_bound_slow_upstreams_and_silent_clients() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let demo = demo().await;
+    let gw = Gateway::start(&format!(
+        "{}\n[routes.limits]\nupstream_read_timeout_secs = 1\nclient_read_timeout_secs = 1\n",
+        route_all(demo.addr)
+    ))
+    .await;
+    // An upstream silent for longer than its read timeout: 504, not a hung request.
+    let started = std::time::Instant::now();
+    let r = client().get(gw.url("/slow?ms=4000")).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "took {:?}", started.elapsed());
+
+    // A client that promises a body and goes silent is cut off.
+    let mut s = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    s.write_all(b"POST /debug/slowloris HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nab").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "the gateway kept a silent client's connection open");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+}
