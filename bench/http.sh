@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # HTTP passthrough benchmark: the demo upstream hit directly, nginx as a plain reverse
-# proxy (upstream keepalive), and Custos on a passthrough route. wrk, 1 thread, 32
+# proxy (upstream keepalive), bare pingora (bench/bare-pingora: the same framework and
+# build, no filters), and Custos on a passthrough route. wrk, 1 thread, 32
 # connections, 10 s, each target twice, interleaved. wrk runs on CPU 0; the proxy and the
 # upstream (each its own process, one worker each) share CPU 1.
 #
@@ -12,12 +13,14 @@ cd "$(dirname "$0")/.."
 DUR=${DUR:-10s}
 CONNS=${CONNS:-32}
 OUT=$(mktemp -d /tmp/custos-bench.XXXXXX)
-UP=127.0.0.1:19000 NGX=127.0.0.1:19001 CUS=127.0.0.1:19002
+UP=127.0.0.1:19000 NGX=127.0.0.1:19001 CUS=127.0.0.1:19002 BARE=127.0.0.1:19003
+TARGETS=(direct nginx pingora custos)
 
 for tool in wrk nginx taskset; do
   command -v "$tool" >/dev/null || { echo "bench/http.sh: $tool is missing (apt-get install -y wrk nginx-light util-linux)" >&2; exit 1; }
 done
 cargo build --release --quiet --bin custos --bin demo-ephi
+CARGO_TARGET_DIR="$PWD/target/bench" cargo build --release --quiet --manifest-path bench/bare-pingora/Cargo.toml
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -58,9 +61,10 @@ level = "warn"
 name = "passthrough"
 upstream = "http://$UP"
 CFG
+taskset -c 1 target/bench/release/bare-pingora "$BARE" "$UP" 2>"$OUT/bare.log" & pids+=($!)
 taskset -c 1 target/release/custos serve --config "$OUT/custos.toml" 2>"$OUT/custos.log" & pids+=($!)
 
-for addr in $UP $NGX $CUS; do
+for addr in $UP $NGX $BARE $CUS; do
   for _ in $(seq 50); do curl -fs "http://$addr/plain" >/dev/null && break; sleep 0.1; done
   curl -fs "http://$addr/plain" >/dev/null || { echo "bench/http.sh: $addr is not answering" >&2; exit 1; }
 done
@@ -71,8 +75,8 @@ to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms
 declare -A RPS P50 P99
 printf '%-8s %-3s %12s %10s %10s\n' target run req/s p50_ms p99_ms
 for run in 1 2; do
-  for t in direct nginx custos; do
-    case $t in direct) a=$UP;; nginx) a=$NGX;; custos) a=$CUS;; esac
+  for t in "${TARGETS[@]}"; do
+    case $t in direct) a=$UP;; nginx) a=$NGX;; pingora) a=$BARE;; custos) a=$CUS;; esac
     out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"$DUR" --latency "http://$a/plain")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
@@ -86,10 +90,10 @@ done
 mean() { awk '{s=0; for(i=1;i<=NF;i++) s+=$i; printf "%.3f", s/NF}' <<<"$1"; }
 echo
 printf '%-8s %12s %10s %10s\n' target mean_req/s p50_ms p99_ms
-for t in direct nginx custos; do
+for t in "${TARGETS[@]}"; do
   printf '%-8s %12.0f %10s %10s\n' "$t" "$(mean "${RPS[$t]}")" "$(mean "${P50[$t]}")" "$(mean "${P99[$t]}")"
 done
-d=$(mean "${RPS[direct]}") n=$(mean "${RPS[nginx]}") c=$(mean "${RPS[custos]}")
+d=$(mean "${RPS[direct]}") n=$(mean "${RPS[nginx]}") p=$(mean "${RPS[pingora]}") c=$(mean "${RPS[custos]}")
 echo
-awk -v d="$d" -v n="$n" -v c="$c" 'BEGIN { printf "ratios: custos/nginx %.2fx   custos/direct %.2fx   nginx/direct %.2fx\n", c/n, c/d, n/d }'
+awk -v d="$d" -v n="$n" -v p="$p" -v c="$c" 'BEGIN { printf "ratios: custos/nginx %.2fx   custos/pingora %.2fx   pingora/nginx %.2fx   nginx/direct %.2fx\n", c/n, c/p, p/n, n/d }'
 echo "logs in $OUT"

@@ -58,6 +58,10 @@ fn check_binds(cfg: &Config) -> Result<(), String> {
 
 /// SIGTERM: stop accepting, let in-flight requests finish, exit as soon as none is left
 /// or the grace period ends. SIGINT: exit at once.
+///
+/// Custos ends the process itself in both cases instead of letting pingora shut its
+/// runtimes down: pingora waits out the whole grace period even when idle, and its
+/// fast shutdown left the admin listener's accept loop spinning on errors.
 struct Drain {
     grace: Duration,
 }
@@ -75,14 +79,18 @@ impl ShutdownSignalWatch for Drain {
                 tracing::info!(grace_secs = self.grace.as_secs(), in_flight = IN_FLIGHT.load(Ordering::Acquire), "SIGTERM: draining");
                 let grace = self.grace;
                 std::thread::spawn(move || exit_when_drained(grace));
+                // Tells pingora to stop accepting and to end keep-alive connections.
                 ShutdownSignal::GracefulTerminate
             }
-            _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = int.recv() => {
+                tracing::info!(in_flight = IN_FLIGHT.load(Ordering::Acquire), "SIGINT: exiting now");
+                std::process::exit(130);
+            }
         }
     }
 }
 
-/// pingora waits the whole grace period before it stops; end earlier once idle.
+/// Exits once no request is in flight, or when the grace period ends.
 fn exit_when_drained(grace: Duration) {
     let start = Instant::now();
     // Let pingora close the listeners first.
@@ -94,6 +102,8 @@ fn exit_when_drained(grace: Duration) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    tracing::warn!(in_flight = IN_FLIGHT.load(Ordering::Acquire), "grace period over; exiting with requests in flight");
+    std::process::exit(0);
 }
 
 /// Runs the gateway until it is told to stop.
@@ -102,7 +112,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let conf = ServerConf {
         threads: cfg.server.threads,
         work_stealing: cfg.server.work_stealing,
-        grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
+        // Our drain thread ends the process; pingora's own timer is only a backstop.
+        grace_period_seconds: Some(cfg.server.grace_period.as_secs() + 5),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: cfg.server.upstream_keepalive_pool,
         ..ServerConf::default()
