@@ -28,6 +28,42 @@ fn well_formed_request_id(v: &[u8]) -> bool {
     (1..=128).contains(&v.len()) && v.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
 }
 
+/// A new request id: a UUIDv7, encoded without going through `fmt`.
+fn new_request_id() -> http::HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    http::HeaderValue::from_str(id).expect("a UUID is a valid header value")
+}
+
+/// The peer address as a header value. IPv4, the common case, is written by hand:
+/// `Ipv4Addr`'s `Display` went through `fmt` and showed in the per-request profile.
+fn ip_value(ip: IpAddr) -> http::HeaderValue {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            http::HeaderValue::from_bytes(&buf[..n]).expect("digits and dots are a valid header value")
+        }
+        IpAddr::V6(v6) => http::HeaderValue::from_str(&v6.to_string()).expect("an IPv6 address is a valid header value"),
+    }
+}
+
 /// The forwarding headers decided in `request_filter`, written to the upstream request.
 pub struct Forwarding {
     pub request_id: http::HeaderValue,
@@ -45,19 +81,15 @@ impl Forwarding {
             .get("x-request-id")
             .filter(|v| well_formed_request_id(v.as_bytes()))
             .cloned()
-            .unwrap_or_else(|| {
-                let id = uuid::Uuid::now_v7().hyphenated().to_string();
-                http::HeaderValue::from_str(&id).expect("a UUID is a valid header value")
-            });
+            .unwrap_or_else(new_request_id);
         let peer: Option<IpAddr> = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let trusted = peer.is_some_and(|ip| trusted_proxies.iter().any(|n| n.contains(&ip)));
         let xff = peer.and_then(|ip| {
             let prior = if trusted { req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) } else { None };
-            let value = match prior {
-                Some(p) if !p.trim().is_empty() => format!("{}, {ip}", p.trim()),
-                _ => ip.to_string(),
-            };
-            http::HeaderValue::from_str(&value).ok()
+            match prior {
+                Some(p) if !p.trim().is_empty() => http::HeaderValue::from_str(&format!("{}, {ip}", p.trim())).ok(),
+                _ => Some(ip_value(ip)),
+            }
         });
         let host = req
             .headers
@@ -100,6 +132,14 @@ impl Forwarding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_values() {
+        for ip in ["0.0.0.0", "127.0.0.1", "10.20.30.40", "255.255.255.255", "192.168.100.9", "::1", "2001:db8::7"] {
+            assert_eq!(ip_value(ip.parse().unwrap()).to_str().unwrap(), ip);
+        }
+        assert_eq!(new_request_id().len(), 36);
+    }
 
     #[test]
     fn request_ids() {
