@@ -203,9 +203,13 @@ async fn scrape_until(gw: &Gateway, want: &str) -> String {
 async fn timeouts_bound_slow_upstreams_and_silent_clients() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let demo = demo().await;
+    // Separate routes, so that each timeout is the only one that can fire.
     let gw = Gateway::start(&format!(
-        "{}\n[routes.limits]\nupstream_read_timeout_secs = 1\nclient_read_timeout_secs = 1\n",
-        route_all(demo.addr)
+        "[[routes]]\nname = \"slow-upstream\"\npath = \"/slow\"\nupstream = \"http://{0}\"\n\
+         [routes.limits]\nupstream_read_timeout_secs = 1\n\
+         [[routes]]\nname = \"silent-client\"\npath = \"/debug\"\nupstream = \"http://{0}\"\n\
+         [routes.limits]\nclient_read_timeout_secs = 1\nupstream_read_timeout_secs = 30\n",
+        demo.addr
     ))
     .await;
     // An upstream silent for longer than its read timeout: 504, not a hung request.
