@@ -20,6 +20,8 @@ cat <<MSG
     curl http://127.0.0.1:8080/patients
     curl --cacert certs/dev/ca.pem https://localhost:8443/patients/1
     curl http://127.0.0.1:9090/metrics
+  Every request is recorded in the audit chain in examples/audit; after stopping:
+    target/debug/custos audit verify --key examples/audit/signing-key.pub examples/audit
   Ctrl+C to stop.
 
 MSG

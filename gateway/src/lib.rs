@@ -3,6 +3,8 @@
 //! The module map, one concern each (see `DESIGN.md` beside the repository):
 #![forbid(unsafe_code)]
 
+/// The audit trail: event type, hash chain, durable spool, verification.
+pub mod audit;
 /// `custos certs dev`: a local CA and server certificate for development and tests.
 pub mod certs;
 /// The TOML schema, its validation and the internal, validated `Config`.

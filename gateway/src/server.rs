@@ -2,6 +2,7 @@
 //! its plain and TLS listeners, the admin listener, and shutdown that drains in-flight
 //! requests on SIGTERM for at most `server.grace_period_secs`.
 
+use crate::audit::{Audit, Event, Kind};
 use crate::config::{Config, TlsListener};
 use crate::http::{admin::Admin, Gateway, IN_FLIGHT};
 use async_trait::async_trait;
@@ -64,6 +65,7 @@ fn check_binds(cfg: &Config) -> Result<(), String> {
 /// fast shutdown left the admin listener's accept loop spinning on errors.
 struct Drain {
     grace: Duration,
+    audit: Option<Audit>,
 }
 
 #[async_trait]
@@ -77,33 +79,53 @@ impl ShutdownSignalWatch for Drain {
         tokio::select! {
             _ = term.recv() => {
                 tracing::info!(grace_secs = self.grace.as_secs(), in_flight = IN_FLIGHT.load(Ordering::Acquire), "SIGTERM: draining");
-                let grace = self.grace;
-                std::thread::spawn(move || exit_when_drained(grace));
+                let (grace, audit) = (self.grace, self.audit.clone());
+                std::thread::spawn(move || exit_when_drained(grace, audit));
                 // Tells pingora to stop accepting and to end keep-alive connections.
                 ShutdownSignal::GracefulTerminate
             }
             _ = int.recv() => {
                 tracing::info!(in_flight = IN_FLIGHT.load(Ordering::Acquire), "SIGINT: exiting now");
-                std::process::exit(130);
+                // Closing the audit chain blocks: not on this async task.
+                let audit = self.audit.clone();
+                std::thread::spawn(move || {
+                    close_audit(audit.as_ref(), "SIGINT");
+                    std::process::exit(130);
+                });
+                std::future::pending().await
             }
         }
     }
 }
 
 /// Exits once no request is in flight, or when the grace period ends.
-fn exit_when_drained(grace: Duration) {
+fn exit_when_drained(grace: Duration, audit: Option<Audit>) {
     let start = Instant::now();
     // Let pingora close the listeners first.
     std::thread::sleep(Duration::from_millis(100));
     while start.elapsed() < grace {
         if IN_FLIGHT.load(Ordering::Acquire) == 0 {
             tracing::info!(after_ms = start.elapsed().as_millis() as u64, "drained; exiting");
+            close_audit(audit.as_ref(), "SIGTERM");
             std::process::exit(0);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     tracing::warn!(in_flight = IN_FLIGHT.load(Ordering::Acquire), "grace period over; exiting with requests in flight");
+    close_audit(audit.as_ref(), "SIGTERM, grace period over");
     std::process::exit(0);
+}
+
+/// Writes `audit.stopped` and waits for it: the channel is in order, so every record
+/// queued before it (completion records too) is on disk when this returns.
+fn close_audit(audit: Option<&Audit>, why: &str) {
+    if let Some(audit) = audit {
+        let mut ev = Event::new(Kind::AuditStopped);
+        ev.reason = Some(why.to_string());
+        if let Err(e) = audit.append_blocking(ev) {
+            tracing::error!(error = %e, "the audit chain could not be closed");
+        }
+    }
 }
 
 /// Runs the gateway until it is told to stop.
@@ -121,7 +143,14 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(&cfg), "custos");
+    let audit = if cfg.audit.enabled {
+        Some(Audit::start(&cfg.audit).map_err(|e| format!("{}: `audit`: {e}", cfg.file.display()))?)
+    } else {
+        tracing::warn!("audit.enabled = false: access decisions are NOT recorded");
+        None
+    };
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(&cfg, audit.clone()), "custos");
     if let Some(addr) = cfg.listen_http {
         proxy.add_tcp(&addr.to_string());
     }
@@ -143,6 +172,6 @@ pub fn run(cfg: Config) -> Result<(), String> {
         routes = cfg.routes.len(),
         "custos listening"
     );
-    server.run(RunArgs { shutdown_signal: Box::new(Drain { grace: cfg.server.grace_period }) });
+    server.run(RunArgs { shutdown_signal: Box::new(Drain { grace: cfg.server.grace_period, audit }) });
     Ok(())
 }

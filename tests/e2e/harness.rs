@@ -46,6 +46,11 @@ impl Gateway {
     }
 
     pub async fn start_with(extra: &str, grace_secs: u64) -> Gateway {
+        Self::start_full(extra, grace_secs, None).await
+    }
+
+    /// `wrapper` is a shell snippet run before `exec custos …` (e.g. a `ulimit`).
+    pub async fn start_full(extra: &str, grace_secs: u64, wrapper: Option<&str>) -> Gateway {
         let certs = certs();
         for _attempt in 0..3 {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -78,7 +83,15 @@ level = "warn"
             let path = dir.path().join("custos.toml");
             std::fs::write(&path, config).expect("write config");
             let log = std::fs::File::create(dir.path().join("custos.log")).expect("log file");
-            let child = Command::new(CUSTOS)
+            let mut cmd = match wrapper {
+                None => Command::new(CUSTOS),
+                Some(w) => {
+                    let mut c = Command::new("sh");
+                    c.arg("-c").arg(format!("{w}; exec \"$0\" \"$@\"")).arg(CUSTOS);
+                    c
+                }
+            };
+            let child = cmd
                 .args(["serve", "--config"])
                 .arg(&path)
                 .stdin(Stdio::null())
@@ -131,6 +144,24 @@ level = "warn"
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The default audit directory (beside the config).
+    pub fn audit_dir(&self) -> PathBuf {
+        self.dir.path().join("audit")
+    }
+
+    /// SIGTERM, then wait for the exit (the audit chain is closed by then).
+    pub async fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("custos did not stop after SIGTERM");
+    }
 }
 
 impl Drop for Gateway {
@@ -182,4 +213,25 @@ pub async fn raw_status(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<(u16,
 /// How many responses (status lines) are in a raw exchange.
 pub fn responses(text: &str) -> usize {
     text.matches("HTTP/1.1 ").count()
+}
+
+/// Every record of an audit directory's chain, parsed, in order.
+pub fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>())
+        .collect()
+}
+
+/// `custos audit verify ARGS…`: exit code and output.
+pub fn audit_verify(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = Command::new(CUSTOS).args(["audit", "verify"]).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
 }

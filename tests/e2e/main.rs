@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod audit;
 mod compose;
 mod config_errors;
 mod framing;

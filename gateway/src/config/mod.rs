@@ -55,6 +55,7 @@ pub struct Config {
     pub log: LogSettings,
     pub headers: HeaderSettings,
     pub limits: Limits,
+    pub audit: crate::audit::AuditSettings,
     pub routes: Vec<Route>,
 }
 
@@ -159,6 +160,7 @@ pub struct Route {
     pub strip_prefix: Option<String>,
     pub public: bool,
     pub require_mfa: Option<bool>,
+    pub audit_query: bool,
     pub limits: Limits,
 }
 
@@ -405,6 +407,27 @@ impl Validator<'_> {
             routes.push(route);
         }
 
+        let a = &raw.audit;
+        if a.segment_bytes < 4096 {
+            return Err(self.err("audit.segment_bytes", "must be at least 4096"));
+        }
+        if a.checkpoint_every == 0 {
+            return Err(self.err("audit.checkpoint_every", "must be at least 1"));
+        }
+        if a.checkpoint_secs == 0 {
+            return Err(self.err("audit.checkpoint_secs", "must be at least 1"));
+        }
+        let audit = crate::audit::AuditSettings {
+            enabled: a.enabled,
+            dir: self.path(&a.dir),
+            on_failure: a.on_failure,
+            segment_bytes: a.segment_bytes,
+            checkpoint_every: a.checkpoint_every,
+            checkpoint_interval: Duration::from_secs(a.checkpoint_secs),
+            signing_key: a.signing_key.clone(),
+            key_base: self.base.to_path_buf(),
+        };
+
         Ok(Config {
             file: self.file.to_path_buf(),
             server,
@@ -414,6 +437,7 @@ impl Validator<'_> {
             log,
             headers: HeaderSettings { strip, trusted_proxies },
             limits,
+            audit,
             routes,
         })
     }
@@ -494,6 +518,7 @@ impl Validator<'_> {
             strip_prefix,
             public: r.public,
             require_mfa: r.require_mfa,
+            audit_query: r.audit_query,
             limits,
         })
     }

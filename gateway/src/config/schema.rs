@@ -19,7 +19,64 @@ pub struct File {
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
+    pub audit: Audit,
+    #[serde(default)]
     pub routes: Vec<Route>,
+}
+
+/// `[audit]`: the hash-chained, metadata-only audit trail.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// Record every access decision. Default true; false is for benchmarks only.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The spool: segment files of this instance's chain, its instance id and, unless
+    /// `signing_key` is set, its checkpoint key. Default `audit` beside the config.
+    #[serde(default = "default_audit_dir")]
+    pub dir: PathBuf,
+    /// `"deny"` (default): answer 503 when the spool cannot be written.
+    /// `"allow"`: keep serving and raise an alert.
+    #[serde(default)]
+    pub on_failure: crate::audit::OnFailure,
+    /// A new segment file starts past this size. Default 64 MiB.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+    /// A signed checkpoint after this many records… Default 1000.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// …or this many seconds, whichever comes first. Default 60.
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_secs: u64,
+    /// Ed25519 private key (PKCS#8 PEM) for checkpoints; default: made in `dir`.
+    pub signing_key: Option<SecretRef>,
+}
+
+fn default_audit_dir() -> PathBuf {
+    PathBuf::from("audit")
+}
+fn default_segment_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+fn default_checkpoint_secs() -> u64 {
+    60
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            enabled: true,
+            dir: default_audit_dir(),
+            on_failure: Default::default(),
+            segment_bytes: default_segment_bytes(),
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_secs: default_checkpoint_secs(),
+            signing_key: None,
+        }
+    }
 }
 
 /// `[server]`: the process.
@@ -196,6 +253,10 @@ pub struct Route {
     pub public: bool,
     /// Overrides the site-wide MFA rule (used from the sign-in issue on).
     pub require_mfa: Option<bool>,
+    /// Put the query string in this route's audit records. Default false: query
+    /// strings often carry identifiers.
+    #[serde(default)]
+    pub audit_query: bool,
     #[serde(default)]
     pub limits: Limits,
 }

@@ -24,11 +24,39 @@ pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
+pub static DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("custos_decisions_total", "Access decisions, by result.", &["decision"])
+        .expect("metric registers once")
+});
+
+pub static AUDIT_RECORDS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!("custos_audit_records_total", "Records made durable in the audit spool.")
+        .expect("metric registers once")
+});
+
+pub static AUDIT_FAILURES: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!("custos_audit_failures_total", "Records the audit spool could not write.")
+        .expect("metric registers once")
+});
+
+pub static AUDIT_FSYNC: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+    prometheus::register_histogram!(
+        "custos_audit_commit_seconds",
+        "Time to write and fdatasync one group of audit records.",
+        vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5]
+    )
+    .expect("metric registers once")
+});
+
 /// Registers every metric so the first scrape lists them all.
 pub fn init() {
     LazyLock::force(&REQUESTS);
     LazyLock::force(&LATENCY);
     LazyLock::force(&UPSTREAM_ERRORS);
+    LazyLock::force(&DECISIONS);
+    LazyLock::force(&AUDIT_RECORDS);
+    LazyLock::force(&AUDIT_FAILURES);
+    LazyLock::force(&AUDIT_FSYNC);
 }
 
 /// Status codes as static label values (no formatting per request).

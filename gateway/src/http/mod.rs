@@ -1,8 +1,10 @@
 //! The pingora `ProxyHttp` service. `request_filter` reads like the request path in
 //! DESIGN.md, one call per step: refuse ambiguous framing → normalise the path once →
-//! gateway endpoints → strip identity headers → match the route → limits. Then
-//! `upstream_peer` picks the route's upstream, `upstream_request_filter` writes the
-//! normalised path and the forwarding headers, and `logging` records metrics.
+//! gateway endpoints → strip identity headers → match the route → limits → decision
+//! record made durable in the audit spool. Then `upstream_peer` picks the route's
+//! upstream, `upstream_request_filter` writes the normalised path and the forwarding
+//! headers, and `logging` appends the completion record and counts metrics. Every
+//! refusal is recorded too (health endpoints excepted).
 
 pub mod admin;
 pub mod framing;
@@ -12,6 +14,7 @@ pub mod path;
 pub mod respond;
 pub mod routes;
 
+use crate::audit::{Audit, Decision, Event, Kind};
 use crate::config::{Config, Limits, Route};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -54,6 +57,8 @@ pub struct RequestCtx {
     path: Option<NormPath>,
     forwarding: Option<Forwarding>,
     refusal: Option<Refusal>,
+    /// An allow decision was recorded: `logging` owes a completion record.
+    allowed: bool,
     body_bytes: u64,
     _in_flight: InFlight,
 }
@@ -70,23 +75,79 @@ pub struct Gateway {
     limits: Limits,
     headers: crate::config::HeaderSettings,
     tls_listener: Option<std::net::SocketAddr>,
+    audit: Option<Audit>,
 }
 
 impl Gateway {
-    pub fn new(cfg: &Config) -> Gateway {
+    pub fn new(cfg: &Config, audit: Option<Audit>) -> Gateway {
         metrics::init();
         Gateway {
             router: Router::new(&cfg.routes),
             limits: cfg.limits,
             headers: cfg.headers.clone(),
             tls_listener: cfg.listen_tls.as_ref().map(|t| t.addr),
+            audit,
         }
     }
 
     async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, r: Refusal) -> Result<bool> {
         ctx.refusal = Some(r);
+        if let Some(audit) = &self.audit {
+            let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
+            ev.decision = Some(Decision::Deny);
+            ev.reason = Some(r.reason().into());
+            ev.status = Some(r.status());
+            audit.append(ev);
+        }
+        metrics::DECISIONS.with_label_values(&["deny"]).inc();
         respond::refuse(session, r).await?;
         Ok(true)
+    }
+
+    /// The metadata of this request, for an audit record. Never the body, cookies or
+    /// tokens; the query only when the route opts in.
+    fn access_event(&self, session: &Session, ctx: &RequestCtx, kind: Kind) -> Event {
+        let req = session.req_header();
+        let mut ev = Event::new(kind);
+        ev.client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
+        ev.method = Some(req.method.as_str().to_string());
+        ev.path = ctx.path.as_ref().map(|p| p.as_str().to_string());
+        if let Some(route) = &ctx.route {
+            ev.route = Some(route.name.clone());
+            ev.upstream = Some(route.upstream.url.clone());
+            if route.audit_query {
+                ev.query = req.uri.query().map(str::to_string);
+            }
+        }
+        ev.request_id = ctx.forwarding.as_ref().and_then(|f| f.request_id.to_str().ok()).map(str::to_string);
+        ev
+    }
+
+    /// Records the allow decision before anything is forwarded: no access without a
+    /// record. Returns false when the request must be refused instead.
+    async fn record_allow(&self, session: &Session, ctx: &mut RequestCtx) -> bool {
+        metrics::DECISIONS.with_label_values(&["allow"]).inc();
+        let Some(audit) = &self.audit else { return true };
+        let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
+        ev.decision = Some(Decision::Allow);
+        // Until the policy layer exists, a matched route is the rule that allows.
+        ev.rule = ctx.route.as_ref().map(|r| format!("route:{}", r.name));
+        match audit.append_durable(ev).await {
+            Ok(_) => {
+                ctx.allowed = true;
+                true
+            }
+            Err(e) => match audit.on_failure {
+                crate::audit::OnFailure::Deny => {
+                    tracing::error!(error = %e, "audit record not durable; refusing access");
+                    false
+                }
+                crate::audit::OnFailure::Allow => {
+                    tracing::error!(error = %e, "ALERT: audit record not durable; serving anyway (audit.on_failure = allow)");
+                    true
+                }
+            },
+        }
     }
 
     /// `/.custos/…`: the gateway's own endpoints.
@@ -136,6 +197,7 @@ impl ProxyHttp for Gateway {
             path: None,
             forwarding: None,
             refusal: None,
+            allowed: false,
             body_bytes: 0,
             _in_flight: InFlight::enter(),
         }
@@ -176,8 +238,11 @@ impl ProxyHttp for Gateway {
             return self.endpoint(session, &path).await;
         }
 
-        // 4. Identity headers that only the gateway may set.
+        // 4. Identity headers that only the gateway may set; the request id and the
+        //    forwarding headers, decided while the peer is at hand.
         headers::strip_identity(session.req_header_mut(), &self.headers.strip);
+        let tls = self.is_tls(session);
+        ctx.forwarding = Some(Forwarding::new(session, &self.headers.trusted_proxies, tls));
 
         // 5. The route.
         let req = session.req_header();
@@ -208,9 +273,12 @@ impl ProxyHttp for Gateway {
         session.set_read_timeout(Some(limits.client_read_timeout));
         session.set_keepalive(Some(limits.client_idle_timeout.as_secs()));
 
-        // 7. Request id and the forwarding headers, computed while the peer is at hand.
-        let tls = self.is_tls(session);
-        ctx.forwarding = Some(Forwarding::new(session, &self.headers.trusted_proxies, tls));
+        // 7. The decision record, durable before anything is forwarded.
+        if !self.record_allow(session, ctx).await {
+            ctx.refusal = Some(Refusal::AuditUnavailable);
+            respond::refuse(session, Refusal::AuditUnavailable).await?;
+            return Ok(true);
+        }
         Ok(false)
     }
 
@@ -324,6 +392,15 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if let (Some(audit), true) = (&self.audit, ctx.allowed) {
+            let mut ev = self.access_event(session, ctx, Kind::AccessCompleted);
+            ev.status = Some(status);
+            ev.bytes_in = Some(ctx.body_bytes);
+            ev.bytes_out = Some(session.body_bytes_sent() as u64);
+            ev.duration_ms = Some(ctx.start.elapsed().as_secs_f64() * 1000.0);
+            ev.reason = ctx.refusal.map(|r| r.reason().to_string());
+            audit.append(ev);
+        }
         let route = ctx.route.as_ref().map_or("-", |r| r.name.as_str());
         metrics::REQUESTS.with_label_values(&[route, metrics::status_label(status)]).inc();
         metrics::LATENCY.with_label_values(&[route]).observe(ctx.start.elapsed().as_secs_f64());

@@ -19,6 +19,7 @@ pub enum Refusal {
     UpstreamUnavailable,
     UpstreamTimeout,
     ClientTimeout,
+    AuditUnavailable,
     Internal,
 }
 
@@ -34,7 +35,26 @@ impl Refusal {
             Refusal::UpstreamUnavailable => (502, "502 Bad Gateway\n\nThe service behind the gateway is not reachable.\n"),
             Refusal::UpstreamTimeout => (504, "504 Gateway Timeout\n\nThe service behind the gateway did not answer in time.\n"),
             Refusal::ClientTimeout => (408, "408 Request Timeout\n"),
+            Refusal::AuditUnavailable => {
+                (503, "503 Service Unavailable\n\nAccess is refused because it cannot be recorded in the audit trail.\n")
+            }
             Refusal::Internal => (500, "500 Internal Server Error\n"),
+        }
+    }
+
+    /// The reason as written in audit records.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::BadFraming => "bad_framing",
+            Refusal::BadPath => "bad_path",
+            Refusal::HeaderTooLarge => "header_too_large",
+            Refusal::NoRoute => "no_route",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::UpstreamUnavailable => "upstream_unavailable",
+            Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::ClientTimeout => "client_timeout",
+            Refusal::AuditUnavailable => "audit_unavailable",
+            Refusal::Internal => "internal",
         }
     }
 

@@ -1,0 +1,148 @@
+//! The one audit event type. Every module records through [`super::Audit`] with one of
+//! these; later modules add their [`Kind`]s. Metadata only: never bodies, query strings
+//! (unless a route opts in), cookies, tokens or secrets.
+//!
+//! Schema version 1. Serialized field order is fixed (struct order), and absent fields
+//! are omitted.
+
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// The gateway decided whether a request may reach its upstream.
+    #[serde(rename = "access.decision")]
+    AccessDecision,
+    /// A forwarded request finished (status, bytes, duration).
+    #[serde(rename = "access.completed")]
+    AccessCompleted,
+    /// A signed checkpoint of the chain (sequence and hash).
+    #[serde(rename = "audit.checkpoint")]
+    AuditCheckpoint,
+    /// The gateway started writing this chain (after a restart too).
+    #[serde(rename = "audit.started")]
+    AuditStarted,
+    /// The gateway stopped writing this chain in an orderly way.
+    #[serde(rename = "audit.stopped")]
+    AuditStopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+/// Who acted. Absent on an event means anonymous.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Actor {
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// A signed statement that the chain up to `seq` ends in `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub hash: String,
+    /// Hex of the Ed25519 public key that signed (so rotated keys can be told apart).
+    pub key: String,
+    /// Hex Ed25519 signature over [`Checkpoint::message`].
+    pub sig: String,
+}
+
+impl Checkpoint {
+    pub fn message(instance: &str, seq: u64, hash: &str) -> String {
+        format!("custos-audit-checkpoint:v1:{instance}:{seq}:{hash}")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub v: u32,
+    /// UUIDv7.
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// The gateway instance whose chain holds this event.
+    pub instance: String,
+    pub kind: Kind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+    /// SHA-256 of the session id, hex; never the id itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The normalised path, without the query string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Only when the route sets `audit_query = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Why a request was refused (`no_route`, `bad_path`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+}
+
+impl Event {
+    /// A new event of `kind`; `time` and `instance` are filled in when it is appended.
+    pub fn new(kind: Kind) -> Event {
+        Event {
+            v: SCHEMA_VERSION,
+            id: uuid::Uuid::now_v7().hyphenated().to_string(),
+            time: String::new(),
+            instance: String::new(),
+            kind,
+            actor: None,
+            session: None,
+            client: None,
+            route: None,
+            method: None,
+            path: None,
+            query: None,
+            decision: None,
+            rule: None,
+            reason: None,
+            mfa: None,
+            status: None,
+            bytes_in: None,
+            bytes_out: None,
+            duration_ms: None,
+            upstream: None,
+            request_id: None,
+            trace_id: None,
+            checkpoint: None,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The audit trail: one event type ([`Event`]), one handle every module records
+//! through ([`Audit`]), a hash chain per gateway instance ([`chain`]) kept in a durable
+//! spool of segment files with group commit ([`spool`]), signed checkpoints, and
+//! `custos audit verify` ([`verify`]).
+//!
+//! ```text
+//! custos audit verify examples/audit/*.jsonl
+//! ```
+
+pub mod chain;
+pub mod event;
+pub mod spool;
+pub mod verify;
+
+pub use event::{Actor, Decision, Event, Kind};
+
+use crate::secret::SecretRef;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why an event could not be recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    #[error("{0}")]
+    Io(String),
+    #[error("another process is writing the audit directory {0}")]
+    Locked(String),
+    #[error("the audit chain is damaged: {0}")]
+    Damaged(String),
+    #[error("the audit writer has stopped")]
+    Closed,
+    #[error("audit signing key: {0}")]
+    Key(String),
+}
+
+/// What to do when the spool cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Refuse access (503): no access without a record.
+    #[default]
+    Deny,
+    /// Keep serving and raise an alert (log + metric).
+    Allow,
+}
+
+/// Validated `[audit]` settings.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub enabled: bool,
+    pub dir: PathBuf,
+    pub on_failure: OnFailure,
+    pub segment_bytes: u64,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+    /// Ed25519 key (PKCS#8 PEM) for checkpoints; made in `dir` when not set.
+    pub signing_key: Option<SecretRef>,
+    pub key_base: PathBuf,
+}
+
+/// The handle modules record through. Cheap to clone.
+#[derive(Clone)]
+pub struct Audit {
+    tx: Sender<spool::Append>,
+    pub on_failure: OnFailure,
+    /// Set while the spool cannot be written (cleared by the next good write).
+    pub failing: Arc<AtomicBool>,
+}
+
+impl Audit {
+    /// Opens the spool (continuing its chain), records `audit.started`, and starts the
+    /// writer thread.
+    pub fn start(s: &AuditSettings) -> Result<Audit, AuditError> {
+        let key = Arc::new(load_or_make_key(s)?);
+        let instance = instance_id(&s.dir)?;
+        let mut writer = spool::Writer::open(spool::SpoolSettings {
+            dir: s.dir.clone(),
+            instance: instance.clone(),
+            segment_bytes: s.segment_bytes,
+            checkpoint_every: s.checkpoint_every,
+            checkpoint_interval: s.checkpoint_interval,
+            key,
+        })?;
+        let (seq, _) = writer.head();
+        let mut started = Event::new(Kind::AuditStarted);
+        started.reason = Some(if seq == 0 { "new chain".into() } else { format!("continuing after seq {seq}") });
+        writer.append_now(started)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let failing = Arc::new(AtomicBool::new(false));
+        let flag = failing.clone();
+        std::thread::Builder::new()
+            .name("custos-audit".into())
+            .spawn(move || {
+                writer.run(rx, |took, n, ok| {
+                    crate::http::metrics::AUDIT_FSYNC.observe(took.as_secs_f64());
+                    if ok {
+                        crate::http::metrics::AUDIT_RECORDS.inc_by(n as u64);
+                        flag.store(false, Ordering::Release);
+                    } else {
+                        crate::http::metrics::AUDIT_FAILURES.inc_by(n as u64);
+                        if !flag.swap(true, Ordering::AcqRel) {
+                            tracing::error!(records = n, "ALERT: the audit spool cannot be written");
+                        }
+                    }
+                })
+            })
+            .map_err(|e| AuditError::Io(format!("cannot start the audit writer: {e}")))?;
+        tracing::info!(dir = %s.dir.display(), instance, continuing_after = seq, "audit chain open");
+        Ok(Audit { tx, on_failure: s.on_failure, failing })
+    }
+
+    /// Appends `event` and waits until it is on disk; returns its sequence number.
+    pub async fn append_durable(&self, event: Event) -> Result<u64, AuditError> {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        self.tx.send(spool::Append { event, ack: Some(ack) }).map_err(|_| AuditError::Closed)?;
+        done.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Appends `event` and waits until it and everything queued before it are on disk;
+    /// for threads outside the runtime (shutdown).
+    pub fn append_blocking(&self, event: Event) -> Result<u64, AuditError> {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        self.tx.send(spool::Append { event, ack: Some(ack) }).map_err(|_| AuditError::Closed)?;
+        done.blocking_recv().map_err(|_| AuditError::Closed)?
+    }
+
+    /// Appends `event` to the chain without waiting (it is synced with the next group).
+    pub fn append(&self, event: Event) {
+        let _ = self.tx.send(spool::Append { event, ack: None });
+    }
+}
+
+/// The instance id, made once and kept in the audit directory, so the chain and its
+/// id survive restarts.
+fn instance_id(dir: &Path) -> Result<String, AuditError> {
+    let path = dir.join("instance");
+    std::fs::create_dir_all(dir).map_err(|e| AuditError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => {
+            let id = uuid::Uuid::now_v7().hyphenated().to_string();
+            std::fs::write(&path, format!("{id}\n"))
+                .map_err(|e| AuditError::Io(format!("cannot write {}: {e}", path.display())))?;
+            Ok(id)
+        }
+    }
+}
+
+/// The checkpoint signing key: configured, or made once in the audit directory
+/// (`signing-key.pem`, mode 0600, with its public half in `signing-key.pub` for
+/// `custos audit verify --key`).
+fn load_or_make_key(s: &AuditSettings) -> Result<Ed25519KeyPair, AuditError> {
+    let pem = match &s.signing_key {
+        Some(r) => r.load(&s.key_base).map_err(AuditError::Key)?.expose().to_vec(),
+        None => {
+            let path = s.dir.join("signing-key.pem");
+            match std::fs::read(&path) {
+                Ok(pem) => pem,
+                Err(_) => {
+                    std::fs::create_dir_all(&s.dir)
+                        .map_err(|e| AuditError::Io(format!("cannot create {}: {e}", s.dir.display())))?;
+                    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| AuditError::Key(e.to_string()))?;
+                    let pem = kp.serialize_pem();
+                    write_private(&path, pem.as_bytes())?;
+                    pem.into_bytes()
+                }
+            }
+        }
+    };
+    let der = rustls_pemfile::private_key(&mut pem.as_slice())
+        .ok()
+        .flatten()
+        .ok_or_else(|| AuditError::Key("holds no PEM private key".into()))?;
+    let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_der())
+        .map_err(|e| AuditError::Key(format!("not an Ed25519 PKCS#8 key: {e}")))?;
+    let public = s.dir.join("signing-key.pub");
+    let hex_pub = format!("{}\n", hex::encode(key.public_key().as_ref()));
+    if std::fs::read_to_string(&public).ok().as_deref() != Some(hex_pub.as_str()) {
+        let _ = std::fs::write(&public, hex_pub);
+    }
+    Ok(key)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| AuditError::Io(format!("cannot write {}: {e}", path.display())))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| AuditError::Io(format!("cannot write {}: {e}", path.display())))
+}

@@ -1,0 +1,279 @@
+//! The durable spool: segment files holding one instance's hash chain, written by one
+//! thread with group commit. The writer takes every record that arrived while the
+//! previous `fdatasync` ran, appends them in one write, syncs once, and only then
+//! acknowledges them, so concurrent requests share fsyncs and a record is acknowledged
+//! only when it is on disk. Blocking file I/O never runs on the proxy's threads.
+//!
+//! On start the writer continues the chain from the last complete line of the newest
+//! segment. Bytes after the last newline are a write torn by a crash; they were never
+//! acknowledged, so they are cut off. A complete line that fails its hash means the
+//! chain was damaged: the writer refuses to start (fail closed).
+
+use super::chain::{self, GENESIS};
+use super::event::{Checkpoint, Event, Kind};
+use super::AuditError;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use time::format_description::well_known::Rfc3339;
+
+/// What the writer is told to do.
+pub(crate) struct Append {
+    pub event: Event,
+    pub ack: Option<tokio::sync::oneshot::Sender<Result<u64, AuditError>>>,
+}
+
+pub(crate) struct SpoolSettings {
+    pub dir: PathBuf,
+    pub instance: String,
+    pub segment_bytes: u64,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+    pub key: Arc<Ed25519KeyPair>,
+}
+
+/// Segment files of `dir`, in chain order (named by their first sequence number).
+pub fn segments(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "jsonl")
+                && p.file_stem().is_some_and(|s| s.len() == 20 && s.to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn segment_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.jsonl")
+}
+
+pub(crate) struct Writer {
+    s: SpoolSettings,
+    file: File,
+    len: u64,
+    seq: u64,
+    last_hash: String,
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+    buf: Vec<u8>,
+    _lock: File,
+}
+
+impl Writer {
+    pub fn open(s: SpoolSettings) -> Result<Writer, AuditError> {
+        let io = |what: &str, e: std::io::Error| AuditError::Io(format!("{what} {}: {e}", s.dir.display()));
+        std::fs::create_dir_all(&s.dir).map_err(|e| io("cannot create", e))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(s.dir.join("lock"))
+            .map_err(|e| io("cannot open the lock in", e))?;
+        lock.try_lock().map_err(|_| AuditError::Locked(s.dir.display().to_string()))?;
+
+        let mut seq = 0;
+        let mut last_hash = GENESIS.to_string();
+        let segs = segments(&s.dir).map_err(|e| io("cannot list", e))?;
+        // The newest segment that holds a record gives the chain's head.
+        for path in segs.iter().rev() {
+            if let Some((q, h)) = repair_and_read_head(path)? {
+                seq = q;
+                last_hash = h;
+                break;
+            }
+        }
+        let path = match segs.last() {
+            Some(p) => p.clone(),
+            None => s.dir.join(segment_name(seq + 1)),
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| AuditError::Io(format!("cannot open {}: {e}", path.display())))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        sync_dir(&s.dir);
+        Ok(Writer {
+            s,
+            file,
+            len,
+            seq,
+            last_hash,
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+            buf: Vec::with_capacity(64 * 1024),
+            _lock: lock,
+        })
+    }
+
+    pub fn head(&self) -> (u64, &str) {
+        (self.seq, &self.last_hash)
+    }
+
+    /// Appends `events` with one write and one fsync. All or nothing: on failure the
+    /// file is cut back and the chain head restored.
+    fn commit(&mut self, events: &mut [Event], checkpoint: bool) -> Result<u64, AuditError> {
+        let (seq0, hash0) = (self.seq, self.last_hash.clone());
+        self.buf.clear();
+        let now = time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+        for ev in events.iter_mut() {
+            self.seq += 1;
+            if ev.time.is_empty() {
+                ev.time.clone_from(&now);
+            }
+            ev.instance.clone_from(&self.s.instance);
+            self.last_hash = chain::encode(&mut self.buf, self.seq, &self.last_hash, ev);
+        }
+        if checkpoint {
+            let mut cp = Event::new(Kind::AuditCheckpoint);
+            cp.time = now;
+            cp.instance.clone_from(&self.s.instance);
+            let msg = Checkpoint::message(&self.s.instance, self.seq, &self.last_hash);
+            cp.checkpoint = Some(Checkpoint {
+                seq: self.seq,
+                hash: self.last_hash.clone(),
+                key: hex::encode(self.s.key.public_key().as_ref()),
+                sig: hex::encode(self.s.key.sign(msg.as_bytes()).as_ref()),
+            });
+            self.seq += 1;
+            self.last_hash = chain::encode(&mut self.buf, self.seq, &self.last_hash, &cp);
+        }
+        let written = self.file.write_all(&self.buf).and_then(|_| self.file.sync_data());
+        if let Err(e) = written {
+            // Cut back whatever part of the batch reached the file.
+            let _ = self.file.set_len(self.len);
+            self.seq = seq0;
+            self.last_hash = hash0;
+            return Err(AuditError::Io(format!("cannot write the audit spool: {e}")));
+        }
+        self.len += self.buf.len() as u64;
+        if checkpoint {
+            self.since_checkpoint = 0;
+            self.last_checkpoint = Instant::now();
+        } else {
+            self.since_checkpoint += events.len() as u64;
+        }
+        if self.len >= self.s.segment_bytes {
+            self.rotate()?;
+        }
+        Ok(self.seq)
+    }
+
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        let path = self.s.dir.join(segment_name(self.seq + 1));
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| AuditError::Io(format!("cannot open {}: {e}", path.display())))?;
+        self.len = 0;
+        sync_dir(&self.s.dir);
+        Ok(())
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.since_checkpoint > 0
+            && (self.since_checkpoint >= self.s.checkpoint_every
+                || self.last_checkpoint.elapsed() >= self.s.checkpoint_interval)
+    }
+
+    /// Appends one event now (used for `audit.started`).
+    pub fn append_now(&mut self, mut ev: Event) -> Result<u64, AuditError> {
+        self.commit(std::slice::from_mut(&mut ev), false)
+    }
+
+    /// The writer loop: runs until every sender is gone, then writes a last checkpoint.
+    pub fn run(mut self, rx: Receiver<Append>, on_commit: impl Fn(Duration, usize, bool)) {
+        let mut batch: Vec<Event> = Vec::with_capacity(1024);
+        let mut acks = Vec::with_capacity(1024);
+        loop {
+            let wait = self.s.checkpoint_interval.saturating_sub(self.last_checkpoint.elapsed());
+            let first = match rx.recv_timeout(wait.max(Duration::from_millis(10))) {
+                Ok(a) => a,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.checkpoint_due() {
+                        let _ = self.commit(&mut [], true);
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    if self.since_checkpoint > 0 {
+                        let _ = self.commit(&mut [], true);
+                    }
+                    return;
+                }
+            };
+            batch.push(first.event);
+            acks.push(first.ack);
+            while batch.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(a) => {
+                        batch.push(a.event);
+                        acks.push(a.ack);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let started = Instant::now();
+            // An orderly stop is checkpointed at once, so the whole chain is signed.
+            let checkpoint = self.since_checkpoint + batch.len() as u64 >= self.s.checkpoint_every
+                || self.last_checkpoint.elapsed() >= self.s.checkpoint_interval
+                || batch.iter().any(|e| e.kind == Kind::AuditStopped);
+            let result = self.commit(&mut batch, checkpoint);
+            on_commit(started.elapsed(), batch.len(), result.is_ok());
+            // Each record learns its own sequence number.
+            let last = result.as_ref().ok().map(|&s| s - checkpoint as u64);
+            let n = batch.len() as u64;
+            for (i, ack) in acks.drain(..).enumerate() {
+                if let Some(ack) = ack {
+                    let r = match (&result, last) {
+                        (Ok(_), Some(last)) => Ok(last + 1 + i as u64 - n),
+                        (Err(e), _) => Err(e.clone()),
+                        _ => Err(AuditError::Closed),
+                    };
+                    let _ = ack.send(r);
+                }
+            }
+            batch.clear();
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Cuts a torn last line and returns the head (seq, hash) of `path`, if it holds records.
+fn repair_and_read_head(path: &Path) -> Result<Option<(u64, String)>, AuditError> {
+    let err = |e: std::io::Error| AuditError::Io(format!("cannot read {}: {e}", path.display()));
+    let mut f = OpenOptions::new().read(true).write(true).open(path).map_err(err)?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data).map_err(err)?;
+    let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if complete < data.len() {
+        tracing::warn!(file = %path.display(), bytes = data.len() - complete, "cutting a torn audit record (never acknowledged)");
+        f.set_len(complete as u64).map_err(err)?;
+        f.seek(SeekFrom::End(0)).map_err(err)?;
+        f.sync_data().map_err(err)?;
+    }
+    let body = &data[..complete];
+    let Some(last) = body[..body.len().saturating_sub(1)].split(|&b| b == b'\n').next_back().filter(|l| !l.is_empty())
+    else {
+        return Ok(None);
+    };
+    match chain::decode(last) {
+        Ok(r) => Ok(Some((r.seq, r.hash))),
+        Err(e) => Err(AuditError::Damaged(format!(
+            "the last record of {} does not verify ({e:?}); run `custos audit verify` on it",
+            path.display()
+        ))),
+    }
+}

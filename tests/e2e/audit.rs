@@ -1,0 +1,268 @@
+//! The audit trail: a durable decision record before anything is forwarded, a
+//! completion record after, metadata only, a chain that `custos audit verify` proves and
+//! that survives SIGKILL, tampering that verify names, and a full disk that refuses
+//! access instead of serving it unaudited.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::Path;
+
+fn by_request_id(records: &[Value]) -> HashMap<String, Vec<(u64, Value)>> {
+    let mut m: HashMap<String, Vec<(u64, Value)>> = HashMap::new();
+    for r in records {
+        if let Some(id) = r["event"]["request_id"].as_str() {
+            m.entry(id.to_string()).or_default().push((r["seq"].as_u64().unwrap(), r["event"].clone()));
+        }
+    }
+    m
+}
+
+/// Every request the upstream saw has a durable allow decision in the chain.
+fn assert_every_forwarded_request_was_recorded(seen: &[demo_ephi::Seen], records: &[Value]) {
+    let index = by_request_id(records);
+    for s in seen {
+        let id = s.header("x-request-id").expect("forwarded with a request id");
+        let events = index.get(id).unwrap_or_else(|| panic!("request {id} ({}) reached the upstream without a record", s.target));
+        assert!(
+            events.iter().any(|(_, e)| e["kind"] == "access.decision" && e["decision"] == "allow"),
+            "request {id} has no allow decision: {events:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_decision_is_recorded_before_forwarding_metadata_only() {
+    let demo = demo().await;
+    let mut gw = Gateway::start(&format!(
+        "{}[[routes]]\nname = \"search\"\npath = \"/debug/search\"\naudit_query = true\nupstream = \"http://{}\"\n",
+        route_all(demo.addr),
+        demo.addr
+    ))
+    .await;
+    let c = client();
+    assert_eq!(c.get(gw.url("/patients/1?ssn=123-45-6789")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.post(gw.url("/patients/1/notes")).header("cookie", "sid=secret-cookie").body("diagnosis: synthetic").send().await.unwrap().status(),
+        201
+    );
+    assert_eq!(c.get(gw.url("/debug/search?name=ada")).send().await.unwrap().status(), 200);
+    let (bad, _) = raw_status(gw.http, b"GET /a%2fb HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert_eq!(bad, 400);
+    gw.stop().await;
+
+    let dir = gw.audit_dir();
+    let (code, out) = audit_verify(&[OsStr::new("--key"), dir.join("signing-key.pub").as_os_str(), dir.as_os_str()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("signatures verified"), "{out}");
+
+    let records = audit_records(&dir);
+    assert_every_forwarded_request_was_recorded(&demo.seen(), &records);
+    let text = records.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("\n");
+    for secret in ["123-45-6789", "ssn", "secret-cookie", "diagnosis"] {
+        assert!(!text.contains(secret), "{secret} leaked into the audit trail");
+    }
+    // The route that opts in keeps its query.
+    assert!(text.contains("name=ada"), "audit_query route lost its query");
+
+    // Decision before completion, for each forwarded request.
+    for (id, events) in by_request_id(&records) {
+        let decision = events.iter().find(|(_, e)| e["kind"] == "access.decision").map(|(s, _)| *s);
+        let done = events.iter().find(|(_, e)| e["kind"] == "access.completed");
+        if let Some((done_seq, e)) = done {
+            assert!(decision.is_some_and(|d| d < *done_seq), "{id}: completion before decision");
+            assert!(e["status"].as_u64().is_some() && e["duration_ms"].as_f64().is_some(), "{e}");
+        }
+    }
+    let post = records
+        .iter()
+        .find(|r| r["event"]["kind"] == "access.completed" && r["event"]["method"] == "POST")
+        .expect("completion of the POST");
+    assert_eq!(post["event"]["status"], 201);
+    assert_eq!(post["event"]["bytes_in"], 20);
+    // Refusals are decisions too.
+    let denied = records.iter().find(|r| r["event"]["decision"] == "deny").expect("a deny record");
+    assert_eq!(denied["event"]["reason"], "bad_path");
+    assert_eq!(denied["event"]["status"], 400);
+    let kinds: Vec<&str> = records.iter().filter_map(|r| r["event"]["kind"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"audit.started"));
+    // An orderly stop ends the chain with a signed checkpoint over everything.
+    assert_eq!(kinds[kinds.len() - 2..], ["audit.stopped", "audit.checkpoint"], "{kinds:?}");
+    assert!(out.contains("ok: ") && !out.contains("after the last checkpoint"), "{out}");
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+}
+
+#[tokio::test]
+async fn verify_names_edited_removed_inserted_and_reordered_records() {
+    let demo = demo().await;
+    let mut gw = Gateway::start(&format!("[audit]\ncheckpoint_every = 5\n{}", route_all(demo.addr))).await;
+    for i in 0..12 {
+        client().get(gw.url(&format!("/patients/{}", i % 3 + 1))).send().await.unwrap();
+    }
+    gw.stop().await;
+    let dir = gw.audit_dir();
+    let seg = dir.join("00000000000000000001.jsonl");
+    let original: Vec<String> = std::fs::read_to_string(&seg).unwrap().lines().map(String::from).collect();
+    assert!(original.len() > 20, "{} records", original.len());
+    let key = dir.join("signing-key.pub");
+    let check = |lines: Vec<String>| {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("00000000000000000001.jsonl");
+        write_lines(&f, &lines);
+        audit_verify(&[OsStr::new("--key"), key.as_os_str(), f.as_os_str()])
+    };
+    let (code, out) = check(original.clone());
+    assert_eq!(code, 0, "{out}");
+
+    let mut edited = original.clone();
+    let at = (6..edited.len()).find(|&i| edited[i].contains("/patients/")).unwrap();
+    edited[at] = edited[at].replacen("/patients/", "/patientz/", 1);
+    let (code, out) = check(edited);
+    assert_eq!(code, 1);
+    assert!(out.contains(&format!(":{}: record seq {} was altered", at + 1, at + 1)), "{out}");
+
+    let mut removed = original.clone();
+    removed.remove(9);
+    let (code, out) = check(removed);
+    assert_eq!(code, 1);
+    assert!(out.contains("records missing: expected seq 10, found seq 11"), "{out}");
+
+    let mut inserted = original.clone();
+    inserted.insert(12, original[4].clone());
+    let (code, out) = check(inserted);
+    assert_eq!(code, 1);
+    assert!(out.contains(":13: record seq 5 after seq 12: inserted or reordered"), "{out}");
+
+    let mut reordered = original.clone();
+    reordered.swap(14, 15);
+    let (code, out) = check(reordered);
+    assert_eq!(code, 1);
+    assert!(out.contains(":15: record seq 16 comes before seq 15, which appears later: reordered"), "{out}");
+
+    let mut head_cut = original.clone();
+    head_cut.remove(0);
+    let (code, out) = check(head_cut);
+    assert_eq!(code, 1);
+    assert!(out.contains("expected seq 1, found seq 2"), "{out}");
+
+    // A record re-hashed after editing still breaks the link to its successor.
+    let mut forged: Vec<Value> = original.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    forged[3]["event"]["path"] = Value::from("/patients/3");
+    let line = rehash(&forged[3]);
+    let mut lines = original.clone();
+    lines[3] = line;
+    let (code, out) = check(lines);
+    assert_eq!(code, 1);
+    assert!(out.contains(":5: record seq 5 does not link"), "{out}");
+
+    // A checkpoint signed by another key.
+    let (code, out) = audit_verify(&[OsStr::new("--key"), OsStr::new(&"ab".repeat(32)), seg.as_os_str()]);
+    assert_eq!(code, 1);
+    assert!(out.contains("signed by another key"), "{out}");
+}
+
+/// Re-encodes a record with a correct hash over its (edited) body, as a forger would.
+fn rehash(record: &Value) -> String {
+    use ring::digest::{digest, SHA256};
+    let body = format!(
+        "{{\"seq\":{},\"prev\":{},\"event\":{}}}",
+        record["seq"], record["prev"], serde_json::to_string(&record["event"]).unwrap()
+    );
+    let hash = hex::encode(digest(&SHA256, body.as_bytes()));
+    format!("{},\"hash\":\"{hash}\"}}", &body[..body.len() - 1])
+}
+
+#[tokio::test]
+async fn sigkill_under_load_then_restart_continues_the_chain() {
+    let demo = demo().await;
+    let audit_dir = tempfile::tempdir().unwrap();
+    let cfg = format!("[audit]\ndir = \"{}\"\ncheckpoint_every = 50\n{}", audit_dir.path().display(), route_all(demo.addr));
+    let mut gw = Gateway::start(&cfg).await;
+    let mut load = Vec::new();
+    for i in 0..16 {
+        let url = gw.url("/patients");
+        load.push(tokio::spawn(async move {
+            let c = client();
+            for _ in 0..200 {
+                if c.get(&url).header("x-worker", i.to_string()).send().await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    gw.child.kill().unwrap(); // SIGKILL
+    gw.child.wait().unwrap();
+    for l in load {
+        let _ = l.await;
+    }
+    let before = audit_records(audit_dir.path()).len();
+    assert!(before > 50, "too little load before the kill: {before} records");
+
+    let mut gw2 = Gateway::start(&cfg).await;
+    for _ in 0..5 {
+        assert_eq!(client().get(gw2.url("/patients/1")).send().await.unwrap().status(), 200);
+    }
+    gw2.stop().await;
+
+    let key = audit_dir.path().join("signing-key.pub");
+    let (code, out) = audit_verify(&[OsStr::new("--key"), key.as_os_str(), audit_dir.path().as_os_str()]);
+    assert_eq!(code, 0, "{out}");
+    let records = audit_records(audit_dir.path());
+    let restarts = records.iter().filter(|r| r["event"]["kind"] == "audit.started").count();
+    assert_eq!(restarts, 2, "one chain across the restart");
+    assert_every_forwarded_request_was_recorded(&demo.seen(), &records);
+}
+
+#[tokio::test]
+async fn a_full_spool_refuses_access_instead_of_serving_unaudited() {
+    let demo = demo().await;
+    // A 16 KiB file-size limit stands in for a full disk; SIGXFSZ ignored so writes
+    // fail with EFBIG instead of killing the process.
+    let limit = Some("trap '' XFSZ; ulimit -f 32");
+    let mut gw = Gateway::start_full(&route_all(demo.addr), 2, limit).await;
+    let mut statuses = Vec::new();
+    for _ in 0..80 {
+        statuses.push(client().get(gw.url("/patients/1")).send().await.unwrap().status().as_u16());
+    }
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    let refused = statuses.iter().filter(|&&s| s == 503).count();
+    assert!(ok > 0 && refused > 0 && ok + refused == statuses.len(), "{statuses:?}");
+    // Once full, it stays refused: no 200 after the first 503.
+    let first_503 = statuses.iter().position(|&s| s == 503).unwrap();
+    assert!(statuses[first_503..].iter().all(|&s| s == 503), "{statuses:?}");
+    assert_eq!(demo.seen().len(), ok, "a refused request reached the upstream");
+    let m = client().get(format!("http://{}/metrics", gw.admin)).send().await.unwrap().text().await.unwrap();
+    assert!(m.lines().any(|l| l.starts_with("custos_audit_failures_total") && !l.ends_with(" 0")), "{m}");
+    let _ = gw.child.kill();
+    let _ = gw.child.wait();
+    let (code, out) = audit_verify(&[gw.audit_dir().as_os_str()]);
+    assert_eq!(code, 0, "the chain must stay valid after failed writes: {out}");
+    assert_every_forwarded_request_was_recorded(&demo.seen(), &audit_records(&gw.audit_dir()));
+
+    // on_failure = "allow" keeps serving (and counts the failures).
+    let demo2 = crate::harness::demo().await;
+    let gw2 = Gateway::start_full(&format!("[audit]\non_failure = \"allow\"\n{}", route_all(demo2.addr)), 2, limit).await;
+    for _ in 0..80 {
+        assert_eq!(client().get(gw2.url("/patients/1")).send().await.unwrap().status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn two_gateways_cannot_write_one_chain() {
+    let demo = demo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!("[audit]\ndir = \"{}\"\n{}", dir.path().display(), route_all(demo.addr));
+    let _first = Gateway::start(&cfg).await;
+    let conf = tempfile::tempdir().unwrap();
+    let path = conf.path().join("second.toml");
+    std::fs::write(&path, format!("[listen]\nhttp = \"127.0.0.1:{}\"\n{cfg}", free_port())).unwrap();
+    let out = std::process::Command::new(CUSTOS).args(["serve", "--config"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another process is writing the audit directory") && err.contains("`audit`"), "{err}");
+}
