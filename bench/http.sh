@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # HTTP passthrough benchmark: the demo upstream hit directly, nginx as a plain reverse
 # proxy (upstream keepalive), bare pingora (bench/bare-pingora: the same framework and
-# build, no filters), and Custos on a passthrough route. wrk, 1 thread, 32
+# build, no filters), Custos on a passthrough route with the audit trail off, and the same
+# with the audit trail on (every request: a decision record fsynced before forwarding,
+# and a completion record). wrk, 1 thread, 32
 # connections, 10 s, each target twice, interleaved. wrk runs on CPU 0; the proxy and the
 # upstream (each its own process, one worker each) share CPU 1.
 #
@@ -11,10 +13,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-10s}
+# CPUs of the proxies under test (nginx, pingora, Custos). Default: CPU 1, shared with the
+# upstream. PROXY_CPUS=0,1 lets a proxy's extra threads (Custos's audit writer) run
+# beside wrk instead of queueing behind the proxy on one core.
+PROXY_CPUS=${PROXY_CPUS:-1}
 CONNS=${CONNS:-32}
 OUT=$(mktemp -d /tmp/custos-bench.XXXXXX)
-UP=127.0.0.1:19000 NGX=127.0.0.1:19001 CUS=127.0.0.1:19002 BARE=127.0.0.1:19003
-TARGETS=(direct nginx pingora custos)
+UP=127.0.0.1:19000 NGX=127.0.0.1:19001 CUS=127.0.0.1:19002 BARE=127.0.0.1:19003 AUD=127.0.0.1:19004
+TARGETS=(direct nginx pingora custos audit)
 
 for tool in wrk nginx taskset; do
   command -v "$tool" >/dev/null || { echo "bench/http.sh: $tool is missing (apt-get install -y wrk nginx-light util-linux)" >&2; exit 1; }
@@ -48,23 +54,30 @@ http {
   }
 }
 NGX
-taskset -c 1 nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -g 'daemon off;' & pids+=($!)
+taskset -c "$PROXY_CPUS" nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -g 'daemon off;' & pids+=($!)
 
-cat >"$OUT/custos.toml" <<CFG
+taskset -c "$PROXY_CPUS" target/bench/release/bare-pingora "$BARE" "$UP" 2>"$OUT/bare.log" & pids+=($!)
+
+for variant in custos audit; do
+  case $variant in custos) addr=$CUS enabled=false;; audit) addr=$AUD enabled=true;; esac
+  cat >"$OUT/$variant.toml" <<CFG
 [server]
 threads = 1
 [listen]
-http = "$CUS"
+http = "$addr"
 [log]
 level = "warn"
+[audit]
+enabled = $enabled
+dir = "$OUT/audit"
 [[routes]]
 name = "passthrough"
 upstream = "http://$UP"
 CFG
-taskset -c 1 target/bench/release/bare-pingora "$BARE" "$UP" 2>"$OUT/bare.log" & pids+=($!)
-taskset -c 1 target/release/custos serve --config "$OUT/custos.toml" 2>"$OUT/custos.log" & pids+=($!)
+  taskset -c "$PROXY_CPUS" target/release/custos serve --config "$OUT/$variant.toml" 2>"$OUT/$variant.log" & pids+=($!)
+done
 
-for addr in $UP $NGX $BARE $CUS; do
+for addr in $UP $NGX $BARE $CUS $AUD; do
   for _ in $(seq 50); do curl -fs "http://$addr/plain" >/dev/null && break; sleep 0.1; done
   curl -fs "http://$addr/plain" >/dev/null || { echo "bench/http.sh: $addr is not answering" >&2; exit 1; }
 done
@@ -76,7 +89,7 @@ declare -A RPS P50 P99
 printf '%-8s %-3s %12s %10s %10s\n' target run req/s p50_ms p99_ms
 for run in 1 2; do
   for t in "${TARGETS[@]}"; do
-    case $t in direct) a=$UP;; nginx) a=$NGX;; pingora) a=$BARE;; custos) a=$CUS;; esac
+    case $t in direct) a=$UP;; nginx) a=$NGX;; pingora) a=$BARE;; custos) a=$CUS;; audit) a=$AUD;; esac
     out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"$DUR" --latency "http://$a/plain")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
@@ -93,7 +106,8 @@ printf '%-8s %12s %10s %10s\n' target mean_req/s p50_ms p99_ms
 for t in "${TARGETS[@]}"; do
   printf '%-8s %12.0f %10s %10s\n' "$t" "$(mean "${RPS[$t]}")" "$(mean "${P50[$t]}")" "$(mean "${P99[$t]}")"
 done
-d=$(mean "${RPS[direct]}") n=$(mean "${RPS[nginx]}") p=$(mean "${RPS[pingora]}") c=$(mean "${RPS[custos]}")
+d=$(mean "${RPS[direct]}") n=$(mean "${RPS[nginx]}") p=$(mean "${RPS[pingora]}") c=$(mean "${RPS[custos]}") a=$(mean "${RPS[audit]}")
 echo
-awk -v d="$d" -v n="$n" -v p="$p" -v c="$c" 'BEGIN { printf "ratios: custos/nginx %.2fx   custos/pingora %.2fx   pingora/nginx %.2fx   nginx/direct %.2fx\n", c/n, c/p, p/n, n/d }'
+awk -v d="$d" -v n="$n" -v p="$p" -v c="$c" -v a="$a" 'BEGIN { printf "ratios: custos/nginx %.2fx   custos/pingora %.2fx   pingora/nginx %.2fx   nginx/direct %.2fx\n        audit-on/audit-off %.2fx   audit-on/nginx %.2fx\n", c/n, c/p, p/n, n/d, a/c, a/n }'
+target/release/custos audit verify "$OUT/audit" | head -1
 echo "logs in $OUT"
