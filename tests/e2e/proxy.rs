@@ -122,7 +122,11 @@ async fn upstream_down_gives_a_plain_502_and_is_counted() {
     assert!(body.starts_with("502 Bad Gateway"), "{body}");
     assert!(!body.contains("script") && !body.contains("patients"), "echoes input: {body}");
 
-    let metrics = scrape_until(&gw, r#"custos_requests_total{route="down",status="502"} 1"#).await;
+    let metrics = scrape_until(
+        &gw,
+        &[r#"custos_requests_total{route="down",status="502"} 1"#, r#"custos_upstream_errors_total{route="down"} 1"#],
+    )
+    .await;
     assert!(metrics.contains(r#"custos_upstream_errors_total{route="down"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"custos_requests_total{route="down",status="502"} 1"#), "{metrics}");
 }
@@ -136,7 +140,16 @@ async fn metrics_count_requests_by_route_and_status() {
         assert_eq!(c.get(gw.url("/patients")).send().await.unwrap().status(), 200);
     }
     assert_eq!(c.get(gw.url("/patients/99")).send().await.unwrap().status(), 404);
-    let m = scrape_until(&gw, r#"custos_request_duration_seconds_count{route="demo"} 4"#).await;
+    // One scrape collects the families one after another, so wait for all three.
+    let m = scrape_until(
+        &gw,
+        &[
+            r#"custos_request_duration_seconds_count{route="demo"} 4"#,
+            r#"custos_requests_total{route="demo",status="404"} 1"#,
+            r#"custos_requests_total{route="demo",status="200"} 3"#,
+        ],
+    )
+    .await;
     assert!(m.contains(r#"custos_requests_total{route="demo",status="200"} 3"#), "{m}");
     assert!(m.contains(r#"custos_requests_total{route="demo",status="404"} 1"#), "{m}");
     assert!(m.contains(r#"custos_request_duration_seconds_count{route="demo"} 4"#), "{m}");
@@ -186,13 +199,13 @@ async fn health_endpoints_answer_on_the_reserved_prefix() {
     assert!(demo.seen().is_empty(), "gateway endpoints were forwarded");
 }
 
-/// Metrics are recorded after the response is sent: scrape until `want` shows, for at
-/// most two seconds, and return the last scrape.
-async fn scrape_until(gw: &Gateway, want: &str) -> String {
+/// Metrics are recorded after the response is sent: scrape until every `want` shows,
+/// for at most two seconds, and return the last scrape.
+async fn scrape_until(gw: &Gateway, wants: &[&str]) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         let m = client().get(format!("http://{}/metrics", gw.admin)).send().await.unwrap().text().await.unwrap();
-        if m.contains(want) || std::time::Instant::now() > deadline {
+        if wants.iter().all(|w| m.contains(w)) || std::time::Instant::now() > deadline {
             return m;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
