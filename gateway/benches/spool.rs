@@ -25,6 +25,8 @@ async fn main() {
             checkpoint_interval: Duration::from_secs(60),
             signing_key: None,
             key_base: dir.path().to_path_buf(),
+            redis: None,
+            file: None,
         };
         let audit = Audit::start(&settings).expect("open the spool");
         let fsyncs_before = AUDIT_FSYNC.get_sample_count();

@@ -48,9 +48,28 @@ enum AuditCommand {
         /// Hex Ed25519 public key, or a file holding it (the audit dir's `signing-key.pub`).
         #[arg(long)]
         key: Option<String>,
+        /// Also compare with the latest checkpoint kept in Redis (detects a cut tail).
+        #[arg(long)]
+        redis: Option<String>,
+        /// The stream key the Redis sink writes (`audit.redis.stream`).
+        #[arg(long, default_value = "custos:audit")]
+        stream: String,
         /// Segment files in order, or the audit directory.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Print records as they arrive, from the Redis stream or from an audit directory.
+    Tail {
+        #[arg(long, conflicts_with = "dir")]
+        redis: Option<String>,
+        #[arg(long, default_value = "custos:audit")]
+        stream: String,
+        /// An audit directory (the spool) to follow instead of Redis.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Start from the oldest record instead of new ones only.
+        #[arg(long)]
+        from_start: bool,
     },
 }
 
@@ -101,7 +120,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Audit { command: AuditCommand::Verify { key, files } } => audit_verify(key, &files),
+        Command::Audit { command: AuditCommand::Verify { key, redis, stream, files } } => {
+            audit_verify(key, redis.as_deref(), &stream, &files)
+        }
+        Command::Audit { command: AuditCommand::Tail { redis, stream, dir, from_start } } => {
+            audit_tail(redis.as_deref(), &stream, dir.as_deref(), from_start)
+        }
         Command::Certs { command: CertsCommand::Dev { out, hosts } } => match custos::certs::dev(&out, &hosts) {
             Ok(()) => {
                 println!("wrote ca.pem, server.pem, server-key.pem, client.pem, client-key.pem to {}", out.display());
@@ -115,7 +139,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn audit_verify(key: Option<String>, files: &[PathBuf]) -> ExitCode {
+fn audit_verify(key: Option<String>, redis_url: Option<&str>, stream: &str, files: &[PathBuf]) -> ExitCode {
     use custos::audit::verify;
     let key = match key {
         None => None,
@@ -132,6 +156,29 @@ fn audit_verify(key: Option<String>, files: &[PathBuf]) -> ExitCode {
     let files = verify::expand(files);
     match verify::verify(&files, key.as_deref().map(str::as_bytes)) {
         Ok(r) => {
+            if let Some(url) = redis_url {
+                let key = custos::audit::sinks::redis::checkpoint_key(stream, &r.instance);
+                let stored: Result<std::collections::HashMap<String, String>, String> = redis::Client::open(url)
+                    .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_secs(3)))
+                    .and_then(|mut c| redis::cmd("HGETALL").arg(&key).query(&mut c))
+                    .map_err(|e| e.to_string());
+                match stored {
+                    Err(e) => {
+                        eprintln!("custos: cannot read the checkpoint from Redis: {e}");
+                        return ExitCode::from(2);
+                    }
+                    Ok(m) if m.is_empty() => println!("note: Redis holds no checkpoint for instance {}", r.instance),
+                    Ok(m) => {
+                        let seq = m.get("seq").and_then(|s| s.parse().ok()).unwrap_or(0);
+                        let hash = m.get("hash").cloned().unwrap_or_default();
+                        if let Err(why) = verify::check_against_checkpoint(&r, seq, &hash) {
+                            eprintln!("custos: audit chain FAILED verification: {why}");
+                            return ExitCode::from(1);
+                        }
+                        println!("ok: matches the checkpoint kept in Redis (seq {seq})");
+                    }
+                }
+            }
             println!(
                 "ok: {} records, seq {}..{}, instance {}, {} checkpoints{}",
                 r.records,
@@ -154,6 +201,79 @@ fn audit_verify(key: Option<String>, files: &[PathBuf]) -> ExitCode {
         Err(f) => {
             eprintln!("custos: audit chain FAILED verification: {f}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn audit_tail(redis_url: Option<&str>, stream: &str, dir: Option<&std::path::Path>, from_start: bool) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Some(dir) = dir {
+        let start = if from_start {
+            1
+        } else {
+            custos::audit::verify::verify(&custos::audit::verify::expand(&[dir.to_path_buf()]), None)
+                .map_or(1, |r| r.last_seq + 1)
+        };
+        let mut reader = custos::audit::sinks::SpoolReader::new(dir, start);
+        loop {
+            match reader.read(u64::MAX, 256) {
+                Ok(lines) if lines.is_empty() => std::thread::sleep(std::time::Duration::from_millis(200)),
+                Ok(lines) => {
+                    for l in lines {
+                        if out.write_all(&l.bytes).and_then(|_| out.write_all(b"\n")).and_then(|_| out.flush()).is_err() {
+                            return ExitCode::SUCCESS;
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("custos: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    }
+    let Some(url) = redis_url else {
+        eprintln!("custos: audit tail needs --redis URL or --dir DIR");
+        return ExitCode::from(2);
+    };
+    let mut conn = match redis::Client::open(url).and_then(|c| c.get_connection()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("custos: cannot connect to Redis: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut last = if from_start { "0".to_string() } else { "$".to_string() };
+    loop {
+        let reply: redis::RedisResult<Option<redis::streams::StreamReadReply>> = redis::cmd("XREAD")
+            .arg("BLOCK")
+            .arg(5000)
+            .arg("COUNT")
+            .arg(256)
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(&last)
+            .query(&mut conn);
+        match reply {
+            Ok(None) => continue,
+            Ok(Some(r)) => {
+                for key in r.keys {
+                    for entry in key.ids {
+                        if let Some(redis::Value::BulkString(b)) = entry.map.get("record") {
+                            if out.write_all(b).and_then(|_| out.write_all(b"\n")).and_then(|_| out.flush()).is_err() {
+                                return ExitCode::SUCCESS;
+                            }
+                        }
+                        last = entry.id;
+                    }
+                }
+            }
+            Err(e) if e.is_timeout() => continue,
+            Err(e) => {
+                eprintln!("custos: {e}");
+                return ExitCode::from(1);
+            }
         }
     }
 }

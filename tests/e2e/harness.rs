@@ -235,3 +235,68 @@ pub fn audit_verify(args: &[&std::ffi::OsStr]) -> (i32, String) {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }
+
+/// A redis-server on `port`, killed when the thread that started it ends (setpriv
+/// --pdeathsig fires on the parent *thread*).
+pub fn start_redis(port: u16) -> RedisServer {
+    let child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--", "redis-server", "--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server runs (apt-get install redis-server)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    RedisServer(child)
+}
+
+/// A running redis-server, stopped when dropped.
+pub struct RedisServer(Child);
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Redis shared by the tests of this run; tests keep apart by key prefixes.
+pub fn redis_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        // Started from a thread that lives as long as the test process.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let port = free_port();
+            let _child = start_redis(port);
+            tx.send(port).unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        let port = rx.recv().unwrap();
+        format!("redis://127.0.0.1:{port}/")
+    })
+}
+
+/// Every entry of a stream: (id field, record field).
+pub fn stream_entries(url: &str, stream: &str) -> Vec<(String, String)> {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(&mut c).unwrap();
+    reply
+        .ids
+        .into_iter()
+        .map(|e| {
+            let get = |k: &str| match e.map.get(k) {
+                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                other => panic!("field {k}: {other:?}"),
+            };
+            (get("id"), get("record"))
+        })
+        .collect()
+}

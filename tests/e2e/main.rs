@@ -12,4 +12,5 @@ mod framing;
 mod lifecycle;
 mod paths;
 mod proxy;
+mod sinks;
 mod tls;

@@ -9,6 +9,7 @@
 
 pub mod chain;
 pub mod event;
+pub mod sinks;
 pub mod spool;
 pub mod verify;
 
@@ -60,6 +61,17 @@ pub struct AuditSettings {
     /// Ed25519 key (PKCS#8 PEM) for checkpoints; made in `dir` when not set.
     pub signing_key: Option<SecretRef>,
     pub key_base: PathBuf,
+    /// `[audit.redis]`: the Redis Stream sink.
+    pub redis: Option<RedisSinkSettings>,
+    /// `[audit.file]`: the JSONL archive sink.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSinkSettings {
+    pub url: String,
+    pub stream: String,
+    pub maxlen: u64,
 }
 
 /// The handle modules record through. Cheap to clone.
@@ -69,6 +81,8 @@ pub struct Audit {
     pub on_failure: OnFailure,
     /// Set while the spool cannot be written (cleared by the next good write).
     pub failing: Arc<AtomicBool>,
+    committed: Arc<std::sync::atomic::AtomicU64>,
+    sink_cursors: Vec<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Audit {
@@ -77,6 +91,7 @@ impl Audit {
     pub fn start(s: &AuditSettings) -> Result<Audit, AuditError> {
         let key = Arc::new(load_or_make_key(s)?);
         let instance = instance_id(&s.dir)?;
+        let committed = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut writer = spool::Writer::open(spool::SpoolSettings {
             dir: s.dir.clone(),
             instance: instance.clone(),
@@ -84,6 +99,7 @@ impl Audit {
             checkpoint_every: s.checkpoint_every,
             checkpoint_interval: s.checkpoint_interval,
             key,
+            committed: committed.clone(),
         })?;
         let (seq, _) = writer.head();
         let mut started = Event::new(Kind::AuditStarted);
@@ -109,8 +125,9 @@ impl Audit {
                 })
             })
             .map_err(|e| AuditError::Io(format!("cannot start the audit writer: {e}")))?;
+        let sink_cursors = start_sinks(s, committed.clone())?;
         tracing::info!(dir = %s.dir.display(), instance, continuing_after = seq, "audit chain open");
-        Ok(Audit { tx, on_failure: s.on_failure, failing })
+        Ok(Audit { tx, on_failure: s.on_failure, failing, committed, sink_cursors })
     }
 
     /// Appends `event` and waits until it is on disk; returns its sequence number.
@@ -128,10 +145,72 @@ impl Audit {
         done.blocking_recv().map_err(|_| AuditError::Closed)?
     }
 
+    /// Waits (blocking, at most `limit`) until every sink has every durable record; for
+    /// an orderly stop. What is left is delivered after the next start.
+    pub fn wait_delivered(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let head = self.committed.load(Ordering::Acquire);
+            if self.sink_cursors.iter().all(|c| c.load(Ordering::Acquire) >= head) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Appends `event` to the chain without waiting (it is synced with the next group).
     pub fn append(&self, event: Event) {
         let _ = self.tx.send(spool::Append { event, ack: None });
     }
+}
+
+/// Starts one delivery task per configured sink on a runtime of their own.
+fn start_sinks(
+    s: &AuditSettings,
+    committed: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<Vec<Arc<std::sync::atomic::AtomicU64>>, AuditError> {
+    let mut list: Vec<Box<dyn sinks::Sink>> = Vec::new();
+    if let Some(path) = &s.file {
+        list.push(Box::new(sinks::file::FileSink::new(path.clone())));
+    }
+    if let Some(r) = &s.redis {
+        list.push(Box::new(sinks::redis::RedisSink::new(&r.url, r.stream.clone(), r.maxlen).map_err(AuditError::Io)?));
+    }
+    if list.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut cursors = Vec::new();
+    for sink in &list {
+        cursors.push(
+            sinks::Cursor::open(&s.dir, sink.name())
+                .map_err(|e| AuditError::Io(format!("cannot open the {} sink's cursor: {e}", sink.name())))?,
+        );
+    }
+    let all: Vec<_> = cursors.iter().map(|c| c.seq.clone()).collect();
+    let all_ret = all.clone();
+    let dir = s.dir.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AuditError::Io(format!("cannot start the audit sinks: {e}")))?;
+    std::thread::Builder::new()
+        .name("custos-audit-sinks".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let mut tasks = Vec::new();
+                for (sink, cursor) in list.into_iter().zip(cursors) {
+                    tasks.push(tokio::spawn(sinks::run(dir.clone(), sink, cursor, committed.clone(), all.clone(), 512)));
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
+        })
+        .map_err(|e| AuditError::Io(format!("cannot start the audit sinks: {e}")))?;
+    Ok(all_ret)
 }
 
 /// The instance id, made once and kept in the audit directory, so the chain and its

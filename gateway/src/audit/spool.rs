@@ -34,6 +34,8 @@ pub(crate) struct SpoolSettings {
     pub checkpoint_every: u64,
     pub checkpoint_interval: Duration,
     pub key: Arc<Ed25519KeyPair>,
+    /// The last sequence number that is on disk; sinks never read past it.
+    pub committed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Segment files of `dir`, in chain order (named by their first sequence number).
@@ -99,6 +101,7 @@ impl Writer {
             .map_err(|e| AuditError::Io(format!("cannot open {}: {e}", path.display())))?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         sync_dir(&s.dir);
+        s.committed.store(seq, std::sync::atomic::Ordering::Release);
         Ok(Writer {
             s,
             file,
@@ -153,6 +156,7 @@ impl Writer {
             return Err(AuditError::Io(format!("cannot write the audit spool: {e}")));
         }
         self.len += self.buf.len() as u64;
+        self.s.committed.store(self.seq, std::sync::atomic::Ordering::Release);
         if checkpoint {
             self.since_checkpoint = 0;
             self.last_checkpoint = Instant::now();

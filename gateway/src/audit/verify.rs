@@ -78,6 +78,26 @@ pub struct Report {
     pub unsigned_tail: u64,
     /// Whether checkpoint signatures were checked against a given key.
     pub signatures_checked: bool,
+    /// (seq, hash) named by each checkpoint in the chain.
+    pub checkpointed: Vec<(u64, String)>,
+}
+
+/// The checkpoint kept outside the file says the chain went further than the file:
+/// its tail was cut (or the files given are not the whole chain).
+pub fn check_against_checkpoint(r: &Report, seq: u64, hash: &str) -> Result<(), String> {
+    if seq > r.last_seq {
+        return Err(format!(
+            "tail cut: a checkpoint kept outside the file covers seq {seq}, but the chain ends at seq {} ({} record(s) missing at the end)",
+            r.last_seq,
+            seq - r.last_seq
+        ));
+    }
+    match r.checkpointed.iter().find(|(s, _)| *s == seq) {
+        Some((_, h)) if h == hash => Ok(()),
+        Some(_) => Err(format!("the checkpoint kept outside the file for seq {seq} names another hash: the chain was rewritten")),
+        None if seq < r.first_seq => Ok(()),
+        None => Err(format!("the chain holds no checkpoint for seq {seq}, which the outside copy has")),
+    }
 }
 
 /// Expands directories into their segment files; keeps files in the order given.
@@ -187,6 +207,7 @@ pub fn verify(files: &[PathBuf], key: Option<&[u8]>) -> Result<Report, Finding> 
                 }
                 r.checkpoints += 1;
                 r.last_checkpoint = Some(cp.seq);
+                r.checkpointed.push((cp.seq, cp.hash.clone()));
             }
             r.records += 1;
             r.last_seq = rec.seq;

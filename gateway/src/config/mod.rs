@@ -426,6 +426,23 @@ impl Validator<'_> {
             checkpoint_interval: Duration::from_secs(a.checkpoint_secs),
             signing_key: a.signing_key.clone(),
             key_base: self.base.to_path_buf(),
+            redis: match &a.redis {
+                None => None,
+                Some(r) => {
+                    let url = r.url.trim();
+                    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
+                        return Err(self.err("audit.redis.url", format!("`{url}` is not a redis:// URL")));
+                    }
+                    if redis::Client::open(url).is_err() {
+                        return Err(self.err("audit.redis.url", format!("`{url}` is not a valid Redis URL")));
+                    }
+                    if r.stream.is_empty() {
+                        return Err(self.err("audit.redis.stream", "must not be empty"));
+                    }
+                    Some(crate::audit::RedisSinkSettings { url: url.to_string(), stream: r.stream.clone(), maxlen: r.maxlen })
+                }
+            },
+            file: a.file.as_ref().map(|f| self.path(&f.path)),
         };
 
         Ok(Config {

@@ -50,6 +50,37 @@ pub struct Audit {
     pub checkpoint_secs: u64,
     /// Ed25519 private key (PKCS#8 PEM) for checkpoints; default: made in `dir`.
     pub signing_key: Option<SecretRef>,
+    /// `[audit.redis]`: deliver every record to a Redis Stream.
+    pub redis: Option<AuditRedis>,
+    /// `[audit.file]`: deliver every record to a JSONL archive file.
+    pub file: Option<AuditFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRedis {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Stream key. Default `custos:audit`.
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// Approximate cap on the stream's length. Default 1,000,000.
+    #[serde(default = "default_maxlen")]
+    pub maxlen: u64,
+}
+
+fn default_stream() -> String {
+    "custos:audit".into()
+}
+fn default_maxlen() -> u64 {
+    1_000_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// The archive file (relative to the config's folder).
+    pub path: PathBuf,
 }
 
 fn default_audit_dir() -> PathBuf {
@@ -75,6 +106,8 @@ impl Default for Audit {
             checkpoint_every: default_checkpoint_every(),
             checkpoint_secs: default_checkpoint_secs(),
             signing_key: None,
+            redis: None,
+            file: None,
         }
     }
 }

@@ -48,6 +48,21 @@ pub static AUDIT_FSYNC: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static AUDIT_SINK_LAG: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!("custos_audit_sink_lag_records", "Durable records a sink has not taken yet.", &["sink"])
+        .expect("metric registers once")
+});
+
+pub static AUDIT_SINK_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("custos_audit_sink_failures_total", "Failed deliveries to a sink (each retried).", &["sink"])
+        .expect("metric registers once")
+});
+
+pub static AUDIT_SINK_DELIVERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("custos_audit_sink_delivered_total", "Records a sink has taken.", &["sink"])
+        .expect("metric registers once")
+});
+
 /// Registers every metric so the first scrape lists them all.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -57,6 +72,9 @@ pub fn init() {
     LazyLock::force(&AUDIT_RECORDS);
     LazyLock::force(&AUDIT_FAILURES);
     LazyLock::force(&AUDIT_FSYNC);
+    LazyLock::force(&AUDIT_SINK_LAG);
+    LazyLock::force(&AUDIT_SINK_FAILURES);
+    LazyLock::force(&AUDIT_SINK_DELIVERED);
 }
 
 /// Status codes as static label values (no formatting per request).
