@@ -27,6 +27,7 @@ async fn main() {
             key_base: dir.path().to_path_buf(),
             redis: None,
             file: None,
+            webhook: None,
         };
         let audit = Audit::start(&settings).expect("open the spool");
         let fsyncs_before = AUDIT_FSYNC.get_sample_count();

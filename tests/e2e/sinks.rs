@@ -195,3 +195,117 @@ async fn audit_tail_follows_the_stream_and_the_spool() {
         assert_eq!(decisions, 3, "{out}");
     }
 }
+
+/// A SIEM's webhook endpoint: verifies each request's signature the way a receiver must
+/// (HMAC-SHA256 over `v1:{timestamp}:{body}`, constant-time, timestamp within 5 min),
+/// answers 500 to the first `fail_first` requests (or to all), and keeps what it took.
+struct Receiver {
+    addr: std::net::SocketAddr,
+    taken: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    bad_signatures: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn receiver(secret: &'static [u8], fail_first: usize) -> Receiver {
+    use http_body_util::{BodyExt, Full};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let taken = Arc::new(Mutex::new(Vec::new()));
+    let bad = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (t, b) = (taken.clone(), bad.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let (t, b, seen) = (t.clone(), b.clone(), seen.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (t, b, seen) = (t.clone(), b.clone(), seen.clone());
+                    async move {
+                        let ts = req.headers().get("x-custos-timestamp").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                        let sig = req.headers().get("x-custos-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                        let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                        let fresh = ts.parse::<u64>().is_ok_and(|t| t.abs_diff(now) <= 300);
+                        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+                        let mut msg = format!("v1:{ts}:").into_bytes();
+                        msg.extend_from_slice(&body);
+                        let tag = sig.strip_prefix("v1=").and_then(|h| hex::decode(h).ok()).unwrap_or_default();
+                        let status = if !fresh || ring::hmac::verify(&key, &msg, &tag).is_err() {
+                            b.fetch_add(1, Ordering::SeqCst);
+                            401
+                        } else if seen.fetch_add(1, Ordering::SeqCst) < fail_first {
+                            500
+                        } else {
+                            let mut t = t.lock().unwrap();
+                            t.extend(String::from_utf8_lossy(&body).lines().map(String::from));
+                            200
+                        };
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder().status(status).body(Full::new(bytes::Bytes::new())).unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Receiver { addr, taken, bad_signatures: bad, _task: task }
+}
+
+const WEBHOOK_SECRET: &[u8] = b"a-shared-webhook-secret-for-tests";
+
+#[tokio::test]
+async fn the_webhook_gets_signed_batches_and_retries_until_taken() {
+    let demo = demo().await;
+    let rx = receiver(WEBHOOK_SECRET, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hook.secret"), WEBHOOK_SECRET).unwrap();
+    let mut gw = Gateway::start(&format!(
+        "[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\nmax_tries = 10\n{}",
+        rx.addr,
+        dir.path().join("hook.secret").display(),
+        route_all(demo.addr)
+    ))
+    .await;
+    for _ in 0..20 {
+        client().get(gw.url("/patients/3")).send().await.unwrap();
+    }
+    gw.stop().await;
+    let records = audit_records(&gw.audit_dir());
+    let taken = rx.taken.lock().unwrap().clone();
+    let ids: Vec<String> =
+        taken.iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, chain_ids(&records), "the receiver did not get the whole chain once, in order");
+    assert_eq!(rx.bad_signatures.load(std::sync::atomic::Ordering::SeqCst), 0, "a request failed signature checks");
+
+    // A wrong secret is caught by the receiver: the check above can fail.
+    let wrong = receiver(b"another-secret-entirely-0123456", 0).await;
+    let mut gw2 = Gateway::start(&format!(
+        "[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\nmax_tries = 2\n{}",
+        wrong.addr,
+        dir.path().join("hook.secret").display(),
+        route_all(demo.addr)
+    ))
+    .await;
+    client().get(gw2.url("/patients/1")).send().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while wrong.bad_signatures.load(std::sync::atomic::Ordering::SeqCst) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(wrong.taken.lock().unwrap().is_empty());
+    // After max_tries the batch is in the dead-letter file and counted.
+    let dead = gw2.audit_dir().join("webhook-dead-letter.ndjson");
+    while !dead.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let buried = std::fs::read_to_string(&dead).unwrap_or_default();
+    assert!(buried.contains("\"audit.started\""), "dead letters: {buried}");
+    let m = client().get(format!("http://{}/metrics", gw2.admin)).send().await.unwrap().text().await.unwrap();
+    assert!(m.lines().any(|l| l.starts_with("custos_audit_dead_letter_total") && !l.ends_with(" 0")), "{m}");
+    gw2.stop().await;
+}

@@ -65,6 +65,24 @@ pub struct AuditSettings {
     pub redis: Option<RedisSinkSettings>,
     /// `[audit.file]`: the JSONL archive sink.
     pub file: Option<PathBuf>,
+    /// `[audit.webhook]`: the signed webhook sink.
+    pub webhook: Option<WebhookSinkSettings>,
+}
+
+#[derive(Clone)]
+pub struct WebhookSinkSettings {
+    pub url: String,
+    pub secret: crate::secret::Secret,
+    pub ca: Option<Vec<u8>>,
+    pub max_tries: u32,
+    pub dead_letter: PathBuf,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookSinkSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSinkSettings").field("url", &self.url).field("max_tries", &self.max_tries).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +196,19 @@ fn start_sinks(
     }
     if let Some(r) = &s.redis {
         list.push(Box::new(sinks::redis::RedisSink::new(&r.url, r.stream.clone(), r.maxlen).map_err(AuditError::Io)?));
+    }
+    if let Some(w) = &s.webhook {
+        list.push(Box::new(
+            sinks::webhook::WebhookSink::new(
+                w.url.clone(),
+                w.secret.expose(),
+                w.ca.as_deref(),
+                w.timeout,
+                w.max_tries,
+                w.dead_letter.clone(),
+            )
+            .map_err(AuditError::Io)?,
+        ));
     }
     if list.is_empty() {
         return Ok(Vec::new());

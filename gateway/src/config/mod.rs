@@ -443,6 +443,10 @@ impl Validator<'_> {
                 }
             },
             file: a.file.as_ref().map(|f| self.path(&f.path)),
+            webhook: match &a.webhook {
+                None => None,
+                Some(w) => Some(self.webhook(w, &self.path(&a.dir))?),
+            },
         };
 
         Ok(Config {
@@ -456,6 +460,44 @@ impl Validator<'_> {
             limits,
             audit,
             routes,
+        })
+    }
+
+    fn webhook(&self, w: &schema::AuditWebhook, audit_dir: &Path) -> Result<crate::audit::WebhookSinkSettings, ConfigError> {
+        let uri: http::Uri = w.url.parse().map_err(|_| self.err("audit.webhook.url", format!("`{}` is not a URL", w.url)))?;
+        let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        match uri.scheme_str() {
+            Some("https") => {}
+            Some("http") if loopback => {}
+            _ => {
+                return Err(self.err(
+                    "audit.webhook.url",
+                    format!("`{}` must be https:// (plain http:// only to a loopback address)", w.url),
+                ))
+            }
+        }
+        let secret = w.secret.load(self.base).map_err(|m| self.err("audit.webhook.secret", m))?;
+        if secret.expose().len() < 16 {
+            return Err(self.err("audit.webhook.secret", "must be at least 16 bytes"));
+        }
+        let ca = match &w.ca {
+            None => None,
+            Some(p) => {
+                self.certs("audit.webhook.ca", p)?;
+                Some(std::fs::read(self.path(p)).map_err(|e| self.err("audit.webhook.ca", e.to_string()))?)
+            }
+        };
+        if w.timeout_secs == 0 {
+            return Err(self.err("audit.webhook.timeout_secs", "must be at least 1"));
+        }
+        Ok(crate::audit::WebhookSinkSettings {
+            url: w.url.clone(),
+            secret,
+            ca,
+            max_tries: w.max_tries.max(1),
+            dead_letter: w.dead_letter.as_ref().map_or_else(|| audit_dir.join("webhook-dead-letter.ndjson"), |p| self.path(p)),
+            timeout: Duration::from_secs(w.timeout_secs),
         })
     }
 

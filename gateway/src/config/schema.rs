@@ -54,6 +54,34 @@ pub struct Audit {
     pub redis: Option<AuditRedis>,
     /// `[audit.file]`: deliver every record to a JSONL archive file.
     pub file: Option<AuditFile>,
+    /// `[audit.webhook]`: deliver every record to an HTTPS endpoint (a SIEM).
+    pub webhook: Option<AuditWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditWebhook {
+    /// `https://…` (plain `http://` only to a loopback address).
+    pub url: String,
+    /// The HMAC-SHA256 key shared with the receiver: `{ file = … }` or `{ env = … }`.
+    pub secret: SecretRef,
+    /// PEM CA bundle for the receiver's certificate. Default: the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Tries per batch before it goes to the dead-letter file. Default 8.
+    #[serde(default = "default_max_tries")]
+    pub max_tries: u32,
+    /// Default `webhook-dead-letter.ndjson` in the audit directory.
+    pub dead_letter: Option<PathBuf>,
+    /// Seconds per try. Default 10.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_max_tries() -> u32 {
+    8
+}
+fn default_webhook_timeout() -> u64 {
+    10
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +136,7 @@ impl Default for Audit {
             signing_key: None,
             redis: None,
             file: None,
+            webhook: None,
         }
     }
 }

@@ -63,6 +63,14 @@ pub static AUDIT_SINK_DELIVERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
+pub static AUDIT_DEAD_LETTER: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "custos_audit_dead_letter_total",
+        "Records the webhook sink gave up on and wrote to its dead-letter file."
+    )
+    .expect("metric registers once")
+});
+
 /// Registers every metric so the first scrape lists them all.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -75,6 +83,7 @@ pub fn init() {
     LazyLock::force(&AUDIT_SINK_LAG);
     LazyLock::force(&AUDIT_SINK_FAILURES);
     LazyLock::force(&AUDIT_SINK_DELIVERED);
+    LazyLock::force(&AUDIT_DEAD_LETTER);
 }
 
 /// Status codes as static label values (no formatting per request).

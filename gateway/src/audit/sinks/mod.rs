@@ -8,6 +8,7 @@
 
 pub mod file;
 pub mod redis;
+pub mod webhook;
 
 use super::chain::{self, Record};
 use super::spool::segments;
