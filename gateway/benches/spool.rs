@@ -28,6 +28,7 @@ async fn main() {
             redis: None,
             file: None,
             webhook: None,
+            otlp: None,
         };
         let audit = Audit::start(&settings).expect("open the spool");
         let fsyncs_before = AUDIT_FSYNC.get_sample_count();

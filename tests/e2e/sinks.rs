@@ -309,3 +309,129 @@ async fn the_webhook_gets_signed_batches_and_retries_until_taken() {
     assert!(m.lines().any(|l| l.starts_with("custos_audit_dead_letter_total") && !l.ends_with(" 0")), "{m}");
     gw2.stop().await;
 }
+
+/// An OTLP/HTTP collector stand-in: decodes the real protobuf requests.
+struct Collector {
+    addr: std::net::SocketAddr,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::logs::v1::LogRecord>>>,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn collector() -> Collector {
+    use http_body_util::{BodyExt, Full};
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    use std::sync::{Arc, Mutex};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let (l, s) = (logs.clone(), spans.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let (l, s) = (l.clone(), s.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (l, s) = (l.clone(), s.clone());
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let ctype = req.headers().get("content-type").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+                        let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                        let ok = ctype == b"application/x-protobuf"
+                            && match path.as_str() {
+                                "/v1/logs" => ExportLogsServiceRequest::decode(body).map(|r| {
+                                    for rl in r.resource_logs {
+                                        for sl in rl.scope_logs {
+                                            l.lock().unwrap().extend(sl.log_records);
+                                        }
+                                    }
+                                }),
+                                "/v1/traces" => ExportTraceServiceRequest::decode(body).map(|r| {
+                                    for rs in r.resource_spans {
+                                        for ss in rs.scope_spans {
+                                            s.lock().unwrap().extend(ss.spans);
+                                        }
+                                    }
+                                }),
+                                _ => Ok(()),
+                            }
+                            .is_ok();
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .status(if ok { 200 } else { 400 })
+                                .body(Full::new(bytes::Bytes::new()))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Collector { addr, logs, spans, _task: task }
+}
+
+fn attr(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| match &v.value {
+        Some(Value::StringValue(s)) => Some(s.clone()),
+        Some(Value::IntValue(i)) => Some(i.to_string()),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn otlp_gets_every_record_as_a_log_and_each_request_as_a_span_of_its_trace() {
+    let demo = demo().await;
+    let otel = collector().await;
+    let mut gw = Gateway::start(&format!("[audit.otlp]\nendpoint = \"http://{}\"\n{}", otel.addr, route_all(demo.addr))).await;
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    client()
+        .get(gw.url("/patients/1"))
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        client().get(gw.url("/patients/2")).send().await.unwrap();
+    }
+    gw.stop().await;
+
+    let records = audit_records(&gw.audit_dir());
+    let logs = otel.logs.lock().unwrap().clone();
+    let mut ids: Vec<String> = logs.iter().filter_map(|l| attr(&l.attributes, "custos.event.id")).collect();
+    ids.dedup();
+    assert_eq!(ids, chain_ids(&records), "the collector did not get every record");
+
+    // The upstream saw a traceparent continuing the caller's trace, with the gateway's
+    // span as parent; the audit records and the exported span agree.
+    let seen = demo.seen();
+    let tp = seen[0].header("traceparent").expect("traceparent sent upstream");
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!((parts[0], parts[1]), ("00", caller_trace), "{tp}");
+    let gateway_span = parts[2];
+    assert_ne!(gateway_span, caller_span);
+    let decision = records
+        .iter()
+        .find(|r| r["event"]["kind"] == "access.decision" && r["event"]["path"] == "/patients/1")
+        .unwrap();
+    assert_eq!(decision["event"]["trace_id"], caller_trace);
+    assert_eq!(decision["event"]["span_id"], gateway_span);
+    let spans = otel.spans.lock().unwrap().clone();
+    assert_eq!(spans.len(), 5, "one server span per request");
+    let span = spans.iter().find(|s| hex::encode(&s.span_id) == gateway_span).expect("the request's span");
+    assert_eq!(hex::encode(&span.trace_id), caller_trace);
+    assert_eq!(hex::encode(&span.parent_span_id), caller_span);
+    assert_eq!(attr(&span.attributes, "http.response.status_code").as_deref(), Some("200"));
+    assert!(span.end_time_unix_nano > span.start_time_unix_nano);
+    // Requests without a traceparent start traces of their own, one each.
+    let others: HashSet<String> =
+        spans.iter().filter(|s| hex::encode(&s.trace_id) != caller_trace).map(|s| hex::encode(&s.trace_id)).collect();
+    assert_eq!(others.len(), 4);
+}

@@ -109,8 +109,14 @@ pub struct Event {
     pub upstream: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// W3C trace context: the trace, this request's span (sent upstream as the parent in
+    /// `traceparent`), and the caller's span when it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
 }
@@ -142,6 +148,8 @@ impl Event {
             upstream: None,
             request_id: None,
             trace_id: None,
+            span_id: None,
+            parent_span_id: None,
             checkpoint: None,
         }
     }

@@ -67,6 +67,8 @@ pub struct AuditSettings {
     pub file: Option<PathBuf>,
     /// `[audit.webhook]`: the signed webhook sink.
     pub webhook: Option<WebhookSinkSettings>,
+    /// `[audit.otlp]`: (endpoint, timeout) of the OTLP/HTTP collector.
+    pub otlp: Option<(String, Duration)>,
 }
 
 #[derive(Clone)]
@@ -196,6 +198,9 @@ fn start_sinks(
     }
     if let Some(r) = &s.redis {
         list.push(Box::new(sinks::redis::RedisSink::new(&r.url, r.stream.clone(), r.maxlen).map_err(AuditError::Io)?));
+    }
+    if let Some((endpoint, timeout)) = &s.otlp {
+        list.push(Box::new(sinks::otlp::OtlpSink::new(endpoint, *timeout).map_err(AuditError::Io)?));
     }
     if let Some(w) = &s.webhook {
         list.push(Box::new(

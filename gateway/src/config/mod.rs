@@ -443,6 +443,22 @@ impl Validator<'_> {
                 }
             },
             file: a.file.as_ref().map(|f| self.path(&f.path)),
+            otlp: match &a.otlp {
+                None => None,
+                Some(o) => {
+                    let uri: http::Uri = o
+                        .endpoint
+                        .parse()
+                        .map_err(|_| self.err("audit.otlp.endpoint", format!("`{}` is not a URL", o.endpoint)))?;
+                    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                        return Err(self.err("audit.otlp.endpoint", format!("`{}` must be http(s)://HOST:PORT", o.endpoint)));
+                    }
+                    if o.timeout_secs == 0 {
+                        return Err(self.err("audit.otlp.timeout_secs", "must be at least 1"));
+                    }
+                    Some((o.endpoint.clone(), Duration::from_secs(o.timeout_secs)))
+                }
+            },
             webhook: match &a.webhook {
                 None => None,
                 Some(w) => Some(self.webhook(w, &self.path(&a.dir))?),

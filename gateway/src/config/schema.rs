@@ -56,6 +56,19 @@ pub struct Audit {
     pub file: Option<AuditFile>,
     /// `[audit.webhook]`: deliver every record to an HTTPS endpoint (a SIEM).
     pub webhook: Option<AuditWebhook>,
+    /// `[audit.otlp]`: deliver every record as an OpenTelemetry log record, and each
+    /// request as a span, to an OTLP/HTTP collector.
+    pub otlp: Option<AuditOtlp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditOtlp {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://127.0.0.1:4318`.
+    pub endpoint: String,
+    /// Seconds per export. Default 10.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +150,7 @@ impl Default for Audit {
             redis: None,
             file: None,
             webhook: None,
+            otlp: None,
         }
     }
 }

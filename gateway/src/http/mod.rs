@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod path;
 pub mod respond;
 pub mod routes;
+pub mod trace;
 
 use crate::audit::{Audit, Decision, Event, Kind};
 use crate::config::{Config, Limits, Route};
@@ -56,6 +57,7 @@ pub struct RequestCtx {
     route: Option<Arc<Route>>,
     path: Option<NormPath>,
     forwarding: Option<Forwarding>,
+    trace: Option<trace::TraceContext>,
     refusal: Option<Refusal>,
     /// An allow decision was recorded: `logging` owes a completion record.
     allowed: bool,
@@ -120,6 +122,11 @@ impl Gateway {
             }
         }
         ev.request_id = ctx.forwarding.as_ref().and_then(|f| f.request_id.to_str().ok()).map(str::to_string);
+        if let Some(t) = &ctx.trace {
+            ev.trace_id = Some(t.trace_id.clone());
+            ev.span_id = Some(t.span_id.clone());
+            ev.parent_span_id.clone_from(&t.parent_span_id);
+        }
         ev
     }
 
@@ -196,6 +203,7 @@ impl ProxyHttp for Gateway {
             route: None,
             path: None,
             forwarding: None,
+            trace: None,
             refusal: None,
             allowed: false,
             body_bytes: 0,
@@ -243,6 +251,7 @@ impl ProxyHttp for Gateway {
         headers::strip_identity(session.req_header_mut(), &self.headers.strip);
         let tls = self.is_tls(session);
         ctx.forwarding = Some(Forwarding::new(session, &self.headers.trusted_proxies, tls));
+        ctx.trace = Some(trace::TraceContext::from_request(session.req_header()));
 
         // 5. The route.
         let req = session.req_header();
@@ -351,6 +360,9 @@ impl ProxyHttp for Gateway {
         }
         if let Some(f) = ctx.forwarding.as_ref() {
             f.apply(upstream)?;
+        }
+        if let Some(t) = ctx.trace.as_ref() {
+            upstream.insert_header("traceparent", t.traceparent())?;
         }
         Ok(())
     }

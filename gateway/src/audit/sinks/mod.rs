@@ -7,6 +7,7 @@
 //! on the proxy's.
 
 pub mod file;
+pub mod otlp;
 pub mod redis;
 pub mod webhook;
 

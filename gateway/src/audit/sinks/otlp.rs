@@ -1,0 +1,182 @@
+//! The OpenTelemetry sink: OTLP over HTTP with protobuf (`/v1/logs`, `/v1/traces`),
+//! messages from the `opentelemetry-proto` crate. Every record becomes a log record
+//! (body: the chain line; attributes: event id, kind, sequence number, and the request's
+//! metadata; trace and span ids when known), and every `access.completed` record also
+//! becomes the request's server span (start = end − duration), so traces reach the
+//! collector through the same durable, at-least-once path as the audit trail. A batch
+//! counts as delivered when the collector answers 2xx to both requests.
+
+use super::{Line, Sink};
+use crate::audit::{Event, Kind};
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+
+pub struct OtlpSink {
+    client: reqwest::Client,
+    logs_url: String,
+    traces_url: String,
+}
+
+impl OtlpSink {
+    pub fn new(endpoint: &str, timeout: Duration) -> Result<OtlpSink, String> {
+        let base = endpoint.trim_end_matches('/');
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("audit.otlp: {e}"))?;
+        Ok(OtlpSink { client, logs_url: format!("{base}/v1/logs"), traces_url: format!("{base}/v1/traces") })
+    }
+
+    async fn post(&self, url: &str, body: Vec<u8>) -> Result<(), String> {
+        let r = self
+            .client
+            .post(url)
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("{url}: the collector answered {}", r.status()))
+        }
+    }
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+}
+
+fn s(key: &str, v: &str) -> KeyValue {
+    kv(key, any_value::Value::StringValue(v.to_string()))
+}
+
+fn unix_nanos(rfc3339: &str) -> u64 {
+    time::OffsetDateTime::parse(rfc3339, &Rfc3339).map_or(0, |t| t.unix_timestamp_nanos().max(0) as u64)
+}
+
+fn kind_name(k: Kind) -> String {
+    serde_json::to_value(k).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// Request metadata shared by log records and spans, in OpenTelemetry's names.
+fn request_attributes(ev: &Event) -> Vec<KeyValue> {
+    let mut a = Vec::new();
+    let mut opt = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            a.push(s(k, v));
+        }
+    };
+    opt("http.request.method", &ev.method);
+    opt("url.path", &ev.path);
+    opt("http.route", &ev.route);
+    opt("client.address", &ev.client);
+    opt("custos.request_id", &ev.request_id);
+    opt("custos.reason", &ev.reason);
+    opt("custos.rule", &ev.rule);
+    if let Some(d) = ev.decision {
+        a.push(s("custos.decision", if d == crate::audit::Decision::Allow { "allow" } else { "deny" }));
+    }
+    if let Some(st) = ev.status {
+        a.push(kv("http.response.status_code", any_value::Value::IntValue(st.into())));
+    }
+    a
+}
+
+fn hex_bytes(v: &Option<String>) -> Vec<u8> {
+    v.as_deref().and_then(|h| hex::decode(h).ok()).unwrap_or_default()
+}
+
+fn resource(instance: &str) -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![s("service.name", "custos"), s("service.instance.id", instance)],
+        ..Default::default()
+    })
+}
+
+fn scope() -> Option<InstrumentationScope> {
+    Some(InstrumentationScope { name: "custos.audit".into(), version: env!("CARGO_PKG_VERSION").into(), ..Default::default() })
+}
+
+#[async_trait]
+impl Sink for OtlpSink {
+    fn name(&self) -> &str {
+        "otlp"
+    }
+
+    async fn deliver(&mut self, batch: &[Line]) -> Result<(), String> {
+        let Some(instance) = batch.first().map(|l| l.record.event.instance.clone()) else { return Ok(()) };
+        let mut logs = Vec::with_capacity(batch.len());
+        let mut spans = Vec::new();
+        for l in batch {
+            let ev = &l.record.event;
+            let t = unix_nanos(&ev.time);
+            let mut attributes = vec![
+                s("custos.event.id", &ev.id),
+                s("custos.event.kind", &kind_name(ev.kind)),
+                kv("custos.seq", any_value::Value::IntValue(l.record.seq as i64)),
+            ];
+            attributes.extend(request_attributes(ev));
+            logs.push(LogRecord {
+                time_unix_nano: t,
+                observed_time_unix_nano: t,
+                severity_number: 9, // INFO
+                severity_text: "INFO".into(),
+                event_name: kind_name(ev.kind),
+                body: Some(AnyValue { value: Some(any_value::Value::StringValue(String::from_utf8_lossy(&l.bytes).into_owned())) }),
+                attributes,
+                trace_id: hex_bytes(&ev.trace_id),
+                span_id: hex_bytes(&ev.span_id),
+                ..Default::default()
+            });
+            if ev.kind == Kind::AccessCompleted && ev.trace_id.is_some() && ev.span_id.is_some() {
+                let duration = ev.duration_ms.map_or(0, |d| (d * 1e6) as u64);
+                let failed = ev.status.is_none_or(|s| s >= 500 || s == 0);
+                spans.push(Span {
+                    trace_id: hex_bytes(&ev.trace_id),
+                    span_id: hex_bytes(&ev.span_id),
+                    parent_span_id: hex_bytes(&ev.parent_span_id),
+                    name: format!("{} {}", ev.method.as_deref().unwrap_or("HTTP"), ev.route.as_deref().unwrap_or("-")),
+                    kind: span::SpanKind::Server as i32,
+                    start_time_unix_nano: t.saturating_sub(duration),
+                    end_time_unix_nano: t,
+                    attributes: request_attributes(ev),
+                    status: Some(Status {
+                        code: if failed { status::StatusCode::Error } else { status::StatusCode::Unset } as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+        let logs = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: resource(&instance),
+                scope_logs: vec![ScopeLogs { scope: scope(), log_records: logs, ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        self.post(&self.logs_url, logs.encode_to_vec()).await?;
+        if !spans.is_empty() {
+            let traces = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: resource(&instance),
+                    scope_spans: vec![ScopeSpans { scope: scope(), spans, ..Default::default() }],
+                    ..Default::default()
+                }],
+            };
+            self.post(&self.traces_url, traces.encode_to_vec()).await?;
+        }
+        Ok(())
+    }
+}
