@@ -121,6 +121,13 @@ async fn a_sink_down_during_load_gets_every_record_once_it_is_back() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(lag > 0, "no lag shown while the sink is down\n{m}");
+    let depth = m
+        .lines()
+        .find(|l| l.starts_with("custos_audit_spool_depth_records "))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(depth > 0, "no spool depth shown while the sink is down\n{m}");
     assert!(m.contains("custos_audit_sink_failures_total{sink=\"redis\"}"), "{m}");
 
     // The sink comes back.
@@ -423,13 +430,21 @@ async fn otlp_gets_every_record_as_a_log_and_each_request_as_a_span_of_its_trace
         .unwrap();
     assert_eq!(decision["event"]["trace_id"], caller_trace);
     assert_eq!(decision["event"]["span_id"], gateway_span);
-    let spans = otel.spans.lock().unwrap().clone();
+    let all_spans = otel.spans.lock().unwrap().clone();
+    let spans: Vec<_> = all_spans.iter().filter(|s| s.kind == 2).cloned().collect();
     assert_eq!(spans.len(), 5, "one server span per request");
     let span = spans.iter().find(|s| hex::encode(&s.span_id) == gateway_span).expect("the request's span");
     assert_eq!(hex::encode(&span.trace_id), caller_trace);
     assert_eq!(hex::encode(&span.parent_span_id), caller_span);
     assert_eq!(attr(&span.attributes, "http.response.status_code").as_deref(), Some("200"));
     assert!(span.end_time_unix_nano > span.start_time_unix_nano);
+    // Its phases are child spans inside it.
+    let phases: Vec<_> = all_spans.iter().filter(|s| s.parent_span_id == span.span_id).collect();
+    let names: HashSet<&str> = phases.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, HashSet::from(["audit", "upstream"]), "{phases:?}");
+    for p in &phases {
+        assert!(p.start_time_unix_nano >= span.start_time_unix_nano && p.end_time_unix_nano <= span.end_time_unix_nano + 1_000_000, "{p:?}");
+    }
     // Requests without a traceparent start traces of their own, one each.
     let others: HashSet<String> =
         spans.iter().filter(|s| hex::encode(&s.trace_id) != caller_trace).map(|s| hex::encode(&s.trace_id)).collect();

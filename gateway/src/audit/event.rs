@@ -44,6 +44,16 @@ pub struct Actor {
     pub groups: Vec<String>,
 }
 
+/// A timed part of a request, relative to its start (exported as a child span).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    /// `audit` (making the decision record durable) or `upstream` (until its response
+    /// header).
+    pub name: String,
+    pub start_ms: f64,
+    pub duration_ms: f64,
+}
+
 /// A signed statement that the chain up to `seq` ends in `hash`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -117,6 +127,8 @@ pub struct Event {
     pub span_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_span_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
 }
@@ -150,6 +162,7 @@ impl Event {
             trace_id: None,
             span_id: None,
             parent_span_id: None,
+            phases: Vec::new(),
             checkpoint: None,
         }
     }

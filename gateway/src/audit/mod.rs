@@ -13,7 +13,7 @@ pub mod sinks;
 pub mod spool;
 pub mod verify;
 
-pub use event::{Actor, Decision, Event, Kind};
+pub use event::{Actor, Decision, Event, Kind, Phase};
 
 use crate::secret::SecretRef;
 use ring::signature::{Ed25519KeyPair, KeyPair};

@@ -71,6 +71,14 @@ pub static AUDIT_DEAD_LETTER: LazyLock<prometheus::IntCounter> = LazyLock::new(|
     .expect("metric registers once")
 });
 
+pub static AUDIT_SPOOL_DEPTH: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    prometheus::register_int_gauge!(
+        "custos_audit_spool_depth_records",
+        "Durable records the slowest sink has not taken yet (0 without sinks)."
+    )
+    .expect("metric registers once")
+});
+
 /// Registers every metric so the first scrape lists them all.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -84,6 +92,7 @@ pub fn init() {
     LazyLock::force(&AUDIT_SINK_FAILURES);
     LazyLock::force(&AUDIT_SINK_DELIVERED);
     LazyLock::force(&AUDIT_DEAD_LETTER);
+    LazyLock::force(&AUDIT_SPOOL_DEPTH);
 }
 
 /// Status codes as static label values (no formatting per request).

@@ -61,6 +61,10 @@ pub struct RequestCtx {
     refusal: Option<Refusal>,
     /// An allow decision was recorded: `logging` owes a completion record.
     allowed: bool,
+    /// Timed phases (start, duration) since `start`: the durable decision record, and
+    /// the upstream until its response header.
+    audit_phase: Option<(std::time::Duration, std::time::Duration)>,
+    upstream_phase: Option<(std::time::Duration, Option<std::time::Duration>)>,
     body_bytes: u64,
     _in_flight: InFlight,
 }
@@ -139,7 +143,10 @@ impl Gateway {
         ev.decision = Some(Decision::Allow);
         // Until the policy layer exists, a matched route is the rule that allows.
         ev.rule = ctx.route.as_ref().map(|r| format!("route:{}", r.name));
-        match audit.append_durable(ev).await {
+        let began = ctx.start.elapsed();
+        let result = audit.append_durable(ev).await;
+        ctx.audit_phase = Some((began, ctx.start.elapsed() - began));
+        match result {
             Ok(_) => {
                 ctx.allowed = true;
                 true
@@ -206,6 +213,8 @@ impl ProxyHttp for Gateway {
             trace: None,
             refusal: None,
             allowed: false,
+            audit_phase: None,
+            upstream_phase: None,
             body_bytes: 0,
             _in_flight: InFlight::enter(),
         }
@@ -364,6 +373,19 @@ impl ProxyHttp for Gateway {
         if let Some(t) = ctx.trace.as_ref() {
             upstream.insert_header("traceparent", t.traceparent())?;
         }
+        ctx.upstream_phase = Some((ctx.start.elapsed(), None));
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some((began, None)) = ctx.upstream_phase {
+            ctx.upstream_phase = Some((began, Some(ctx.start.elapsed() - began)));
+        }
         Ok(())
     }
 
@@ -411,6 +433,14 @@ impl ProxyHttp for Gateway {
             ev.bytes_out = Some(session.body_bytes_sent() as u64);
             ev.duration_ms = Some(ctx.start.elapsed().as_secs_f64() * 1000.0);
             ev.reason = ctx.refusal.map(|r| r.reason().to_string());
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+            if let Some((s, d)) = ctx.audit_phase {
+                ev.phases.push(crate::audit::Phase { name: "audit".into(), start_ms: ms(s), duration_ms: ms(d) });
+            }
+            if let Some((s, d)) = ctx.upstream_phase {
+                let d = d.unwrap_or_else(|| ctx.start.elapsed() - s);
+                ev.phases.push(crate::audit::Phase { name: "upstream".into(), start_ms: ms(s), duration_ms: ms(d) });
+            }
             audit.append(ev);
         }
         let route = ctx.route.as_ref().map_or("-", |r| r.name.as_str());

@@ -174,6 +174,8 @@ pub async fn run(
     let mut reader = SpoolReader::new(&dir, cursor.seq.load(Ordering::Acquire) + 1);
     loop {
         let head = committed.load(Ordering::Acquire);
+        let slowest = all_cursors.iter().map(|c| c.load(Ordering::Acquire)).min().unwrap_or(head);
+        crate::http::metrics::AUDIT_SPOOL_DEPTH.set(head.saturating_sub(slowest) as i64);
         crate::http::metrics::AUDIT_SINK_LAG
             .with_label_values(&[&name])
             .set(head.saturating_sub(cursor.seq.load(Ordering::Acquire)) as i64);

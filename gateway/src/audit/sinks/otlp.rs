@@ -2,7 +2,9 @@
 //! messages from the `opentelemetry-proto` crate. Every record becomes a log record
 //! (body: the chain line; attributes: event id, kind, sequence number, and the request's
 //! metadata; trace and span ids when known), and every `access.completed` record also
-//! becomes the request's server span (start = end − duration), so traces reach the
+//! becomes the request's server span (start = end − duration) with a child span per
+//! timed phase (`audit`: the durable decision record; `upstream`: until the upstream's
+//! response header), so traces reach the
 //! collector through the same durable, at-least-once path as the audit trail. A batch
 //! counts as delivered when the collector answers 2xx to both requests.
 
@@ -142,13 +144,29 @@ impl Sink for OtlpSink {
             if ev.kind == Kind::AccessCompleted && ev.trace_id.is_some() && ev.span_id.is_some() {
                 let duration = ev.duration_ms.map_or(0, |d| (d * 1e6) as u64);
                 let failed = ev.status.is_none_or(|s| s >= 500 || s == 0);
+                let start = t.saturating_sub(duration);
+                for phase in &ev.phases {
+                    // Stable ids across retries: derived from the event id and the phase.
+                    let id = ring::digest::digest(&ring::digest::SHA256, format!("{}:{}", ev.id, phase.name).as_bytes());
+                    let p_start = start + (phase.start_ms * 1e6) as u64;
+                    spans.push(Span {
+                        trace_id: hex_bytes(&ev.trace_id),
+                        span_id: id.as_ref()[..8].to_vec(),
+                        parent_span_id: hex_bytes(&ev.span_id),
+                        name: phase.name.clone(),
+                        kind: span::SpanKind::Internal as i32,
+                        start_time_unix_nano: p_start,
+                        end_time_unix_nano: p_start + (phase.duration_ms * 1e6) as u64,
+                        ..Default::default()
+                    });
+                }
                 spans.push(Span {
                     trace_id: hex_bytes(&ev.trace_id),
                     span_id: hex_bytes(&ev.span_id),
                     parent_span_id: hex_bytes(&ev.parent_span_id),
                     name: format!("{} {}", ev.method.as_deref().unwrap_or("HTTP"), ev.route.as_deref().unwrap_or("-")),
                     kind: span::SpanKind::Server as i32,
-                    start_time_unix_nano: t.saturating_sub(duration),
+                    start_time_unix_nano: start,
                     end_time_unix_nano: t,
                     attributes: request_attributes(ev),
                     status: Some(Status {
