@@ -29,6 +29,7 @@ async fn main() {
             file: None,
             webhook: None,
             otlp: None,
+            queue_limit: custos::audit::QUEUE_LIMIT,
         };
         let audit = Audit::start(&settings).expect("open the spool");
         let fsyncs_before = AUDIT_FSYNC.get_sample_count();

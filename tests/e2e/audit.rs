@@ -267,3 +267,17 @@ async fn two_gateways_cannot_write_one_chain() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another process is writing the audit directory") && err.contains("`audit`"), "{err}");
 }
+
+#[tokio::test]
+async fn a_writer_over_its_queue_limit_refuses_access_and_counts_dropped_refusals() {
+    let demo = demo().await;
+    // A limit of 0 stands in for a writer that has fallen a whole queue behind.
+    let gw = Gateway::start(&format!("[audit]\nqueue_limit = 0\n{}", route_all(demo.addr))).await;
+    let r = client().get(gw.url("/patients/1")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let (status, _) = raw_status(gw.http, b"GET /a%2fb HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert_eq!(status, 400);
+    assert!(demo.seen().is_empty(), "forwarded without a record");
+    let m = client().get(format!("http://{}/metrics", gw.admin)).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("custos_audit_dropped_total 1"), "{m}");
+}

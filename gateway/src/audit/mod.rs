@@ -36,7 +36,16 @@ pub enum AuditError {
     Closed,
     #[error("audit signing key: {0}")]
     Key(String),
+    #[error("the audit writer is {0} records behind; refusing new access until it catches up")]
+    Overloaded(usize),
 }
+
+/// Records queued for the writer beyond which new access is refused (503 under
+/// `on_failure = "deny"`) and refusal records are dropped (counted): the queue, and so
+/// memory, stays bounded when requests arrive faster than the disk takes them.
+/// Completion records of admitted requests are always queued; there is at most one
+/// per admitted request.
+pub const QUEUE_LIMIT: usize = 100_000;
 
 /// What to do when the spool cannot be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
@@ -69,6 +78,8 @@ pub struct AuditSettings {
     pub webhook: Option<WebhookSinkSettings>,
     /// `[audit.otlp]`: (endpoint, timeout) of the OTLP/HTTP collector.
     pub otlp: Option<(String, Duration)>,
+    /// See [`QUEUE_LIMIT`].
+    pub queue_limit: usize,
 }
 
 #[derive(Clone)]
@@ -103,6 +114,9 @@ pub struct Audit {
     pub failing: Arc<AtomicBool>,
     committed: Arc<std::sync::atomic::AtomicU64>,
     sink_cursors: Vec<Arc<std::sync::atomic::AtomicU64>>,
+    /// Records sent to the writer and not yet written (or failed).
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    queue_limit: usize,
 }
 
 impl Audit {
@@ -128,10 +142,13 @@ impl Audit {
         let (tx, rx) = std::sync::mpsc::channel();
         let failing = Arc::new(AtomicBool::new(false));
         let flag = failing.clone();
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let taken = queued.clone();
         std::thread::Builder::new()
             .name("custos-audit".into())
             .spawn(move || {
                 writer.run(rx, |took, n, ok| {
+                    taken.fetch_sub(n, Ordering::AcqRel);
                     crate::http::metrics::AUDIT_FSYNC.observe(took.as_secs_f64());
                     if ok {
                         crate::http::metrics::AUDIT_RECORDS.inc_by(n as u64);
@@ -147,21 +164,43 @@ impl Audit {
             .map_err(|e| AuditError::Io(format!("cannot start the audit writer: {e}")))?;
         let sink_cursors = start_sinks(s, committed.clone())?;
         tracing::info!(dir = %s.dir.display(), instance, continuing_after = seq, "audit chain open");
-        Ok(Audit { tx, on_failure: s.on_failure, failing, committed, sink_cursors })
+        Ok(Audit { tx, on_failure: s.on_failure, failing, committed, sink_cursors, queued, queue_limit: s.queue_limit })
     }
 
     /// Appends `event` and waits until it is on disk; returns its sequence number.
     pub async fn append_durable(&self, event: Event) -> Result<u64, AuditError> {
+        let depth = self.queued.load(Ordering::Acquire);
+        if depth >= self.queue_limit {
+            return Err(AuditError::Overloaded(depth));
+        }
         let (ack, done) = tokio::sync::oneshot::channel();
-        self.tx.send(spool::Append { event, ack: Some(ack) }).map_err(|_| AuditError::Closed)?;
+        self.send(spool::Append { event: Box::new(event), ack: Some(ack) })?;
         done.await.map_err(|_| AuditError::Closed)?
+    }
+
+    fn send(&self, a: spool::Append) -> Result<(), AuditError> {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(a).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            AuditError::Closed
+        })
+    }
+
+    /// Appends a record of a refused request unless the writer is over its queue limit;
+    /// a dropped record is counted in `custos_audit_dropped_total`.
+    pub fn append_refusal(&self, event: Event) {
+        if self.queued.load(Ordering::Acquire) >= self.queue_limit {
+            crate::http::metrics::AUDIT_DROPPED.inc();
+            return;
+        }
+        let _ = self.send(spool::Append { event: Box::new(event), ack: None });
     }
 
     /// Appends `event` and waits until it and everything queued before it are on disk;
     /// for threads outside the runtime (shutdown).
     pub fn append_blocking(&self, event: Event) -> Result<u64, AuditError> {
         let (ack, done) = tokio::sync::oneshot::channel();
-        self.tx.send(spool::Append { event, ack: Some(ack) }).map_err(|_| AuditError::Closed)?;
+        self.send(spool::Append { event: Box::new(event), ack: Some(ack) })?;
         done.blocking_recv().map_err(|_| AuditError::Closed)?
     }
 
@@ -183,7 +222,7 @@ impl Audit {
 
     /// Appends `event` to the chain without waiting (it is synced with the next group).
     pub fn append(&self, event: Event) {
-        let _ = self.tx.send(spool::Append { event, ack: None });
+        let _ = self.send(spool::Append { event: Box::new(event), ack: None });
     }
 }
 

@@ -23,7 +23,8 @@ use time::format_description::well_known::Rfc3339;
 
 /// What the writer is told to do.
 pub(crate) struct Append {
-    pub event: Event,
+    /// Boxed: an event is large, and it moves through a channel and async state.
+    pub event: Box<Event>,
     pub ack: Option<tokio::sync::oneshot::Sender<Result<u64, AuditError>>>,
 }
 
@@ -213,12 +214,12 @@ impl Writer {
                     return;
                 }
             };
-            batch.push(first.event);
+            batch.push(*first.event);
             acks.push(first.ack);
             while batch.len() < 4096 {
                 match rx.try_recv() {
                     Ok(a) => {
-                        batch.push(a.event);
+                        batch.push(*a.event);
                         acks.push(a.ack);
                     }
                     Err(_) => break,

@@ -459,6 +459,7 @@ impl Validator<'_> {
                     Some((o.endpoint.clone(), Duration::from_secs(o.timeout_secs)))
                 }
             },
+            queue_limit: a.queue_limit,
             webhook: match &a.webhook {
                 None => None,
                 Some(w) => Some(self.webhook(w, &self.path(&a.dir))?),

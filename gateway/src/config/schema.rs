@@ -59,6 +59,13 @@ pub struct Audit {
     /// `[audit.otlp]`: deliver every record as an OpenTelemetry log record, and each
     /// request as a span, to an OTLP/HTTP collector.
     pub otlp: Option<AuditOtlp>,
+    /// Records waiting for the writer beyond which new access is refused. Default 100000.
+    #[serde(default = "default_queue_limit")]
+    pub queue_limit: usize,
+}
+
+fn default_queue_limit() -> usize {
+    crate::audit::QUEUE_LIMIT
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +158,7 @@ impl Default for Audit {
             file: None,
             webhook: None,
             otlp: None,
+            queue_limit: default_queue_limit(),
         }
     }
 }

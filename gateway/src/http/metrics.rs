@@ -79,6 +79,14 @@ pub static AUDIT_SPOOL_DEPTH: LazyLock<prometheus::IntGauge> = LazyLock::new(|| 
     .expect("metric registers once")
 });
 
+pub static AUDIT_DROPPED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "custos_audit_dropped_total",
+        "Records of refused requests not written because the audit writer was over its queue limit."
+    )
+    .expect("metric registers once")
+});
+
 /// Registers every metric so the first scrape lists them all.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -93,6 +101,7 @@ pub fn init() {
     LazyLock::force(&AUDIT_SINK_DELIVERED);
     LazyLock::force(&AUDIT_DEAD_LETTER);
     LazyLock::force(&AUDIT_SPOOL_DEPTH);
+    LazyLock::force(&AUDIT_DROPPED);
 }
 
 /// Status codes as static label values (no formatting per request).

@@ -103,7 +103,7 @@ impl Gateway {
             ev.decision = Some(Decision::Deny);
             ev.reason = Some(r.reason().into());
             ev.status = Some(r.status());
-            audit.append(ev);
+            audit.append_refusal(ev);
         }
         metrics::DECISIONS.with_label_values(&["deny"]).inc();
         respond::refuse(session, r).await?;
