@@ -14,6 +14,8 @@ pub mod config;
 pub mod http;
 /// Values that must never be printed: private keys and, later, client secrets.
 pub mod secret;
+/// Sessions in Redis: opaque ids stored by hash, idle timeout, absolute lifetime.
+pub mod session;
 /// Builds and runs the pingora server from a `Config`: listeners, admin, shutdown.
 pub mod server;
 /// Log output through `tracing` (JSON or pretty).

@@ -12,5 +12,6 @@ mod framing;
 mod lifecycle;
 mod paths;
 mod proxy;
+mod sessions;
 mod sinks;
 mod tls;
