@@ -300,3 +300,42 @@ pub fn stream_entries(url: &str, stream: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// The local OpenID provider (tests/idp: panva's oidc-provider) shared by this run,
+/// installed with `npm ci` when missing and killed with the test process.
+pub fn idp_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/idp");
+        if !dir.join("node_modules/oidc-provider").exists() {
+            let out = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .output()
+                .expect("npm runs (the machine's Node.js)");
+            assert!(out.status.success(), "npm ci in tests/idp failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let port = free_port();
+            let mut child = Command::new("setpriv")
+                .args(["--pdeathsig", "KILL", "--", "node", "server.mjs"])
+                .env("PORT", port.to_string())
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("node runs");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "the test IdP did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            tx.send(port).unwrap();
+            let _ = child.wait();
+        });
+        let port = rx.recv().unwrap();
+        format!("http://127.0.0.1:{port}")
+    })
+}

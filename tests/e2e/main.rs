@@ -9,6 +9,7 @@ mod audit;
 mod compose;
 mod config_errors;
 mod framing;
+mod idp;
 mod lifecycle;
 mod paths;
 mod proxy;

@@ -1,0 +1,117 @@
+// A local OpenID provider for Custos's tests and quickstart: panva's oidc-provider
+// (a certified implementation) with test accounts and login pages of our own, because
+// its built-in dev login sets no `amr`/`acr`.
+//
+//   PORT=4400 node server.mjs
+//
+// Accounts (test-only passwords):
+//   alice / alice-password   signs in with two factors: amr ["pwd","otp"], acr urn:custos:mfa
+//   bob   / bob-password     password only:             amr ["pwd"],       acr urn:custos:pwd
+// Clients register themselves (dynamic registration at /reg), or come from
+// CUSTOS_IDP_CLIENTS (a JSON array of client metadata).
+import http from 'node:http';
+import crypto from 'node:crypto';
+import Provider from 'oidc-provider';
+
+const port = Number(process.env.PORT || 4400);
+const issuer = process.env.ISSUER || `http://127.0.0.1:${port}`;
+
+const accounts = {
+  alice: { password: 'alice-password', email: 'alice@example.test', name: 'Alice Clinician', groups: ['clinicians'], mfa: true },
+  bob: { password: 'bob-password', email: 'bob@example.test', name: 'Bob Staff', groups: ['staff'], mfa: false },
+};
+
+// Signing keys made at start: nothing secret is committed.
+const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const jwk = { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), alg: 'RS256', use: 'sig' };
+
+const provider = new Provider(issuer, {
+  clients: JSON.parse(process.env.CUSTOS_IDP_CLIENTS || '[]'),
+  jwks: { keys: [jwk] },
+  cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
+  features: {
+    devInteractions: { enabled: false },
+    registration: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+  },
+  acrValues: ['urn:custos:mfa', 'urn:custos:pwd'],
+  // acr, amr and auth_time are part of the openid scope, so every ID token carries them.
+  claims: { sid: null, openid: ['sub', 'acr', 'amr', 'auth_time'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups'] },
+  scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
+  async findAccount(ctx, id) {
+    const a = accounts[id];
+    if (!a) return undefined;
+    return {
+      accountId: id,
+      async claims() {
+        return { sub: id, email: a.email, email_verified: true, name: a.name, groups: a.groups };
+      },
+    };
+  },
+  interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  ttl: { Session: 3600, Interaction: 600, Grant: 3600, AccessToken: 600, IdToken: 600, AuthorizationCode: 60 },
+});
+
+const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function loginPage(res, uid, error) {
+  res.writeHead(error ? 401 : 200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(`<!doctype html><title>Test IdP sign-in</title>
+<h1>Test IdP: sign in</h1>${error ? `<p id="error">${escape(error)}</p>` : ''}
+<form method="post" action="/interaction/${escape(uid)}/login">
+<label>User <input name="username" id="username" autofocus></label>
+<label>Password <input name="password" id="password" type="password"></label>
+<button type="submit" id="submit">Sign in</button></form>`);
+}
+
+async function readForm(req) {
+  let body = '';
+  for await (const chunk of req) body += chunk;
+  return Object.fromEntries(new URLSearchParams(body));
+}
+
+async function interaction(req, res, uid, action) {
+  const details = await provider.interactionDetails(req, res);
+  if (details.uid !== uid) throw new Error('interaction mismatch');
+  const { prompt, params, session } = details;
+  if (prompt.name === 'login') {
+    if (req.method === 'GET') return loginPage(res, uid);
+    if (req.method !== 'POST' || action !== 'login') throw new Error('unexpected');
+    const { username, password } = await readForm(req);
+    const a = accounts[username];
+    if (!a || a.password !== password) return loginPage(res, uid, 'Wrong user or password.');
+    const login = a.mfa
+      ? { accountId: username, amr: ['pwd', 'otp'], acr: 'urn:custos:mfa' }
+      : { accountId: username, amr: ['pwd'], acr: 'urn:custos:pwd' };
+    return provider.interactionFinished(req, res, { login }, { mergeWithLastSubmission: false });
+  }
+  if (prompt.name === 'consent') {
+    // Test clients are first-party: consent is granted at once.
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    const d = prompt.details;
+    if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
+    if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
+    if (d.missingResourceScopes) {
+      for (const [indicator, scopes] of Object.entries(d.missingResourceScopes)) grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const grantId = await grant.save();
+    return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+  }
+  throw new Error(`unsupported prompt ${prompt.name}`);
+}
+
+const callback = provider.callback();
+http
+  .createServer(async (req, res) => {
+    const m = req.url.match(/^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login))?$/);
+    if (!m) return callback(req, res);
+    try {
+      await interaction(req, res, m[1], m[2]);
+    } catch (e) {
+      res.writeHead(400, { 'content-type': 'text/plain' });
+      res.end(`interaction failed: ${e.message}\n`);
+    }
+  })
+  .listen(port, '127.0.0.1', () => console.log(`test IdP at ${issuer}`));
