@@ -8,7 +8,8 @@ RUN cargo build --release --locked --bin custos --bin demo-ephi
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home custos
+    && useradd --system --uid 10001 --no-create-home custos \
+    && mkdir -p /var/lib/custos/audit && chown -R 10001 /var/lib/custos
 COPY --from=build /src/target/release/custos /usr/local/bin/custos
 COPY --from=build /src/target/release/demo-ephi /usr/local/bin/demo-ephi
 USER 10001

@@ -9,7 +9,7 @@ fn compose_file_runs_the_gateway_with_the_demo_upstream() {
     let text = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     let services = doc["services"].as_mapping().expect("services");
-    for name in ["gateway", "demo-ephi"] {
+    for name in ["gateway", "demo-ephi", "redis", "otel-collector"] {
         assert!(services.contains_key(name), "service {name} missing");
     }
     let gw = &doc["services"]["gateway"];
@@ -22,6 +22,14 @@ fn compose_file_runs_the_gateway_with_the_demo_upstream() {
     let config = root.join(host_path);
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("http://demo-ephi:9000"), "the config does not point at the demo service");
+    // The audit sinks point at the compose services, and the spool is on a volume.
+    assert!(text.contains("redis://redis:6379/") && text.contains("http://otel-collector:4318"), "{text}");
+    assert!(volumes.iter().any(|v| v.ends_with(":/var/lib/custos/audit")), "{volumes:?}");
+    let collector = &doc["services"]["otel-collector"]["volumes"];
+    let mounted = collector.as_sequence().unwrap().iter().filter_map(|v| v.as_str()).next().unwrap();
+    let otel: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(root.join(mounted.split(':').next().unwrap())).unwrap()).unwrap();
+    assert_eq!(otel["receivers"]["otlp"]["protocols"]["http"]["endpoint"], "0.0.0.0:4318");
     let container_path = mount.split(':').nth(1).unwrap();
     let command: Vec<&str> = gw["command"].as_sequence().unwrap().iter().filter_map(|p| p.as_str()).collect();
     assert!(command.contains(&container_path), "the gateway does not run the mounted config: {command:?}");
