@@ -104,6 +104,10 @@ pub fn init() {
     LazyLock::force(&AUDIT_DROPPED);
 }
 
+/// Statuses whose per-route counters are resolved once (see `routes::RouteEntry`).
+pub const STATUSES: [&str; 15] =
+    ["200", "204", "301", "302", "304", "400", "401", "403", "404", "413", "431", "500", "502", "503", "504"];
+
 /// Status codes as static label values (no formatting per request).
 pub fn status_label(status: u16) -> &'static str {
     const LABELS: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];

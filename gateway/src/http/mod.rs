@@ -16,7 +16,7 @@ pub mod routes;
 pub mod trace;
 
 use crate::audit::{Audit, Decision, Event, Kind};
-use crate::config::{Config, Limits, Route};
+use crate::config::{Config, Limits};
 use async_trait::async_trait;
 use bytes::Bytes;
 use headers::Forwarding;
@@ -54,7 +54,7 @@ impl Drop for InFlight {
 /// Per-request state, built up phase by phase.
 pub struct RequestCtx {
     start: Instant,
-    route: Option<Arc<Route>>,
+    route: Option<Arc<routes::RouteEntry>>,
     path: Option<NormPath>,
     forwarding: Option<Forwarding>,
     trace: Option<trace::TraceContext>,
@@ -405,7 +405,10 @@ impl ProxyHttp for Gateway {
         let r = classify(e);
         if matches!(r, Refusal::UpstreamUnavailable | Refusal::UpstreamTimeout) {
             let route = ctx.route.as_ref().map_or("-", |r| r.name.as_str());
-            metrics::UPSTREAM_ERRORS.with_label_values(&[route]).inc();
+            match &ctx.route {
+                Some(r) => r.upstream_errors.inc(),
+                None => metrics::UPSTREAM_ERRORS.with_label_values(&[route]).inc(),
+            }
             tracing::warn!(route, error = e.etype().as_str(), "upstream failed");
         }
         ctx.refusal = Some(r);
@@ -444,8 +447,16 @@ impl ProxyHttp for Gateway {
             audit.append(ev);
         }
         let route = ctx.route.as_ref().map_or("-", |r| r.name.as_str());
-        metrics::REQUESTS.with_label_values(&[route, metrics::status_label(status)]).inc();
-        metrics::LATENCY.with_label_values(&[route]).observe(ctx.start.elapsed().as_secs_f64());
+        match &ctx.route {
+            Some(r) => {
+                r.count(status);
+                r.latency.observe(ctx.start.elapsed().as_secs_f64());
+            }
+            None => {
+                metrics::REQUESTS.with_label_values(&[route, metrics::status_label(status)]).inc();
+                metrics::LATENCY.with_label_values(&[route]).observe(ctx.start.elapsed().as_secs_f64());
+            }
+        }
         tracing::debug!(
             route,
             status,

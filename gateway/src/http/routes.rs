@@ -8,19 +8,60 @@ use crate::config::{HostMatch, Route};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// A route with its metric handles, resolved once so requests do not hash labels.
+#[derive(Debug)]
+pub struct RouteEntry {
+    pub route: Route,
+    pub latency: prometheus::Histogram,
+    pub upstream_errors: prometheus::IntCounter,
+    /// `custos_requests_total{route, status}` for the statuses of `metrics::STATUSES`.
+    by_status: Vec<prometheus::IntCounter>,
+}
+
+impl RouteEntry {
+    fn new(route: &Route) -> RouteEntry {
+        let name = route.name.as_str();
+        RouteEntry {
+            latency: super::metrics::LATENCY.with_label_values(&[name]),
+            upstream_errors: super::metrics::UPSTREAM_ERRORS.with_label_values(&[name]),
+            by_status: super::metrics::STATUSES
+                .iter()
+                .map(|s| super::metrics::REQUESTS.with_label_values(&[name, s]))
+                .collect(),
+            route: route.clone(),
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn count(&self, status: u16) {
+        let label = super::metrics::status_label(status);
+        match super::metrics::STATUSES.iter().position(|s| *s == label) {
+            Some(i) => self.by_status[i].inc(),
+            None => super::metrics::REQUESTS.with_label_values(&[&self.route.name, label]).inc(),
+        }
+    }
+}
+
+impl std::ops::Deref for RouteEntry {
+    type Target = Route;
+    fn deref(&self) -> &Route {
+        &self.route
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Router {
-    exact: HashMap<String, Vec<Arc<Route>>>,
+    exact: HashMap<String, Vec<Arc<RouteEntry>>>,
     /// (suffix such as `.example.org`, routes), longest suffix first.
-    wildcard: Vec<(String, Vec<Arc<Route>>)>,
-    any: Vec<Arc<Route>>,
+    wildcard: Vec<(String, Vec<Arc<RouteEntry>>)>,
+    any: Vec<Arc<RouteEntry>>,
 }
 
 impl Router {
     pub fn new(routes: &[Route]) -> Router {
         let mut r = Router::default();
         for route in routes {
-            let route = Arc::new(route.clone());
+            let route = Arc::new(RouteEntry::new(route));
             match &route.host {
                 HostMatch::Any => r.any.push(route),
                 HostMatch::Exact(h) => r.exact.entry(h.clone()).or_default().push(route),
@@ -30,7 +71,7 @@ impl Router {
                 },
             }
         }
-        let longest_first = |v: &mut Vec<Arc<Route>>| v.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+        let longest_first = |v: &mut Vec<Arc<RouteEntry>>| v.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
         r.exact.values_mut().for_each(longest_first);
         r.wildcard.iter_mut().for_each(|(_, v)| longest_first(v));
         longest_first(&mut r.any);
@@ -39,7 +80,7 @@ impl Router {
     }
 
     /// `host` is lower-case without port (see [`host_of`]).
-    pub fn find(&self, host: &str, path: &NormPath) -> Option<&Arc<Route>> {
+    pub fn find(&self, host: &str, path: &NormPath) -> Option<&Arc<RouteEntry>> {
         let group = self
             .exact
             .get(host)
