@@ -145,11 +145,14 @@ impl Cursor {
     }
 }
 
-/// Deletes segments every sink has delivered completely (never the newest one).
+/// Deletes segments every sink has delivered completely. The newest two always stay:
+/// right after a rotation the newest is empty and the one before it holds the chain's
+/// head, which the writer needs to continue the chain after a restart.
 pub fn collect_garbage(dir: &Path, cursors: &[Arc<AtomicU64>]) {
     let Some(min) = cursors.iter().map(|c| c.load(Ordering::Acquire)).min() else { return };
     let Ok(segs) = segments(dir) else { return };
-    for pair in segs.windows(2) {
+    let keep_from = segs.len().saturating_sub(1);
+    for pair in segs[..keep_from].windows(2) {
         // A segment's last record is the one before the next segment's first.
         if first_seq(&pair[1]).is_some_and(|next| next.saturating_sub(1) <= min) {
             if let Err(e) = std::fs::remove_file(&pair[0]) {
@@ -219,5 +222,38 @@ pub async fn run(
             tracing::error!(sink = %name, error = %e, "cannot save the sink cursor; records may be sent again");
         }
         collect_garbage(&dir, &all_cursors);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_collection_keeps_the_chain_head() {
+        let dir = tempfile_dir();
+        for first in [1u64, 11, 21, 31] {
+            std::fs::write(dir.join(format!("{first:020}.jsonl")), b"").unwrap();
+        }
+        // Every sink has everything up to seq 30: the segment starting at 31 has just
+        // been opened (empty) and 21..30 holds the head.
+        let all = [Arc::new(AtomicU64::new(30))];
+        collect_garbage(&dir, &all);
+        let left: Vec<u64> = segments(&dir).unwrap().iter().filter_map(|p| first_seq(p)).collect();
+        assert_eq!(left, [21, 31]);
+        // A slower sink holds back what it still needs.
+        for first in [1u64, 11] {
+            std::fs::write(dir.join(format!("{first:020}.jsonl")), b"").unwrap();
+        }
+        collect_garbage(&dir, &[Arc::new(AtomicU64::new(30)), Arc::new(AtomicU64::new(5))]);
+        let left: Vec<u64> = segments(&dir).unwrap().iter().filter_map(|p| first_seq(p)).collect();
+        assert_eq!(left, [1, 11, 21, 31]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("custos-gc-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
     }
 }
