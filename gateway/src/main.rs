@@ -213,7 +213,7 @@ fn audit_tail(redis_url: Option<&str>, stream: &str, dir: Option<&std::path::Pat
             1
         } else {
             custos::audit::verify::verify(&custos::audit::verify::expand(&[dir.to_path_buf()]), None)
-                .map_or(1, |r| r.last_seq + 1)
+                .map_or(1, |r| r.last_seq.saturating_add(1))
         };
         let mut reader = custos::audit::sinks::SpoolReader::new(dir, start);
         loop {

@@ -172,8 +172,8 @@ pub fn verify(files: &[PathBuf], key: Option<&[u8]>) -> Result<Report, Finding> 
                     if rec.seq <= *pseq {
                         return Err(Finding::OutOfOrder { file: file.clone(), line: n, seq: rec.seq, after: *pseq });
                     }
-                    if rec.seq > pseq + 1 {
-                        let expected = pseq + 1;
+                    if rec.seq > pseq.saturating_add(1) {
+                        let expected = pseq.saturating_add(1);
                         if appears_later(files, file, &data, i, expected) {
                             return Err(Finding::Reordered { file: file.clone(), line: n, seq: rec.seq, expected });
                         }

@@ -89,7 +89,7 @@ impl SpoolReader {
                 let seq = record.seq;
                 if seq >= self.next_seq {
                     out.push(Line { record, bytes: line.to_vec() });
-                    self.next_seq = seq + 1;
+                    self.next_seq = seq.saturating_add(1);
                 }
                 consumed += nl + 1;
             }
