@@ -51,6 +51,10 @@ enum AuditCommand {
         /// Also compare with the latest checkpoint kept in Redis (detects a cut tail).
         #[arg(long)]
         redis: Option<String>,
+        /// Allow a chain that starts after seq 1 (a spool whose delivered segments were
+        /// collected); otherwise a missing start is a removed head.
+        #[arg(long)]
+        partial: bool,
         /// The stream key the Redis sink writes (`audit.redis.stream`).
         #[arg(long, default_value = "custos:audit")]
         stream: String,
@@ -120,8 +124,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Audit { command: AuditCommand::Verify { key, redis, stream, files } } => {
-            audit_verify(key, redis.as_deref(), &stream, &files)
+        Command::Audit { command: AuditCommand::Verify { key, redis, partial, stream, files } } => {
+            audit_verify(key, redis.as_deref(), &stream, partial, &files)
         }
         Command::Audit { command: AuditCommand::Tail { redis, stream, dir, from_start } } => {
             audit_tail(redis.as_deref(), &stream, dir.as_deref(), from_start)
@@ -139,7 +143,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn audit_verify(key: Option<String>, redis_url: Option<&str>, stream: &str, files: &[PathBuf]) -> ExitCode {
+fn audit_verify(key: Option<String>, redis_url: Option<&str>, stream: &str, partial: bool, files: &[PathBuf]) -> ExitCode {
     use custos::audit::verify;
     let key = match key {
         None => None,
@@ -154,7 +158,8 @@ fn audit_verify(key: Option<String>, redis_url: Option<&str>, stream: &str, file
         }
     };
     let files = verify::expand(files);
-    match verify::verify(&files, key.as_deref().map(str::as_bytes)) {
+    let key_hex = key.clone();
+    match verify::verify_from(&files, key.as_deref().map(str::as_bytes), partial) {
         Ok(r) => {
             if let Some(url) = redis_url {
                 let key = custos::audit::sinks::redis::checkpoint_key(stream, &r.instance);
@@ -167,10 +172,34 @@ fn audit_verify(key: Option<String>, redis_url: Option<&str>, stream: &str, file
                         eprintln!("custos: cannot read the checkpoint from Redis: {e}");
                         return ExitCode::from(2);
                     }
-                    Ok(m) if m.is_empty() => println!("note: Redis holds no checkpoint for instance {}", r.instance),
+                    Ok(m) if m.is_empty() => {
+                        eprintln!(
+                            "custos: audit chain FAILED verification: Redis holds no checkpoint for instance {} under {key}",
+                            r.instance
+                        );
+                        return ExitCode::from(1);
+                    }
                     Ok(m) => {
-                        let seq = m.get("seq").and_then(|s| s.parse().ok()).unwrap_or(0);
-                        let hash = m.get("hash").cloned().unwrap_or_default();
+                        let (Some(seq), Some(hash)) = (m.get("seq").and_then(|s| s.parse::<u64>().ok()), m.get("hash").cloned())
+                        else {
+                            eprintln!("custos: audit chain FAILED verification: the checkpoint in Redis is malformed");
+                            return ExitCode::from(1);
+                        };
+                        if let Some(k) = key_hex.as_deref() {
+                            let signed = m.get("key").is_some_and(|mk| mk == k)
+                                && m.get("sig").and_then(|s| hex::decode(s).ok()).is_some_and(|sig| {
+                                    let msg = custos::audit::event::Checkpoint::message(&r.instance, seq, &hash);
+                                    hex::decode(k).is_ok_and(|pk| {
+                                        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, pk)
+                                            .verify(msg.as_bytes(), &sig)
+                                            .is_ok()
+                                    })
+                                });
+                            if !signed {
+                                eprintln!("custos: audit chain FAILED verification: the checkpoint in Redis is not signed by the given key");
+                                return ExitCode::from(1);
+                            }
+                        }
                         if let Err(why) = verify::check_against_checkpoint(&r, seq, &hash) {
                             eprintln!("custos: audit chain FAILED verification: {why}");
                             return ExitCode::from(1);
@@ -212,7 +241,7 @@ fn audit_tail(redis_url: Option<&str>, stream: &str, dir: Option<&std::path::Pat
         let start = if from_start {
             1
         } else {
-            custos::audit::verify::verify(&custos::audit::verify::expand(&[dir.to_path_buf()]), None)
+            custos::audit::verify::verify_from(&custos::audit::verify::expand(&[dir.to_path_buf()]), None, true)
                 .map_or(1, |r| r.last_seq.saturating_add(1))
         };
         let mut reader = custos::audit::sinks::SpoolReader::new(dir, start);

@@ -281,3 +281,27 @@ async fn a_writer_over_its_queue_limit_refuses_access_and_counts_dropped_refusal
     let m = client().get(format!("http://{}/metrics", gw.admin)).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("custos_audit_dropped_total 1"), "{m}");
 }
+
+#[tokio::test]
+async fn a_collected_prefix_verifies_only_when_declared_partial() {
+    let demo = demo().await;
+    let mut gw = Gateway::start(&format!("[audit]\ncheckpoint_every = 4\n{}", route_all(demo.addr))).await;
+    for _ in 0..8 {
+        client().get(gw.url("/patients")).send().await.unwrap();
+    }
+    gw.stop().await;
+    let seg = gw.audit_dir().join("00000000000000000001.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&seg).unwrap().lines().map(String::from).collect();
+    // Start the copy at a checkpoint, as a segment that begins right after a rotation does.
+    let at = (1..lines.len()).find(|&i| lines[i].contains("\"audit.checkpoint\"")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(&lines[at]).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join(format!("{:020}.jsonl", first["seq"].as_u64().unwrap()));
+    write_lines(&f, &lines[at..]);
+    let key = gw.audit_dir().join("signing-key.pub");
+    let (code, out) = audit_verify(&[OsStr::new("--key"), key.as_os_str(), f.as_os_str()]);
+    assert_eq!(code, 1, "a chain without its start must not pass as whole: {out}");
+    assert!(out.contains("expected seq 1"), "{out}");
+    let (code, out) = audit_verify(&[OsStr::new("--partial"), OsStr::new("--key"), key.as_os_str(), f.as_os_str()]);
+    assert_eq!(code, 0, "{out}");
+}

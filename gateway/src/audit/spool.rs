@@ -65,6 +65,9 @@ pub(crate) struct Writer {
     since_checkpoint: u64,
     last_checkpoint: Instant,
     buf: Vec<u8>,
+    /// A failed write could not be cut back: the file may hold records the chain head
+    /// does not know, so nothing more may be appended (until a restart repairs it).
+    poisoned: bool,
     _lock: File,
 }
 
@@ -112,6 +115,7 @@ impl Writer {
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
             buf: Vec::with_capacity(64 * 1024),
+            poisoned: false,
             _lock: lock,
         })
     }
@@ -123,6 +127,9 @@ impl Writer {
     /// Appends `events` with one write and one fsync. All or nothing: on failure the
     /// file is cut back and the chain head restored.
     fn commit(&mut self, events: &mut [Event], checkpoint: bool) -> Result<u64, AuditError> {
+        if self.poisoned {
+            return Err(AuditError::Io("an earlier failed write could not be cut back; restart to repair the spool".into()));
+        }
         let (seq0, hash0) = (self.seq, self.last_hash.clone());
         self.buf.clear();
         let now = time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
@@ -150,8 +157,13 @@ impl Writer {
         }
         let written = self.file.write_all(&self.buf).and_then(|_| self.file.sync_data());
         if let Err(e) = written {
-            // Cut back whatever part of the batch reached the file.
-            let _ = self.file.set_len(self.len);
+            // Cut back whatever part of the batch reached the file; if even that fails,
+            // stop appending rather than fork the chain.
+            let cut = self.file.set_len(self.len).and_then(|_| self.file.metadata()).map(|m| m.len() == self.len);
+            if !matches!(cut, Ok(true)) {
+                self.poisoned = true;
+                tracing::error!("ALERT: a failed audit write could not be cut back; the spool stops until a restart");
+            }
             self.seq = seq0;
             self.last_hash = hash0;
             return Err(AuditError::Io(format!("cannot write the audit spool: {e}")));
@@ -165,7 +177,11 @@ impl Writer {
             self.since_checkpoint += events.len() as u64;
         }
         if self.len >= self.s.segment_bytes {
-            self.rotate()?;
+            // The records are durable already: a failed rotation only means this
+            // segment grows until the next try.
+            if let Err(e) = self.rotate() {
+                tracing::warn!(error = %e, "cannot start a new audit segment; retrying at the next write");
+            }
         }
         Ok(self.seq)
     }

@@ -133,6 +133,13 @@ fn first_seq_of_name(p: &Path) -> Option<u64> {
 /// Verifies `files` as one chain, in order. `key` is the hex Ed25519 public key that
 /// must have signed every checkpoint.
 pub fn verify(files: &[PathBuf], key: Option<&[u8]>) -> Result<Report, Finding> {
+    verify_from(files, key, false)
+}
+
+/// As [`verify`]; with `partial`, the chain may start after seq 1 (a spool whose
+/// delivered segments were collected). Without it a chain that does not start at seq
+/// 1 is a removed head.
+pub fn verify_from(files: &[PathBuf], key: Option<&[u8]>, partial: bool) -> Result<Report, Finding> {
     let mut r = Report { signatures_checked: key.is_some(), ..Report::default() };
     let mut prev: Option<(u64, String)> = None;
     for file in files {
@@ -165,6 +172,9 @@ pub fn verify(files: &[PathBuf], key: Option<&[u8]>) -> Result<Report, Finding> 
                     if rec.seq == 1 && rec.prev != GENESIS {
                         return Err(Finding::BrokenLink { file: file.clone(), line: n, seq: rec.seq });
                     }
+                    if rec.seq != 1 && !partial {
+                        return Err(Finding::Missing { file: file.clone(), line: n, expected: 1, found: rec.seq });
+                    }
                     r.first_seq = rec.seq;
                     r.instance.clone_from(&rec.event.instance);
                 }
@@ -192,6 +202,9 @@ pub fn verify(files: &[PathBuf], key: Option<&[u8]>) -> Result<Report, Finding> 
                 let cp = rec.event.checkpoint.as_ref().ok_or_else(|| bad("carries no checkpoint".into()))?;
                 match &prev {
                     Some((pseq, phash)) if cp.seq == *pseq && &cp.hash == phash => {}
+                    // The first record given (older segments collected): it must name
+                    // the record its own `prev` links to.
+                    None if cp.seq.saturating_add(1) == rec.seq && cp.hash == rec.prev => {}
                     _ => return Err(bad("does not name the record before it".into())),
                 }
                 if let Some(key) = key {
@@ -214,6 +227,14 @@ pub fn verify(files: &[PathBuf], key: Option<&[u8]>) -> Result<Report, Finding> 
             r.unsigned_tail = if rec.event.kind == Kind::AuditCheckpoint { 0 } else { r.unsigned_tail + 1 };
             prev = Some((rec.seq, rec.hash));
         }
+    }
+    if key.is_some() && r.checkpoints == 0 {
+        return Err(Finding::BadCheckpoint {
+            file: files.last().cloned().unwrap_or_default(),
+            line: 0,
+            seq: r.last_seq,
+            why: "a key was given but the chain holds no signed checkpoint".into(),
+        });
     }
     if r.records == 0 {
         return Err(Finding::Malformed {

@@ -10,14 +10,16 @@ use std::path::PathBuf;
 pub struct FileSink {
     path: PathBuf,
     last_seq: Option<u64>,
+    /// The instance whose chain the archive holds, once known.
+    instance: Option<String>,
 }
 
 impl FileSink {
     pub fn new(path: PathBuf) -> FileSink {
-        FileSink { path, last_seq: None }
+        FileSink { path, last_seq: None, instance: None }
     }
 
-    fn last_in_file(&self) -> Result<u64, String> {
+    fn last_in_file(&mut self) -> Result<u64, String> {
         let data = match std::fs::read(&self.path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -34,9 +36,10 @@ impl FileSink {
         if last.is_empty() {
             return Ok(0);
         }
-        crate::audit::chain::decode(last)
-            .map(|r| r.seq)
-            .map_err(|e| format!("{}: the last line does not verify: {e:?}", self.path.display()))
+        let r = crate::audit::chain::decode(last)
+            .map_err(|e| format!("{}: the last line does not verify: {e:?}", self.path.display()))?;
+        self.instance = Some(r.event.instance);
+        Ok(r.seq)
     }
 }
 
@@ -55,6 +58,15 @@ impl Sink for FileSink {
                 s
             }
         };
+        if let (Some(archived), Some(l)) = (&self.instance, batch.first()) {
+            if archived != &l.record.event.instance {
+                return Err(format!(
+                    "{} holds the chain of instance {archived}, not {}: give this chain its own archive file",
+                    self.path.display(),
+                    l.record.event.instance
+                ));
+            }
+        }
         let mut buf = Vec::new();
         for l in batch.iter().filter(|l| l.record.seq > last) {
             buf.extend_from_slice(&l.bytes);

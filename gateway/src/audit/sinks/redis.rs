@@ -1,7 +1,8 @@
 //! The Redis Stream sink: each record XADDed to one stream (approximate MAXLEN), with the
 //! instance, sequence number, event id and kind as fields and the chain line as
-//! `record`. A short-lived marker per event id, set in the same Lua script as the XADD,
-//! keeps retries from adding duplicates. Checkpoints are also kept per instance in
+//! `record`. A short-lived marker per event id, checked before and set after the XADD in
+//! one Lua script, keeps retries from adding duplicates (and a failed XADD leaves no
+//! marker, so the retry adds the record). Checkpoints are also kept per instance in
 //! `<stream>:checkpoint:<instance>` (only ever moving forward), so `custos audit verify
 //! --redis` can tell when a file's tail was cut.
 
@@ -13,9 +14,10 @@ use redis::aio::ConnectionManager;
 /// KEYS: marker, stream, checkpoint hash. ARGV: marker ttl, maxlen, seq, id, kind,
 /// instance, record, checkpoint seq (or ""), checkpoint hash, key, sig.
 const SCRIPT: &str = r#"
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
     'instance', ARGV[6], 'seq', ARGV[3], 'id', ARGV[4], 'kind', ARGV[5], 'record', ARGV[7])
+  redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 end
 if ARGV[8] ~= '' then
   local cur = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0')
