@@ -95,6 +95,14 @@ impl SpoolReader {
             }
             // Keep what was not consumed; rewind the file offset to just past it.
             let left = self.pending.len() - consumed;
+            if consumed == 0 && chunk.len() == 1 << 20 && out.len() < max {
+                // A whole chunk without a line end: not a chain this writer wrote
+                // (records are far smaller); stop loudly rather than spin on it.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: a line longer than 1 MiB", path.display()),
+                ));
+            }
             *offset -= left as u64;
             self.pending.clear();
             if chunk.is_empty() || (left > 0 && out.len() < max) {
