@@ -95,7 +95,7 @@ impl SpoolReader {
             }
             // Keep what was not consumed; rewind the file offset to just past it.
             let left = self.pending.len() - consumed;
-            if consumed == 0 && chunk.len() == 1 << 20 && out.len() < max {
+            if consumed == 0 && chunk.len() == 1 << 20 && !self.pending.contains(&b'\n') {
                 // A whole chunk without a line end: not a chain this writer wrote
                 // (records are far smaller); stop loudly rather than spin on it.
                 return Err(std::io::Error::new(
