@@ -247,12 +247,17 @@ pub fn start_redis(port: u16) -> RedisServer {
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server runs (apt-get install redis-server)");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_for_port(port, "redis-server", Duration::from_secs(10));
+    RedisServer(child)
+}
+
+/// Blocks until something accepts connections on 127.0.0.1:`port`.
+fn wait_for_port(port: u16, what: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+        assert!(Instant::now() < deadline, "{what} did not start on port {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    RedisServer(child)
 }
 
 /// A running redis-server, stopped when dropped.
@@ -327,11 +332,7 @@ pub fn idp_url() -> &'static str {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("node runs");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "the test IdP did not start");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            wait_for_port(port, "the test IdP", Duration::from_secs(20));
             tx.send(port).unwrap();
             let _ = child.wait();
         });
