@@ -10,11 +10,7 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     let mut gw = Gateway::start_with(&route_all(demo.addr), 10).await;
     let url = gw.url("/slow?ms=1500");
     let slow = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status()) });
-    // Wait until the request is at the upstream.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while demo.seen().is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_upstream_has_it(&demo).await;
     assert_eq!(demo.seen().len(), 1, "the slow request never reached the upstream");
     let sent = Instant::now();
     let kill = std::process::Command::new("kill").args(["-TERM", &gw.pid().to_string()]).status().unwrap();
@@ -29,18 +25,20 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     assert!(refused.is_err(), "served a new request after SIGTERM");
 
     // And the process exits once idle, well before the 10 s grace period.
-    let exit = loop {
-        if let Some(s) = gw.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(sent.elapsed() < Duration::from_secs(8), "custos did not exit after draining");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = wait_exit(&mut gw, sent, Duration::from_secs(8)).await;
     assert!(exit.success(), "exit {exit:?}: {}", gw.log());
 }
 
-async fn wait_exit(gw: &mut Gateway, within: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
+/// Waits (at most 5 s) until the demo upstream has received a request.
+async fn wait_until_upstream_has_it(demo: &demo_ephi::Demo) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while demo.seen().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for the process to exit, failing once `within` has passed since `start`.
+async fn wait_exit(gw: &mut Gateway, start: Instant, within: Duration) -> std::process::ExitStatus {
     loop {
         if let Some(s) = gw.child.try_wait().unwrap() {
             return s;
@@ -60,12 +58,9 @@ async fn sigterm_ends_requests_that_outlast_the_grace_period() {
     let mut gw = Gateway::start_with(&route_all(demo.addr), 1).await;
     let url = gw.url("/slow?ms=20000");
     let slow = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status()) });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while demo.seen().is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_upstream_has_it(&demo).await;
     std::process::Command::new("kill").args(["-TERM", &gw.pid().to_string()]).status().unwrap();
-    let exit = wait_exit(&mut gw, Duration::from_secs(4)).await;
+    let exit = wait_exit(&mut gw, Instant::now(), Duration::from_secs(4)).await;
     assert!(exit.success(), "{exit:?}");
     assert!(slow.await.unwrap().is_err(), "a request past the grace period was not cut off");
     // The log stays small: no error loop while stopping (the admin listener once spun).
@@ -77,7 +72,7 @@ async fn sigint_exits_at_once() {
     let demo = demo().await;
     let mut gw = Gateway::start_with(&route_all(demo.addr), 10).await;
     std::process::Command::new("kill").args(["-INT", &gw.pid().to_string()]).status().unwrap();
-    let exit = wait_exit(&mut gw, Duration::from_secs(2)).await;
+    let exit = wait_exit(&mut gw, Instant::now(), Duration::from_secs(2)).await;
     assert_eq!(exit.code(), Some(130));
     assert!(gw.log().len() < 64 * 1024, "log grew to {} bytes", gw.log().len());
 }
