@@ -1,26 +1,89 @@
 #!/usr/bin/env bash
-# The quickstart: Custos in front of the demo ePHI service, on 127.0.0.1.
-#   http://127.0.0.1:8080/patients            plain HTTP
-#   https://localhost:8443/patients           TLS (CA in certs/dev/ca.pem)
-#   http://127.0.0.1:9090/metrics             Prometheus metrics
-# Ctrl+C stops both.
+# The quickstart: Custos in front of the demo ePHI service, with sign-in through a local
+# OpenID provider and sessions in a local Redis, all on 127.0.0.1:
+#   http://127.0.0.1:8080/patients/1        sign in (MFA), then a synthetic patient record
+#   http://127.0.0.1:4400                   the local OpenID provider (tests/idp)
+#   127.0.0.1:6380                          redis-server (sessions)
+#   http://127.0.0.1:9090/metrics           Prometheus metrics
+# Installs what is missing (cmake, redis-server, Node.js) with apt-get. Ctrl+C stops all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v cmake >/dev/null || { echo "quickstart: cmake is needed to build (apt-get install -y cmake)" >&2; exit 1; }
+
+need=()
+command -v cmake >/dev/null || need+=(cmake)                 # pingora's build
+command -v c++ >/dev/null || need+=(g++)
+command -v redis-server >/dev/null || need+=(redis-server)   # sessions
+command -v npm >/dev/null || need+=(nodejs npm)              # the local OpenID provider
+if [ ${#need[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || { echo "quickstart: please install: ${need[*]}" >&2; exit 1; }
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "quickstart: installing ${need[*]}"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+for port in 8080 8443 9090 9000 4400 6380; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "quickstart: port $port on 127.0.0.1 is already in use; stop what uses it and try again" >&2
+    exit 1
+  fi
+done
+
 cargo build --bin custos --bin demo-ephi
 [ -f certs/dev/server.pem ] || target/debug/custos certs dev --out certs/dev
+[ -d tests/idp/node_modules/oidc-provider ] || (cd tests/idp && npm ci --omit=dev --no-audit --no-fund)
+
+# The client secret shared by the provider and the gateway: made once, never committed.
+secret_file=examples/quickstart-client-secret
+if [ ! -s "$secret_file" ]; then
+  (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$secret_file")
+fi
+secret=$(cat "$secret_file")
 target/debug/custos check --config examples/quickstart.toml
 
-target/debug/demo-ephi --listen 127.0.0.1:9000 &
-demo=$!
-trap 'kill $demo 2>/dev/null || true' EXIT
+run=examples/.quickstart
+mkdir -p "$run"
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
+trap cleanup EXIT
+
+redis-server --port 6380 --bind 127.0.0.1 --save "" --appendonly no >"$run/redis.log" 2>&1 &
+pids+=($!)
+CUSTOS_IDP_CLIENTS=$(cat <<JSON
+[{"client_id":"custos-quickstart","client_secret":"$secret",
+  "redirect_uris":["http://127.0.0.1:8080/.custos/callback"],
+  "post_logout_redirect_uris":["http://127.0.0.1:8080/welcome"],
+  "response_types":["code"],"grant_types":["authorization_code"]}]
+JSON
+) PORT=4400 node tests/idp/server.mjs >"$run/idp.log" 2>&1 &
+pids+=($!)
+target/debug/demo-ephi --listen 127.0.0.1:9000 >"$run/demo.log" 2>&1 &
+pids+=($!)
+
+for port in 6380 4400 9000; do
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "quickstart: nothing started on port $port; see $run/*.log" >&2; exit 1; }
+done
+
 cat <<MSG
 
-  Custos is starting in front of the demo ePHI service (synthetic patients):
-    curl http://127.0.0.1:8080/patients
-    curl --cacert certs/dev/ca.pem https://localhost:8443/patients/1
-    curl http://127.0.0.1:9090/metrics
-  Every request is recorded in the audit chain in examples/audit; after stopping:
+  Custos is starting in front of the demo ePHI service (synthetic patients).
+
+  Open http://127.0.0.1:8080/patients/1 in a browser and sign in at the local provider:
+    alice / alice-password, one-time code 123456   multi-factor: the record opens
+    bob   / bob-password (no second factor)        refused: patient records need MFA
+  The front page http://127.0.0.1:8080/ needs a sign-in with one factor only; going on
+  to /patients then asks alice for her code (step-up). Sign out at
+  http://127.0.0.1:8080/.custos/logout. Idle sessions end after 15 minutes.
+
+  Without a browser, requests get 401:
+    curl -i http://127.0.0.1:8080/patients
+    curl http://127.0.0.1:8080/.custos/readyz
+  Every decision and sign-in is in the audit chain in examples/audit; after stopping:
     target/debug/custos audit verify --key examples/audit/signing-key.pub examples/audit
   Ctrl+C to stop.
 

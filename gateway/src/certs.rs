@@ -5,9 +5,7 @@
 //! Files: `ca.pem`, `server.pem` + `server-key.pem` (for `localhost`, `127.0.0.1`,
 //! `::1` and any `--host`), `client.pem` + `client-key.pem` (for mTLS to upstreams).
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};

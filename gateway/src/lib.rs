@@ -12,11 +12,13 @@ pub mod config;
 /// The pingora `ProxyHttp` service: framing checks, path normalisation, routes, header
 /// hygiene, gateway endpoints, error pages and metrics.
 pub mod http;
+/// OpenID Connect sign-in: discovery, login, callback, ID token validation, MFA rule.
+pub mod identity;
 /// Values that must never be printed: private keys and, later, client secrets.
 pub mod secret;
-/// Sessions in Redis: opaque ids stored by hash, idle timeout, absolute lifetime.
-pub mod session;
 /// Builds and runs the pingora server from a `Config`: listeners, admin, shutdown.
 pub mod server;
+/// Sessions in Redis: opaque ids stored by hash, idle timeout, absolute lifetime.
+pub mod session;
 /// Log output through `tracing` (JSON or pretty).
 pub mod telemetry;

@@ -143,12 +143,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn audit_verify(key: Option<String>, redis_url: Option<&str>, stream: &str, partial: bool, files: &[PathBuf]) -> ExitCode {
+fn audit_verify(
+    key: Option<String>,
+    redis_url: Option<&str>,
+    stream: &str,
+    partial: bool,
+    files: &[PathBuf],
+) -> ExitCode {
     use custos::audit::verify;
     let key = match key {
         None => None,
         Some(k) => {
-            let text = if std::path::Path::new(&k).is_file() { std::fs::read_to_string(&k).unwrap_or_default() } else { k };
+            let text =
+                if std::path::Path::new(&k).is_file() { std::fs::read_to_string(&k).unwrap_or_default() } else { k };
             let text = text.trim().to_ascii_lowercase();
             if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
                 eprintln!("custos: --key wants 64 hex digits (an Ed25519 public key) or a file holding them");
@@ -180,7 +187,8 @@ fn audit_verify(key: Option<String>, redis_url: Option<&str>, stream: &str, part
                         return ExitCode::from(1);
                     }
                     Ok(m) => {
-                        let (Some(seq), Some(hash)) = (m.get("seq").and_then(|s| s.parse::<u64>().ok()), m.get("hash").cloned())
+                        let (Some(seq), Some(hash)) =
+                            (m.get("seq").and_then(|s| s.parse::<u64>().ok()), m.get("hash").cloned())
                         else {
                             eprintln!("custos: audit chain FAILED verification: the checkpoint in Redis is malformed");
                             return ExitCode::from(1);
@@ -250,7 +258,8 @@ fn audit_tail(redis_url: Option<&str>, stream: &str, dir: Option<&std::path::Pat
                 Ok(lines) if lines.is_empty() => std::thread::sleep(std::time::Duration::from_millis(200)),
                 Ok(lines) => {
                     for l in lines {
-                        if out.write_all(&l.bytes).and_then(|_| out.write_all(b"\n")).and_then(|_| out.flush()).is_err() {
+                        if out.write_all(&l.bytes).and_then(|_| out.write_all(b"\n")).and_then(|_| out.flush()).is_err()
+                        {
                             return ExitCode::SUCCESS;
                         }
                     }

@@ -26,6 +26,12 @@ impl Secret {
     }
 }
 
+impl From<Vec<u8>> for Secret {
+    fn from(v: Vec<u8>) -> Secret {
+        Secret(v)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(..)")
@@ -38,9 +44,7 @@ impl SecretRef {
         match self {
             SecretRef::File(p) => {
                 let path = base.join(p);
-                std::fs::read(&path)
-                    .map(Secret)
-                    .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))
+                std::fs::read(&path).map(Secret).map_err(|e| format!("cannot read secret file {}: {e}", path.display()))
             }
             SecretRef::Env(var) => std::env::var(var)
                 .map(|v| Secret(v.into_bytes()))

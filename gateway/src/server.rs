@@ -4,6 +4,7 @@
 
 use crate::audit::{Audit, Event, Kind};
 use crate::config::{Config, TlsListener};
+use crate::http::auth::Auth;
 use crate::http::{admin::Admin, Gateway, IN_FLIGHT};
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
@@ -152,8 +153,28 @@ pub fn run(cfg: Config) -> Result<(), String> {
         tracing::warn!("audit.enabled = false: access decisions are NOT recorded");
         None
     };
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(&cfg, audit.clone()), "custos");
+    // Redis over TLS (`rediss://`) uses rustls's process-wide provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let auth = match &cfg.auth {
+        None => None,
+        Some(a) => {
+            let auth = Arc::new(Auth::new(a.clone()).map_err(|e| format!("{}: {e}", cfg.file.display()))?);
+            // Discover the provider now so the first sign-in is quick and a wrong
+            // issuer shows in the log at start; the gateway serves either way.
+            let identity = auth.identity.clone();
+            std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    rt.block_on(identity.warm_up());
+                }
+            });
+            Some(auth)
+        }
+    };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(&cfg, audit.clone(), auth),
+        "custos",
+    );
     if let Some(addr) = cfg.listen_http {
         proxy.add_tcp(&addr.to_string());
     }

@@ -24,7 +24,9 @@ fn assert_every_forwarded_request_was_recorded(seen: &[demo_ephi::Seen], records
     let index = by_request_id(records);
     for s in seen {
         let id = s.header("x-request-id").expect("forwarded with a request id");
-        let events = index.get(id).unwrap_or_else(|| panic!("request {id} ({}) reached the upstream without a record", s.target));
+        let events = index
+            .get(id)
+            .unwrap_or_else(|| panic!("request {id} ({}) reached the upstream without a record", s.target));
         assert!(
             events.iter().any(|(_, e)| e["kind"] == "access.decision" && e["decision"] == "allow"),
             "request {id} has no allow decision: {events:?}"
@@ -36,7 +38,7 @@ fn assert_every_forwarded_request_was_recorded(seen: &[demo_ephi::Seen], records
 async fn every_decision_is_recorded_before_forwarding_metadata_only() {
     let demo = demo().await;
     let mut gw = Gateway::start(&format!(
-        "{}[[routes]]\nname = \"search\"\npath = \"/debug/search\"\naudit_query = true\nupstream = \"http://{}\"\n",
+        "{}[[routes]]\npublic = true\nname = \"search\"\npath = \"/debug/search\"\naudit_query = true\nupstream = \"http://{}\"\n",
         route_all(demo.addr),
         demo.addr
     ))
@@ -44,7 +46,13 @@ async fn every_decision_is_recorded_before_forwarding_metadata_only() {
     let c = client();
     assert_eq!(c.get(gw.url("/patients/1?ssn=123-45-6789")).send().await.unwrap().status(), 200);
     assert_eq!(
-        c.post(gw.url("/patients/1/notes")).header("cookie", "sid=secret-cookie").body("diagnosis: synthetic").send().await.unwrap().status(),
+        c.post(gw.url("/patients/1/notes"))
+            .header("cookie", "sid=secret-cookie")
+            .body("diagnosis: synthetic")
+            .send()
+            .await
+            .unwrap()
+            .status(),
         201
     );
     assert_eq!(c.get(gw.url("/debug/search?name=ada")).send().await.unwrap().status(), 200);
@@ -170,7 +178,9 @@ fn rehash(record: &Value) -> String {
     use ring::digest::{digest, SHA256};
     let body = format!(
         "{{\"seq\":{},\"prev\":{},\"event\":{}}}",
-        record["seq"], record["prev"], serde_json::to_string(&record["event"]).unwrap()
+        record["seq"],
+        record["prev"],
+        serde_json::to_string(&record["event"]).unwrap()
     );
     let hash = hex::encode(digest(&SHA256, body.as_bytes()));
     format!("{},\"hash\":\"{hash}\"}}", &body[..body.len() - 1])
@@ -180,7 +190,8 @@ fn rehash(record: &Value) -> String {
 async fn sigkill_under_load_then_restart_continues_the_chain() {
     let demo = demo().await;
     let audit_dir = tempfile::tempdir().unwrap();
-    let cfg = format!("[audit]\ndir = \"{}\"\ncheckpoint_every = 50\n{}", audit_dir.path().display(), route_all(demo.addr));
+    let cfg =
+        format!("[audit]\ndir = \"{}\"\ncheckpoint_every = 50\n{}", audit_dir.path().display(), route_all(demo.addr));
     let mut gw = Gateway::start(&cfg).await;
     let mut load = Vec::new();
     for i in 0..16 {
@@ -246,7 +257,8 @@ async fn a_full_spool_refuses_access_instead_of_serving_unaudited() {
 
     // on_failure = "allow" keeps serving (and counts the failures).
     let demo2 = crate::harness::demo().await;
-    let gw2 = Gateway::start_full(&format!("[audit]\non_failure = \"allow\"\n{}", route_all(demo2.addr)), 2, limit).await;
+    let gw2 =
+        Gateway::start_full(&format!("[audit]\non_failure = \"allow\"\n{}", route_all(demo2.addr)), 2, limit).await;
     for _ in 0..80 {
         let r = client().get(gw2.url("/patients/1")).send().await;
         assert_eq!(r.map(|r| r.status().as_u16()).ok(), Some(200), "log: {}", gw2.log());
@@ -275,7 +287,8 @@ async fn a_writer_over_its_queue_limit_refuses_access_and_counts_dropped_refusal
     let gw = Gateway::start(&format!("[audit]\nqueue_limit = 0\n{}", route_all(demo.addr))).await;
     let r = client().get(gw.url("/patients/1")).send().await.unwrap();
     assert_eq!(r.status(), 503);
-    let (status, _) = raw_status(gw.http, b"GET /a%2fb HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+    let (status, _) =
+        raw_status(gw.http, b"GET /a%2fb HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
     assert_eq!(status, 400);
     assert!(demo.seen().is_empty(), "forwarded without a record");
     let m = client().get(format!("http://{}/metrics", gw.admin)).send().await.unwrap().text().await.unwrap();

@@ -9,12 +9,20 @@ fn compose_file_runs_the_gateway_with_the_demo_upstream() {
     let text = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     let services = doc["services"].as_mapping().expect("services");
-    for name in ["gateway", "demo-ephi", "redis", "otel-collector"] {
+    for name in ["gateway", "demo-ephi", "redis", "otel-collector", "idp"] {
         assert!(services.contains_key(name), "service {name} missing");
     }
     let gw = &doc["services"]["gateway"];
-    let ports: Vec<&str> = gw["ports"].as_sequence().unwrap().iter().filter_map(|p| p.as_str()).collect();
-    assert!(ports.contains(&"8080:8080"), "{ports:?}");
+    // The gateway shares the provider's network namespace (one issuer URL for the
+    // browser and the gateway), so its port is published there.
+    assert_eq!(gw["network_mode"], "service:idp");
+    let idp = &doc["services"]["idp"];
+    let ports: Vec<&str> = idp["ports"].as_sequence().unwrap().iter().filter_map(|p| p.as_str()).collect();
+    assert!(ports.contains(&"8080:8080") && ports.contains(&"127.0.0.1:4400:4400"), "{ports:?}");
+    assert!(
+        format!("{:?}", idp["command"]).contains("custos-compose"),
+        "the provider does not know the gateway's client"
+    );
     // The config it mounts exists and names the demo service as its upstream.
     let volumes: Vec<&str> = gw["volumes"].as_sequence().unwrap().iter().filter_map(|p| p.as_str()).collect();
     let mount = volumes.iter().find(|v| v.contains("docker.toml")).expect("the gateway config is mounted");
@@ -28,13 +36,19 @@ fn compose_file_runs_the_gateway_with_the_demo_upstream() {
     let collector = &doc["services"]["otel-collector"]["volumes"];
     let mounted = collector.as_sequence().unwrap().iter().filter_map(|v| v.as_str()).next().unwrap();
     let otel: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(root.join(mounted.split(':').next().unwrap())).unwrap()).unwrap();
+        serde_yaml_ng::from_str(&std::fs::read_to_string(root.join(mounted.split(':').next().unwrap())).unwrap())
+            .unwrap();
     assert_eq!(otel["receivers"]["otlp"]["protocols"]["http"]["endpoint"], "0.0.0.0:4318");
     let container_path = mount.split(':').nth(1).unwrap();
     let command: Vec<&str> = gw["command"].as_sequence().unwrap().iter().filter_map(|p| p.as_str()).collect();
     assert!(command.contains(&container_path), "the gateway does not run the mounted config: {command:?}");
     // And it validates (without resolving the compose network's names).
-    let out = std::process::Command::new(CUSTOS).args(["check", "--config"]).arg(&config).output().unwrap();
+    let out = std::process::Command::new(CUSTOS)
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("CUSTOS_OIDC_CLIENT_SECRET", "compose-check")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let demo_cmd = format!("{:?}", doc["services"]["demo-ephi"]["command"]);
     assert!(demo_cmd.contains("0.0.0.0:9000"), "demo must listen where the gateway looks: {demo_cmd}");

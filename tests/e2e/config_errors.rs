@@ -12,7 +12,15 @@ fn run(sub: &str, config: &str) -> (i32, String, std::path::PathBuf, tempfile::T
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned(), path, dir)
 }
 
-const ROUTE: &str = "[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\n";
+/// An `[oidc]` table (the client secret is any readable file), with `extra` lines.
+fn oidc(extra: &str) -> String {
+    format!(
+        "[oidc]\nissuer = \"http://127.0.0.1:4400\"\nclient_id = \"c\"\nclient_secret = {{ file = \"{}/ca.pem\" }}\nredirect_url = \"http://127.0.0.1:8080/.custos/callback\"\n{extra}",
+        certs().display()
+    )
+}
+
+const ROUTE: &str = "[[routes]]\npublic = true\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\n";
 
 #[test]
 fn each_config_error_names_the_file_and_the_key() {
@@ -20,19 +28,29 @@ fn each_config_error_names_the_file_and_the_key() {
         ("unknown key", format!("[listen]\nhttp = \"127.0.0.1:0\"\nhtpp = \"x\"\n{ROUTE}"), "`listen.htpp`"),
         ("unknown top-level key", format!("colour = 1\n[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}"), "`colour`"),
         ("unknown route key", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}upstrem = \"x\"\n"), "`routes[0].upstrem`"),
-        ("missing upstream", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nname = \"a\"\n".to_string(), "`routes[0].upstream`"),
-        ("malformed upstream", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nname = \"a\"\nupstream = \"ftp://x:1\"\n".to_string(), "`routes[0].upstream`"),
-        ("upstream with a path", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:1/x\"\n".to_string(), "`routes[0].upstream`"),
-        ("upstream without scheme", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nname = \"a\"\nupstream = \"127.0.0.1:1\"\n".to_string(), "`routes[0].upstream`"),
+        ("missing upstream", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\npublic = true\nname = \"a\"\n".to_string(), "`routes[0].upstream`"),
+        ("malformed upstream", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\npublic = true\nname = \"a\"\nupstream = \"ftp://x:1\"\n".to_string(), "`routes[0].upstream`"),
+        ("upstream with a path", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\npublic = true\nname = \"a\"\nupstream = \"http://127.0.0.1:1/x\"\n".to_string(), "`routes[0].upstream`"),
+        ("upstream without scheme", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\npublic = true\nname = \"a\"\nupstream = \"127.0.0.1:1\"\n".to_string(), "`routes[0].upstream`"),
         ("bad listen address", format!("[listen]\nhttp = \"localhost:http\"\n{ROUTE}"), "`listen.http`"),
         ("bad admin address", format!("[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"9090\"\n{ROUTE}"), "`admin.listen`"),
         ("missing cert file", format!("[listen.tls]\naddr = \"127.0.0.1:0\"\ncert = \"/nonexistent/cert.pem\"\nkey = {{ file = \"/nonexistent/key.pem\" }}\n{ROUTE}"), "`listen.tls.cert`"),
         ("missing key env", format!("[listen.tls]\naddr = \"127.0.0.1:0\"\ncert = \"{}/server.pem\"\nkey = {{ env = \"CUSTOS_TEST_UNSET_KEY\" }}\n{ROUTE}", certs().display()), "`listen.tls.key`"),
+        ("protected route without [oidc]", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\n".to_string(), "`routes[0].public`"),
+        ("[oidc] without [session]", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}{ROUTE}", oidc("")), "`session`"),
+        ("callback path", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\n{ROUTE}", oidc("").replace("/.custos/callback", "/callback")), "`oidc.redirect_url`"),
+        ("plain-http issuer", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\n{ROUTE}", oidc("").replace("http://127.0.0.1:4400", "http://idp.example.org")), "`oidc.issuer`"),
+        ("unset client secret", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\n{ROUTE}", oidc("").replace(&format!("{{ file = \"{}/ca.pem\" }}", certs().display()), "{ env = \"CUSTOS_TEST_UNSET_SECRET\" }")), "`oidc.client_secret`"),
+        ("alg none", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\n{ROUTE}", oidc("id_token_algs = [\"none\"]\n")), "`oidc.id_token_algs[0]`"),
+        ("alg HMAC", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\n{ROUTE}", oidc("id_token_algs = [\"RS256\", \"HS256\"]\n")), "`oidc.id_token_algs[1]`"),
+        ("password in the Redis URL", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://:hunter2@127.0.0.1:1/\"\n{ROUTE}", oidc("")), "`session.redis_url`"),
+        ("touch interval", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\nidle_timeout_secs = 60\ntouch_interval_secs = 60\n{ROUTE}", oidc("")), "`session.touch_interval_secs`"),
+        ("cookie prefix", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\ncookie_name = \"__Host-x\"\n{ROUTE}", oidc("")), "`session.cookie_name`"),
         ("key that does not match", format!("[listen.tls]\naddr = \"127.0.0.1:0\"\ncert = \"{0}/server.pem\"\nkey = {{ file = \"{0}/client-key.pem\" }}\n{ROUTE}", certs().display()), "`listen.tls.key`"),
         ("duplicate route name", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}{ROUTE}"), "`routes[1].name`"),
-        ("duplicate route place", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}[[routes]]\nname = \"b\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n"), "`routes[1].path`"),
-        ("path not normalised", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nname = \"a\"\npath = \"/a/../b\"\nupstream = \"http://127.0.0.1:9\"\n".to_string(), "`routes[0].path`"),
-        ("strip prefix not a prefix", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\nname = \"a\"\npath = \"/a\"\nstrip_prefix = \"/b\"\nupstream = \"http://127.0.0.1:9\"\n".to_string(), "`routes[0].strip_prefix`"),
+        ("duplicate route place", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}[[routes]]\npublic = true\nname = \"b\"\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n"), "`routes[1].path`"),
+        ("path not normalised", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\npublic = true\nname = \"a\"\npath = \"/a/../b\"\nupstream = \"http://127.0.0.1:9\"\n".to_string(), "`routes[0].path`"),
+        ("strip prefix not a prefix", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\npublic = true\nname = \"a\"\npath = \"/a\"\nstrip_prefix = \"/b\"\nupstream = \"http://127.0.0.1:9\"\n".to_string(), "`routes[0].strip_prefix`"),
         ("wrong type", format!("[listen]\nhttp = \"127.0.0.1:0\"\n[server]\nthreads = \"two\"\n{ROUTE}"), "`server.threads`"),
         ("no listener", format!("[listen]\n{ROUTE}"), "`listen`"),
         ("no routes", "[listen]\nhttp = \"127.0.0.1:0\"\n".to_string(), "`routes`"),
@@ -59,10 +77,16 @@ fn check_accepts_the_shipped_configs() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("examples")).unwrap();
     std::fs::copy(root.join("examples/quickstart.toml"), dir.path().join("examples/quickstart.toml")).unwrap();
+    std::fs::write(dir.path().join("examples/quickstart-client-secret"), "made-by-quickstart-sh").unwrap();
     let out = Command::new(CUSTOS).args(["certs", "dev", "--out"]).arg(dir.path().join("certs/dev")).output().unwrap();
     assert!(out.status.success());
     for cfg in [dir.path().join("examples/quickstart.toml"), root.join("examples/docker.toml")] {
-        let out = Command::new(CUSTOS).args(["check", "--config"]).arg(&cfg).output().unwrap();
+        let out = Command::new(CUSTOS)
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .env("CUSTOS_OIDC_CLIENT_SECRET", "x")
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}: {}", cfg.display(), String::from_utf8_lossy(&out.stderr));
     }
 }

@@ -16,7 +16,8 @@ pub fn certs() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("custos-e2e-certs-{}", std::process::id()));
-        let out = Command::new(CUSTOS).args(["certs", "dev", "--out"]).arg(&dir).output().expect("run custos certs dev");
+        let out =
+            Command::new(CUSTOS).args(["certs", "dev", "--out"]).arg(&dir).output().expect("run custos certs dev");
         assert!(out.status.success(), "certs dev failed: {}", String::from_utf8_lossy(&out.stderr));
         dir
     })
@@ -51,10 +52,20 @@ impl Gateway {
 
     /// `wrapper` is a shell snippet run before `exec custos …` (e.g. a `ulimit`).
     pub async fn start_full(extra: &str, grace_secs: u64, wrapper: Option<&str>) -> Gateway {
+        Self::start_ports(extra, grace_secs, wrapper, None).await
+    }
+
+    /// With the plain HTTP listener on `http_port` (a sign-in redirect URL registered
+    /// with the provider names it before the gateway starts).
+    pub async fn start_on(extra: &str, http_port: u16) -> Gateway {
+        Self::start_ports(extra, 5, None, Some(http_port)).await
+    }
+
+    async fn start_ports(extra: &str, grace_secs: u64, wrapper: Option<&str>, http_port: Option<u16>) -> Gateway {
         let certs = certs();
         for _attempt in 0..3 {
             let dir = tempfile::tempdir().expect("tempdir");
-            let (http, tls, admin) = (free_port(), free_port(), free_port());
+            let (http, tls, admin) = (http_port.unwrap_or_else(free_port), free_port(), free_port());
             let config = format!(
                 r#"
 [server]
@@ -121,7 +132,9 @@ level = "warn"
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if let Ok((200, _)) = raw_status(self.http, b"GET /.custos/healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await {
+            if let Ok((200, _)) =
+                raw_status(self.http, b"GET /.custos/healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -173,7 +186,7 @@ impl Drop for Gateway {
 
 /// A routes table pointing everything at `upstream`.
 pub fn route_all(upstream: SocketAddr) -> String {
-    format!("[[routes]]\nname = \"demo\"\nupstream = \"http://{upstream}\"\n")
+    format!("[[routes]]\npublic = true\nname = \"demo\"\nupstream = \"http://{upstream}\"\n")
 }
 
 pub fn client() -> reqwest::Client {
@@ -202,11 +215,7 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
 pub async fn raw_status(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<(u16, String)> {
     let out = raw(addr, bytes).await?;
     let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|r| r.get(..3))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let status = text.strip_prefix("HTTP/1.1 ").and_then(|r| r.get(..3)).and_then(|c| c.parse().ok()).unwrap_or(0);
     Ok((status, text))
 }
 
@@ -225,7 +234,9 @@ pub fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
     files.sort();
     files
         .iter()
-        .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>())
+        .flat_map(|f| {
+            std::fs::read_to_string(f).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -292,7 +303,8 @@ pub fn redis_url() -> &'static str {
 /// Every entry of a stream: (id field, record field).
 pub fn stream_entries(url: &str, stream: &str) -> Vec<(String, String)> {
     let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(&mut c).unwrap();
+    let reply: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(&mut c).unwrap();
     reply
         .ids
         .into_iter()
@@ -306,13 +318,11 @@ pub fn stream_entries(url: &str, stream: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The local OpenID provider (tests/idp: panva's oidc-provider) shared by this run,
-/// installed with `npm ci` when missing and killed with the test process.
-pub fn idp_url() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/idp");
-        if !dir.join("node_modules/oidc-provider").exists() {
+fn idp_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/idp");
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        if !dir.join("node_modules/oidc-provider").exists() || !dir.join("node_modules/playwright-core").exists() {
             let out = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(&dir)
@@ -320,23 +330,75 @@ pub fn idp_url() -> &'static str {
                 .expect("npm runs (the machine's Node.js)");
             assert!(out.status.success(), "npm ci in tests/idp failed: {}", String::from_utf8_lossy(&out.stderr));
         }
+    });
+    dir
+}
+
+/// A test IdP process on `port`, killed when the thread that started it ends.
+fn spawn_idp(port: u16) -> Child {
+    let child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--", "node", "server.mjs"])
+        .env("PORT", port.to_string())
+        .current_dir(idp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs");
+    wait_for_port(port, "the test IdP", Duration::from_secs(20));
+    child
+}
+
+/// A test IdP of one test's own (to stop it), on `port`.
+pub struct IdpServer(Child);
+
+impl IdpServer {
+    pub fn start(port: u16) -> IdpServer {
+        IdpServer(spawn_idp(port))
+    }
+}
+
+impl Drop for IdpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A redis-server on `port` that keeps its data in `dir` (append-only file, fsync per
+/// write), so a restart finds the sessions it had.
+pub fn start_redis_persistent(port: u16, dir: &Path) -> RedisServer {
+    let child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--", "redis-server", "--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no", "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server runs (apt-get install redis-server)");
+    wait_for_port(port, "redis-server", Duration::from_secs(10));
+    RedisServer(child)
+}
+
+/// The local OpenID provider (tests/idp: panva's oidc-provider) shared by this run,
+/// installed with `npm ci` when missing and killed with the test process.
+pub fn idp_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let port = free_port();
-            let mut child = Command::new("setpriv")
-                .args(["--pdeathsig", "KILL", "--", "node", "server.mjs"])
-                .env("PORT", port.to_string())
-                .current_dir(&dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("node runs");
-            wait_for_port(port, "the test IdP", Duration::from_secs(20));
+            let mut child = spawn_idp(port);
             tx.send(port).unwrap();
             let _ = child.wait();
         });
         let port = rx.recv().unwrap();
         format!("http://127.0.0.1:{port}")
     })
+}
+
+/// `tests/idp`, with its npm packages installed (the browser driver lives there too).
+pub fn node_dir() -> PathBuf {
+    idp_dir()
 }

@@ -22,7 +22,10 @@ async fn register(redirect: &str) -> (String, String) {
         .json()
         .await
         .unwrap();
-    (r["client_id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string(), r["client_secret"].as_str().unwrap().to_string())
+    (
+        r["client_id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string(),
+        r["client_secret"].as_str().unwrap().to_string(),
+    )
 }
 
 /// Follows redirects by hand until `stop` matches, returning that location.
@@ -43,10 +46,15 @@ async fn follow(c: &reqwest::Client, mut url: String, stop: &str) -> String {
     panic!("too many redirects");
 }
 
-async fn sign_in(user: &str, password: &str) -> Value {
+async fn sign_in(user: &str, password: &str, otp: &str) -> Value {
     let redirect = format!("http://127.0.0.1:{}/.custos/callback", free_port());
     let (id, secret) = register(&redirect).await;
-    let c = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap();
+    let c = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
     let verifier = "a-pkce-code-verifier-of-sufficient-length-0123456789";
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
@@ -58,7 +66,12 @@ async fn sign_in(user: &str, password: &str) -> Value {
     let login = follow(&c, auth, &format!("{}/interaction/", idp_url())).await;
     let page = c.get(&login).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("id=\"username\""), "{page}");
-    let r = c.post(format!("{login}/login")).form(&[("username", user), ("password", password)]).send().await.unwrap();
+    let r = c
+        .post(format!("{login}/login"))
+        .form(&[("username", user), ("password", password), ("otp", otp)])
+        .send()
+        .await
+        .unwrap();
     let next = r.headers()["location"].to_str().unwrap().to_string();
     let back = follow(&c, next, &redirect).await;
     assert!(back.starts_with(&redirect), "{back}");
@@ -67,7 +80,12 @@ async fn sign_in(user: &str, password: &str) -> Value {
     let token: Value = c
         .post(format!("{}/token", idp_url()))
         .basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", &redirect), ("code_verifier", verifier)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &redirect),
+            ("code_verifier", verifier),
+        ])
         .send()
         .await
         .unwrap()
@@ -81,18 +99,24 @@ async fn sign_in(user: &str, password: &str) -> Value {
 
 fn urlencode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
 #[tokio::test]
 async fn the_test_idp_signs_in_with_and_without_mfa() {
-    let alice = sign_in("alice", "alice-password").await;
+    let alice = sign_in("alice", "alice-password", "123456").await;
     assert_eq!(alice["sub"], "alice");
     assert_eq!(alice["nonce"], "n1");
     assert_eq!(alice["amr"], serde_json::json!(["pwd", "otp"]));
     assert_eq!(alice["acr"], "urn:custos:mfa");
-    let bob = sign_in("bob", "bob-password").await;
+    let bob = sign_in("bob", "bob-password", "").await;
     assert_eq!(bob["amr"], serde_json::json!(["pwd"]));
     assert_eq!(bob["acr"], "urn:custos:pwd");
 }

@@ -11,6 +11,7 @@ mod config_errors;
 mod framing;
 mod idp;
 mod lifecycle;
+mod login;
 mod paths;
 mod proxy;
 mod sessions;

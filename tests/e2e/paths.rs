@@ -8,8 +8,8 @@ use crate::harness::*;
 async fn the_upstream_receives_exactly_the_normalised_path() {
     let demo = demo().await;
     let gw = Gateway::start(&format!(
-        "[[routes]]\nname = \"api\"\npath = \"/api\"\nstrip_prefix = \"/api\"\nupstream = \"http://{0}\"\n\
-         [[routes]]\nname = \"debug\"\npath = \"/debug\"\nupstream = \"http://{0}\"\n",
+        "[[routes]]\npublic = true\nname = \"api\"\npath = \"/api\"\nstrip_prefix = \"/api\"\nupstream = \"http://{0}\"\n\
+         [[routes]]\npublic = true\nname = \"debug\"\npath = \"/debug\"\nupstream = \"http://{0}\"\n",
         demo.addr
     ))
     .await;

@@ -30,8 +30,8 @@ async fn get_and_post_reach_the_upstream_with_their_bodies() {
 async fn unmatched_requests_get_404_and_are_never_forwarded() {
     let demo = demo().await;
     let gw = Gateway::start(&format!(
-        "[[routes]]\nname = \"api\"\npath = \"/api\"\nupstream = \"http://{}\"\n\
-         [[routes]]\nname = \"ehr\"\nhost = \"ehr.example.org\"\nupstream = \"http://{}\"\n",
+        "[[routes]]\npublic = true\nname = \"api\"\npath = \"/api\"\nupstream = \"http://{}\"\n\
+         [[routes]]\npublic = true\nname = \"ehr\"\nhost = \"ehr.example.org\"\nupstream = \"http://{}\"\n",
         demo.addr, demo.addr
     ))
     .await;
@@ -75,7 +75,15 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-request-id"], "trace-me-123");
     let seen = demo.seen().pop().unwrap();
-    for h in ["x-custos-user", "x-custos-groups", "x-forwarded-user", "x-remote-user", "remote-user", "x-ehr-role", "forwarded"] {
+    for h in [
+        "x-custos-user",
+        "x-custos-groups",
+        "x-forwarded-user",
+        "x-remote-user",
+        "remote-user",
+        "x-ehr-role",
+        "forwarded",
+    ] {
         assert_eq!(seen.header(h), None, "{h} reached the upstream");
     }
     // The client-supplied chain is not trusted: the gateway writes its own.
@@ -114,7 +122,10 @@ async fn a_trusted_proxy_chain_is_appended_to() {
 #[tokio::test]
 async fn upstream_down_gives_a_plain_502_and_is_counted() {
     let closed = free_port();
-    let gw = Gateway::start(&format!("[[routes]]\nname = \"down\"\nupstream = \"http://127.0.0.1:{closed}\"\n")).await;
+    let gw = Gateway::start(&format!(
+        "[[routes]]\npublic = true\nname = \"down\"\nupstream = \"http://127.0.0.1:{closed}\"\n"
+    ))
+    .await;
     let r = client().get(gw.url("/patients?name=<script>")).send().await.unwrap();
     assert_eq!(r.status(), 502);
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
@@ -173,7 +184,8 @@ async fn limits_refuse_large_bodies_and_headers() {
 
     // A chunked body over the limit is cut off, never delivered whole.
     let chunk = format!("{:x}\r\n{}\r\n", 1500, "b".repeat(1500));
-    let req = format!("POST /patients/2/notes HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}0\r\n\r\n");
+    let req =
+        format!("POST /patients/2/notes HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}0\r\n\r\n");
     let (status, _) = raw_status(gw.http, req.as_bytes()).await.unwrap();
     assert!(status == 413 || status == 0, "status {status}");
     assert!(demo.seen().iter().all(|s| s.body.len() <= 1000), "an oversized body was delivered");
@@ -218,9 +230,9 @@ async fn timeouts_bound_slow_upstreams_and_silent_clients() {
     let demo = demo().await;
     // Separate routes, so that each timeout is the only one that can fire.
     let gw = Gateway::start(&format!(
-        "[[routes]]\nname = \"slow-upstream\"\npath = \"/slow\"\nupstream = \"http://{0}\"\n\
+        "[[routes]]\npublic = true\nname = \"slow-upstream\"\npath = \"/slow\"\nupstream = \"http://{0}\"\n\
          [routes.limits]\nupstream_read_timeout_secs = 1\n\
-         [[routes]]\nname = \"silent-client\"\npath = \"/debug\"\nupstream = \"http://{0}\"\n\
+         [[routes]]\npublic = true\nname = \"silent-client\"\npath = \"/debug\"\nupstream = \"http://{0}\"\n\
          [routes.limits]\nclient_read_timeout_secs = 1\nupstream_read_timeout_secs = 30\n",
         demo.addr
     ))

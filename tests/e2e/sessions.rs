@@ -62,7 +62,11 @@ async fn sessions_live_by_hash_and_end_on_idle_absolute_and_logout() {
     assert!(basic.delete(&id).await.unwrap());
     assert_eq!(basic.load(&id).await.unwrap(), Lookup::Missing);
 
-    let (i, tt, a) = (idle.create(user()).await.unwrap(), touched.create(user()).await.unwrap(), absolute.create(user()).await.unwrap());
+    let (i, tt, a) = (
+        idle.create(user()).await.unwrap(),
+        touched.create(user()).await.unwrap(),
+        absolute.create(user()).await.unwrap(),
+    );
     // Touched every second, a 2 s idle timeout never fires; untouched, a 1 s one does.
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(1000)).await;

@@ -179,7 +179,9 @@ async fn audit_tail_follows_the_stream_and_the_spool() {
     let demo = demo().await;
     let url = redis_url();
     let stream = unique("tailcmd");
-    let gw = Gateway::start(&format!("[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n{}", route_all(demo.addr))).await;
+    let gw =
+        Gateway::start(&format!("[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n{}", route_all(demo.addr)))
+            .await;
     for _ in 0..3 {
         client().get(gw.url("/patients/2")).send().await.unwrap();
     }
@@ -195,7 +197,8 @@ async fn audit_tail_follows_the_stream_and_the_spool() {
         let out = child.wait_with_output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let from_redis = follow(vec!["--redis".into(), url.into(), "--stream".into(), stream.clone(), "--from-start".into()]);
+    let from_redis =
+        follow(vec!["--redis".into(), url.into(), "--stream".into(), stream.clone(), "--from-start".into()]);
     let from_dir = follow(vec!["--dir".into(), gw.audit_dir().display().to_string(), "--from-start".into()]);
     for out in [&from_redis, &from_dir] {
         let decisions = out.lines().filter(|l| l.contains("\"access.decision\"") && l.contains("/patients/2")).count();
@@ -231,8 +234,18 @@ async fn receiver(secret: &'static [u8], fail_first: usize) -> Receiver {
                 let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let (t, b, seen) = (t.clone(), b.clone(), seen.clone());
                     async move {
-                        let ts = req.headers().get("x-custos-timestamp").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                        let sig = req.headers().get("x-custos-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                        let ts = req
+                            .headers()
+                            .get("x-custos-timestamp")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        let sig = req
+                            .headers()
+                            .get("x-custos-signature")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
                         let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
                         let fresh = ts.parse::<u64>().is_ok_and(|t| t.abs_diff(now) <= 300);
@@ -285,8 +298,10 @@ async fn the_webhook_gets_signed_batches_and_retries_until_taken() {
     gw.stop().await;
     let records = audit_records(&gw.audit_dir());
     let taken = rx.taken.lock().unwrap().clone();
-    let ids: Vec<String> =
-        taken.iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = taken
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, chain_ids(&records), "the receiver did not get the whole chain once, in order");
     assert_eq!(rx.bad_signatures.load(std::sync::atomic::Ordering::SeqCst), 0, "a request failed signature checks");
 
@@ -345,7 +360,8 @@ async fn collector() -> Collector {
                     let (l, s) = (l.clone(), s.clone());
                     async move {
                         let path = req.uri().path().to_string();
-                        let ctype = req.headers().get("content-type").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+                        let ctype =
+                            req.headers().get("content-type").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
                         let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                         let ok = ctype == b"application/x-protobuf"
                             && match path.as_str() {
@@ -396,7 +412,8 @@ fn attr(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str) -
 async fn otlp_gets_every_record_as_a_log_and_each_request_as_a_span_of_its_trace() {
     let demo = demo().await;
     let otel = collector().await;
-    let mut gw = Gateway::start(&format!("[audit.otlp]\nendpoint = \"http://{}\"\n{}", otel.addr, route_all(demo.addr))).await;
+    let mut gw =
+        Gateway::start(&format!("[audit.otlp]\nendpoint = \"http://{}\"\n{}", otel.addr, route_all(demo.addr))).await;
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     client()
@@ -443,7 +460,11 @@ async fn otlp_gets_every_record_as_a_log_and_each_request_as_a_span_of_its_trace
     let names: HashSet<&str> = phases.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, HashSet::from(["audit", "upstream"]), "{phases:?}");
     for p in &phases {
-        assert!(p.start_time_unix_nano >= span.start_time_unix_nano && p.end_time_unix_nano <= span.end_time_unix_nano + 1_000_000, "{p:?}");
+        assert!(
+            p.start_time_unix_nano >= span.start_time_unix_nano
+                && p.end_time_unix_nano <= span.end_time_unix_nano + 1_000_000,
+            "{p:?}"
+        );
     }
     // Requests without a traceparent start traces of their own, one each.
     let others: HashSet<String> =

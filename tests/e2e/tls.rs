@@ -44,7 +44,16 @@ async fn handshake(
 /// its own side.
 fn tls11_accepted(addr: SocketAddr) -> bool {
     let out = Command::new("openssl")
-        .args(["s_client", "-connect", &addr.to_string(), "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", "-servername", "localhost"])
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-tls1_1",
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+            "-servername",
+            "localhost",
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("openssl s_client runs (apt-get install openssl)");
@@ -121,16 +130,20 @@ async fn http2_over_tls_by_alpn() {
 async fn https_upstream_with_ca_bundle_and_client_certificate() {
     let dir = certs();
     let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
-    let tls = demo_ephi::Tls { cert_pem: read("server.pem"), key_pem: read("server-key.pem"), client_ca_pem: Some(read("ca.pem")) };
+    let tls = demo_ephi::Tls {
+        cert_pem: read("server.pem"),
+        key_pem: read("server-key.pem"),
+        client_ca_pem: Some(read("ca.pem")),
+    };
     let demo = demo_ephi::start("127.0.0.1:0".parse().unwrap(), true, Some(tls)).await.unwrap();
     let port = demo.addr.port();
     let d = dir.display();
     let gw = Gateway::start(&format!(
-        "[[routes]]\nname = \"mtls\"\npath = \"/mtls\"\nstrip_prefix = \"/mtls\"\nupstream = \"https://127.0.0.1:{port}\"\n\
+        "[[routes]]\npublic = true\nname = \"mtls\"\npath = \"/mtls\"\nstrip_prefix = \"/mtls\"\nupstream = \"https://127.0.0.1:{port}\"\n\
          [routes.upstream_tls]\nca = \"{d}/ca.pem\"\nsni = \"localhost\"\nclient_cert = \"{d}/client.pem\"\nclient_key = {{ file = \"{d}/client-key.pem\" }}\n\
-         [[routes]]\nname = \"no-client-cert\"\npath = \"/anon\"\nupstream = \"https://127.0.0.1:{port}\"\n\
+         [[routes]]\npublic = true\nname = \"no-client-cert\"\npath = \"/anon\"\nupstream = \"https://127.0.0.1:{port}\"\n\
          [routes.upstream_tls]\nca = \"{d}/ca.pem\"\nsni = \"localhost\"\n\
-         [[routes]]\nname = \"wrong-ca\"\npath = \"/wrongca\"\nupstream = \"https://127.0.0.1:{port}\"\n"
+         [[routes]]\npublic = true\nname = \"wrong-ca\"\npath = \"/wrongca\"\nupstream = \"https://127.0.0.1:{port}\"\n"
     ))
     .await;
     let c = client();

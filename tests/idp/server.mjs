@@ -5,10 +5,17 @@
 //   PORT=4400 node server.mjs
 //
 // Accounts (test-only passwords):
-//   alice / alice-password   signs in with two factors: amr ["pwd","otp"], acr urn:custos:mfa
-//   bob   / bob-password     password only:             amr ["pwd"],       acr urn:custos:pwd
+//   alice / alice-password, one-time code 123456
+//        with the code:    amr ["pwd","otp"], acr urn:custos:mfa
+//        without it:       amr ["pwd"],       acr urn:custos:pwd
+//        (when the client asks for acr_values urn:custos:mfa, the code is required)
+//   bob   / bob-password   has no second factor: amr ["pwd"], acr urn:custos:pwd
 // Clients register themselves (dynamic registration at /reg), or come from
 // CUSTOS_IDP_CLIENTS (a JSON array of client metadata).
+//
+// Test hook: a client registered with client_name "tamper" receives ID tokens whose
+// payload was altered after signing (as an attacker in the middle would), so tests can
+// prove the relying party checks signatures.
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
@@ -17,9 +24,10 @@ const port = Number(process.env.PORT || 4400);
 const issuer = process.env.ISSUER || `http://127.0.0.1:${port}`;
 
 const accounts = {
-  alice: { password: 'alice-password', email: 'alice@example.test', name: 'Alice Clinician', groups: ['clinicians'], mfa: true },
-  bob: { password: 'bob-password', email: 'bob@example.test', name: 'Bob Staff', groups: ['staff'], mfa: false },
+  alice: { password: 'alice-password', otp: '123456', email: 'alice@example.test', name: 'Alice Clinician', groups: ['clinicians'] },
+  bob: { password: 'bob-password', email: 'bob@example.test', name: 'Bob Staff', groups: ['staff'] },
 };
+const MFA = 'urn:custos:mfa';
 
 // Signing keys made at start: nothing secret is committed.
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -35,6 +43,8 @@ const provider = new Provider(issuer, {
     rpInitiatedLogout: { enabled: true },
   },
   acrValues: ['urn:custos:mfa', 'urn:custos:pwd'],
+  // Scope claims (email, name, groups) in the ID token itself, as many enterprise IdPs do.
+  conformIdTokenClaims: false,
   // acr, amr and auth_time are part of the openid scope, so every ID token carries them.
   claims: { sid: null, openid: ['sub', 'acr', 'amr', 'auth_time'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups'] },
   scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
@@ -52,15 +62,26 @@ const provider = new Provider(issuer, {
   ttl: { Session: 3600, Interaction: 600, Grant: 3600, AccessToken: 600, IdToken: 600, AuthorizationCode: 60 },
 });
 
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.oidc?.route === 'token' && ctx.oidc.client?.clientName === 'tamper' && ctx.body?.id_token) {
+    const [h, p, sig] = ctx.body.id_token.split('.');
+    const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+    claims.sub = 'mallory';
+    ctx.body = { ...ctx.body, id_token: [h, Buffer.from(JSON.stringify(claims)).toString('base64url'), sig].join('.') };
+  }
+});
+
 const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-function loginPage(res, uid, error) {
+function loginPage(res, uid, error, wantOtp) {
   res.writeHead(error ? 401 : 200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
   res.end(`<!doctype html><title>Test IdP sign-in</title>
 <h1>Test IdP: sign in</h1>${error ? `<p id="error">${escape(error)}</p>` : ''}
 <form method="post" action="/interaction/${escape(uid)}/login">
 <label>User <input name="username" id="username" autofocus></label>
 <label>Password <input name="password" id="password" type="password"></label>
+<label>One-time code${wantOtp ? ' (required)' : ' (if you have one)'} <input name="otp" id="otp" autocomplete="one-time-code"></label>
 <button type="submit" id="submit">Sign in</button></form>`);
 }
 
@@ -75,13 +96,16 @@ async function interaction(req, res, uid, action) {
   if (details.uid !== uid) throw new Error('interaction mismatch');
   const { prompt, params, session } = details;
   if (prompt.name === 'login') {
-    if (req.method === 'GET') return loginPage(res, uid);
+    const wantMfa = String(params.acr_values || '').split(' ').includes(MFA);
+    if (req.method === 'GET') return loginPage(res, uid, undefined, wantMfa);
     if (req.method !== 'POST' || action !== 'login') throw new Error('unexpected');
-    const { username, password } = await readForm(req);
+    const { username, password, otp } = await readForm(req);
     const a = accounts[username];
-    if (!a || a.password !== password) return loginPage(res, uid, 'Wrong user or password.');
-    const login = a.mfa
-      ? { accountId: username, amr: ['pwd', 'otp'], acr: 'urn:custos:mfa' }
+    if (!a || a.password !== password) return loginPage(res, uid, 'Wrong user or password.', wantMfa);
+    if (otp && otp !== a.otp) return loginPage(res, uid, 'Wrong one-time code.', wantMfa);
+    if (wantMfa && a.otp && !otp) return loginPage(res, uid, 'This service needs your one-time code.', wantMfa);
+    const login = otp
+      ? { accountId: username, amr: ['pwd', 'otp'], acr: MFA }
       : { accountId: username, amr: ['pwd'], acr: 'urn:custos:pwd' };
     return provider.interactionFinished(req, res, { login }, { mergeWithLastSubmission: false });
   }
@@ -114,4 +138,4 @@ http
       res.end(`interaction failed: ${e.message}\n`);
     }
   })
-  .listen(port, '127.0.0.1', () => console.log(`test IdP at ${issuer}`));
+  .listen(port, process.env.LISTEN_HOST || '127.0.0.1', () => console.log(`test IdP at ${issuer}`));

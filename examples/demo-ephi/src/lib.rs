@@ -144,11 +144,8 @@ fn json(status: StatusCode, v: serde_json::Value) -> Resp {
     reply(status, "application/json", v.to_string())
 }
 
-const PATIENTS: [(u32, &str, &str); 3] = [
-    (1, "Ada Synthetic", "1961-04-12"),
-    (2, "Ben Example", "1978-09-30"),
-    (3, "Cleo Placeholder", "1990-01-05"),
-];
+const PATIENTS: [(u32, &str, &str); 3] =
+    [(1, "Ada Synthetic", "1961-04-12"), (2, "Ben Example", "1978-09-30"), (3, "Cleo Placeholder", "1990-01-05")];
 
 const INDEX: &str = "<!doctype html><title>Demo ePHI service</title>\
 <h1>Demo ePHI service</h1><p>Synthetic patients, served through Custos.</p>\
@@ -192,10 +189,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, hyper
             tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
             reply(StatusCode::OK, "text/plain", format!("slept {ms} ms\n"))
         }
-        (&Method::GET, ["patients"]) => json(
-            StatusCode::OK,
-            PATIENTS.iter().map(|(id, name, _)| json!({"id": id, "name": name})).collect(),
-        ),
+        (&Method::GET, ["patients"]) => {
+            json(StatusCode::OK, PATIENTS.iter().map(|(id, name, _)| json!({"id": id, "name": name})).collect())
+        }
         (_, ["patients", id, rest @ ..]) => {
             let Some((id, name, born)) = id.parse::<u32>().ok().and_then(|id| PATIENTS.iter().find(|p| p.0 == id))
             else {

@@ -27,6 +27,22 @@ pub enum Kind {
     /// The gateway stopped writing this chain in an orderly way.
     #[serde(rename = "audit.stopped")]
     AuditStopped,
+    /// A user signed in; a session was created (`session` holds its id's hash).
+    #[serde(rename = "auth.login")]
+    AuthLogin,
+    /// A sign-in was refused; `reason` says why (`state`, `browser_binding`, `nonce`,
+    /// `signature`, `mfa`, …).
+    #[serde(rename = "auth.login_failed")]
+    AuthLoginFailed,
+    /// A user signed out.
+    #[serde(rename = "auth.logout")]
+    AuthLogout,
+    /// A session ended by automatic logoff (idle timeout).
+    #[serde(rename = "session.idle_timeout")]
+    SessionIdleTimeout,
+    /// A session ended at its absolute lifetime.
+    #[serde(rename = "session.expired")]
+    SessionExpired,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

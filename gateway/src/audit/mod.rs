@@ -94,7 +94,10 @@ pub struct WebhookSinkSettings {
 
 impl std::fmt::Debug for WebhookSinkSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSinkSettings").field("url", &self.url).field("max_tries", &self.max_tries).finish_non_exhaustive()
+        f.debug_struct("WebhookSinkSettings")
+            .field("url", &self.url)
+            .field("max_tries", &self.max_tries)
+            .finish_non_exhaustive()
     }
 }
 
@@ -277,7 +280,14 @@ fn start_sinks(
             runtime.block_on(async move {
                 let mut tasks = Vec::new();
                 for (sink, cursor) in list.into_iter().zip(cursors) {
-                    tasks.push(tokio::spawn(sinks::run(dir.clone(), sink, cursor, committed.clone(), all.clone(), 512)));
+                    tasks.push(tokio::spawn(sinks::run(
+                        dir.clone(),
+                        sink,
+                        cursor,
+                        committed.clone(),
+                        all.clone(),
+                        512,
+                    )));
                 }
                 for t in tasks {
                     let _ = t.await;
@@ -317,7 +327,8 @@ fn load_or_make_key(s: &AuditSettings) -> Result<Ed25519KeyPair, AuditError> {
                 Err(_) => {
                     std::fs::create_dir_all(&s.dir)
                         .map_err(|e| AuditError::Io(format!("cannot create {}: {e}", s.dir.display())))?;
-                    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| AuditError::Key(e.to_string()))?;
+                    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+                        .map_err(|e| AuditError::Key(e.to_string()))?;
                     let pem = kp.serialize_pem();
                     write_private(&path, pem.as_bytes())?;
                     pem.into_bytes()
@@ -348,5 +359,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| AuditError::Io(format!("cannot write {}: {e}", path.display())))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| AuditError::Io(format!("cannot write {}: {e}", path.display())))
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| AuditError::Io(format!("cannot write {}: {e}", path.display())))
 }

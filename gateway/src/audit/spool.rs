@@ -45,7 +45,8 @@ pub fn segments(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.extension().is_some_and(|x| x == "jsonl")
-                && p.file_stem().is_some_and(|s| s.len() == 20 && s.to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+                && p.file_stem()
+                    .is_some_and(|s| s.len() == 20 && s.to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
         })
         .collect();
     v.sort();
@@ -128,7 +129,9 @@ impl Writer {
     /// file is cut back and the chain head restored.
     fn commit(&mut self, events: &mut [Event], checkpoint: bool) -> Result<u64, AuditError> {
         if self.poisoned {
-            return Err(AuditError::Io("an earlier failed write could not be cut back; restart to repair the spool".into()));
+            return Err(AuditError::Io(
+                "an earlier failed write could not be cut back; restart to repair the spool".into(),
+            ));
         }
         let (seq0, hash0) = (self.seq, self.last_hash.clone());
         self.buf.clear();

@@ -10,21 +10,60 @@ use std::path::{Path, PathBuf};
 /// The first thing wrong with a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
-    Unreadable { file: PathBuf, why: String },
-    Malformed { file: PathBuf, line: usize, why: String },
+    Unreadable {
+        file: PathBuf,
+        why: String,
+    },
+    Malformed {
+        file: PathBuf,
+        line: usize,
+        why: String,
+    },
     /// The record's bytes do not match its hash: edited.
-    Altered { file: PathBuf, line: usize, seq: u64 },
+    Altered {
+        file: PathBuf,
+        line: usize,
+        seq: u64,
+    },
     /// Sequence numbers jump: records were removed.
-    Missing { file: PathBuf, line: usize, expected: u64, found: u64 },
+    Missing {
+        file: PathBuf,
+        line: usize,
+        expected: u64,
+        found: u64,
+    },
     /// A sequence number goes backwards or repeats: a record was inserted or moved.
-    OutOfOrder { file: PathBuf, line: usize, seq: u64, after: u64 },
+    OutOfOrder {
+        file: PathBuf,
+        line: usize,
+        seq: u64,
+        after: u64,
+    },
     /// A record comes before one it should follow (the expected one appears later).
-    Reordered { file: PathBuf, line: usize, seq: u64, expected: u64 },
+    Reordered {
+        file: PathBuf,
+        line: usize,
+        seq: u64,
+        expected: u64,
+    },
     /// The record does not link to the one before it.
-    BrokenLink { file: PathBuf, line: usize, seq: u64 },
+    BrokenLink {
+        file: PathBuf,
+        line: usize,
+        seq: u64,
+    },
     /// Records from another gateway instance inside this chain.
-    ForeignInstance { file: PathBuf, line: usize, instance: String },
-    BadCheckpoint { file: PathBuf, line: usize, seq: u64, why: String },
+    ForeignInstance {
+        file: PathBuf,
+        line: usize,
+        instance: String,
+    },
+    BadCheckpoint {
+        file: PathBuf,
+        line: usize,
+        seq: u64,
+        why: String,
+    },
 }
 
 impl fmt::Display for Finding {
@@ -33,7 +72,11 @@ impl fmt::Display for Finding {
             Finding::Unreadable { file, why } => write!(f, "{}: cannot read: {why}", file.display()),
             Finding::Malformed { file, line, why } => write!(f, "{}:{line}: not a chain record: {why}", file.display()),
             Finding::Altered { file, line, seq } => {
-                write!(f, "{}:{line}: record seq {seq} was altered (its hash does not match its contents)", file.display())
+                write!(
+                    f,
+                    "{}:{line}: record seq {seq} was altered (its hash does not match its contents)",
+                    file.display()
+                )
             }
             Finding::Missing { file, line, expected, found } => write!(
                 f,
@@ -94,7 +137,9 @@ pub fn check_against_checkpoint(r: &Report, seq: u64, hash: &str) -> Result<(), 
     }
     match r.checkpointed.iter().find(|(s, _)| *s == seq) {
         Some((_, h)) if h == hash => Ok(()),
-        Some(_) => Err(format!("the checkpoint kept outside the file for seq {seq} names another hash: the chain was rewritten")),
+        Some(_) => Err(format!(
+            "the checkpoint kept outside the file for seq {seq} names another hash: the chain was rewritten"
+        )),
         None if seq < r.first_seq => Ok(()),
         None => Err(format!("the chain holds no checkpoint for seq {seq}, which the outside copy has")),
     }
@@ -117,7 +162,8 @@ pub fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
 /// are `data`) or in a later file: tells a reordered record from a removed one.
 fn appears_later(files: &[PathBuf], file: &Path, data: &[u8], from: usize, seq: u64) -> bool {
     let prefix = format!("{{\"seq\":{seq},");
-    let in_lines = |d: &[u8], skip: usize| d.split(|&b| b == b'\n').skip(skip).any(|l| l.starts_with(prefix.as_bytes()));
+    let in_lines =
+        |d: &[u8], skip: usize| d.split(|&b| b == b'\n').skip(skip).any(|l| l.starts_with(prefix.as_bytes()));
     if in_lines(data, from + 1) {
         return true;
     }
@@ -193,7 +239,11 @@ pub fn verify_from(files: &[PathBuf], key: Option<&[u8]>, partial: bool) -> Resu
                         return Err(Finding::BrokenLink { file: file.clone(), line: n, seq: rec.seq });
                     }
                     if rec.event.instance != r.instance {
-                        return Err(Finding::ForeignInstance { file: file.clone(), line: n, instance: rec.event.instance });
+                        return Err(Finding::ForeignInstance {
+                            file: file.clone(),
+                            line: n,
+                            instance: rec.event.instance,
+                        });
                     }
                 }
             }

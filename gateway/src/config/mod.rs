@@ -56,7 +56,52 @@ pub struct Config {
     pub headers: HeaderSettings,
     pub limits: Limits,
     pub audit: crate::audit::AuditSettings,
+    /// Sign-in and sessions; `None` when every route is public.
+    pub auth: Option<AuthSettings>,
     pub routes: Vec<Route>,
+}
+
+/// `[oidc]` and `[session]`, validated.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub oidc: OidcSettings,
+    pub session: SessionSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub redirect_url: String,
+    /// `scheme://host[:port]` of `redirect_url`: the gateway's origin.
+    pub origin: String,
+    /// The redirect URL is https: cookies are `Secure` with the `__Host-` prefix.
+    pub secure_cookies: bool,
+    pub scopes: Vec<String>,
+    pub subject_claim: String,
+    pub groups_claim: String,
+    pub require_mfa: bool,
+    pub id_token_algs: Vec<String>,
+    pub login_timeout: Duration,
+    pub post_logout_redirect_url: Option<String>,
+    pub timeout: Duration,
+    pub mfa: crate::identity::mfa::MfaRule,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub redis_url: String,
+    pub redis_username: Option<String>,
+    pub redis_password: Option<Secret>,
+    pub redis_ca: Option<Vec<u8>>,
+    pub redis_timeout: Duration,
+    pub key_prefix: String,
+    /// The full cookie name (with `__Host-` under TLS).
+    pub cookie_name: String,
+    /// The short-lived cookie that binds a sign-in to the browser that started it.
+    pub login_cookie_name: String,
+    pub timeouts: crate::session::Timeouts,
 }
 
 #[derive(Debug, Clone)]
@@ -132,9 +177,7 @@ impl Limits {
             max_body_bytes: o.max_body_bytes.unwrap_or(self.max_body_bytes),
             client_read_timeout: o.client_read_timeout_secs.map_or(self.client_read_timeout, secs),
             client_idle_timeout: o.client_idle_timeout_secs.map_or(self.client_idle_timeout, secs),
-            upstream_connect_timeout: o
-                .upstream_connect_timeout_secs
-                .map_or(self.upstream_connect_timeout, secs),
+            upstream_connect_timeout: o.upstream_connect_timeout_secs.map_or(self.upstream_connect_timeout, secs),
             upstream_read_timeout: o.upstream_read_timeout_secs.map_or(self.upstream_read_timeout, secs),
         }
     }
@@ -254,12 +297,7 @@ fn parse(file: &Path, text: &str) -> Result<schema::File, ConfigError> {
         } else if let Some(field) = named.filter(|f| !key.ends_with(f)) {
             key = format!("{key}.{field}");
         }
-        ConfigError {
-            file: file.to_path_buf(),
-            key,
-            line: inner.span().map(|s| line_of(text, s.start)),
-            message,
-        }
+        ConfigError { file: file.to_path_buf(), key, line: inner.span().map(|s| line_of(text, s.start)), message }
     })
 }
 
@@ -295,9 +333,8 @@ impl Validator<'_> {
     }
 
     fn socket_addr(&self, key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
-        s.parse::<SocketAddr>().map_err(|_| {
-            self.err(key, format!("`{s}` is not a listen address; write IP:PORT, e.g. 127.0.0.1:8080"))
-        })
+        s.parse::<SocketAddr>()
+            .map_err(|_| self.err(key, format!("`{s}` is not a listen address; write IP:PORT, e.g. 127.0.0.1:8080")))
     }
 
     fn certs(&self, key: &str, p: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
@@ -367,7 +404,7 @@ impl Validator<'_> {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
             return Err(self.err("log.level", format!("not a tracing filter: {e}")));
         }
-        let log = LogSettings { format: raw.log.format, level: raw.log.level };
+        let log = LogSettings { format: raw.log.format, level: raw.log.level.clone() };
 
         let mut strip = Vec::with_capacity(raw.headers.strip.len());
         for (i, h) in raw.headers.strip.iter().enumerate() {
@@ -377,10 +414,9 @@ impl Validator<'_> {
         }
         let mut trusted_proxies = Vec::new();
         for (i, p) in raw.headers.trusted_proxies.iter().enumerate() {
-            let net = p
-                .parse::<IpNet>()
-                .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| self.err(format!("headers.trusted_proxies[{i}]"), format!("`{p}` is not an IP or CIDR")))?;
+            let net = p.parse::<IpNet>().or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from)).map_err(|_| {
+                self.err(format!("headers.trusted_proxies[{i}]"), format!("`{p}` is not an IP or CIDR"))
+            })?;
             trusted_proxies.push(net);
         }
 
@@ -401,7 +437,10 @@ impl Validator<'_> {
             if !places.insert((route.host.clone(), route.path.clone())) {
                 return Err(self.err(
                     format!("routes[{i}].path"),
-                    format!("duplicate route: another route already serves host {:?} path `{}`", route.host, route.path),
+                    format!(
+                        "duplicate route: another route already serves host {:?} path `{}`",
+                        route.host, route.path
+                    ),
                 ));
             }
             routes.push(route);
@@ -430,7 +469,10 @@ impl Validator<'_> {
                 None => None,
                 Some(r) => {
                     let url = r.url.trim();
-                    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
+                    if !(url.starts_with("redis://")
+                        || url.starts_with("rediss://")
+                        || url.starts_with("redis+unix://"))
+                    {
                         return Err(self.err("audit.redis.url", format!("`{url}` is not a redis:// URL")));
                     }
                     if redis::Client::open(url).is_err() {
@@ -439,7 +481,11 @@ impl Validator<'_> {
                     if r.stream.is_empty() {
                         return Err(self.err("audit.redis.stream", "must not be empty"));
                     }
-                    Some(crate::audit::RedisSinkSettings { url: url.to_string(), stream: r.stream.clone(), maxlen: r.maxlen })
+                    Some(crate::audit::RedisSinkSettings {
+                        url: url.to_string(),
+                        stream: r.stream.clone(),
+                        maxlen: r.maxlen,
+                    })
                 }
             },
             file: a.file.as_ref().map(|f| self.path(&f.path)),
@@ -451,7 +497,9 @@ impl Validator<'_> {
                         .parse()
                         .map_err(|_| self.err("audit.otlp.endpoint", format!("`{}` is not a URL", o.endpoint)))?;
                     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                        return Err(self.err("audit.otlp.endpoint", format!("`{}` must be http(s)://HOST:PORT", o.endpoint)));
+                        return Err(
+                            self.err("audit.otlp.endpoint", format!("`{}` must be http(s)://HOST:PORT", o.endpoint))
+                        );
                     }
                     if o.timeout_secs == 0 {
                         return Err(self.err("audit.otlp.timeout_secs", "must be at least 1"));
@@ -466,6 +514,19 @@ impl Validator<'_> {
             },
         };
 
+        let auth = self.auth(&raw)?;
+        if auth.is_none() {
+            if let Some(i) = routes.iter().position(|r| !r.public) {
+                return Err(self.err(
+                    format!("routes[{i}].public"),
+                    format!(
+                        "route `{}` needs signed-in users but there is no [oidc] section; add [oidc] and [session], or set `public = true` on the route",
+                        routes[i].name
+                    ),
+                ));
+            }
+        }
+
         Ok(Config {
             file: self.file.to_path_buf(),
             server,
@@ -476,12 +537,202 @@ impl Validator<'_> {
             headers: HeaderSettings { strip, trusted_proxies },
             limits,
             audit,
+            auth,
             routes,
         })
     }
 
-    fn webhook(&self, w: &schema::AuditWebhook, audit_dir: &Path) -> Result<crate::audit::WebhookSinkSettings, ConfigError> {
-        let uri: http::Uri = w.url.parse().map_err(|_| self.err("audit.webhook.url", format!("`{}` is not a URL", w.url)))?;
+    fn http_url(&self, key: &str, s: &str, what: &str) -> Result<http::Uri, ConfigError> {
+        let uri: http::Uri = s.parse().map_err(|_| self.err(key, format!("`{s}` is not a URL")))?;
+        let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        match uri.scheme_str() {
+            Some("https") => Ok(uri),
+            Some("http") if loopback => Ok(uri),
+            _ => Err(self
+                .err(key, format!("`{s}` must be an https:// URL ({what}; plain http:// only on a loopback address)"))),
+        }
+    }
+
+    fn auth(&self, raw: &schema::File) -> Result<Option<AuthSettings>, ConfigError> {
+        let (o, s) = match (&raw.oidc, &raw.session) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(self.err("session", "[oidc] needs a [session] section (at least `redis_url`)"))
+            }
+            (None, Some(_)) => {
+                return Err(self.err("oidc", "[session] is set but [oidc] is missing: sessions come from sign-in"))
+            }
+            (Some(o), Some(s)) => (o, s),
+        };
+        let issuer = self.http_url("oidc.issuer", o.issuer.trim(), "the provider")?;
+        if issuer.query().is_some() {
+            return Err(self.err("oidc.issuer", "must not have a query"));
+        }
+        if o.client_id.trim().is_empty() {
+            return Err(self.err("oidc.client_id", "must not be empty"));
+        }
+        let client_secret = o.client_secret.load(self.base).map_err(|m| self.err("oidc.client_secret", m))?;
+        let secret_text =
+            std::str::from_utf8(client_secret.expose()).map_err(|_| self.err("oidc.client_secret", "is not UTF-8"))?;
+        if secret_text.trim().is_empty() {
+            return Err(self.err("oidc.client_secret", "is empty"));
+        }
+        let client_secret = crate::secret::Secret::from(secret_text.trim().as_bytes().to_vec());
+        let redirect = self.http_url("oidc.redirect_url", o.redirect_url.trim(), "the gateway's own address")?;
+        if redirect.path() != crate::identity::CALLBACK_PATH || redirect.query().is_some() {
+            return Err(self.err(
+                "oidc.redirect_url",
+                format!(
+                    "must be this gateway's origin followed by `{}`, e.g. https://gateway.example.org{}",
+                    crate::identity::CALLBACK_PATH,
+                    crate::identity::CALLBACK_PATH
+                ),
+            ));
+        }
+        let secure_cookies = redirect.scheme_str() == Some("https");
+        let origin = format!(
+            "{}://{}",
+            redirect.scheme_str().unwrap_or("https"),
+            redirect.authority().map_or("", |a| a.as_str())
+        );
+        if let Some(u) = &o.post_logout_redirect_url {
+            self.http_url("oidc.post_logout_redirect_url", u, "registered with the provider")?;
+        }
+        for (i, sc) in o.scopes.iter().enumerate() {
+            if sc.is_empty() || !sc.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+                return Err(self.err(format!("oidc.scopes[{i}]"), format!("`{sc}` is not a scope token")));
+            }
+        }
+        let mut scopes: Vec<String> = o.scopes.iter().filter(|s| s.as_str() != "openid").cloned().collect();
+        scopes.dedup();
+        if o.subject_claim.trim().is_empty() {
+            return Err(self.err("oidc.subject_claim", "must not be empty"));
+        }
+        if o.id_token_algs.is_empty() {
+            return Err(self.err("oidc.id_token_algs", "must name at least one algorithm"));
+        }
+        for (i, a) in o.id_token_algs.iter().enumerate() {
+            if !crate::identity::ACCEPTABLE_ALGS.contains(&a.as_str()) {
+                return Err(self.err(
+                    format!("oidc.id_token_algs[{i}]"),
+                    format!("`{a}` is not accepted; choose from {}", crate::identity::ACCEPTABLE_ALGS.join(", ")),
+                ));
+            }
+        }
+        if o.login_timeout_secs < 10 {
+            return Err(self.err("oidc.login_timeout_secs", "must be at least 10"));
+        }
+        if o.timeout_secs == 0 {
+            return Err(self.err("oidc.timeout_secs", "must be at least 1"));
+        }
+        let m = &o.mfa;
+        if m.amr.is_empty() && !m.amr_two_factors && m.acr.is_empty() {
+            return Err(
+                self.err("oidc.mfa", "nothing would count as multi-factor: set `amr`, `amr_two_factors` or `acr`")
+            );
+        }
+        let mfa = crate::identity::mfa::MfaRule {
+            amr: m.amr.clone(),
+            amr_two_factors: m.amr_two_factors,
+            acr: m.acr.clone(),
+            step_up_acr_values: m.step_up_acr_values.clone().unwrap_or_else(|| m.acr.clone()),
+            step_up_max_age: m.step_up_max_age_secs.map(Duration::from_secs),
+        };
+        let oidc = OidcSettings {
+            issuer: o.issuer.trim().trim_end_matches('/').to_string(),
+            client_id: o.client_id.trim().to_string(),
+            client_secret,
+            redirect_url: o.redirect_url.trim().to_string(),
+            origin,
+            secure_cookies,
+            scopes,
+            subject_claim: o.subject_claim.trim().to_string(),
+            groups_claim: o.groups_claim.trim().to_string(),
+            require_mfa: o.require_mfa,
+            id_token_algs: o.id_token_algs.clone(),
+            login_timeout: Duration::from_secs(o.login_timeout_secs),
+            post_logout_redirect_url: o.post_logout_redirect_url.clone(),
+            timeout: Duration::from_secs(o.timeout_secs),
+            mfa,
+        };
+
+        let url = s.redis_url.trim();
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(self.err("session.redis_url", format!("`{url}` is not a redis:// or rediss:// URL")));
+        }
+        let parsed = redis::Client::open(url)
+            .map_err(|e| self.err("session.redis_url", format!("not a valid Redis URL: {e}")))?;
+        if parsed.get_connection_info().redis_settings().password().is_some() {
+            return Err(self.err(
+                "session.redis_url",
+                "carries a password; put it in `session.redis_password` ({ file = … } or { env = … })",
+            ));
+        }
+        let redis_password = s
+            .redis_password
+            .as_ref()
+            .map(|p| p.load(self.base))
+            .transpose()
+            .map_err(|m| self.err("session.redis_password", m))?;
+        let redis_ca = match &s.redis_ca {
+            None => None,
+            Some(p) => {
+                if !url.starts_with("rediss://") {
+                    return Err(self.err("session.redis_ca", "is only for a rediss:// URL"));
+                }
+                self.certs("session.redis_ca", p)?;
+                Some(std::fs::read(self.path(p)).map_err(|e| self.err("session.redis_ca", e.to_string()))?)
+            }
+        };
+        if s.redis_timeout_ms == 0 {
+            return Err(self.err("session.redis_timeout_ms", "must be at least 1"));
+        }
+        if s.key_prefix.is_empty() || s.key_prefix.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+            return Err(self.err("session.key_prefix", "must be non-empty, without spaces"));
+        }
+        let c = s.cookie_name.trim();
+        if c.is_empty() || c.starts_with("__") || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+            return Err(self.err(
+                "session.cookie_name",
+                "must be letters, digits, `-` or `_` (the `__Host-` prefix is added by Custos)",
+            ));
+        }
+        if s.idle_timeout_secs == 0 {
+            return Err(self.err("session.idle_timeout_secs", "must be at least 1"));
+        }
+        if s.absolute_timeout_secs < s.idle_timeout_secs {
+            return Err(self.err("session.absolute_timeout_secs", "must be at least `idle_timeout_secs`"));
+        }
+        if s.touch_interval_secs >= s.idle_timeout_secs {
+            return Err(self.err("session.touch_interval_secs", "must be shorter than `idle_timeout_secs`"));
+        }
+        let prefix = if secure_cookies { "__Host-" } else { "" };
+        let session = SessionSettings {
+            redis_url: url.to_string(),
+            redis_username: s.redis_username.clone(),
+            redis_password,
+            redis_ca,
+            redis_timeout: Duration::from_millis(s.redis_timeout_ms),
+            key_prefix: s.key_prefix.clone(),
+            cookie_name: format!("{prefix}{c}"),
+            login_cookie_name: format!("{prefix}{c}_login"),
+            timeouts: crate::session::Timeouts {
+                idle: Duration::from_secs(s.idle_timeout_secs),
+                absolute: Duration::from_secs(s.absolute_timeout_secs),
+                touch_interval: Duration::from_secs(s.touch_interval_secs),
+            },
+        };
+        Ok(Some(AuthSettings { oidc, session }))
+    }
+
+    fn webhook(
+        &self,
+        w: &schema::AuditWebhook,
+        audit_dir: &Path,
+    ) -> Result<crate::audit::WebhookSinkSettings, ConfigError> {
+        let uri: http::Uri =
+            w.url.parse().map_err(|_| self.err("audit.webhook.url", format!("`{}` is not a URL", w.url)))?;
         let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
         let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
         match uri.scheme_str() {
@@ -513,7 +764,10 @@ impl Validator<'_> {
             secret,
             ca,
             max_tries: w.max_tries.max(1),
-            dead_letter: w.dead_letter.as_ref().map_or_else(|| audit_dir.join("webhook-dead-letter.ndjson"), |p| self.path(p)),
+            dead_letter: w
+                .dead_letter
+                .as_ref()
+                .map_or_else(|| audit_dir.join("webhook-dead-letter.ndjson"), |p| self.path(p)),
             timeout: Duration::from_secs(w.timeout_secs),
         })
     }
@@ -610,7 +864,8 @@ impl Validator<'_> {
 
     fn upstream(&self, i: usize, r: &schema::Route) -> Result<Upstream, ConfigError> {
         let key = format!("routes[{i}].upstream");
-        let bad = |why: &str| self.err(&key, format!("`{}` {why}; write http://HOST:PORT or https://HOST:PORT", r.upstream));
+        let bad =
+            |why: &str| self.err(&key, format!("`{}` {why}; write http://HOST:PORT or https://HOST:PORT", r.upstream));
         let uri: http::Uri = r.upstream.parse().map_err(|_| bad("is not a URL"))?;
         let tls = match uri.scheme_str() {
             Some("http") => false,
@@ -661,8 +916,12 @@ impl Validator<'_> {
                             key.secret_der().to_vec(),
                         )))
                     }
-                    (Some(_), None) => return Err(self.err(format!("{tls_key}.client_key"), "is required with client_cert")),
-                    (None, Some(_)) => return Err(self.err(format!("{tls_key}.client_cert"), "is required with client_key")),
+                    (Some(_), None) => {
+                        return Err(self.err(format!("{tls_key}.client_key"), "is required with client_cert"))
+                    }
+                    (None, Some(_)) => {
+                        return Err(self.err(format!("{tls_key}.client_cert"), "is required with client_key"))
+                    }
                 };
                 Some(UpstreamTls { sni: t.sni.clone().unwrap_or_else(|| host.clone()), ca, client_cert })
             }

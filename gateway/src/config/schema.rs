@@ -20,8 +20,162 @@ pub struct File {
     pub limits: Limits,
     #[serde(default)]
     pub audit: Audit,
+    /// `[oidc]`: browser sign-in. Without it every route must be `public = true`.
+    pub oidc: Option<Oidc>,
+    /// `[session]`: where sessions live and how long. Required with `[oidc]`.
+    pub session: Option<SessionCfg>,
     #[serde(default)]
     pub routes: Vec<Route>,
+}
+
+/// `[oidc]`: the OpenID Connect provider users sign in with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Oidc {
+    /// The issuer URL; `<issuer>/.well-known/openid-configuration` is read from it.
+    pub issuer: String,
+    pub client_id: String,
+    /// `{ file = … }` or `{ env = … }`.
+    pub client_secret: SecretRef,
+    /// Where the provider sends the browser back: this gateway's origin followed by
+    /// `/.custos/callback`, registered with the provider as a redirect URI.
+    pub redirect_url: String,
+    /// Requested scopes; `openid` is always sent. Default `["openid", "email", "profile"]`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID token claim that names the user in policies, audit and CLIs. Default `sub`.
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    /// The claim that carries the user's groups. Default `groups`.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Routes need multi-factor sign-in unless they say `require_mfa = false`. Default true.
+    #[serde(default = "yes")]
+    pub require_mfa: bool,
+    /// ID token signature algorithms accepted. Default `["RS256", "ES256", "PS256"]`.
+    /// `none` and the HMAC algorithms are refused.
+    #[serde(default = "default_algs")]
+    pub id_token_algs: Vec<String>,
+    /// Seconds a started sign-in may take. Default 600.
+    #[serde(default = "default_login_timeout")]
+    pub login_timeout_secs: u64,
+    /// Where the provider sends the browser after logout (registered with it). Default:
+    /// none, the provider's own page.
+    pub post_logout_redirect_url: Option<String>,
+    /// Seconds per call to the provider (discovery, keys, code exchange). Default 5.
+    #[serde(default = "default_idp_timeout")]
+    pub timeout_secs: u64,
+    /// `[oidc.mfa]`: what counts as multi-factor.
+    #[serde(default)]
+    pub mfa: Mfa,
+}
+
+/// `[oidc.mfa]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mfa {
+    /// `amr` values that mean multi-factor by themselves (RFC 8176). Default
+    /// `["mfa", "mca"]`.
+    #[serde(default = "default_mfa_amr")]
+    pub amr: Vec<String>,
+    /// `amr` values from two different RFC 8176 factor classes (something you know,
+    /// have, are), e.g. `pwd` + `otp`, count as multi-factor. Default true.
+    #[serde(default = "yes")]
+    pub amr_two_factors: bool,
+    /// `acr` values that count as multi-factor. Default none.
+    #[serde(default)]
+    pub acr: Vec<String>,
+    /// `acr_values` sent when a session must step up. Default: `acr`.
+    pub step_up_acr_values: Option<Vec<String>>,
+    /// `max_age` sent when a session must step up. Default: none.
+    pub step_up_max_age_secs: Option<u64>,
+}
+
+impl Default for Mfa {
+    fn default() -> Self {
+        Mfa {
+            amr: default_mfa_amr(),
+            amr_two_factors: true,
+            acr: Vec::new(),
+            step_up_acr_values: None,
+            step_up_max_age_secs: None,
+        }
+    }
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].map(String::from).to_vec()
+}
+fn default_subject_claim() -> String {
+    "sub".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_algs() -> Vec<String> {
+    ["RS256", "ES256", "PS256"].map(String::from).to_vec()
+}
+fn default_login_timeout() -> u64 {
+    600
+}
+fn default_idp_timeout() -> u64 {
+    5
+}
+fn default_mfa_amr() -> Vec<String> {
+    ["mfa", "mca"].map(String::from).to_vec()
+}
+
+/// `[session]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionCfg {
+    /// `redis://host:port/db`, or `rediss://` for TLS.
+    pub redis_url: String,
+    /// Redis ACL user name (instead of one in the URL).
+    pub redis_username: Option<String>,
+    /// Redis password: `{ file = … }` or `{ env = … }` (never in the URL).
+    pub redis_password: Option<SecretRef>,
+    /// PEM CA bundle for a `rediss://` server. Default: the system's roots.
+    pub redis_ca: Option<PathBuf>,
+    /// Milliseconds per Redis call before the request is refused with 503. Default 1000.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub redis_timeout_ms: u64,
+    /// Prefix of every key Custos writes. Default `custos`.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// The cookie's name; `__Host-` is put in front when `oidc.redirect_url` is https.
+    /// Default `custos_session`.
+    #[serde(default = "default_cookie_name")]
+    pub cookie_name: String,
+    /// Seconds without a request before automatic logoff. Default 900 (15 minutes).
+    #[serde(default = "default_idle")]
+    pub idle_timeout_secs: u64,
+    /// Seconds a session lives at most, active or not. Default 43200 (12 hours).
+    #[serde(default = "default_absolute")]
+    pub absolute_timeout_secs: u64,
+    /// Seconds between writes of a session's last-seen time; idle expiry is accurate to
+    /// within this. Default 60.
+    #[serde(default = "default_touch")]
+    pub touch_interval_secs: u64,
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    1000
+}
+fn default_key_prefix() -> String {
+    "custos".into()
+}
+fn default_cookie_name() -> String {
+    "custos_session".into()
+}
+fn default_idle() -> u64 {
+    900
+}
+fn default_absolute() -> u64 {
+    43_200
+}
+fn default_touch() -> u64 {
+    60
 }
 
 /// `[audit]`: the hash-chained, metadata-only audit trail.
@@ -332,10 +486,10 @@ pub struct Route {
     pub upstream_tls: Option<UpstreamTls>,
     /// A leading part of `path` removed before forwarding.
     pub strip_prefix: Option<String>,
-    /// Reachable without signing in (used from the sign-in issue on).
+    /// Reachable without signing in. Default false: every other route needs a session.
     #[serde(default)]
     pub public: bool,
-    /// Overrides the site-wide MFA rule (used from the sign-in issue on).
+    /// Overrides `oidc.require_mfa` for this route.
     pub require_mfa: Option<bool>,
     /// Put the query string in this route's audit records. Default false: query
     /// strings often carry identifiers.

@@ -136,7 +136,10 @@ mod tests {
             ("POST / HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n", InvalidContentLength),
             ("POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n", InvalidContentLength),
             ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", UnsupportedTransferEncoding),
-            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", UnsupportedTransferEncoding),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                UnsupportedTransferEncoding,
+            ),
             ("POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n", WhitespaceBeforeColon),
             ("GET / HTTP/1.1\nHost: a\n\n", BareLineEnding),
             ("GET / HTTP/1.1\r\nHost: a\n\r\n", BareLineEnding),

@@ -60,7 +60,9 @@ fn ip_value(ip: IpAddr) -> http::HeaderValue {
             }
             http::HeaderValue::from_bytes(&buf[..n]).expect("digits and dots are a valid header value")
         }
-        IpAddr::V6(v6) => http::HeaderValue::from_str(&v6.to_string()).expect("an IPv6 address is a valid header value"),
+        IpAddr::V6(v6) => {
+            http::HeaderValue::from_str(&v6.to_string()).expect("an IPv6 address is a valid header value")
+        }
     }
 }
 

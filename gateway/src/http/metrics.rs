@@ -20,8 +20,12 @@ pub static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("custos_upstream_errors_total", "Failed upstream connections or exchanges, by route.", &["route"])
-        .expect("metric registers once")
+    register_int_counter_vec!(
+        "custos_upstream_errors_total",
+        "Failed upstream connections or exchanges, by route.",
+        &["route"]
+    )
+    .expect("metric registers once")
 });
 
 pub static DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -49,13 +53,21 @@ pub static AUDIT_FSYNC: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
 });
 
 pub static AUDIT_SINK_LAG: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
-    prometheus::register_int_gauge_vec!("custos_audit_sink_lag_records", "Durable records a sink has not taken yet.", &["sink"])
-        .expect("metric registers once")
+    prometheus::register_int_gauge_vec!(
+        "custos_audit_sink_lag_records",
+        "Durable records a sink has not taken yet.",
+        &["sink"]
+    )
+    .expect("metric registers once")
 });
 
 pub static AUDIT_SINK_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("custos_audit_sink_failures_total", "Failed deliveries to a sink (each retried).", &["sink"])
-        .expect("metric registers once")
+    register_int_counter_vec!(
+        "custos_audit_sink_failures_total",
+        "Failed deliveries to a sink (each retried).",
+        &["sink"]
+    )
+    .expect("metric registers once")
 });
 
 pub static AUDIT_SINK_DELIVERED: LazyLock<IntCounterVec> = LazyLock::new(|| {

@@ -1,12 +1,14 @@
 //! The pingora `ProxyHttp` service. `request_filter` reads like the request path in
 //! DESIGN.md, one call per step: refuse ambiguous framing → normalise the path once →
-//! gateway endpoints → strip identity headers → match the route → limits → decision
-//! record made durable in the audit spool. Then `upstream_peer` picks the route's
+//! gateway endpoints → strip identity headers → match the route → limits → the session
+//! and the route's MFA rule (`auth`) → decision record made durable in the audit spool. Then `upstream_peer` picks the route's
 //! upstream, `upstream_request_filter` writes the normalised path and the forwarding
-//! headers, and `logging` appends the completion record and counts metrics. Every
+//! headers and removes the gateway's cookies, and `logging` appends the completion record and counts metrics. Every
 //! refusal is recorded too (health endpoints excepted).
 
 pub mod admin;
+pub mod auth;
+pub mod cookies;
 pub mod framing;
 pub mod headers;
 pub mod metrics;
@@ -66,6 +68,12 @@ pub struct RequestCtx {
     audit_phase: Option<(std::time::Duration, std::time::Duration)>,
     upstream_phase: Option<(std::time::Duration, Option<std::time::Duration>)>,
     body_bytes: u64,
+    /// The signed-in user, once the session is checked.
+    user: Option<Box<crate::session::Session>>,
+    /// SHA-256 of the session id (for audit records).
+    session_hash: Option<String>,
+    /// Whether the session's sign-in satisfies the MFA rule.
+    mfa: Option<bool>,
     _in_flight: InFlight,
 }
 
@@ -82,10 +90,11 @@ pub struct Gateway {
     headers: crate::config::HeaderSettings,
     tls_listener: Option<std::net::SocketAddr>,
     audit: Option<Audit>,
+    auth: Option<Arc<auth::Auth>>,
 }
 
 impl Gateway {
-    pub fn new(cfg: &Config, audit: Option<Audit>) -> Gateway {
+    pub fn new(cfg: &Config, audit: Option<Audit>, auth: Option<Arc<auth::Auth>>) -> Gateway {
         metrics::init();
         Gateway {
             router: Router::new(&cfg.routes),
@@ -93,6 +102,7 @@ impl Gateway {
             headers: cfg.headers.clone(),
             tls_listener: cfg.listen_tls.as_ref().map(|t| t.addr),
             audit,
+            auth,
         }
     }
 
@@ -125,6 +135,11 @@ impl Gateway {
                 ev.query = req.uri.query().map(str::to_string);
             }
         }
+        if let Some(u) = &ctx.user {
+            ev.actor = Some(crate::audit::Actor { subject: u.subject.clone(), groups: u.groups.clone() });
+        }
+        ev.session.clone_from(&ctx.session_hash);
+        ev.mfa = ctx.mfa;
         ev.request_id = ctx.forwarding.as_ref().and_then(|f| f.request_id.to_str().ok()).map(str::to_string);
         if let Some(t) = &ctx.trace {
             ev.trace_id = Some(t.trace_id.clone());
@@ -138,7 +153,9 @@ impl Gateway {
     /// record. Returns false when the request must be refused instead.
     async fn record_allow(&self, session: &Session, ctx: &mut RequestCtx) -> bool {
         metrics::DECISIONS.with_label_values(&["allow"]).inc();
-        let Some(audit) = &self.audit else { return true };
+        let Some(audit) = &self.audit else {
+            return true;
+        };
         let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
         ev.decision = Some(Decision::Allow);
         // Until the policy layer exists, a matched route is the rule that allows.
@@ -165,11 +182,13 @@ impl Gateway {
     }
 
     /// `/.custos/…`: the gateway's own endpoints.
-    async fn endpoint(&self, session: &mut Session, path: &NormPath) -> Result<bool> {
+    async fn endpoint(&self, session: &mut Session, ctx: &mut RequestCtx, path: &NormPath) -> Result<bool> {
         match path.as_str() {
             "/.custos/healthz" => respond::write(session, 200, "ok\n", false).await?,
-            // Later issues add Redis and the identity provider to readiness.
-            "/.custos/readyz" => respond::write(session, 200, "ready\n", false).await?,
+            "/.custos/readyz" => return self.readyz(session).await,
+            crate::identity::LOGIN_PATH if self.auth.is_some() => return self.login_endpoint(session, ctx).await,
+            crate::identity::CALLBACK_PATH if self.auth.is_some() => return self.callback_endpoint(session, ctx).await,
+            crate::identity::LOGOUT_PATH if self.auth.is_some() => return self.logout_endpoint(session, ctx).await,
             _ => respond::refuse(session, Refusal::NoRoute).await?,
         }
         Ok(true)
@@ -216,6 +235,9 @@ impl ProxyHttp for Gateway {
             audit_phase: None,
             upstream_phase: None,
             body_bytes: 0,
+            user: None,
+            session_hash: None,
+            mfa: None,
             _in_flight: InFlight::enter(),
         }
     }
@@ -252,7 +274,9 @@ impl ProxyHttp for Gateway {
         // 3. The gateway's own endpoints.
         if path.starts_with_segments(RESERVED_PREFIX) {
             ctx.path = Some(path.clone());
-            return self.endpoint(session, &path).await;
+            ctx.forwarding = Some(Forwarding::new(session, &self.headers.trusted_proxies, self.is_tls(session)));
+            ctx.trace = Some(trace::TraceContext::from_request(session.req_header()));
+            return self.endpoint(session, ctx, &path).await;
         }
 
         // 4. Identity headers that only the gateway may set; the request id and the
@@ -291,7 +315,13 @@ impl ProxyHttp for Gateway {
         session.set_read_timeout(Some(limits.client_read_timeout));
         session.set_keepalive(Some(limits.client_idle_timeout.as_secs()));
 
-        // 7. The decision record, durable before anything is forwarded.
+        // 7. Who is asking: the session, and the route's MFA rule.
+        let public = ctx.route.as_ref().is_some_and(|r| r.public);
+        if !public && self.authenticate(session, ctx).await? {
+            return Ok(true);
+        }
+
+        // 8. The decision record, durable before anything is forwarded.
         if !self.record_allow(session, ctx).await {
             ctx.refusal = Some(Refusal::AuditUnavailable);
             respond::refuse(session, Refusal::AuditUnavailable).await?;
@@ -370,6 +400,7 @@ impl ProxyHttp for Gateway {
         if let Some(f) = ctx.forwarding.as_ref() {
             f.apply(upstream)?;
         }
+        self.strip_own_cookies(upstream)?;
         if let Some(t) = ctx.trace.as_ref() {
             upstream.insert_header("traceparent", t.traceparent())?;
         }

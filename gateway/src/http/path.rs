@@ -83,10 +83,9 @@ impl NormPath {
                 let b = seg[i];
                 match b {
                     b'%' => {
-                        let (Some(hi), Some(lo)) = (
-                            seg.get(i + 1).copied().and_then(hex_val),
-                            seg.get(i + 2).copied().and_then(hex_val),
-                        ) else {
+                        let (Some(hi), Some(lo)) =
+                            (seg.get(i + 1).copied().and_then(hex_val), seg.get(i + 2).copied().and_then(hex_val))
+                        else {
                             return Err(PathError::BadEscape);
                         };
                         let v = hi << 4 | lo;
@@ -151,8 +150,7 @@ impl NormPath {
     /// `prefix` is itself normalised and has no trailing slash unless it is `/`.
     pub fn starts_with_segments(&self, prefix: &str) -> bool {
         prefix == "/"
-            || (self.0.starts_with(prefix)
-                && matches!(self.0.as_bytes().get(prefix.len()), None | Some(b'/')))
+            || (self.0.starts_with(prefix) && matches!(self.0.as_bytes().get(prefix.len()), None | Some(b'/')))
     }
 
     /// The path with a segment-boundary `prefix` removed (`/api/x` less `/api` is `/x`).

@@ -21,6 +21,18 @@ pub enum Refusal {
     ClientTimeout,
     AuditUnavailable,
     Internal,
+    /// No session (non-browser request): 401 with `WWW-Authenticate`.
+    Unauthenticated,
+    /// A session without the multi-factor sign-in this route needs (non-browser).
+    StepUpRequired,
+    /// Redis cannot be reached: nothing protected is served.
+    SessionStoreUnavailable,
+    /// The identity provider cannot be reached: no new sign-ins.
+    IdpUnavailable,
+    /// The sign-in callback was refused (state, binding, token checks…).
+    LoginFailed,
+    /// The sign-in did not use the multi-factor authentication the site requires.
+    MfaNotSatisfied,
 }
 
 impl Refusal {
@@ -39,6 +51,30 @@ impl Refusal {
                 (503, "503 Service Unavailable\n\nAccess is refused because it cannot be recorded in the audit trail.\n")
             }
             Refusal::Internal => (500, "500 Internal Server Error\n"),
+            Refusal::Unauthenticated => (
+                401,
+                "401 Unauthorized\n\nSign in first: open this address in a browser, or go to /.custos/login.\n",
+            ),
+            Refusal::StepUpRequired => (
+                401,
+                "401 Unauthorized\n\nThis service needs a multi-factor sign-in. Sign in again at /.custos/login with your second factor.\n",
+            ),
+            Refusal::SessionStoreUnavailable => (
+                503,
+                "503 Service Unavailable\n\nSign-in cannot be checked right now (the session store is unreachable), so nothing was forwarded. Try again in a moment.\n",
+            ),
+            Refusal::IdpUnavailable => (
+                503,
+                "503 Service Unavailable\n\nThe identity provider cannot be reached, so you cannot sign in right now. People already signed in are not affected. Try again in a moment.\n",
+            ),
+            Refusal::LoginFailed => (
+                403,
+                "403 Forbidden\n\nThe sign-in could not be completed (it expired, was already used, or was started in another browser). Go back to the page you wanted and sign in again.\n",
+            ),
+            Refusal::MfaNotSatisfied => (
+                403,
+                "403 Forbidden\n\nThis service requires a multi-factor sign-in, and this sign-in used only one factor. Sign in again with your second factor.\n",
+            ),
         }
     }
 
@@ -55,6 +91,12 @@ impl Refusal {
             Refusal::ClientTimeout => "client_timeout",
             Refusal::AuditUnavailable => "audit_unavailable",
             Refusal::Internal => "internal",
+            Refusal::Unauthenticated => "unauthenticated",
+            Refusal::StepUpRequired => "mfa_required",
+            Refusal::SessionStoreUnavailable => "session_store_unavailable",
+            Refusal::IdpUnavailable => "idp_unavailable",
+            Refusal::LoginFailed => "login_failed",
+            Refusal::MfaNotSatisfied => "mfa",
         }
     }
 
@@ -75,6 +117,17 @@ pub fn security_headers(resp: &mut ResponseHeader) -> Result<()> {
 /// Writes a complete gateway response. `close` ends the connection afterwards, as it
 /// must after a framing error (the rest of the bytes cannot be trusted).
 pub async fn write(session: &mut Session, status: u16, body: &'static str, close: bool) -> Result<()> {
+    write_full(session, status, Bytes::from_static(body.as_bytes()), close, &[]).await
+}
+
+/// [`write`] with extra headers (`Location`, `Set-Cookie`, `WWW-Authenticate`).
+pub async fn write_full(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    close: bool,
+    extra: &[(&'static str, String)],
+) -> Result<()> {
     if close {
         session.set_keepalive(None);
     }
@@ -85,17 +138,41 @@ pub async fn write(session: &mut Session, status: u16, body: &'static str, close
     if close {
         resp.insert_header("connection", "close")?;
     }
+    for (k, v) in extra {
+        resp.append_header(*k, v.as_str())?;
+    }
     let head = session.req_header().method == http::Method::HEAD;
     session.write_response_header(Box::new(resp), head).await?;
     if !head {
-        session.write_response_body(Some(Bytes::from_static(body.as_bytes())), true).await?;
+        session.write_response_body(Some(body), true).await?;
     }
     Ok(())
 }
 
+/// A `302 Found` to `location`, with cookies to set.
+pub async fn redirect(session: &mut Session, location: &str, cookies: Vec<String>) -> Result<()> {
+    let mut extra: Vec<(&'static str, String)> = vec![("location", location.to_string())];
+    extra.extend(cookies.into_iter().map(|c| ("set-cookie", c)));
+    write_full(session, 302, Bytes::from_static(b"302 Found\n"), false, &extra).await
+}
+
 /// Writes the page for `r`.
 pub async fn refuse(session: &mut Session, r: Refusal) -> Result<()> {
+    refuse_with(session, r, Vec::new()).await
+}
+
+/// Writes the page for `r` with extra headers; 401s carry their `WWW-Authenticate`.
+pub async fn refuse_with(session: &mut Session, r: Refusal, mut extra: Vec<(&'static str, String)>) -> Result<()> {
     let (status, body) = r.page();
     let close = matches!(r, Refusal::BadFraming | Refusal::HeaderTooLarge | Refusal::BodyTooLarge);
-    write(session, status, body, close).await
+    match r {
+        Refusal::Unauthenticated => extra.push(("www-authenticate", "Bearer realm=\"custos\"".into())),
+        // RFC 9470: the step-up challenge.
+        Refusal::StepUpRequired => extra.push((
+            "www-authenticate",
+            "Bearer realm=\"custos\", error=\"insufficient_user_authentication\", error_description=\"multi-factor sign-in required\"".into(),
+        )),
+        _ => {}
+    }
+    write_full(session, status, Bytes::from_static(body.as_bytes()), close, &extra).await
 }

@@ -131,23 +131,28 @@ mod tests {
             [[routes]]
             name = "root"
             upstream = "http://127.0.0.1:1"
+            public = true
             [[routes]]
             name = "api"
             path = "/api"
             upstream = "http://127.0.0.1:1"
+            public = true
             [[routes]]
             name = "api-v2"
             path = "/api/v2"
             upstream = "http://127.0.0.1:1"
+            public = true
             [[routes]]
             name = "wild"
             host = "*.example.org"
             upstream = "http://127.0.0.1:1"
+            public = true
             [[routes]]
             name = "exact"
             host = "ehr.example.org"
             path = "/ehr"
             upstream = "http://127.0.0.1:1"
+            public = true
             "#,
         );
         let f = |host: &str, p: &str| r.find(host, &NormPath::parse(p.as_bytes()).unwrap()).map(|r| r.name.as_str());

@@ -17,7 +17,9 @@ pub struct TraceContext {
 }
 
 fn lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) && s.bytes().any(|b| b != b'0')
+    s.len() == len
+        && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && s.bytes().any(|b| b != b'0')
 }
 
 /// `version-traceid-parentid-flags`, version 00 (or a later one, read the same way).
@@ -49,7 +51,9 @@ impl TraceContext {
             Some((trace_id, parent, sampled)) => {
                 TraceContext { trace_id, span_id: random_hex(8), parent_span_id: Some(parent), sampled }
             }
-            None => TraceContext { trace_id: random_hex(16), span_id: random_hex(8), parent_span_id: None, sampled: true },
+            None => {
+                TraceContext { trace_id: random_hex(16), span_id: random_hex(8), parent_span_id: None, sampled: true }
+            }
         }
     }
 

@@ -1,15 +1,20 @@
 //! Sessions in Redis. The browser holds an opaque 256-bit random id; Redis holds the
-//! record under a hash of it (`<prefix>:<hex sha256(id)>`), so a dump of Redis holds no
+//! record under a hash of it (`<prefix>:s:<hex sha256(id)>`), so a dump of Redis holds no
 //! usable cookie. Idle timeout (automatic logoff) and absolute lifetime are enforced
-//! here, on the server's clock, at every load; the Redis TTL follows the remaining life.
+//! here, on the server's clock, at every load; the Redis TTL follows the remaining life
+//! (plus [`ENDED_GRACE_SECS`], so the end can be told apart from a logout and audited).
 //! `last_seen` is written at most once per `touch_interval`, so idle expiry is accurate
-//! to within that interval. One shared connection manager, never a connection per
-//! request.
+//! to within that interval. Never a connection per request: one multiplexed connection
+//! per worker thread. Sign-ins in progress are kept
+//! here too, under a hash of their `state`, single-use.
 
 use redis::aio::ConnectionManager;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A session id as the browser holds it. `Debug` prints only its hash prefix.
@@ -37,7 +42,7 @@ impl SessionId {
 
     /// SHA-256 of the id, hex: the Redis key suffix and what audit records carry.
     pub fn hash(&self) -> String {
-        hex::encode(ring::digest::digest(&ring::digest::SHA256, self.0.as_bytes()))
+        sha256_hex(self.0.as_bytes())
     }
 }
 
@@ -105,6 +110,10 @@ pub fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// How long a record stays in Redis past its end: long enough for the next request to
+/// find it and record *why* it ended (idle or expired); it is never accepted then.
+pub const ENDED_GRACE_SECS: u64 = 300;
+
 /// The decision on a stored record at time `now`, and the TTL it has left.
 pub fn judge(s: &Session, now: u64, t: &Timeouts) -> (Option<Lookup>, u64) {
     let absolute_end = s.created + t.absolute.as_secs();
@@ -118,29 +127,161 @@ pub fn judge(s: &Session, now: u64, t: &Timeouts) -> (Option<Lookup>, u64) {
     (None, absolute_end.min(idle_end) - now)
 }
 
-/// The Redis session store.
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<crate::secret::Secret>,
+    /// PEM roots for `rediss://`.
+    pub ca: Option<Vec<u8>>,
+    /// Per call; a slower Redis is treated as down.
+    pub timeout: Duration,
+    /// Prefix of every key.
+    pub prefix: String,
+}
+
+impl StoreConfig {
+    pub fn plain(url: &str, prefix: &str) -> StoreConfig {
+        StoreConfig {
+            url: url.into(),
+            username: None,
+            password: None,
+            ca: None,
+            timeout: Duration::from_secs(1),
+            prefix: prefix.into(),
+        }
+    }
+}
+
+/// A sign-in in progress, between the redirect to the provider and the callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLogin {
+    /// SHA-256 (hex) of the pre-login cookie of the browser that started it.
+    pub binding: String,
+    pub pkce_verifier: String,
+    pub nonce: String,
+    /// Same-origin path to return to.
+    pub return_to: String,
+    /// The sign-in must satisfy the MFA rule.
+    pub require_mfa: bool,
+    /// Unix seconds.
+    pub started: u64,
+}
+
+static NEXT_STORE: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// One multiplexed connection per worker thread and store: the proxy's runtimes are
+    /// per thread, so a request never waits on another thread to reach Redis.
+    static CONNS: RefCell<Vec<(usize, ConnectionManager)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The Redis session store. Connections are made on first use (so the gateway starts
+/// while Redis is down and refuses with 503 until it is back), one per worker thread,
+/// and re-established by the connection manager after a failure.
 #[derive(Clone)]
 pub struct SessionStore {
-    conn: ConnectionManager,
-    prefix: String,
+    inner: Arc<Inner>,
     pub timeouts: Timeouts,
 }
 
+struct Inner {
+    id: usize,
+    client: redis::Client,
+    cfg: StoreConfig,
+    /// Unix milliseconds before which no new connection is tried (after a failed one).
+    retry_after: AtomicU64,
+}
+
+fn unavailable(e: impl fmt::Display) -> SessionError {
+    SessionError::Unavailable(e.to_string())
+}
+
 impl SessionStore {
+    /// Checks the configuration; connects on first use.
+    pub fn new(cfg: StoreConfig, timeouts: Timeouts) -> Result<SessionStore, SessionError> {
+        let mut info = redis::IntoConnectionInfo::into_connection_info(cfg.url.as_str()).map_err(unavailable)?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(u) = &cfg.username {
+            settings = settings.set_username(u);
+        }
+        if let Some(p) = &cfg.password {
+            let p = std::str::from_utf8(p.expose())
+                .map_err(|_| SessionError::Unavailable("the Redis password is not UTF-8".into()))?;
+            settings = settings.set_password(p.trim_end_matches(['\r', '\n']));
+        }
+        info = info.set_redis_settings(settings);
+        let client = match &cfg.ca {
+            Some(ca) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates { client_tls: None, root_cert: Some(ca.clone()) },
+            ),
+            None => redis::Client::open(info),
+        }
+        .map_err(unavailable)?;
+        let id = NEXT_STORE.fetch_add(1, Ordering::Relaxed);
+        Ok(SessionStore { inner: Arc::new(Inner { id, client, cfg, retry_after: AtomicU64::new(0) }), timeouts })
+    }
+
+    /// [`SessionStore::new`] plus a first connection (for tools and tests).
     pub async fn connect(url: &str, prefix: &str, timeouts: Timeouts) -> Result<SessionStore, SessionError> {
-        let client = redis::Client::open(url).map_err(|e| SessionError::Unavailable(e.to_string()))?;
+        let s = SessionStore::new(StoreConfig::plain(url, prefix), timeouts)?;
+        s.ping().await?;
+        Ok(s)
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, SessionError> {
+        let id = self.inner.id;
+        if let Some(c) = CONNS.with(|c| c.borrow().iter().find(|(i, _)| *i == id).map(|(_, c)| c.clone())) {
+            return Ok(c);
+        }
+        let now = now_millis();
+        if now < self.inner.retry_after.load(Ordering::Relaxed) {
+            return Err(SessionError::Unavailable("Redis was unreachable a moment ago".into()));
+        }
+        let t = self.inner.cfg.timeout;
         let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client, cfg)
-            .await
-            .map_err(|e| SessionError::Unavailable(e.to_string()))?;
-        Ok(SessionStore { conn, prefix: prefix.to_string(), timeouts })
+            .set_connection_timeout(Some(t))
+            .set_response_timeout(Some(t))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        match tokio::time::timeout(t * 2, ConnectionManager::new_with_config(self.inner.client.clone(), cfg)).await {
+            Ok(Ok(c)) => {
+                CONNS.with(|conns| conns.borrow_mut().push((id, c.clone())));
+                Ok(c)
+            }
+            Ok(Err(e)) => {
+                self.inner.retry_after.store(now + 500, Ordering::Relaxed);
+                Err(unavailable(e))
+            }
+            Err(_) => {
+                self.inner.retry_after.store(now + 500, Ordering::Relaxed);
+                Err(SessionError::Unavailable("timed out connecting to Redis".into()))
+            }
+        }
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, SessionError> {
+        let mut conn = self.conn().await?;
+        match tokio::time::timeout(self.inner.cfg.timeout, cmd.query_async(&mut conn)).await {
+            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(SessionError::Unavailable("Redis did not answer in time".into())),
+        }
+    }
+
+    /// Redis answers (for readiness).
+    pub async fn ping(&self) -> Result<(), SessionError> {
+        let _: String = self.query(&redis::cmd("PING")).await?;
+        Ok(())
     }
 
     fn key(&self, id: &SessionId) -> String {
-        format!("{}:{}", self.prefix, id.hash())
+        format!("{}:s:{}", self.inner.cfg.prefix, id.hash())
+    }
+
+    fn login_key(&self, state: &str) -> String {
+        format!("{}:l:{}", self.inner.cfg.prefix, sha256_hex(state.as_bytes()))
     }
 
     /// Stores `session` under a fresh id (never one a client supplied: no fixation).
@@ -148,20 +289,12 @@ impl SessionStore {
         let now = now_secs();
         session.created = now;
         session.last_seen = now;
-        let ttl = self.timeouts.idle.min(self.timeouts.absolute).as_secs().max(1);
+        let ttl = self.timeouts.idle.min(self.timeouts.absolute).as_secs().max(1) + ENDED_GRACE_SECS;
         let body = serde_json::to_string(&session).map_err(|_| SessionError::Corrupt)?;
-        let mut conn = self.conn.clone();
         loop {
             let id = SessionId::generate()?;
-            let set: Option<String> = redis::cmd("SET")
-                .arg(self.key(&id))
-                .arg(&body)
-                .arg("NX")
-                .arg("EX")
-                .arg(ttl)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| SessionError::Unavailable(e.to_string()))?;
+            let set: Option<String> =
+                self.query(redis::cmd("SET").arg(self.key(&id)).arg(&body).arg("NX").arg("EX").arg(ttl)).await?;
             if set.is_some() {
                 return Ok(id);
             }
@@ -172,16 +305,16 @@ impl SessionStore {
     /// Loads and judges a session; refreshes `last_seen` and the TTL when the touch
     /// interval has passed; deletes it when timed out.
     pub async fn load(&self, id: &SessionId) -> Result<Lookup, SessionError> {
-        let mut conn = self.conn.clone();
         let key = self.key(id);
-        let raw: Option<String> =
-            redis::cmd("GET").arg(&key).query_async(&mut conn).await.map_err(|e| SessionError::Unavailable(e.to_string()))?;
-        let Some(raw) = raw else { return Ok(Lookup::Missing) };
+        let raw: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
+        let Some(raw) = raw else {
+            return Ok(Lookup::Missing);
+        };
         let mut s: Session = serde_json::from_str(&raw).map_err(|_| SessionError::Corrupt)?;
         let now = now_secs();
         let (verdict, _) = judge(&s, now, &self.timeouts);
         if let Some(v) = verdict {
-            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
+            let _: Result<i64, _> = self.query(redis::cmd("DEL").arg(&key)).await;
             return Ok(v);
         }
         if now.saturating_sub(s.last_seen) >= self.timeouts.touch_interval.as_secs() {
@@ -189,29 +322,47 @@ impl SessionStore {
             let (_, ttl) = judge(&s, now, &self.timeouts);
             let body = serde_json::to_string(&s).map_err(|_| SessionError::Corrupt)?;
             // XX: never resurrect a session deleted meanwhile (logout, revocation).
-            let _: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(body)
-                .arg("XX")
-                .arg("EX")
-                .arg(ttl.max(1))
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| SessionError::Unavailable(e.to_string()))?;
+            let _: Option<String> = self
+                .query(redis::cmd("SET").arg(&key).arg(body).arg("XX").arg("EX").arg(ttl.max(1) + ENDED_GRACE_SECS))
+                .await?;
         }
         Ok(Lookup::Active(Box::new(s)))
     }
 
     /// Ends a session (logout).
     pub async fn delete(&self, id: &SessionId) -> Result<bool, SessionError> {
-        let mut conn = self.conn.clone();
-        let n: i64 = redis::cmd("DEL")
-            .arg(self.key(id))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| SessionError::Unavailable(e.to_string()))?;
+        let n: i64 = self.query(redis::cmd("DEL").arg(self.key(id))).await?;
         Ok(n > 0)
     }
+
+    /// Keeps a sign-in in progress under its `state` for `ttl`.
+    pub async fn put_login(&self, state: &str, login: &PendingLogin, ttl: Duration) -> Result<(), SessionError> {
+        let body = serde_json::to_string(login).map_err(|_| SessionError::Corrupt)?;
+        let _: Option<String> = self
+            .query(redis::cmd("SET").arg(self.login_key(state)).arg(body).arg("NX").arg("EX").arg(ttl.as_secs().max(1)))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a sign-in in progress without using it up.
+    pub async fn peek_login(&self, state: &str) -> Result<Option<PendingLogin>, SessionError> {
+        let raw: Option<String> = self.query(redis::cmd("GET").arg(self.login_key(state))).await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|_| SessionError::Corrupt)).transpose()
+    }
+
+    /// Uses up a sign-in in progress: true for exactly one caller.
+    pub async fn consume_login(&self, state: &str) -> Result<bool, SessionError> {
+        let n: i64 = self.query(redis::cmd("DEL").arg(self.login_key(state))).await?;
+        Ok(n == 1)
+    }
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, b))
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -235,7 +386,11 @@ mod tests {
 
     #[test]
     fn idle_and_absolute_limits() {
-        let t = Timeouts { idle: Duration::from_secs(900), absolute: Duration::from_secs(43_200), touch_interval: Duration::from_secs(60) };
+        let t = Timeouts {
+            idle: Duration::from_secs(900),
+            absolute: Duration::from_secs(43_200),
+            touch_interval: Duration::from_secs(60),
+        };
         assert_eq!(judge(&s(0, 0), 899, &t), (None, 1));
         assert!(matches!(judge(&s(0, 0), 900, &t).0, Some(Lookup::IdleTimeout(_))));
         assert!(matches!(judge(&s(0, 43_000), 43_200, &t).0, Some(Lookup::Expired(_))));

@@ -52,12 +52,7 @@ impl SpoolReader {
     /// The segment that holds `seq`: the last one whose first sequence is at or below it.
     fn segment_for(&self, seq: u64) -> std::io::Result<Option<PathBuf>> {
         let segs = segments(&self.dir)?;
-        Ok(segs
-            .iter()
-            .rev()
-            .find(|p| first_seq(p).is_some_and(|f| f <= seq))
-            .or(segs.first())
-            .cloned())
+        Ok(segs.iter().rev().find(|p| first_seq(p).is_some_and(|f| f <= seq)).or(segs.first()).cloned())
     }
 
     /// Up to `max` records with seq in `next_seq..=committed`.
@@ -211,9 +206,9 @@ pub async fn run(
                 Err(e) => {
                     failures += 1;
                     crate::http::metrics::AUDIT_SINK_FAILURES.with_label_values(&[&name]).inc();
-                    crate::http::metrics::AUDIT_SINK_LAG
-                        .with_label_values(&[&name])
-                        .set(committed.load(Ordering::Acquire).saturating_sub(cursor.seq.load(Ordering::Acquire)) as i64);
+                    crate::http::metrics::AUDIT_SINK_LAG.with_label_values(&[&name]).set(
+                        committed.load(Ordering::Acquire).saturating_sub(cursor.seq.load(Ordering::Acquire)) as i64,
+                    );
                     if failures == 1 {
                         tracing::warn!(sink = %name, error = %e, "audit sink unavailable; records stay in the spool");
                     }

@@ -30,11 +30,8 @@ pub struct OtlpSink {
 impl OtlpSink {
     pub fn new(endpoint: &str, timeout: Duration) -> Result<OtlpSink, String> {
         let base = endpoint.trim_end_matches('/');
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .no_proxy()
-            .build()
-            .map_err(|e| format!("audit.otlp: {e}"))?;
+        let client =
+            reqwest::Client::builder().timeout(timeout).no_proxy().build().map_err(|e| format!("audit.otlp: {e}"))?;
         Ok(OtlpSink { client, logs_url: format!("{base}/v1/logs"), traces_url: format!("{base}/v1/traces") })
     }
 
@@ -107,7 +104,11 @@ fn resource(instance: &str) -> Option<Resource> {
 }
 
 fn scope() -> Option<InstrumentationScope> {
-    Some(InstrumentationScope { name: "custos.audit".into(), version: env!("CARGO_PKG_VERSION").into(), ..Default::default() })
+    Some(InstrumentationScope {
+        name: "custos.audit".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    })
 }
 
 #[async_trait]
@@ -135,7 +136,9 @@ impl Sink for OtlpSink {
                 severity_number: 9, // INFO
                 severity_text: "INFO".into(),
                 event_name: kind_name(ev.kind),
-                body: Some(AnyValue { value: Some(any_value::Value::StringValue(String::from_utf8_lossy(&l.bytes).into_owned())) }),
+                body: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(String::from_utf8_lossy(&l.bytes).into_owned())),
+                }),
                 attributes,
                 trace_id: hex_bytes(&ev.trace_id),
                 span_id: hex_bytes(&ev.span_id),
@@ -147,7 +150,8 @@ impl Sink for OtlpSink {
                 let start = t.saturating_sub(duration);
                 for phase in &ev.phases {
                     // Stable ids across retries: derived from the event id and the phase.
-                    let id = ring::digest::digest(&ring::digest::SHA256, format!("{}:{}", ev.id, phase.name).as_bytes());
+                    let id =
+                        ring::digest::digest(&ring::digest::SHA256, format!("{}:{}", ev.id, phase.name).as_bytes());
                     let p_start = start + (phase.start_ms * 1e6) as u64;
                     spans.push(Span {
                         trace_id: hex_bytes(&ev.trace_id),

@@ -69,7 +69,8 @@ impl Sink for RedisSink {
         let mut pipe = redis::pipe();
         for l in batch {
             let ev = &l.record.event;
-            let kind = serde_json::to_value(ev.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let kind =
+                serde_json::to_value(ev.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             let (cs, ch, ck, csig) = match (&ev.checkpoint, ev.kind) {
                 (Some(c), Kind::AuditCheckpoint) => (c.seq.to_string(), c.hash.clone(), c.key.clone(), c.sig.clone()),
                 _ => Default::default(),

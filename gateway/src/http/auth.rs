@@ -1,0 +1,415 @@
+//! Authentication on the request path and the sign-in endpoints: the session cookie →
+//! Redis session → the route's MFA rule; otherwise a browser is sent to the identity
+//! provider (with a pre-login cookie that binds the sign-in to it) and anything else
+//! gets 401. `/.custos/login`, `/.custos/callback` and `/.custos/logout` live here.
+//! Every outcome is an audit record; tokens and cookie values never are.
+
+use super::cookies;
+use super::respond::{self, Refusal};
+use super::{Gateway, RequestCtx};
+use crate::audit::{Actor, Decision, Event, Kind};
+use crate::config::AuthSettings;
+use crate::identity::{redirect::safe_return, Identity, LoginError};
+use crate::session::{Lookup, Session as UserSession, SessionId, SessionStore};
+use pingora::proxy::Session;
+use pingora::Result;
+use std::sync::Arc;
+
+/// What the gateway needs to sign users in.
+pub struct Auth {
+    pub settings: AuthSettings,
+    pub identity: Arc<Identity>,
+    pub store: SessionStore,
+}
+
+impl Auth {
+    pub fn new(settings: AuthSettings) -> std::result::Result<Auth, String> {
+        let s = &settings.session;
+        let store = SessionStore::new(
+            crate::session::StoreConfig {
+                url: s.redis_url.clone(),
+                username: s.redis_username.clone(),
+                password: s.redis_password.clone(),
+                ca: s.redis_ca.clone(),
+                timeout: s.redis_timeout,
+                prefix: s.key_prefix.clone(),
+            },
+            s.timeouts,
+        )
+        .map_err(|e| format!("`session.redis_url`: {e}"))?;
+        let identity = Arc::new(Identity::new(settings.oidc.clone())?);
+        Ok(Auth { settings, identity, store })
+    }
+
+    fn cookie_names(&self) -> [&str; 2] {
+        [&self.settings.session.cookie_name, &self.settings.session.login_cookie_name]
+    }
+}
+
+/// A browser navigation (it can follow a redirect to the sign-in page).
+fn is_browser(session: &Session) -> bool {
+    let req = session.req_header();
+    matches!(req.method, http::Method::GET | http::Method::HEAD)
+        && req.headers.get_all(http::header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains("text/html")))
+}
+
+/// One query parameter, decoded.
+fn query_param(session: &Session, name: &str) -> Option<String> {
+    let q = session.req_header().uri.query()?;
+    url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+fn actor_of(s: &UserSession) -> Actor {
+    Actor { subject: s.subject.clone(), groups: s.groups.clone() }
+}
+
+impl Gateway {
+    fn auth(&self) -> Option<&Auth> {
+        self.auth.as_deref()
+    }
+
+    /// Strips the gateway's cookies from a request about to go upstream.
+    pub(super) fn strip_own_cookies(&self, upstream: &mut pingora::http::RequestHeader) -> Result<()> {
+        match self.auth() {
+            Some(a) => cookies::strip(upstream, &a.cookie_names()),
+            None => Ok(()),
+        }
+    }
+
+    fn secure(&self, session: &Session) -> bool {
+        self.auth().is_some_and(|a| a.settings.oidc.secure_cookies) || self.is_tls(session)
+    }
+
+    /// An audit record about sign-in or a session, with this request's metadata.
+    fn auth_event(&self, session: &Session, ctx: &RequestCtx, kind: Kind) -> Event {
+        let mut ev = self.access_event(session, ctx, kind);
+        ev.route = None;
+        ev.upstream = None;
+        ev
+    }
+
+    /// Checks the request's session for a non-public route. `Ok(true)`: answered here.
+    pub(super) async fn authenticate(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(auth) = self.auth() else {
+            // Config validation refuses non-public routes without [oidc]; never forward.
+            return self.refuse(session, ctx, Refusal::Internal).await;
+        };
+        let need_mfa = ctx.route.as_ref().and_then(|r| r.require_mfa).unwrap_or(auth.settings.oidc.require_mfa);
+        let id = cookies::get(session.req_header(), &auth.settings.session.cookie_name).and_then(SessionId::parse);
+        if let Some(id) = id {
+            match auth.store.load(&id).await {
+                Err(crate::session::SessionError::Corrupt) => {
+                    tracing::warn!("unreadable session record; signing in again")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "session store unavailable; refusing protected request");
+                    return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
+                }
+                Ok(Lookup::Active(s)) => {
+                    ctx.session_hash = Some(id.hash());
+                    let mfa = auth.settings.oidc.mfa.satisfied(&s.amr, s.acr.as_deref());
+                    ctx.mfa = Some(mfa);
+                    ctx.user = Some(s);
+                    if need_mfa && !mfa {
+                        return self.challenge(session, ctx, need_mfa, true).await;
+                    }
+                    return Ok(false);
+                }
+                Ok(Lookup::Missing) => {}
+                Ok(Lookup::IdleTimeout(s)) => self.session_ended(session, ctx, Kind::SessionIdleTimeout, &s, &id),
+                Ok(Lookup::Expired(s)) => self.session_ended(session, ctx, Kind::SessionExpired, &s, &id),
+            }
+        }
+        self.challenge(session, ctx, need_mfa, false).await
+    }
+
+    /// Records the end of a session found timed out (it is already deleted).
+    fn session_ended(&self, session: &Session, ctx: &RequestCtx, kind: Kind, s: &UserSession, id: &SessionId) {
+        if let Some(audit) = &self.audit {
+            let mut ev = self.auth_event(session, ctx, kind);
+            ev.actor = Some(actor_of(s));
+            ev.session = Some(id.hash());
+            audit.append(ev);
+        }
+    }
+
+    /// No usable session: a browser goes to sign in, anything else gets 401.
+    async fn challenge(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        need_mfa: bool,
+        step_up: bool,
+    ) -> Result<bool> {
+        if !is_browser(session) {
+            let r = if step_up { Refusal::StepUpRequired } else { Refusal::Unauthenticated };
+            return self.refuse(session, ctx, r).await;
+        }
+        let target = String::from_utf8_lossy(session.req_header().raw_path()).into_owned();
+        let reason = if step_up { "mfa_step_up" } else { "unauthenticated" };
+        self.begin_login(session, ctx, safe_return(&target), need_mfa, step_up, Some(reason)).await
+    }
+
+    /// Starts a sign-in and redirects the browser to the provider. `deny_reason`: the
+    /// request was for a protected page, recorded as a deny decision.
+    async fn begin_login(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        return_to: String,
+        require_mfa: bool,
+        step_up: bool,
+        deny_reason: Option<&'static str>,
+    ) -> Result<bool> {
+        let Some(auth) = self.auth() else {
+            return self.refuse(session, ctx, Refusal::NoRoute).await;
+        };
+        let names = &auth.settings.session;
+        // The pre-login cookie: kept if the browser has one (sign-ins in two tabs),
+        // made otherwise. Only its hash is stored with the pending sign-in.
+        let existing = cookies::get(session.req_header(), &names.login_cookie_name).and_then(SessionId::parse);
+        let (binding, new_cookie) = match existing {
+            Some(b) => (b, false),
+            None => match SessionId::generate() {
+                Ok(b) => (b, true),
+                Err(_) => return self.refuse(session, ctx, Refusal::Internal).await,
+            },
+        };
+        let started = match auth.identity.start(binding.hash(), return_to, require_mfa, step_up).await {
+            Ok(s) => s,
+            Err(LoginError::IdpUnavailable(e)) => {
+                tracing::warn!(error = %e, "identity provider unavailable; cannot start a sign-in");
+                return self.refuse(session, ctx, Refusal::IdpUnavailable).await;
+            }
+            Err(LoginError::Failed { reason, detail }) => {
+                tracing::error!(reason, detail, "cannot start a sign-in");
+                return self.refuse(session, ctx, Refusal::Internal).await;
+            }
+        };
+        if let Err(e) = auth.store.put_login(&started.state, &started.pending, auth.settings.oidc.login_timeout).await {
+            tracing::warn!(error = %e, "session store unavailable; cannot start a sign-in");
+            return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
+        }
+        if let (Some(audit), Some(reason)) = (&self.audit, deny_reason) {
+            let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
+            ev.decision = Some(Decision::Deny);
+            ev.reason = Some(reason.into());
+            ev.status = Some(302);
+            audit.append_refusal(ev);
+            super::metrics::DECISIONS.with_label_values(&["deny"]).inc();
+        }
+        let mut set = Vec::new();
+        if new_cookie {
+            let ttl = auth.settings.oidc.login_timeout.as_secs();
+            set.push(cookies::set(&names.login_cookie_name, binding.cookie_value(), Some(ttl), self.secure(session)));
+        }
+        respond::redirect(session, &started.auth_url, set).await?;
+        Ok(true)
+    }
+
+    /// `/.custos/login?rd=PATH`: sign in, then go to PATH (same origin only, else `/`).
+    pub(super) async fn login_endpoint(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(auth) = self.auth() else {
+            return self.refuse(session, ctx, Refusal::NoRoute).await;
+        };
+        let return_to = safe_return(&query_param(session, "rd").unwrap_or_else(|| "/".into()));
+        // The MFA need of the page the user is going to, so the first sign-in asks for it.
+        let host = session.req_header().headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let target_path = return_to.split(['?', '#']).next().unwrap_or("/");
+        let route_mfa = super::path::NormPath::parse(target_path.as_bytes())
+            .ok()
+            .and_then(|p| self.router.find(&super::routes::host_of(host), &p).and_then(|r| r.require_mfa));
+        let need_mfa = route_mfa.unwrap_or(auth.settings.oidc.require_mfa);
+        self.begin_login(session, ctx, return_to, need_mfa, false, None).await
+    }
+
+    /// A refused sign-in: audited with its reason, a plain page for the user.
+    async fn login_failed(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        reason: &'static str,
+        actor: Option<Actor>,
+        page: Refusal,
+    ) -> Result<bool> {
+        if let Some(audit) = &self.audit {
+            let mut ev = self.auth_event(session, ctx, Kind::AuthLoginFailed);
+            ev.reason = Some(reason.into());
+            ev.actor = actor;
+            ev.status = Some(page.status());
+            audit.append(ev);
+        }
+        tracing::info!(reason, "sign-in refused");
+        ctx.refusal = Some(page);
+        respond::refuse(session, page).await?;
+        Ok(true)
+    }
+
+    /// `/.custos/callback`: the provider sends the browser back here.
+    pub(super) async fn callback_endpoint(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(auth) = self.auth() else {
+            return self.refuse(session, ctx, Refusal::NoRoute).await;
+        };
+        let fail = Refusal::LoginFailed;
+        let Some(state) = query_param(session, "state").filter(|s| !s.is_empty() && s.len() <= 512) else {
+            return self.login_failed(session, ctx, "state", None, fail).await;
+        };
+        let pending = match auth.store.peek_login(&state).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return self.login_failed(session, ctx, "state", None, fail).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "session store unavailable at sign-in callback");
+                return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
+            }
+        };
+        // Bound to the browser that started it: a callback URL replayed elsewhere (login
+        // CSRF) fails, and does not use up the sign-in of the browser it belongs to.
+        let binding = cookies::get(session.req_header(), &auth.settings.session.login_cookie_name)
+            .and_then(SessionId::parse)
+            .map(|b| b.hash());
+        // Both sides are SHA-256 digests of a secret: comparing them leaks nothing usable.
+        if binding.as_deref() != Some(pending.binding.as_str()) {
+            return self.login_failed(session, ctx, "browser_binding", None, fail).await;
+        }
+        match auth.store.consume_login(&state).await {
+            Ok(true) => {}
+            Ok(false) => return self.login_failed(session, ctx, "state", None, fail).await,
+            Err(_) => return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await,
+        }
+        if query_param(session, "error").is_some() {
+            return self.login_failed(session, ctx, "idp_error", None, fail).await;
+        }
+        let Some(code) = query_param(session, "code").filter(|c| !c.is_empty()) else {
+            return self.login_failed(session, ctx, "code", None, fail).await;
+        };
+        let claims = match auth.identity.finish(&code, &pending).await {
+            Ok(c) => c,
+            Err(LoginError::IdpUnavailable(e)) => {
+                tracing::warn!(error = %e, "identity provider unavailable at sign-in callback");
+                return self.login_failed(session, ctx, "idp_unavailable", None, Refusal::IdpUnavailable).await;
+            }
+            Err(LoginError::Failed { reason, detail }) => {
+                tracing::info!(reason, detail, "ID token refused");
+                return self.login_failed(session, ctx, reason, None, fail).await;
+            }
+        };
+        let actor = Actor { subject: claims.subject.clone(), groups: claims.groups.clone() };
+        let mfa = auth.settings.oidc.mfa.satisfied(&claims.amr, claims.acr.as_deref());
+        if pending.require_mfa && !mfa {
+            return self.login_failed(session, ctx, "mfa", Some(actor), Refusal::MfaNotSatisfied).await;
+        }
+        let record = UserSession {
+            subject: claims.subject,
+            email: claims.email,
+            name: claims.name,
+            groups: claims.groups,
+            amr: claims.amr,
+            acr: claims.acr,
+            auth_time: claims.auth_time,
+            created: 0,
+            last_seen: 0,
+            client: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()),
+        };
+        let id = match auth.store.create(record).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, "session store unavailable; cannot create the session");
+                return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
+            }
+        };
+        // A session the browser held before (a step-up, or one planted by someone else)
+        // is ended: the new sign-in gets a fresh id, never the old one.
+        if let Some(old) =
+            cookies::get(session.req_header(), &auth.settings.session.cookie_name).and_then(SessionId::parse)
+        {
+            let _ = auth.store.delete(&old).await;
+        }
+        if let Some(audit) = &self.audit {
+            let mut ev = self.auth_event(session, ctx, Kind::AuthLogin);
+            ev.actor = Some(actor);
+            ev.session = Some(id.hash());
+            ev.mfa = Some(mfa);
+            audit.append(ev);
+        }
+        let secure = self.secure(session);
+        let names = &auth.settings.session;
+        let set = vec![
+            cookies::set(&names.cookie_name, id.cookie_value(), None, secure),
+            cookies::set(&names.login_cookie_name, "", Some(0), secure),
+        ];
+        respond::redirect(session, &safe_return(&pending.return_to), set).await?;
+        Ok(true)
+    }
+
+    /// `/.custos/logout`: ends the session in Redis, clears the cookie, and continues at
+    /// the provider's logout when it offers one.
+    pub(super) async fn logout_endpoint(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(auth) = self.auth() else {
+            return self.refuse(session, ctx, Refusal::NoRoute).await;
+        };
+        let secure = self.secure(session);
+        let clear = vec![cookies::set(&auth.settings.session.cookie_name, "", Some(0), secure)];
+        let id = cookies::get(session.req_header(), &auth.settings.session.cookie_name).and_then(SessionId::parse);
+        let mut ended = true;
+        if let Some(id) = id {
+            let who = match auth.store.load(&id).await {
+                Ok(Lookup::Active(s)) => Some(actor_of(&s)),
+                _ => None,
+            };
+            ended = auth.store.delete(&id).await.is_ok();
+            if let Some(audit) = &self.audit {
+                let mut ev = self.auth_event(session, ctx, Kind::AuthLogout);
+                ev.actor = who;
+                ev.session = Some(id.hash());
+                if !ended {
+                    ev.reason = Some("session_store_unavailable".into());
+                }
+                audit.append(ev);
+            }
+        }
+        if !ended {
+            return respond::refuse_with(
+                session,
+                Refusal::SessionStoreUnavailable,
+                clear.into_iter().map(|c| ("set-cookie", c)).collect(),
+            )
+            .await
+            .map(|_| true);
+        }
+        match auth.identity.logout_url() {
+            Some(url) => respond::redirect(session, &url, clear).await?,
+            None => {
+                let extra: Vec<(&'static str, String)> = clear.into_iter().map(|c| ("set-cookie", c)).collect();
+                respond::write_full(session, 200, bytes::Bytes::from_static(b"You are signed out.\n"), false, &extra)
+                    .await?
+            }
+        }
+        Ok(true)
+    }
+
+    /// `/.custos/readyz`: each dependency, and 503 when protected routes cannot be served.
+    pub(super) async fn readyz(&self, session: &mut Session) -> Result<bool> {
+        let mut body = String::new();
+        let mut ready = true;
+        if let Some(auth) = self.auth() {
+            let (redis, idp) = tokio::join!(auth.store.ping(), auth.identity.probe());
+            match redis {
+                Ok(()) => body.push_str("redis: ok\n"),
+                Err(_) => {
+                    ready = false;
+                    body.push_str("redis: down (protected routes answer 503)\n");
+                }
+            }
+            // The provider being down stops new sign-ins only; sessions go on, so the
+            // instance stays in its load balancer.
+            body.push_str(if idp {
+                "idp: ok\n"
+            } else {
+                "idp: down (new sign-ins fail; existing sessions continue)\n"
+            });
+        }
+        body.insert_str(0, if ready { "ready\n" } else { "not ready\n" });
+        respond::write_full(session, if ready { 200 } else { 503 }, bytes::Bytes::from(body), false, &[]).await?;
+        Ok(true)
+    }
+}

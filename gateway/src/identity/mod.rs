@@ -1,0 +1,450 @@
+//! Sign-in through OpenID Connect with the `openidconnect` crate: discovery (lazy, so the
+//! gateway starts while the provider is down), the authorization request with PKCE
+//! (S256), `state` and `nonce`, the code exchange, and ID token validation (signature by
+//! the provider's keys with the algorithms the operator allows, `iss`, `aud`, `azp`,
+//! `exp`, `iat`, `nbf`, `nonce`), refreshing the keys (bounded) when a token names a key
+//! we do not know. Nothing here runs per proxied request: only at sign-in.
+
+pub mod mfa;
+pub mod redirect;
+
+use crate::config::OidcSettings;
+use crate::session::PendingLogin;
+use base64::Engine;
+use openidconnect::core::{
+    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet,
+    CoreJwsSigningAlgorithm,
+};
+use openidconnect::{
+    AuthenticationContextClass, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
+    IssuerUrl, LogoutRequest, Nonce, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
+    ProviderMetadataWithLogout, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
+};
+use serde_json::Value;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+pub const CALLBACK_PATH: &str = "/.custos/callback";
+pub const LOGIN_PATH: &str = "/.custos/login";
+pub const LOGOUT_PATH: &str = "/.custos/logout";
+
+/// Signature algorithms an operator may allow. Never `none`, never HMAC (a client
+/// secret is not a key the provider signs with, and HMAC with a public key is the
+/// classic algorithm confusion).
+pub const ACCEPTABLE_ALGS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+
+/// Allowed clock difference with the provider.
+const SKEW: Duration = Duration::from_secs(60);
+/// After a failed discovery, logins fail fast for this long.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
+/// Keys are fetched again for an unknown `kid` at most this often.
+const JWKS_REFRESH: Duration = Duration::from_secs(10);
+
+/// Why a sign-in did not happen.
+#[derive(Debug)]
+pub enum LoginError {
+    /// The provider could not be reached: the user gets "try again later".
+    IdpUnavailable(String),
+    /// The sign-in was refused; `reason` goes to the audit record.
+    Failed { reason: &'static str, detail: String },
+}
+
+impl LoginError {
+    fn failed(reason: &'static str, detail: impl std::fmt::Display) -> LoginError {
+        LoginError::Failed { reason, detail: detail.to_string() }
+    }
+}
+
+/// What a validated ID token says about the user.
+#[derive(Debug, Clone)]
+pub struct Claims {
+    pub subject: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+    pub amr: Vec<String>,
+    pub acr: Option<String>,
+    pub auth_time: Option<u64>,
+}
+
+/// A sign-in started: where to send the browser, and what to keep until it returns.
+pub struct Started {
+    pub auth_url: String,
+    pub state: String,
+    pub pending: PendingLogin,
+}
+
+struct Provider {
+    metadata: ProviderMetadataWithLogout,
+    jwks: CoreJsonWebKeySet,
+}
+
+pub struct Identity {
+    pub cfg: OidcSettings,
+    http: reqwest::Client,
+    provider: RwLock<Option<Arc<Provider>>>,
+    last_discovery_failure: Mutex<Option<Instant>>,
+    last_jwks_fetch: Mutex<Option<Instant>>,
+    /// The last reachability check: when, and whether the provider answered.
+    reachable: Mutex<Option<(Instant, bool)>>,
+    algs: Vec<CoreJwsSigningAlgorithm>,
+}
+
+fn alg(name: &str) -> Option<CoreJwsSigningAlgorithm> {
+    use CoreJwsSigningAlgorithm as A;
+    Some(match name {
+        "RS256" => A::RsaSsaPkcs1V15Sha256,
+        "RS384" => A::RsaSsaPkcs1V15Sha384,
+        "RS512" => A::RsaSsaPkcs1V15Sha512,
+        "PS256" => A::RsaSsaPssSha256,
+        "PS384" => A::RsaSsaPssSha384,
+        "PS512" => A::RsaSsaPssSha512,
+        "ES256" => A::EcdsaP256Sha256,
+        "ES384" => A::EcdsaP384Sha384,
+        "EdDSA" => A::EdDsa,
+        _ => return None,
+    })
+}
+
+impl Identity {
+    pub fn new(cfg: OidcSettings) -> Result<Identity, String> {
+        let http = reqwest::Client::builder()
+            // The OAuth 2.0 security BCP: never follow redirects on back-channel calls.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .build()
+            .map_err(|e| format!("HTTP client for the identity provider: {e}"))?;
+        let algs = cfg.id_token_algs.iter().filter_map(|a| alg(a)).collect();
+        Ok(Identity {
+            cfg,
+            http,
+            provider: RwLock::new(None),
+            last_discovery_failure: Mutex::new(None),
+            last_jwks_fetch: Mutex::new(None),
+            reachable: Mutex::new(None),
+            algs,
+        })
+    }
+
+    fn cached(&self) -> Option<Arc<Provider>> {
+        self.provider.read().ok().and_then(|p| p.clone())
+    }
+
+    /// The provider's metadata and keys, discovered once (and again after a failure,
+    /// at most every [`DISCOVERY_RETRY`]).
+    async fn provider(&self) -> Result<Arc<Provider>, LoginError> {
+        if let Some(p) = self.cached() {
+            return Ok(p);
+        }
+        if let Ok(last) = self.last_discovery_failure.lock() {
+            if last.is_some_and(|t| t.elapsed() < DISCOVERY_RETRY) {
+                return Err(LoginError::IdpUnavailable("the identity provider was unreachable a moment ago".into()));
+            }
+        }
+        match self.discover().await {
+            Ok(p) => {
+                let p = Arc::new(p);
+                if let Ok(mut slot) = self.provider.write() {
+                    *slot = Some(p.clone());
+                }
+                tracing::info!(issuer = %self.cfg.issuer, "identity provider discovered");
+                Ok(p)
+            }
+            Err(e) => {
+                if let Ok(mut last) = self.last_discovery_failure.lock() {
+                    *last = Some(Instant::now());
+                }
+                tracing::warn!(issuer = %self.cfg.issuer, error = %e, "identity provider discovery failed");
+                Err(LoginError::IdpUnavailable(e))
+            }
+        }
+    }
+
+    async fn discover(&self) -> Result<Provider, String> {
+        let issuer = IssuerUrl::new(self.cfg.issuer.clone()).map_err(|e| e.to_string())?;
+        let metadata =
+            ProviderMetadataWithLogout::discover_async(issuer, &self.http).await.map_err(|e| error_chain(&e))?;
+        let jwks = metadata.jwks().clone();
+        Ok(Provider { metadata, jwks })
+    }
+
+    /// Tries discovery in the background at start, so the first sign-in is quick.
+    pub async fn warm_up(&self) {
+        let _ = self.provider().await;
+    }
+
+    /// Whether the provider answers its discovery document now (for readiness, and
+    /// before sending a browser there). Remembered for a second, so a flood of
+    /// anonymous requests is not a flood at the provider.
+    pub async fn probe(&self) -> bool {
+        if let Ok(last) = self.reachable.lock() {
+            if let Some((at, up)) = *last {
+                if at.elapsed() < Duration::from_secs(1) {
+                    return up;
+                }
+            }
+        }
+        let url = format!("{}/.well-known/openid-configuration", self.cfg.issuer);
+        let up = self.http.get(url).timeout(Duration::from_secs(2)).send().await.is_ok_and(|r| r.status().is_success());
+        if let Ok(mut last) = self.reachable.lock() {
+            *last = Some((Instant::now(), up));
+        }
+        up
+    }
+
+    fn client(&self, p: &Provider) -> Result<ConfiguredClient, LoginError> {
+        let redirect = RedirectUrl::new(self.cfg.redirect_url.clone()).map_err(|e| LoginError::failed("config", e))?;
+        let secret = String::from_utf8_lossy(self.cfg.client_secret.expose()).into_owned();
+        Ok(CoreClient::from_provider_metadata(
+            p.metadata.clone(),
+            ClientId::new(self.cfg.client_id.clone()),
+            Some(ClientSecret::new(secret)),
+        )
+        .set_redirect_uri(redirect))
+    }
+
+    /// Starts a sign-in: the authorization URL and the state to keep.
+    pub async fn start(
+        &self,
+        binding: String,
+        return_to: String,
+        require_mfa: bool,
+        step_up: bool,
+    ) -> Result<Started, LoginError> {
+        let p = self.provider().await?;
+        // A browser sent to a provider that is down sees a connection error; tell the
+        // user here instead.
+        if !self.probe().await {
+            return Err(LoginError::IdpUnavailable("the identity provider does not answer".into()));
+        }
+        let client = self.client(&p)?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut req =
+            client.authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random);
+        for s in &self.cfg.scopes {
+            req = req.add_scope(Scope::new(s.clone()));
+        }
+        req = req.set_pkce_challenge(challenge);
+        // A sign-in that must be multi-factor asks for it; a step-up also makes the
+        // provider authenticate again, whatever session it has.
+        if require_mfa || step_up {
+            for a in &self.cfg.mfa.step_up_acr_values {
+                req = req.add_auth_context_value(AuthenticationContextClass::new(a.clone()));
+            }
+        }
+        if step_up {
+            req = req.add_prompt(CoreAuthPrompt::Login);
+            if let Some(m) = self.cfg.mfa.step_up_max_age {
+                req = req.set_max_age(m);
+            }
+        }
+        let (url, state, nonce) = req.url();
+        Ok(Started {
+            auth_url: url.to_string(),
+            state: state.secret().clone(),
+            pending: PendingLogin {
+                binding,
+                pkce_verifier: verifier.secret().clone(),
+                nonce: nonce.secret().clone(),
+                return_to,
+                require_mfa,
+                started: crate::session::now_secs(),
+            },
+        })
+    }
+
+    /// Finishes a sign-in: exchanges the code and validates the ID token.
+    pub async fn finish(&self, code: &str, pending: &PendingLogin) -> Result<Claims, LoginError> {
+        let p = self.provider().await?;
+        let client = self.client(&p)?;
+        let token = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| LoginError::failed("config", e))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::Request(e) => LoginError::IdpUnavailable(error_chain(&e)),
+                RequestTokenError::ServerResponse(r) => LoginError::failed("code_exchange", r.error()),
+                RequestTokenError::Parse(e, _) => LoginError::failed("token_response", e),
+                RequestTokenError::Other(e) => LoginError::failed("token_response", e),
+            })?;
+        let id_token =
+            token.id_token().ok_or_else(|| LoginError::failed("id_token", "the token response has no id_token"))?;
+        let nonce = Nonce::new(pending.nonce.clone());
+        let verified = match self.verify(&p, id_token, &nonce) {
+            Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
+                // Perhaps the provider rotated its keys: fetch them again (bounded).
+                let p = self.refresh_keys(&p).await?;
+                self.verify(&p, id_token, &nonce)
+            }
+            other => other,
+        };
+        verified.map_err(|e| LoginError::failed(reason_of(&e), e))?;
+        self.claims_of(id_token)
+    }
+
+    fn verify(&self, p: &Provider, t: &CoreIdToken, nonce: &Nonce) -> Result<(), ClaimsVerificationError> {
+        let max_age = self.cfg.login_timeout + SKEW;
+        let verifier = CoreIdTokenVerifier::new_public_client(
+            ClientId::new(self.cfg.client_id.clone()),
+            p.metadata.issuer().clone(),
+            p.jwks.clone(),
+        )
+        .set_allowed_algs(self.algs.clone())
+        .set_issue_time_verifier_fn(move |iat| {
+            let now = chrono_now();
+            let iat = iat.timestamp();
+            if iat > now + SKEW.as_secs() as i64 {
+                Err(format!("issued in the future ({iat})"))
+            } else if iat < now - max_age.as_secs() as i64 {
+                Err(format!("issued too long ago ({iat})"))
+            } else {
+                Ok(())
+            }
+        });
+        let claims = t.claims(&verifier, nonce)?;
+        // azp (OpenID Connect Core 3.1.3.7, 4-5): when present it must be us, and with
+        // more than one audience it must be present.
+        match claims.authorized_party() {
+            Some(azp) if azp.as_str() != self.cfg.client_id => {
+                return Err(ClaimsVerificationError::InvalidAudience(format!(
+                    "azp `{}` is not this client",
+                    azp.as_str()
+                )))
+            }
+            None if claims.audiences().len() > 1 => {
+                return Err(ClaimsVerificationError::InvalidAudience("several audiences and no azp".into()))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn refresh_keys(&self, p: &Arc<Provider>) -> Result<Arc<Provider>, LoginError> {
+        {
+            let mut last = self.last_jwks_fetch.lock().map_err(|_| LoginError::failed("internal", "lock"))?;
+            if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH) {
+                return Ok(p.clone());
+            }
+            *last = Some(Instant::now());
+        }
+        let jwks = CoreJsonWebKeySet::fetch_async(p.metadata.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| LoginError::IdpUnavailable(error_chain(&e)))?;
+        let fresh = Arc::new(Provider { metadata: p.metadata.clone(), jwks });
+        if let Ok(mut slot) = self.provider.write() {
+            *slot = Some(fresh.clone());
+        }
+        tracing::info!("identity provider keys fetched again for an unknown key id");
+        Ok(fresh)
+    }
+
+    /// The claims of a verified token, read from its payload so that any claim can name
+    /// the subject or carry the groups.
+    fn claims_of(&self, t: &CoreIdToken) -> Result<Claims, LoginError> {
+        let jwt = t.to_string();
+        let payload = jwt.split('.').nth(1).ok_or_else(|| LoginError::failed("id_token", "not a JWS"))?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|e| LoginError::failed("id_token", e))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| LoginError::failed("id_token", e))?;
+        if let Some(nbf) = v.get("nbf").and_then(Value::as_i64) {
+            if nbf > chrono_now() + SKEW.as_secs() as i64 {
+                return Err(LoginError::failed("not_yet_valid", "nbf is in the future"));
+            }
+        }
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let subject = match v.get(&self.cfg.subject_claim) {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => {
+                return Err(LoginError::failed(
+                    "subject_claim",
+                    format!("the ID token has no `{}` claim (oidc.subject_claim)", self.cfg.subject_claim),
+                ))
+            }
+        };
+        let strings = |k: &str| match v.get(k) {
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+            _ => Vec::new(),
+        };
+        Ok(Claims {
+            subject,
+            email: text("email"),
+            name: text("name"),
+            groups: strings(&self.cfg.groups_claim),
+            amr: strings("amr"),
+            acr: text("acr"),
+            auth_time: v.get("auth_time").and_then(Value::as_u64),
+        })
+    }
+
+    /// The provider's logout URL (RP-Initiated Logout), when it offers one and was
+    /// discovered; never waits for the provider.
+    pub fn logout_url(&self) -> Option<String> {
+        let p = self.cached()?;
+        let end = p.metadata.additional_metadata().end_session_endpoint.clone()?;
+        let mut req = LogoutRequest::from(end).set_client_id(ClientId::new(self.cfg.client_id.clone()));
+        if let Some(u) = &self.cfg.post_logout_redirect_url {
+            if let Ok(u) = PostLogoutRedirectUrl::new(u.clone()) {
+                req = req.set_post_logout_redirect_uri(u);
+            }
+        }
+        Some(req.http_get_url().to_string())
+    }
+}
+
+type ConfiguredClient = openidconnect::Client<
+    openidconnect::EmptyAdditionalClaims,
+    openidconnect::core::CoreAuthDisplay,
+    openidconnect::core::CoreGenderClaim,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJsonWebKey,
+    openidconnect::core::CoreAuthPrompt,
+    openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    openidconnect::core::CoreTokenResponse,
+    openidconnect::core::CoreTokenIntrospectionResponse,
+    openidconnect::core::CoreRevocableToken,
+    openidconnect::core::CoreRevocationErrorResponse,
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+fn chrono_now() -> i64 {
+    crate::session::now_secs() as i64
+}
+
+/// The audit reason for a failed ID token check.
+fn reason_of(e: &ClaimsVerificationError) -> &'static str {
+    match e {
+        ClaimsVerificationError::Expired(_) => "expired",
+        ClaimsVerificationError::InvalidAudience(_) => "audience",
+        ClaimsVerificationError::InvalidIssuer(_) => "issuer",
+        ClaimsVerificationError::InvalidNonce(_) => "nonce",
+        ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::DisallowedAlg(_) | SignatureVerificationError::UnsupportedAlg(_),
+        ) => "algorithm",
+        ClaimsVerificationError::SignatureVerification(_) => "signature",
+        ClaimsVerificationError::InvalidAuthContext(_) | ClaimsVerificationError::InvalidAuthTime(_) => "auth_context",
+        ClaimsVerificationError::InvalidSubject(_) => "subject",
+        _ => "id_token",
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}

@@ -1,0 +1,702 @@
+//! Browser sign-in through the real OpenID provider (tests/idp), sessions in the real
+//! Redis, and what a security team expects of them: PKCE/state/nonce, login CSRF,
+//! replay, tampered tokens, MFA and step-up, idle and absolute timeouts, fixation, open
+//! redirects, the cookie kept from the upstream, and failing closed when Redis or the
+//! provider is down. One test drives headless Chromium through the whole flow.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A gateway signed in through a test IdP client of its own.
+pub struct Site {
+    pub gw: Gateway,
+    pub demo: demo_ephi::Demo,
+    pub origin: String,
+    pub prefix: String,
+    pub redis: String,
+    pub idp: String,
+    _secrets: tempfile::TempDir,
+}
+
+pub struct Opts<'a> {
+    pub idp: &'a str,
+    pub redis: &'a str,
+    /// Extra `[oidc]` lines.
+    pub oidc: &'a str,
+    /// Extra `[session]` lines.
+    pub session: &'a str,
+    /// `client_name` at registration (`tamper` makes the IdP alter ID tokens).
+    pub client_name: &'a str,
+}
+
+impl Default for Opts<'_> {
+    fn default() -> Self {
+        Opts { idp: idp_url(), redis: redis_url(), oidc: "", session: "", client_name: "custos-test" }
+    }
+}
+
+async fn register(idp: &str, redirect: &str, post_logout: &str, name: &str) -> (String, String) {
+    let r: Value = client()
+        .post(format!("{idp}/reg"))
+        .json(&serde_json::json!({
+            "client_name": name,
+            "redirect_uris": [redirect],
+            "post_logout_redirect_uris": [post_logout],
+            "response_types": ["code"],
+            "grant_types": ["authorization_code"],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "application_type": "web"
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        r["client_id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string(),
+        r["client_secret"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Routes: `/` needs a session but no MFA, `/patients` needs MFA, `/admin` follows the
+/// site default (MFA), `/plain` is public.
+pub async fn site(o: Opts<'_>) -> Site {
+    let demo = demo().await;
+    let port = free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let redirect = format!("{origin}/.custos/callback");
+    let (id, secret) = register(o.idp, &redirect, &format!("{origin}/plain"), o.client_name).await;
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("client-secret");
+    std::fs::write(&secret_file, &secret).unwrap();
+    let prefix = format!("custos:test:{}", uuid::Uuid::now_v7().simple());
+    let up = demo.addr;
+    let config = format!(
+        r#"
+[oidc]
+issuer = "{idp}"
+client_id = "{id}"
+client_secret = {{ file = "{secret}" }}
+redirect_url = "{redirect}"
+scopes = ["openid", "email", "profile", "groups"]
+post_logout_redirect_url = "{origin}/plain"
+{oidc}
+
+[oidc.mfa]
+acr = ["urn:custos:mfa"]
+step_up_max_age_secs = 300
+
+[session]
+redis_url = "{redis}"
+key_prefix = "{prefix}"
+redis_timeout_ms = 500
+{session}
+
+[[routes]]
+name = "app"
+upstream = "http://{up}"
+require_mfa = false
+
+[[routes]]
+name = "records"
+path = "/patients"
+upstream = "http://{up}"
+require_mfa = true
+
+[[routes]]
+name = "admin"
+path = "/admin"
+upstream = "http://{up}"
+
+[[routes]]
+name = "open"
+path = "/plain"
+upstream = "http://{up}"
+public = true
+"#,
+        idp = o.idp,
+        secret = secret_file.display(),
+        redis = o.redis,
+        oidc = o.oidc,
+        session = o.session,
+    );
+    let gw = Gateway::start_on(&config, port).await;
+    Site { gw, demo, origin, prefix, redis: o.redis.to_string(), idp: o.idp.to_string(), _secrets: secrets }
+}
+
+/// A browser-like client: its own cookie jar, redirects followed by hand.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+pub async fn nav(c: &reqwest::Client, url: &str) -> reqwest::Response {
+    c.get(url).header("accept", "text/html,application/xhtml+xml").send().await.unwrap()
+}
+
+pub fn location(r: &reqwest::Response) -> String {
+    r.headers().get("location").unwrap_or_else(|| panic!("no Location on {}", r.status())).to_str().unwrap().to_string()
+}
+
+fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect()
+}
+
+fn cookie_value(r: &reqwest::Response, name: &str) -> Option<String> {
+    set_cookies(r)
+        .iter()
+        .find_map(|c| c.strip_prefix(&format!("{name}=")).map(|v| v.split(';').next().unwrap().to_string()))
+}
+
+fn absolute(base: &str, l: &str) -> String {
+    if l.starts_with("http") {
+        l.to_string()
+    } else {
+        format!("{base}{l}")
+    }
+}
+
+/// At the IdP: from the authorization URL through the login form to the redirect back
+/// to the gateway. Returns the callback URL (not visited yet).
+pub async fn idp_login(
+    c: &reqwest::Client,
+    idp: &str,
+    auth_url: &str,
+    user: &str,
+    pass: &str,
+    otp: Option<&str>,
+) -> String {
+    let mut url = auth_url.to_string();
+    for _ in 0..5 {
+        let r = nav(c, &url).await;
+        if r.status() == 200 {
+            break;
+        }
+        url = absolute(idp, &location(&r));
+    }
+    assert!(url.contains("/interaction/"), "no login page: {url}");
+    let mut form = vec![("username", user), ("password", pass)];
+    if let Some(o) = otp {
+        form.push(("otp", o));
+    }
+    let r = c.post(format!("{url}/login")).form(&form).send().await.unwrap();
+    assert!(r.status().is_redirection(), "login form refused: {} {}", r.status(), r.text().await.unwrap());
+    let mut next = absolute(idp, &location(&r));
+    for _ in 0..10 {
+        if next.contains("/.custos/callback") {
+            return next;
+        }
+        let r = nav(c, &next).await;
+        assert!(r.status().is_redirection(), "stuck at the IdP: {next} {}", r.status());
+        next = absolute(idp, &location(&r));
+    }
+    panic!("never sent back to the gateway");
+}
+
+/// Opens `path` (a protected page), signs in, and returns the callback's response (a
+/// redirect to where the user was going, with the session cookie).
+pub async fn sign_in(
+    s: &Site,
+    c: &reqwest::Client,
+    path: &str,
+    user: &str,
+    pass: &str,
+    otp: Option<&str>,
+) -> reqwest::Response {
+    let r = nav(c, &format!("{}{path}", s.origin)).await;
+    assert_eq!(r.status(), 302, "{path}: {}", r.text().await.unwrap());
+    let auth = location(&r);
+    let callback = idp_login(c, &s.idp, &auth, user, pass, otp).await;
+    nav(c, &callback).await
+}
+
+/// Polls the audit trail until `pred` holds for some record.
+pub async fn audit_has(dir: &Path, pred: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        if let Some(v) = audit_records(dir).into_iter().map(|r| r["event"].clone()).find(|r| pred(r)) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all: Vec<String> = audit_records(dir)
+        .iter()
+        .map(|r| format!("{} {} {}", r["event"]["kind"], r["event"]["reason"], r["event"]["decision"]))
+        .collect();
+    panic!("no such audit record in {}: {all:#?}", dir.display());
+}
+
+fn kind(r: &Value, k: &str) -> bool {
+    r["kind"] == k
+}
+
+fn sha256(s: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn sign_in_with_mfa_reaches_the_upstream_without_the_gateway_cookie_then_logout() {
+    let s = site(Opts::default()).await;
+    let c = browser();
+    let r = nav(&c, &format!("{}/patients/1?tab=notes", s.origin)).await;
+    assert_eq!(r.status(), 302);
+    let auth = location(&r);
+    for p in [
+        "code_challenge_method=S256",
+        "code_challenge=",
+        "state=",
+        "nonce=",
+        "response_type=code",
+        "acr_values=urn%3Acustos%3Amfa",
+    ] {
+        assert!(auth.contains(p), "authorization URL lacks {p}: {auth}");
+    }
+    let pre = set_cookies(&r);
+    assert!(
+        pre.iter()
+            .any(|c| c.starts_with("custos_session_login=") && c.contains("HttpOnly") && c.contains("SameSite=Lax")),
+        "{pre:?}"
+    );
+
+    let callback = idp_login(&c, &s.idp, &auth, "alice", "alice-password", Some("123456")).await;
+    let r = nav(&c, &callback).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(location(&r), "/patients/1?tab=notes", "not sent back to the page asked for");
+    let set = set_cookies(&r);
+    let session_cookie = set.iter().find(|c| c.starts_with("custos_session=")).unwrap_or_else(|| panic!("{set:?}"));
+    for attr in ["Path=/", "HttpOnly", "SameSite=Lax"] {
+        assert!(session_cookie.contains(attr), "{session_cookie}");
+    }
+    let id = cookie_value(&r, "custos_session").unwrap();
+    assert_eq!(id.len(), 64);
+
+    // The page, with a cookie of the upstream's own beside ours.
+    let r = c
+        .get(format!("{}/patients/1?tab=notes", s.origin))
+        .header("cookie", format!("theme=dark; custos_session={id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = s.demo.seen();
+    let last = seen.iter().rev().find(|x| x.target.starts_with("/patients/1")).expect("forwarded");
+    let cookies: Vec<&str> = last.headers.iter().filter(|(k, _)| k == "cookie").map(|(_, v)| v.as_str()).collect();
+    assert!(cookies.iter().all(|v| !v.contains("custos_session")), "gateway cookie reached the upstream: {cookies:?}");
+    assert!(cookies.iter().any(|v| v.contains("theme=dark")), "the upstream's own cookie was lost: {cookies:?}");
+
+    // Redis holds the session under the id's hash only.
+    let mut conn = redis::Client::open(s.redis.as_str()).unwrap().get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", s.prefix)).query(&mut conn).unwrap();
+    assert!(keys.contains(&format!("{}:s:{}", s.prefix, sha256(&id))), "{keys:?}");
+    assert!(keys.iter().all(|k| !k.contains(&id)));
+
+    let dir = s.gw.audit_dir();
+    let login = audit_has(&dir, |r| kind(r, "auth.login")).await;
+    assert_eq!(login["actor"]["subject"], "alice");
+    assert_eq!(login["actor"]["groups"], serde_json::json!(["clinicians"]));
+    assert_eq!(login["session"], sha256(&id));
+    assert_eq!(login["mfa"], true);
+    let allow = audit_has(&dir, |r| kind(r, "access.decision") && r["decision"] == "allow").await;
+    assert_eq!(allow["actor"]["subject"], "alice");
+    assert_eq!(allow["session"], sha256(&id));
+    let text = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(!text.contains(&id), "the session id itself is in the audit trail");
+    assert!(!text.contains("eyJ"), "a token is in the audit trail");
+
+    // Logout: the session ends server-side, the cookie is cleared, the IdP's logout follows.
+    let r = nav(&c, &format!("{}/.custos/logout", s.origin)).await;
+    assert_eq!(r.status(), 302);
+    assert!(location(&r).starts_with(&format!("{}/session/end", s.idp)), "{}", location(&r));
+    assert!(set_cookies(&r).iter().any(|c| c.starts_with("custos_session=;") && c.contains("Max-Age=0")));
+    let again = client()
+        .get(format!("{}/patients/1", s.origin))
+        .header("cookie", format!("custos_session={id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 401, "a logged-out session still works");
+    let out = audit_has(&dir, |r| kind(r, "auth.logout")).await;
+    assert_eq!(out["actor"]["subject"], "alice");
+    assert_eq!(out["session"], sha256(&id));
+}
+
+#[tokio::test]
+async fn non_browsers_get_401_and_public_routes_need_no_session() {
+    let s = site(Opts::default()).await;
+    let r = client().get(format!("{}/patients", s.origin)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"custos\"");
+    let r = client().post(format!("{}/", s.origin)).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 401, "a form POST is not redirected to sign-in");
+    // A forged id of the right shape is just not a session.
+    let r = client()
+        .get(format!("{}/", s.origin))
+        .header("cookie", format!("custos_session={}", "a".repeat(64)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client().get(format!("{}/plain", s.origin)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        s.demo.seen().iter().all(|x| x.target != "/patients" && x.target != "/"),
+        "an unauthenticated request was forwarded"
+    );
+    let deny = audit_has(&s.gw.audit_dir(), |r| kind(r, "access.decision") && r["reason"] == "unauthenticated").await;
+    assert_eq!(deny["status"], 401);
+}
+
+#[tokio::test]
+async fn a_callback_works_once_and_only_in_the_browser_that_started_it() {
+    let s = site(Opts::default()).await;
+    let a = browser();
+    let r = nav(&a, &format!("{}/", s.origin)).await;
+    let callback = idp_login(&a, &s.idp, &location(&r), "bob", "bob-password", None).await;
+
+    // Login CSRF: the same callback URL in another browser is refused…
+    let other = browser();
+    let r = nav(&other, &callback).await;
+    assert_eq!(r.status(), 403);
+    assert!(cookie_value(&r, "custos_session").is_none());
+    // …and does not use up the sign-in of the browser it belongs to.
+    let r = nav(&a, &callback).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    assert!(cookie_value(&r, "custos_session").is_some());
+    // Replayed in the right browser: the state is used up.
+    let r = nav(&a, &callback).await;
+    assert_eq!(r.status(), 403);
+    // A made-up state.
+    let forged = callback.replace("state=", "state=x");
+    assert_eq!(nav(&a, &forged).await.status(), 403);
+
+    let dir = s.gw.audit_dir();
+    audit_has(&dir, |r| kind(r, "auth.login_failed") && r["reason"] == "browser_binding").await;
+    audit_has(&dir, |r| kind(r, "auth.login_failed") && r["reason"] == "state").await;
+    let ok = audit_has(&dir, |r| kind(r, "auth.login")).await;
+    assert_eq!(ok["actor"]["subject"], "bob");
+    assert_eq!(ok["mfa"], false);
+}
+
+#[tokio::test]
+async fn a_token_with_another_nonce_or_an_altered_payload_is_refused() {
+    // Nonce: the code comes back for an authorization request with another nonce (an
+    // injected code), so the ID token's nonce is not the one this sign-in kept.
+    let s = site(Opts::default()).await;
+    let c = browser();
+    let r = nav(&c, &format!("{}/", s.origin)).await;
+    let auth = location(&r);
+    let nonce = auth.split("nonce=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    let swapped = auth.replace(&format!("nonce={nonce}"), "nonce=attacker-chosen-nonce");
+    let callback = idp_login(&c, &s.idp, &swapped, "bob", "bob-password", None).await;
+    let r = nav(&c, &callback).await;
+    assert_eq!(r.status(), 403);
+    assert!(cookie_value(&r, "custos_session").is_none());
+    audit_has(&s.gw.audit_dir(), |r| kind(r, "auth.login_failed") && r["reason"] == "nonce").await;
+
+    // Signature: the IdP hands this client ID tokens altered after signing.
+    let t = site(Opts { client_name: "tamper", ..Default::default() }).await;
+    let c = browser();
+    let r = sign_in(&t, &c, "/", "bob", "bob-password", None).await;
+    assert_eq!(r.status(), 403);
+    assert!(cookie_value(&r, "custos_session").is_none());
+    let failed = audit_has(&t.gw.audit_dir(), |r| kind(r, "auth.login_failed")).await;
+    assert_eq!(failed["reason"], "signature");
+    assert!(audit_records(&t.gw.audit_dir()).iter().all(|r| r["event"]["kind"] != "auth.login"));
+}
+
+#[tokio::test]
+async fn mfa_routes_refuse_one_factor_and_step_up() {
+    let s = site(Opts::default()).await;
+    // Bob has no second factor: signing in for an MFA route fails, audited as such.
+    let bob = browser();
+    let r = sign_in(&s, &bob, "/patients", "bob", "bob-password", None).await;
+    assert_eq!(r.status(), 403);
+    assert!(cookie_value(&r, "custos_session").is_none());
+    let f = audit_has(&s.gw.audit_dir(), |r| kind(r, "auth.login_failed") && r["reason"] == "mfa").await;
+    assert_eq!(f["actor"]["subject"], "bob");
+
+    // Alice signs in with her password only, for a page that does not need MFA.
+    let c = browser();
+    let r = sign_in(&s, &c, "/", "alice", "alice-password", None).await;
+    assert_eq!(r.status(), 302);
+    let first = cookie_value(&r, "custos_session").unwrap();
+    assert_eq!(nav(&c, &format!("{}/", s.origin)).await.status(), 200);
+    // An MFA route (and the site default) sends her through sign-in again, asking for more.
+    for path in ["/patients/2", "/admin"] {
+        let r = nav(&c, &format!("{}{path}", s.origin)).await;
+        assert_eq!(r.status(), 302, "{path} was not refused");
+        let l = location(&r);
+        assert!(l.starts_with(&s.idp), "{l}");
+        for p in ["prompt=login", "acr_values=urn%3Acustos%3Amfa", "max_age=300"] {
+            assert!(l.contains(p), "step-up lacks {p}: {l}");
+        }
+    }
+    assert!(s.demo.seen().iter().all(|x| !x.target.starts_with("/patients") && !x.target.starts_with("/admin")));
+    // An API client with that session gets the RFC 9470 challenge.
+    let r = client()
+        .get(format!("{}/patients/2", s.origin))
+        .header("cookie", format!("custos_session={first}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_user_authentication"));
+
+    // The step-up with her one-time code: a new session, the old one ended.
+    let r = nav(&c, &format!("{}/patients/2", s.origin)).await;
+    let callback = idp_login(&c, &s.idp, &location(&r), "alice", "alice-password", Some("123456")).await;
+    let r = nav(&c, &callback).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(location(&r), "/patients/2");
+    let second = cookie_value(&r, "custos_session").unwrap();
+    assert_ne!(first, second);
+    assert_eq!(nav(&c, &format!("{}/patients/2", s.origin)).await.status(), 200);
+    let old = client()
+        .get(format!("{}/", s.origin))
+        .header("cookie", format!("custos_session={first}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401, "the pre-step-up session lives on");
+    audit_has(&s.gw.audit_dir(), |r| kind(r, "access.decision") && r["reason"] == "mfa_step_up").await;
+}
+
+#[tokio::test]
+async fn idle_timeout_and_absolute_lifetime_end_sessions() {
+    let s = site(Opts {
+        session: "idle_timeout_secs = 2\nabsolute_timeout_secs = 8\ntouch_interval_secs = 1",
+        ..Default::default()
+    })
+    .await;
+    let api = |id: &str| {
+        let url = format!("{}/", s.origin);
+        let cookie = format!("custos_session={id}");
+        async move { client().get(url).header("cookie", cookie).send().await.unwrap().status().as_u16() }
+    };
+    // Idle: kept alive by requests every second, then logged off after 2 s of silence.
+    let c = browser();
+    let r = sign_in(&s, &c, "/", "alice", "alice-password", None).await;
+    let idle = cookie_value(&r, "custos_session").unwrap();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(api(&idle).await, 200, "an active session was logged off");
+    }
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(api(&idle).await, 401, "an idle session still works");
+    let ev = audit_has(&s.gw.audit_dir(), |r| kind(r, "session.idle_timeout")).await;
+    assert_eq!(ev["session"], sha256(&idle));
+    assert_eq!(ev["actor"]["subject"], "alice");
+
+    // Absolute: active all along, still ended at 8 s.
+    let c = browser();
+    let r = sign_in(&s, &c, "/", "alice", "alice-password", None).await;
+    let abs = cookie_value(&r, "custos_session").unwrap();
+    let started = std::time::Instant::now();
+    let mut ended = None;
+    while started.elapsed() < Duration::from_secs(12) {
+        if api(&abs).await != 200 {
+            ended = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ended = ended.expect("the session outlived its absolute lifetime");
+    assert!(ended >= Duration::from_secs(6), "ended too early: {ended:?}");
+    let ev = audit_has(&s.gw.audit_dir(), |r| kind(r, "session.expired")).await;
+    assert_eq!(ev["session"], sha256(&abs));
+}
+
+#[tokio::test]
+async fn a_cookie_planted_before_sign_in_does_not_survive_it() {
+    let s = site(Opts::default()).await;
+    let planted = "b".repeat(64);
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    jar.add_cookie_str(&format!("custos_session={planted}; Path=/"), &s.origin.parse().unwrap());
+    let c = reqwest::Client::builder()
+        .cookie_provider(jar)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let r = nav(&c, &format!("{}/", s.origin)).await;
+    assert_eq!(r.status(), 302);
+    let callback = idp_login(&c, &s.idp, &location(&r), "bob", "bob-password", None).await;
+    let r = nav(&c, &callback).await;
+    assert_eq!(r.status(), 302);
+    let issued = cookie_value(&r, "custos_session").unwrap();
+    assert_ne!(issued, planted);
+    let with_planted = client()
+        .get(format!("{}/", s.origin))
+        .header("cookie", format!("custos_session={planted}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_planted.status(), 401);
+    let with_issued = client()
+        .get(format!("{}/", s.origin))
+        .header("cookie", format!("custos_session={issued}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_issued.status(), 200);
+}
+
+#[tokio::test]
+async fn off_site_targets_after_sign_in_land_on_the_front_page() {
+    let s = site(Opts::default()).await;
+    let enc = |t: &str| url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>();
+    let cases = [
+        ("https://evil.example", "/"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("/%2F%2Fevil.example", "/"),
+        ("https:evil.example", "/"),
+        ("/patients/2?x=1", "/patients/2?x=1"),
+    ];
+    for (rd, want) in cases {
+        let c = browser();
+        let r = nav(&c, &format!("{}/.custos/login?rd={}", s.origin, enc(rd))).await;
+        assert_eq!(r.status(), 302);
+        let callback = idp_login(&c, &s.idp, &location(&r), "alice", "alice-password", Some("123456")).await;
+        let r = nav(&c, &callback).await;
+        assert_eq!(r.status(), 302);
+        assert_eq!(location(&r), want, "rd={rd}");
+    }
+}
+
+#[tokio::test]
+async fn redis_down_refuses_with_503_and_recovers_when_it_returns() {
+    let port = free_port();
+    let data = tempfile::tempdir().unwrap();
+    let redis = format!("redis://127.0.0.1:{port}/");
+    let mut server = Some(start_redis_persistent(port, data.path()));
+    let s = site(Opts { redis: &redis, ..Default::default() }).await;
+    let c = browser();
+    let r = sign_in(&s, &c, "/", "bob", "bob-password", None).await;
+    let id = cookie_value(&r, "custos_session").unwrap();
+    let get = |path: &str| {
+        let url = format!("{}{path}", s.origin);
+        let cookie = format!("custos_session={id}");
+        async move { client().get(url).header("cookie", cookie).send().await.unwrap() }
+    };
+    assert_eq!(get("/").await.status(), 200);
+    let forwarded = s.demo.seen().len();
+
+    server.take(); // killed
+    let r = get("/").await;
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("session store"));
+    assert_eq!(nav(&browser(), &format!("{}/", s.origin)).await.status(), 503, "a new visitor was not refused");
+    let ready = client().get(format!("{}/.custos/readyz", s.origin)).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await.unwrap().contains("redis: down"));
+    assert_eq!(s.demo.seen().len(), forwarded, "a request was forwarded while Redis was down");
+    audit_has(&s.gw.audit_dir(), |r| r["reason"] == "session_store_unavailable").await;
+
+    let _back = start_redis_persistent(port, data.path());
+    let mut status = 0;
+    for _ in 0..50 {
+        status = get("/").await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "did not recover after Redis came back");
+    assert_eq!(client().get(format!("{}/.custos/readyz", s.origin)).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn idp_down_keeps_existing_sessions_and_refuses_new_sign_ins_clearly() {
+    let port = free_port();
+    let idp = format!("http://127.0.0.1:{port}");
+    let server = IdpServer::start(port);
+    let s = site(Opts { idp: &idp, ..Default::default() }).await;
+    let c = browser();
+    let r = sign_in(&s, &c, "/", "bob", "bob-password", None).await;
+    assert_eq!(r.status(), 302);
+    drop(server);
+    // The gateway remembers the provider's reachability for a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    assert_eq!(nav(&c, &format!("{}/", s.origin)).await.status(), 200, "the existing session stopped working");
+    let r = nav(&browser(), &format!("{}/", s.origin)).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("identity provider"));
+    let ready = client().get(format!("{}/.custos/readyz", s.origin)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let text = ready.text().await.unwrap();
+    assert!(text.contains("idp: down") && text.contains("redis: ok"), "{text}");
+}
+
+#[tokio::test]
+async fn over_tls_the_cookies_are_host_prefixed_and_secure() {
+    let demo = demo().await;
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "unused-secret").unwrap();
+    // No sign-in is completed here: the provider is only discovered.
+    let config = format!(
+        "[oidc]\nissuer = \"{}\"\nclient_id = \"x\"\nclient_secret = {{ file = \"{}\" }}\nredirect_url = \"https://127.0.0.1:1/.custos/callback\"\n\
+         [session]\nredis_url = \"{}\"\nkey_prefix = \"custos:test:tls\"\n[[routes]]\nname = \"app\"\nupstream = \"http://{}\"\n",
+        idp_url(),
+        secret.path().display(),
+        redis_url(),
+        demo.addr
+    );
+    let gw = Gateway::start(&config).await;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs().join("ca.pem")).unwrap()).unwrap();
+    let c = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve("localhost", gw.tls)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let r = c.get(format!("https://localhost:{}/", gw.tls.port())).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let set = set_cookies(&r);
+    let login = set.iter().find(|c| c.starts_with("__Host-custos_session_login=")).unwrap_or_else(|| panic!("{set:?}"));
+    for attr in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure", "Max-Age="] {
+        assert!(login.contains(attr), "{login}");
+    }
+    assert!(!login.contains("Domain"), "{login}");
+}
+
+/// Headless Chromium through the real sign-in: the page asked for, then the IdP's form,
+/// then the page again, signed in.
+#[tokio::test]
+async fn chromium_signs_in_end_to_end() {
+    let s = site(Opts::default()).await;
+    let dir: PathBuf = node_dir();
+    let url = format!("{}/patients/1", s.origin);
+    let out = tokio::process::Command::new("node")
+        .arg("browser-login.mjs")
+        .args([url.as_str(), "alice", "alice-password", "123456"])
+        .current_dir(&dir)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), out).await.expect("the browser run timed out").unwrap();
+    assert!(out.status.success(), "browser run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert!(v["loginPage"].as_str().unwrap().starts_with(&s.idp), "{v}");
+    assert_eq!(v["url"], url);
+    assert!(v["text"].as_str().unwrap().contains("Ada"), "not the patient record: {v}");
+    let cookie =
+        v["cookies"].as_array().unwrap().iter().find(|c| c["name"] == "custos_session").expect("no session cookie");
+    assert_eq!(cookie["httpOnly"], true);
+    assert_eq!(cookie["sameSite"], "Lax");
+    let login = audit_has(&s.gw.audit_dir(), |r| kind(r, "auth.login")).await;
+    assert_eq!(login["actor"]["subject"], "alice");
+    assert_eq!(login["mfa"], true);
+}
