@@ -3,7 +3,9 @@
 # proxy (upstream keepalive), bare pingora (bench/bare-pingora: the same framework and
 # build, no filters), Custos on a passthrough route with the audit trail off, and the same
 # with the audit trail on (every request: a decision record fsynced before forwarding,
-# and a completion record). wrk, 1 thread, 32
+# and a completion record), and Custos signed in (audit off; every request carries a
+# session cookie: one Redis GET per request, the session judged, the MFA rule applied,
+# the cookie stripped before the upstream). wrk, 1 thread, 32
 # connections, 10 s, each target twice, interleaved. wrk runs on CPU 0; the proxy and the
 # upstream (each its own process, one worker each) share CPU 1.
 #
@@ -20,9 +22,10 @@ PROXY_CPUS=${PROXY_CPUS:-1}
 CONNS=${CONNS:-32}
 OUT=$(mktemp -d /tmp/custos-bench.XXXXXX)
 UP=127.0.0.1:19000 NGX=127.0.0.1:19001 CUS=127.0.0.1:19002 BARE=127.0.0.1:19003 AUD=127.0.0.1:19004
-TARGETS=(direct nginx pingora custos audit)
+AUTH=127.0.0.1:19005 REDIS_PORT=19006
+TARGETS=(direct nginx pingora custos audit auth)
 
-for tool in wrk nginx taskset; do
+for tool in wrk nginx taskset redis-server redis-cli sha256sum; do
   command -v "$tool" >/dev/null || { echo "bench/http.sh: $tool is missing (apt-get install -y wrk nginx-light util-linux)" >&2; exit 1; }
 done
 cargo build --release --quiet --bin custos --bin demo-ephi
@@ -73,9 +76,47 @@ dir = "$OUT/audit"
 [[routes]]
 name = "passthrough"
 upstream = "http://$UP"
+public = true
 CFG
   taskset -c "$PROXY_CPUS" target/release/custos serve --config "$OUT/$variant.toml" 2>"$OUT/$variant.log" & pids+=($!)
 done
+
+# Signed in: Redis beside the upstream on CPU 1; a session written the way the gateway
+# writes it (the key is the SHA-256 of the cookie value). The provider is never called
+# (sessions exist already), so its address is a closed port.
+taskset -c 1 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 & pids+=($!)
+for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+SID=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+now=$(date +%s)
+redis-cli -p "$REDIS_PORT" SET "custos-bench:s:$(printf %s "$SID" | sha256sum | cut -d' ' -f1)" \
+  "{\"subject\":\"bench\",\"groups\":[\"clinicians\"],\"amr\":[\"pwd\",\"otp\"],\"acr\":\"urn:custos:mfa\",\"created\":$now,\"last_seen\":$now}" EX 3600 >/dev/null
+echo bench-secret >"$OUT/client-secret"
+cat >"$OUT/auth.toml" <<CFG
+[server]
+threads = 1
+[listen]
+http = "$AUTH"
+[log]
+level = "warn"
+[audit]
+enabled = false
+dir = "$OUT/audit-auth"
+[oidc]
+issuer = "http://127.0.0.1:9"
+client_id = "bench"
+client_secret = { file = "$OUT/client-secret" }
+redirect_url = "http://$AUTH/.custos/callback"
+[session]
+redis_url = "redis://127.0.0.1:$REDIS_PORT/"
+key_prefix = "custos-bench"
+idle_timeout_secs = 3600
+[[routes]]
+name = "signed-in"
+upstream = "http://$UP"
+CFG
+taskset -c "$PROXY_CPUS" target/release/custos serve --config "$OUT/auth.toml" 2>"$OUT/auth.log" & pids+=($!)
+for _ in $(seq 50); do curl -fs -H "Cookie: custos_session=$SID" "http://$AUTH/plain" >/dev/null && break; sleep 0.1; done
+curl -fs -H "Cookie: custos_session=$SID" "http://$AUTH/plain" >/dev/null || { echo "bench/http.sh: the signed-in target is not answering" >&2; exit 1; }
 
 for addr in $UP $NGX $BARE $CUS $AUD; do
   for _ in $(seq 50); do curl -fs "http://$addr/plain" >/dev/null && break; sleep 0.1; done
@@ -89,8 +130,9 @@ declare -A RPS P50 P99
 printf '%-8s %-3s %12s %10s %10s\n' target run req/s p50_ms p99_ms
 for run in 1 2; do
   for t in "${TARGETS[@]}"; do
-    case $t in direct) a=$UP;; nginx) a=$NGX;; pingora) a=$BARE;; custos) a=$CUS;; audit) a=$AUD;; esac
-    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"$DUR" --latency "http://$a/plain")
+    case $t in direct) a=$UP;; nginx) a=$NGX;; pingora) a=$BARE;; custos) a=$CUS;; audit) a=$AUD;; auth) a=$AUTH;; esac
+    hdr=(); [ "$t" = auth ] && hdr=(-H "Cookie: custos_session=$SID")
+    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"$DUR" --latency "${hdr[@]}" "http://$a/plain")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
     p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)
@@ -106,8 +148,9 @@ printf '%-8s %12s %10s %10s\n' target mean_req/s p50_ms p99_ms
 for t in "${TARGETS[@]}"; do
   printf '%-8s %12.0f %10s %10s\n' "$t" "$(mean "${RPS[$t]}")" "$(mean "${P50[$t]}")" "$(mean "${P99[$t]}")"
 done
-d=$(mean "${RPS[direct]}") n=$(mean "${RPS[nginx]}") p=$(mean "${RPS[pingora]}") c=$(mean "${RPS[custos]}") a=$(mean "${RPS[audit]}")
+d=$(mean "${RPS[direct]}") n=$(mean "${RPS[nginx]}") p=$(mean "${RPS[pingora]}") c=$(mean "${RPS[custos]}") a=$(mean "${RPS[audit]}") s=$(mean "${RPS[auth]}")
+c99=$(mean "${P99[custos]}") s99=$(mean "${P99[auth]}")
 echo
-awk -v d="$d" -v n="$n" -v p="$p" -v c="$c" -v a="$a" 'BEGIN { printf "ratios: custos/nginx %.2fx   custos/pingora %.2fx   pingora/nginx %.2fx   nginx/direct %.2fx\n        audit-on/audit-off %.2fx   audit-on/nginx %.2fx\n", c/n, c/p, p/n, n/d, a/c, a/n }'
+awk -v d="$d" -v n="$n" -v p="$p" -v c="$c" -v a="$a" -v s="$s" -v c99="$c99" -v s99="$s99" 'BEGIN { printf "ratios: custos/nginx %.2fx   custos/pingora %.2fx   pingora/nginx %.2fx   nginx/direct %.2fx\n        audit-on/audit-off %.2fx   audit-on/nginx %.2fx\n        signed-in/passthrough %.2fx (p99 %+.3f ms)   signed-in/nginx %.2fx\n", c/n, c/p, p/n, n/d, a/c, a/n, s/c, s99-c99, s/n }'
 target/release/custos audit verify "$OUT/audit" | head -1
 echo "logs in $OUT"

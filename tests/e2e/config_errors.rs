@@ -45,6 +45,7 @@ fn each_config_error_names_the_file_and_the_key() {
         ("alg HMAC", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\n{ROUTE}", oidc("id_token_algs = [\"RS256\", \"HS256\"]\n")), "`oidc.id_token_algs[1]`"),
         ("password in the Redis URL", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://:hunter2@127.0.0.1:1/\"\n{ROUTE}", oidc("")), "`session.redis_url`"),
         ("touch interval", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\nidle_timeout_secs = 60\ntouch_interval_secs = 60\n{ROUTE}", oidc("")), "`session.touch_interval_secs`"),
+        ("protected route on another host", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\n[[routes]]\nname = \"a\"\nhost = \"ehr.example.org\"\nupstream = \"http://127.0.0.1:9\"\n", oidc("")), "`routes[0].host`"),
         ("cookie prefix", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\ncookie_name = \"__Host-x\"\n{ROUTE}", oidc("")), "`session.cookie_name`"),
         ("key that does not match", format!("[listen.tls]\naddr = \"127.0.0.1:0\"\ncert = \"{0}/server.pem\"\nkey = {{ file = \"{0}/client-key.pem\" }}\n{ROUTE}", certs().display()), "`listen.tls.key`"),
         ("duplicate route name", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}{ROUTE}"), "`routes[1].name`"),

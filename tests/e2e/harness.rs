@@ -52,20 +52,32 @@ impl Gateway {
 
     /// `wrapper` is a shell snippet run before `exec custos …` (e.g. a `ulimit`).
     pub async fn start_full(extra: &str, grace_secs: u64, wrapper: Option<&str>) -> Gateway {
-        Self::start_ports(extra, grace_secs, wrapper, None).await
+        Self::start_ports(extra, grace_secs, wrapper, None, None).await
     }
 
     /// With the plain HTTP listener on `http_port` (a sign-in redirect URL registered
     /// with the provider names it before the gateway starts).
     pub async fn start_on(extra: &str, http_port: u16) -> Gateway {
-        Self::start_ports(extra, 5, None, Some(http_port)).await
+        Self::start_ports(extra, 5, None, Some(http_port), None).await
     }
 
-    async fn start_ports(extra: &str, grace_secs: u64, wrapper: Option<&str>, http_port: Option<u16>) -> Gateway {
+    /// With the TLS listener on `tls_port`.
+    pub async fn start_on_tls(extra: &str, tls_port: u16) -> Gateway {
+        Self::start_ports(extra, 5, None, None, Some(tls_port)).await
+    }
+
+    async fn start_ports(
+        extra: &str,
+        grace_secs: u64,
+        wrapper: Option<&str>,
+        http_port: Option<u16>,
+        tls_port: Option<u16>,
+    ) -> Gateway {
         let certs = certs();
         for _attempt in 0..3 {
             let dir = tempfile::tempdir().expect("tempdir");
-            let (http, tls, admin) = (http_port.unwrap_or_else(free_port), free_port(), free_port());
+            let (http, tls, admin) =
+                (http_port.unwrap_or_else(free_port), tls_port.unwrap_or_else(free_port), free_port());
             let config = format!(
                 r#"
 [server]
@@ -363,6 +375,20 @@ impl Drop for IdpServer {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A redis-server with `args` (TLS, ACL users…); `ready_port` is where it accepts.
+pub fn start_redis_with(ready_port: u16, args: &[String]) -> RedisServer {
+    let child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--", "redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server runs (apt-get install redis-server)");
+    wait_for_port(ready_port, "redis-server", Duration::from_secs(10));
+    RedisServer(child)
 }
 
 /// A redis-server on `port` that keeps its data in `dir` (append-only file, fsync per

@@ -313,11 +313,21 @@ async fn sign_in_with_mfa_reaches_the_upstream_without_the_gateway_cookie_then_l
     assert!(!text.contains(&id), "the session id itself is in the audit trail");
     assert!(!text.contains("eyJ"), "a token is in the audit trail");
 
+    // A link from another site cannot sign the user out: it gets a button to press.
+    let r = c.get(format!("{}/.custos/logout", s.origin)).header("sec-fetch-site", "cross-site").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("method=\"post\""));
+    assert_eq!(
+        nav(&c, &format!("{}/patients/1", s.origin)).await.status(),
+        200,
+        "a cross-site link signed the user out"
+    );
+
     // Logout: the session ends server-side, the cookie is cleared, the IdP's logout follows.
     let r = nav(&c, &format!("{}/.custos/logout", s.origin)).await;
     assert_eq!(r.status(), 302);
     assert!(location(&r).starts_with(&format!("{}/session/end", s.idp)), "{}", location(&r));
-    assert!(set_cookies(&r).iter().any(|c| c.starts_with("custos_session=;") && c.contains("Max-Age=0")));
+    assert!(set_cookies(&r).iter().any(|c| c.starts_with("custos_session=signed-out;")), "{:?}", set_cookies(&r));
     let again = client()
         .get(format!("{}/patients/1", s.origin))
         .header("cookie", format!("custos_session={id}"))
@@ -325,6 +335,11 @@ async fn sign_in_with_mfa_reaches_the_upstream_without_the_gateway_cookie_then_l
         .await
         .unwrap();
     assert_eq!(again.status(), 401, "a logged-out session still works");
+    // The next sign-in in this browser makes the provider authenticate again: no silent
+    // sign-in through the provider's own session.
+    let r = nav(&c, &format!("{}/", s.origin)).await;
+    assert_eq!(r.status(), 302);
+    assert!(location(&r).contains("prompt=login"), "{}", location(&r));
     let out = audit_has(&dir, |r| kind(r, "auth.logout")).await;
     assert_eq!(out["actor"]["subject"], "alice");
     assert_eq!(out["session"], sha256(&id));
@@ -493,6 +508,14 @@ async fn idle_timeout_and_absolute_lifetime_end_sessions() {
     }
     tokio::time::sleep(Duration::from_millis(2600)).await;
     assert_eq!(api(&idle).await, 401, "an idle session still works");
+    // Automatic logoff means the person signs in again: the provider's own session (still
+    // alive in this browser) must not sign them back in silently.
+    let r = nav(&c, &format!("{}/", s.origin)).await;
+    assert_eq!(r.status(), 302);
+    let again = location(&r);
+    assert!(again.contains("prompt=login") && again.contains("max_age=0"), "{again}");
+    let callback = idp_login(&c, &s.idp, &again, "alice", "alice-password", None).await;
+    assert_eq!(nav(&c, &callback).await.status(), 302);
     let ev = audit_has(&s.gw.audit_dir(), |r| kind(r, "session.idle_timeout")).await;
     assert_eq!(ev["session"], sha256(&idle));
     assert_eq!(ev["actor"]["subject"], "alice");
@@ -616,6 +639,75 @@ async fn redis_down_refuses_with_503_and_recovers_when_it_returns() {
     assert_eq!(client().get(format!("{}/.custos/readyz", s.origin)).send().await.unwrap().status(), 200);
 }
 
+/// `rediss://` with a CA, an ACL user and its password from a file; a wrong password is
+/// a Redis that is down (503), never an open door.
+#[tokio::test]
+async fn sessions_over_tls_redis_with_an_acl_user() {
+    let port = free_port();
+    let c = certs().display().to_string();
+    let args: Vec<String> = [
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--tls-cert-file",
+        &format!("{c}/server.pem"),
+        "--tls-key-file",
+        &format!("{c}/server-key.pem"),
+        "--tls-ca-cert-file",
+        &format!("{c}/ca.pem"),
+        "--tls-auth-clients",
+        "no",
+        "--user",
+        "default",
+        "off",
+        "--user",
+        "custos",
+        "on",
+        ">s3ssion-store-pass",
+        "~*",
+        "&*",
+        "+@all",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _redis = start_redis_with(port, &args);
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good");
+    std::fs::write(&good, "s3ssion-store-pass\n").unwrap();
+    let bad = dir.path().join("bad");
+    std::fs::write(&bad, "not-the-password").unwrap();
+    let url = format!("rediss://localhost:{port}/");
+    let session = |pw: &Path| {
+        format!(
+            "redis_username = \"custos\"\nredis_password = {{ file = \"{}\" }}\nredis_ca = \"{c}/ca.pem\"",
+            pw.display()
+        )
+    };
+
+    let good_session = session(&good);
+    let s = site(Opts { redis: &url, session: &good_session, ..Default::default() }).await;
+    let b = browser();
+    let r = sign_in(&s, &b, "/patients/3", "alice", "alice-password", Some("123456")).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(nav(&b, &format!("{}/patients/3", s.origin)).await.status(), 200);
+    assert!(client()
+        .get(format!("{}/.custos/readyz", s.origin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains("redis: ok"));
+
+    let bad_session = session(&bad);
+    let t = site(Opts { redis: &url, session: &bad_session, ..Default::default() }).await;
+    assert_eq!(nav(&browser(), &format!("{}/patients/3", t.origin)).await.status(), 503);
+    assert_eq!(client().get(format!("{}/.custos/readyz", t.origin)).send().await.unwrap().status(), 503);
+}
+
 #[tokio::test]
 async fn idp_down_keeps_existing_sessions_and_refuses_new_sign_ins_clearly() {
     let port = free_port();
@@ -644,16 +736,17 @@ async fn over_tls_the_cookies_are_host_prefixed_and_secure() {
     let demo = demo().await;
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), "unused-secret").unwrap();
+    let tls = free_port();
     // No sign-in is completed here: the provider is only discovered.
     let config = format!(
-        "[oidc]\nissuer = \"{}\"\nclient_id = \"x\"\nclient_secret = {{ file = \"{}\" }}\nredirect_url = \"https://127.0.0.1:1/.custos/callback\"\n\
+        "[oidc]\nissuer = \"{}\"\nclient_id = \"x\"\nclient_secret = {{ file = \"{}\" }}\nredirect_url = \"https://localhost:{tls}/.custos/callback\"\n\
          [session]\nredis_url = \"{}\"\nkey_prefix = \"custos:test:tls\"\n[[routes]]\nname = \"app\"\nupstream = \"http://{}\"\n",
         idp_url(),
         secret.path().display(),
         redis_url(),
         demo.addr
     );
-    let gw = Gateway::start(&config).await;
+    let gw = Gateway::start_on_tls(&config, tls).await;
     let ca = reqwest::Certificate::from_pem(&std::fs::read(certs().join("ca.pem")).unwrap()).unwrap();
     let c = reqwest::Client::builder()
         .add_root_certificate(ca)
@@ -662,7 +755,7 @@ async fn over_tls_the_cookies_are_host_prefixed_and_secure() {
         .no_proxy()
         .build()
         .unwrap();
-    let r = c.get(format!("https://localhost:{}/", gw.tls.port())).header("accept", "text/html").send().await.unwrap();
+    let r = c.get(format!("https://localhost:{tls}/")).header("accept", "text/html").send().await.unwrap();
     assert_eq!(r.status(), 302);
     let set = set_cookies(&r);
     let login = set.iter().find(|c| c.starts_with("__Host-custos_session_login=")).unwrap_or_else(|| panic!("{set:?}"));
@@ -670,6 +763,29 @@ async fn over_tls_the_cookies_are_host_prefixed_and_secure() {
         assert!(login.contains(attr), "{login}");
     }
     assert!(!login.contains("Domain"), "{login}");
+    // Another name for the same gateway: the sign-in starts over on the origin, where
+    // the cookies live.
+    let r = c.get(format!("https://127.0.0.1:{tls}/patients?x=1")).header("accept", "text/html").send().await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 302);
+        assert_eq!(location(&r), format!("https://localhost:{tls}/.custos/login?rd=%2Fpatients%3Fx%3D1"));
+        assert!(set_cookies(&r).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn sign_ins_started_from_one_address_are_bounded() {
+    let s = site(Opts { oidc: "max_logins_per_minute = 3", ..Default::default() }).await;
+    for _ in 0..3 {
+        assert_eq!(nav(&browser(), &format!("{}/", s.origin)).await.status(), 302);
+    }
+    let r = nav(&browser(), &format!("{}/", s.origin)).await;
+    assert_eq!(r.status(), 429);
+    // Another name for the gateway is sent to its origin first.
+    let other = format!("http://localhost:{}", s.gw.http.port());
+    let r = nav(&browser(), &format!("{other}/patients/1")).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(location(&r), format!("{}/.custos/login?rd=%2Fpatients%2F1", s.origin));
 }
 
 /// Headless Chromium through the real sign-in: the page asked for, then the IdP's form,

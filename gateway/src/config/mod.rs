@@ -86,6 +86,7 @@ pub struct OidcSettings {
     pub login_timeout: Duration,
     pub post_logout_redirect_url: Option<String>,
     pub timeout: Duration,
+    pub max_logins_per_minute: u64,
     pub mfa: crate::identity::mfa::MfaRule,
 }
 
@@ -515,6 +516,28 @@ impl Validator<'_> {
         };
 
         let auth = self.auth(&raw)?;
+        if let Some(a) = &auth {
+            // Sessions live on the redirect URL's host: a protected route on another host
+            // could never see its cookie.
+            let origin_host = a.oidc.origin.split_once("://").map_or("", |(_, h)| h);
+            let origin_host = crate::http::routes::host_of(origin_host).into_owned();
+            for (i, r) in routes.iter().enumerate() {
+                let ok = match &r.host {
+                    HostMatch::Any => true,
+                    HostMatch::Exact(h) => *h == origin_host,
+                    HostMatch::Wildcard(_) => false,
+                };
+                if !r.public && !ok {
+                    return Err(self.err(
+                        format!("routes[{i}].host"),
+                        format!(
+                            "route `{}` needs signed-in users, but sessions live on `{origin_host}` (the host of oidc.redirect_url); serve it there, or make it public",
+                            r.name
+                        ),
+                    ));
+                }
+            }
+        }
         if auth.is_none() {
             if let Some(i) = routes.iter().position(|r| !r.public) {
                 return Err(self.err(
@@ -626,6 +649,9 @@ impl Validator<'_> {
         if o.timeout_secs == 0 {
             return Err(self.err("oidc.timeout_secs", "must be at least 1"));
         }
+        if o.max_logins_per_minute == 0 {
+            return Err(self.err("oidc.max_logins_per_minute", "must be at least 1"));
+        }
         let m = &o.mfa;
         if m.amr.is_empty() && !m.amr_two_factors && m.acr.is_empty() {
             return Err(
@@ -640,7 +666,8 @@ impl Validator<'_> {
             step_up_max_age: m.step_up_max_age_secs.map(Duration::from_secs),
         };
         let oidc = OidcSettings {
-            issuer: o.issuer.trim().trim_end_matches('/').to_string(),
+            // Exactly as written: discovery compares it with the provider's `issuer`.
+            issuer: o.issuer.trim().to_string(),
             client_id: o.client_id.trim().to_string(),
             client_secret,
             redirect_url: o.redirect_url.trim().to_string(),
@@ -654,6 +681,7 @@ impl Validator<'_> {
             login_timeout: Duration::from_secs(o.login_timeout_secs),
             post_logout_redirect_url: o.post_logout_redirect_url.clone(),
             timeout: Duration::from_secs(o.timeout_secs),
+            max_logins_per_minute: o.max_logins_per_minute,
             mfa,
         };
 

@@ -65,6 +65,10 @@ pub struct Oidc {
     /// Seconds per call to the provider (discovery, keys, code exchange). Default 5.
     #[serde(default = "default_idp_timeout")]
     pub timeout_secs: u64,
+    /// Sign-ins one client address may start per minute (each is a Redis record until
+    /// it finishes or times out). Default 300.
+    #[serde(default = "default_max_logins")]
+    pub max_logins_per_minute: u64,
     /// `[oidc.mfa]`: what counts as multi-factor.
     #[serde(default)]
     pub mfa: Mfa,
@@ -117,6 +121,9 @@ fn default_algs() -> Vec<String> {
 }
 fn default_login_timeout() -> u64 {
     600
+}
+fn default_max_logins() -> u64 {
+    300
 }
 fn default_idp_timeout() -> u64 {
     5

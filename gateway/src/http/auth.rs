@@ -14,6 +14,7 @@ use crate::session::{Lookup, Session as UserSession, SessionId, SessionStore};
 use pingora::proxy::Session;
 use pingora::Result;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What the gateway needs to sign users in.
 pub struct Auth {
@@ -53,6 +54,33 @@ fn is_browser(session: &Session) -> bool {
         && req.headers.get_all(http::header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains("text/html")))
 }
 
+/// The request's authority (`Host`, or the HTTP/2 `:authority`).
+fn authority(session: &Session) -> &str {
+    let req = session.req_header();
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
+/// Whether `authority` names the gateway's origin (`scheme://host[:port]`), default
+/// ports included: sign-in cookies live there only.
+fn is_origin(authority: &str, origin: &str) -> bool {
+    let (scheme, host) = origin.split_once("://").unwrap_or(("https", origin));
+    let default = if scheme == "https" { "443" } else { "80" };
+    let split = |a: &str| -> (String, String) {
+        let a = a.to_ascii_lowercase();
+        match a.rsplit_once(':') {
+            Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with('[') => {
+                (h.to_string(), p.to_string())
+            }
+            _ => (a, default.to_string()),
+        }
+    };
+    split(authority) == split(host)
+}
+
 /// One query parameter, decoded.
 fn query_param(session: &Session, name: &str) -> Option<String> {
     let q = session.req_header().uri.query()?;
@@ -76,6 +104,14 @@ impl Gateway {
         }
     }
 
+    /// Takes the gateway's cookies out of an upstream response's `Set-Cookie`.
+    pub(super) fn strip_own_set_cookies(&self, resp: &mut pingora::http::ResponseHeader) -> Result<()> {
+        match self.auth() {
+            Some(a) => cookies::strip_set_cookie(resp, &a.cookie_names()),
+            None => Ok(()),
+        }
+    }
+
     fn secure(&self, session: &Session) -> bool {
         self.auth().is_some_and(|a| a.settings.oidc.secure_cookies) || self.is_tls(session)
     }
@@ -95,9 +131,13 @@ impl Gateway {
             return self.refuse(session, ctx, Refusal::Internal).await;
         };
         let need_mfa = ctx.route.as_ref().and_then(|r| r.require_mfa).unwrap_or(auth.settings.oidc.require_mfa);
-        let id = cookies::get(session.req_header(), &auth.settings.session.cookie_name).and_then(SessionId::parse);
-        if let Some(id) = id {
-            match auth.store.load(&id).await {
+        let presented = cookies::get(session.req_header(), &auth.settings.session.cookie_name);
+        // A browser that had a session and lost it (timeout, logout) must authenticate
+        // at the provider again, not be signed back in silently by the provider's session.
+        let reauth = presented.is_some().then_some(Duration::ZERO);
+        if let Some(id) = presented.and_then(SessionId::parse) {
+            let hash = id.hash();
+            match auth.store.load_by_hash(&hash).await {
                 Err(crate::session::SessionError::Corrupt) => {
                     tracing::warn!("unreadable session record; signing in again")
                 }
@@ -106,29 +146,30 @@ impl Gateway {
                     return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
                 }
                 Ok(Lookup::Active(s)) => {
-                    ctx.session_hash = Some(id.hash());
                     let mfa = auth.settings.oidc.mfa.satisfied(&s.amr, s.acr.as_deref());
+                    ctx.session_hash = Some(hash);
                     ctx.mfa = Some(mfa);
                     ctx.user = Some(s);
                     if need_mfa && !mfa {
-                        return self.challenge(session, ctx, need_mfa, true).await;
+                        let max_age = auth.settings.oidc.mfa.step_up_max_age.unwrap_or(Duration::ZERO);
+                        return self.challenge(session, ctx, need_mfa, true, Some(max_age)).await;
                     }
                     return Ok(false);
                 }
                 Ok(Lookup::Missing) => {}
-                Ok(Lookup::IdleTimeout(s)) => self.session_ended(session, ctx, Kind::SessionIdleTimeout, &s, &id),
-                Ok(Lookup::Expired(s)) => self.session_ended(session, ctx, Kind::SessionExpired, &s, &id),
+                Ok(Lookup::IdleTimeout(s)) => self.session_ended(session, ctx, Kind::SessionIdleTimeout, &s, hash),
+                Ok(Lookup::Expired(s)) => self.session_ended(session, ctx, Kind::SessionExpired, &s, hash),
             }
         }
-        self.challenge(session, ctx, need_mfa, false).await
+        self.challenge(session, ctx, need_mfa, false, reauth).await
     }
 
     /// Records the end of a session found timed out (it is already deleted).
-    fn session_ended(&self, session: &Session, ctx: &RequestCtx, kind: Kind, s: &UserSession, id: &SessionId) {
+    fn session_ended(&self, session: &Session, ctx: &RequestCtx, kind: Kind, s: &UserSession, hash: String) {
         if let Some(audit) = &self.audit {
             let mut ev = self.auth_event(session, ctx, kind);
             ev.actor = Some(actor_of(s));
-            ev.session = Some(id.hash());
+            ev.session = Some(hash);
             audit.append(ev);
         }
     }
@@ -140,6 +181,7 @@ impl Gateway {
         ctx: &mut RequestCtx,
         need_mfa: bool,
         step_up: bool,
+        reauth: Option<Duration>,
     ) -> Result<bool> {
         if !is_browser(session) {
             let r = if step_up { Refusal::StepUpRequired } else { Refusal::Unauthenticated };
@@ -147,7 +189,7 @@ impl Gateway {
         }
         let target = String::from_utf8_lossy(session.req_header().raw_path()).into_owned();
         let reason = if step_up { "mfa_step_up" } else { "unauthenticated" };
-        self.begin_login(session, ctx, safe_return(&target), need_mfa, step_up, Some(reason)).await
+        self.begin_login(session, ctx, safe_return(&target), need_mfa, reauth, Some(reason)).await
     }
 
     /// Starts a sign-in and redirects the browser to the provider. `deny_reason`: the
@@ -158,24 +200,48 @@ impl Gateway {
         ctx: &mut RequestCtx,
         return_to: String,
         require_mfa: bool,
-        step_up: bool,
+        reauth: Option<Duration>,
         deny_reason: Option<&'static str>,
     ) -> Result<bool> {
         let Some(auth) = self.auth() else {
             return self.refuse(session, ctx, Refusal::NoRoute).await;
         };
         let names = &auth.settings.session;
-        // The pre-login cookie: kept if the browser has one (sign-ins in two tabs),
-        // made otherwise. Only its hash is stored with the pending sign-in.
+        let origin = &auth.settings.oidc.origin;
+        // Sessions live on the origin of the redirect URL: a sign-in that starts on any
+        // other name for the gateway (`localhost` for `127.0.0.1`) starts over there, or
+        // its cookies would never meet.
+        if !is_origin(authority(session), origin) {
+            let rd: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+            respond::redirect(session, &format!("{origin}{}?rd={rd}", crate::identity::LOGIN_PATH), Vec::new()).await?;
+            return Ok(true);
+        }
+        // Each started sign-in is a record in Redis: bounded per client address.
+        let client =
+            session.client_addr().and_then(|a| a.as_inet()).map_or_else(|| "-".to_string(), |a| a.ip().to_string());
+        match auth.store.count_login(&client).await {
+            Ok(n) if n > auth.settings.oidc.max_logins_per_minute => {
+                tracing::warn!(client, "too many sign-ins started from one address");
+                return self.refuse(session, ctx, Refusal::TooManySignIns).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "session store unavailable; cannot start a sign-in");
+                return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
+            }
+        }
+        // The pre-login cookie: kept if the browser has one (sign-ins in two tabs), made
+        // otherwise, and sent again with a fresh lifetime. Only its hash is stored with
+        // the pending sign-in.
         let existing = cookies::get(session.req_header(), &names.login_cookie_name).and_then(SessionId::parse);
-        let (binding, new_cookie) = match existing {
-            Some(b) => (b, false),
+        let binding = match existing {
+            Some(b) => b,
             None => match SessionId::generate() {
-                Ok(b) => (b, true),
+                Ok(b) => b,
                 Err(_) => return self.refuse(session, ctx, Refusal::Internal).await,
             },
         };
-        let started = match auth.identity.start(binding.hash(), return_to, require_mfa, step_up).await {
+        let started = match auth.identity.start(binding.hash(), return_to, require_mfa, reauth).await {
             Ok(s) => s,
             Err(LoginError::IdpUnavailable(e)) => {
                 tracing::warn!(error = %e, "identity provider unavailable; cannot start a sign-in");
@@ -198,11 +264,8 @@ impl Gateway {
             audit.append_refusal(ev);
             super::metrics::DECISIONS.with_label_values(&["deny"]).inc();
         }
-        let mut set = Vec::new();
-        if new_cookie {
-            let ttl = auth.settings.oidc.login_timeout.as_secs();
-            set.push(cookies::set(&names.login_cookie_name, binding.cookie_value(), Some(ttl), self.secure(session)));
-        }
+        let ttl = auth.settings.oidc.login_timeout.as_secs();
+        let set = vec![cookies::set(&names.login_cookie_name, binding.cookie_value(), Some(ttl), self.secure(session))];
         respond::redirect(session, &started.auth_url, set).await?;
         Ok(true)
     }
@@ -214,13 +277,14 @@ impl Gateway {
         };
         let return_to = safe_return(&query_param(session, "rd").unwrap_or_else(|| "/".into()));
         // The MFA need of the page the user is going to, so the first sign-in asks for it.
-        let host = session.req_header().headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host = authority(session).to_string();
         let target_path = return_to.split(['?', '#']).next().unwrap_or("/");
         let route_mfa = super::path::NormPath::parse(target_path.as_bytes())
             .ok()
-            .and_then(|p| self.router.find(&super::routes::host_of(host), &p).and_then(|r| r.require_mfa));
+            .and_then(|p| self.router.find(&super::routes::host_of(&host), &p).and_then(|r| r.require_mfa));
         let need_mfa = route_mfa.unwrap_or(auth.settings.oidc.require_mfa);
-        self.begin_login(session, ctx, return_to, need_mfa, false, None).await
+        let reauth = cookies::get(session.req_header(), &auth.settings.session.cookie_name).map(|_| Duration::ZERO);
+        self.begin_login(session, ctx, return_to, need_mfa, reauth, None).await
     }
 
     /// A refused sign-in: audited with its reason, a plain page for the user.
@@ -344,16 +408,26 @@ impl Gateway {
     /// `/.custos/logout`: ends the session in Redis, clears the cookie, and continues at
     /// the provider's logout when it offers one.
     pub(super) async fn logout_endpoint(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let Some(auth) = self.auth() else {
-            return self.refuse(session, ctx, Refusal::NoRoute).await;
-        };
+        let Some(auth) = self.auth() else { return self.refuse(session, ctx, Refusal::NoRoute).await };
+        let req = session.req_header();
+        // A cross-site link cannot sign users out: it gets a page with a button (a POST
+        // from another site carries no `SameSite=Lax` cookie, so it ends nothing).
+        let cross_site = req.headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
+        if req.method != http::Method::POST && cross_site {
+            let page = "<!doctype html><title>Sign out</title><form method=\"post\" action=\"/.custos/logout\"><button>Sign out</button></form>\n";
+            let extra = vec![("content-type", "text/html; charset=utf-8".to_string())];
+            respond::write_full(session, 200, bytes::Bytes::from_static(page.as_bytes()), false, &extra).await?;
+            return Ok(true);
+        }
         let secure = self.secure(session);
-        let clear = vec![cookies::set(&auth.settings.session.cookie_name, "", Some(0), secure)];
+        // The cookie is replaced by a marker that is no session: the next sign-in in this
+        // browser makes the provider authenticate the user again.
+        let clear = vec![cookies::set(&auth.settings.session.cookie_name, "signed-out", None, secure)];
         let id = cookies::get(session.req_header(), &auth.settings.session.cookie_name).and_then(SessionId::parse);
         let mut ended = true;
         if let Some(id) = id {
-            let who = match auth.store.load(&id).await {
-                Ok(Lookup::Active(s)) => Some(actor_of(&s)),
+            let who = match auth.store.peek(&id).await {
+                Ok(Some(s)) => Some(actor_of(&s)),
                 _ => None,
             };
             ended = auth.store.delete(&id).await.is_ok();
@@ -368,13 +442,8 @@ impl Gateway {
             }
         }
         if !ended {
-            return respond::refuse_with(
-                session,
-                Refusal::SessionStoreUnavailable,
-                clear.into_iter().map(|c| ("set-cookie", c)).collect(),
-            )
-            .await
-            .map(|_| true);
+            let extra = clear.into_iter().map(|c| ("set-cookie", c)).collect();
+            return respond::refuse_with(session, Refusal::SessionStoreUnavailable, extra).await.map(|_| true);
         }
         match auth.identity.logout_url() {
             Some(url) => respond::redirect(session, &url, clear).await?,

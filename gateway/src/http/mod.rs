@@ -429,6 +429,7 @@ impl ProxyHttp for Gateway {
         if let Some(f) = ctx.forwarding.as_ref() {
             upstream_response.insert_header("x-request-id", f.request_id.clone())?;
         }
+        self.strip_own_set_cookies(upstream_response)?;
         Ok(())
     }
 

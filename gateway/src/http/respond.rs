@@ -33,6 +33,8 @@ pub enum Refusal {
     LoginFailed,
     /// The sign-in did not use the multi-factor authentication the site requires.
     MfaNotSatisfied,
+    /// Too many sign-ins started from one client address this minute.
+    TooManySignIns,
 }
 
 impl Refusal {
@@ -71,6 +73,7 @@ impl Refusal {
                 403,
                 "403 Forbidden\n\nThe sign-in could not be completed (it expired, was already used, or was started in another browser). Go back to the page you wanted and sign in again.\n",
             ),
+            Refusal::TooManySignIns => (429, "429 Too Many Requests\n\nToo many sign-ins were started from your address. Wait a minute and try again.\n"),
             Refusal::MfaNotSatisfied => (
                 403,
                 "403 Forbidden\n\nThis service requires a multi-factor sign-in, and this sign-in used only one factor. Sign in again with your second factor.\n",
@@ -97,6 +100,7 @@ impl Refusal {
             Refusal::IdpUnavailable => "idp_unavailable",
             Refusal::LoginFailed => "login_failed",
             Refusal::MfaNotSatisfied => "mfa",
+            Refusal::TooManySignIns => "login_rate",
         }
     }
 

@@ -113,6 +113,9 @@ impl Identity {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
+            // Calls are rare (sign-ins) and come from several runtimes: no pooled
+            // connection outlives the runtime that made it.
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| format!("HTTP client for the identity provider: {e}"))?;
         let algs = cfg.id_token_algs.iter().filter_map(|a| alg(a)).collect();
@@ -185,7 +188,7 @@ impl Identity {
                 }
             }
         }
-        let url = format!("{}/.well-known/openid-configuration", self.cfg.issuer);
+        let url = format!("{}/.well-known/openid-configuration", self.cfg.issuer.trim_end_matches('/'));
         let up = self.http.get(url).timeout(Duration::from_secs(2)).send().await.is_ok_and(|r| r.status().is_success());
         if let Ok(mut last) = self.reachable.lock() {
             *last = Some((Instant::now(), up));
@@ -204,13 +207,16 @@ impl Identity {
         .set_redirect_uri(redirect))
     }
 
-    /// Starts a sign-in: the authorization URL and the state to keep.
+    /// Starts a sign-in: the authorization URL and the state to keep. `reauth`: the
+    /// provider must authenticate the user again (`prompt=login`, and `max_age` with the
+    /// given value), whatever session it has: after a timeout or logout (`0`: automatic
+    /// logoff must mean something), and for a step-up (`oidc.mfa.step_up_max_age_secs`).
     pub async fn start(
         &self,
         binding: String,
         return_to: String,
         require_mfa: bool,
-        step_up: bool,
+        reauth: Option<Duration>,
     ) -> Result<Started, LoginError> {
         let p = self.provider().await?;
         // A browser sent to a provider that is down sees a connection error; tell the
@@ -226,18 +232,14 @@ impl Identity {
             req = req.add_scope(Scope::new(s.clone()));
         }
         req = req.set_pkce_challenge(challenge);
-        // A sign-in that must be multi-factor asks for it; a step-up also makes the
-        // provider authenticate again, whatever session it has.
-        if require_mfa || step_up {
+        // A sign-in that must be multi-factor asks for it.
+        if require_mfa {
             for a in &self.cfg.mfa.step_up_acr_values {
                 req = req.add_auth_context_value(AuthenticationContextClass::new(a.clone()));
             }
         }
-        if step_up {
-            req = req.add_prompt(CoreAuthPrompt::Login);
-            if let Some(m) = self.cfg.mfa.step_up_max_age {
-                req = req.set_max_age(m);
-            }
+        if let Some(max_age) = reauth {
+            req = req.add_prompt(CoreAuthPrompt::Login).set_max_age(max_age);
         }
         let (url, state, nonce) = req.url();
         Ok(Started {
@@ -249,6 +251,7 @@ impl Identity {
                 nonce: nonce.secret().clone(),
                 return_to,
                 require_mfa,
+                reauth: reauth.map(|d| d.as_secs()),
                 started: crate::session::now_secs(),
             },
         })
@@ -267,8 +270,11 @@ impl Identity {
             .map_err(|e| match e {
                 RequestTokenError::Request(e) => LoginError::IdpUnavailable(error_chain(&e)),
                 RequestTokenError::ServerResponse(r) => LoginError::failed("code_exchange", r.error()),
-                RequestTokenError::Parse(e, _) => LoginError::failed("token_response", e),
-                RequestTokenError::Other(e) => LoginError::failed("token_response", e),
+                // Parser messages may quote claim values: logged without them.
+                RequestTokenError::Parse(e, _) => {
+                    LoginError::failed("token_response", format!("unreadable token response at {}", e.path()))
+                }
+                RequestTokenError::Other(_) => LoginError::failed("token_response", "unexpected token response"),
             })?;
         let id_token =
             token.id_token().ok_or_else(|| LoginError::failed("id_token", "the token response has no id_token"))?;
@@ -282,7 +288,22 @@ impl Identity {
             other => other,
         };
         verified.map_err(|e| LoginError::failed(reason_of(&e), e))?;
-        self.claims_of(id_token)
+        let claims = self.claims_of(id_token)?;
+        // Asked to authenticate again: an old authentication (an IdP that ignored
+        // `prompt=login`/`max_age`) is not one.
+        if let Some(max_age) = pending.reauth {
+            let fresh_from = pending.started.saturating_sub(max_age + SKEW.as_secs());
+            match claims.auth_time {
+                Some(t) if t >= fresh_from => {}
+                Some(_) => {
+                    return Err(LoginError::failed("auth_time", "the provider did not authenticate the user again"))
+                }
+                None => {
+                    return Err(LoginError::failed("auth_time", "no auth_time in the ID token after max_age was sent"))
+                }
+            }
+        }
+        Ok(claims)
     }
 
     fn verify(&self, p: &Provider, t: &CoreIdToken, nonce: &Nonce) -> Result<(), ClaimsVerificationError> {
@@ -349,13 +370,18 @@ impl Identity {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload.trim_end_matches('='))
             .map_err(|e| LoginError::failed("id_token", e))?;
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| LoginError::failed("id_token", e))?;
-        if let Some(nbf) = v.get("nbf").and_then(Value::as_i64) {
-            if nbf > chrono_now() + SKEW.as_secs() as i64 {
+        let v: Value =
+            serde_json::from_slice(&bytes).map_err(|_| LoginError::failed("id_token", "the payload is not JSON"))?;
+        if let Some(nbf) = v.get("nbf").and_then(Value::as_f64) {
+            if nbf > (chrono_now() + SKEW.as_secs() as i64) as f64 {
                 return Err(LoginError::failed("not_yet_valid", "nbf is in the future"));
             }
         }
         let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        // An e-mail address names a user only when the provider vouches for it.
+        if self.cfg.subject_claim == "email" && v.get("email_verified") != Some(&Value::Bool(true)) {
+            return Err(LoginError::failed("subject_claim", "the ID token's email is not verified (email_verified)"));
+        }
         let subject = match v.get(&self.cfg.subject_claim) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             Some(Value::Number(n)) => n.to_string(),

@@ -165,6 +165,10 @@ pub struct PendingLogin {
     pub return_to: String,
     /// The sign-in must satisfy the MFA rule.
     pub require_mfa: bool,
+    /// The provider was asked to authenticate the user again (`prompt=login`): the ID
+    /// token's `auth_time` must be at most `max_age` seconds before the start.
+    #[serde(default)]
+    pub reauth: Option<u64>,
     /// Unix seconds.
     pub started: u64,
 }
@@ -174,7 +178,7 @@ static NEXT_STORE: AtomicUsize = AtomicUsize::new(1);
 thread_local! {
     /// One multiplexed connection per worker thread and store: the proxy's runtimes are
     /// per thread, so a request never waits on another thread to reach Redis.
-    static CONNS: RefCell<Vec<(usize, ConnectionManager)>> = const { RefCell::new(Vec::new()) };
+    static CONNS: RefCell<Vec<(usize, Arc<tokio::sync::OnceCell<ConnectionManager>>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The Redis session store. Connections are made on first use (so the gateway starts
@@ -233,9 +237,25 @@ impl SessionStore {
 
     async fn conn(&self) -> Result<ConnectionManager, SessionError> {
         let id = self.inner.id;
-        if let Some(c) = CONNS.with(|c| c.borrow().iter().find(|(i, _)| *i == id).map(|(_, c)| c.clone())) {
-            return Ok(c);
+        // This thread's cell for this store: made once, filled by one connect at a time.
+        let cell = CONNS.with(|c| {
+            let mut c = c.borrow_mut();
+            match c.iter().find(|(i, _)| *i == id) {
+                Some((_, cell)) => cell.clone(),
+                None => {
+                    let cell = Arc::new(tokio::sync::OnceCell::new());
+                    c.push((id, cell.clone()));
+                    cell
+                }
+            }
+        });
+        if let Some(c) = cell.get() {
+            return Ok(c.clone());
         }
+        cell.get_or_try_init(|| self.connect_once()).await.cloned()
+    }
+
+    async fn connect_once(&self) -> Result<ConnectionManager, SessionError> {
         let now = now_millis();
         if now < self.inner.retry_after.load(Ordering::Relaxed) {
             return Err(SessionError::Unavailable("Redis was unreachable a moment ago".into()));
@@ -247,10 +267,7 @@ impl SessionStore {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         match tokio::time::timeout(t * 2, ConnectionManager::new_with_config(self.inner.client.clone(), cfg)).await {
-            Ok(Ok(c)) => {
-                CONNS.with(|conns| conns.borrow_mut().push((id, c.clone())));
-                Ok(c)
-            }
+            Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => {
                 self.inner.retry_after.store(now + 500, Ordering::Relaxed);
                 Err(unavailable(e))
@@ -277,7 +294,11 @@ impl SessionStore {
     }
 
     fn key(&self, id: &SessionId) -> String {
-        format!("{}:s:{}", self.inner.cfg.prefix, id.hash())
+        self.key_of_hash(&id.hash())
+    }
+
+    fn key_of_hash(&self, hash: &str) -> String {
+        format!("{}:s:{}", self.inner.cfg.prefix, hash)
     }
 
     fn login_key(&self, state: &str) -> String {
@@ -305,7 +326,12 @@ impl SessionStore {
     /// Loads and judges a session; refreshes `last_seen` and the TTL when the touch
     /// interval has passed; deletes it when timed out.
     pub async fn load(&self, id: &SessionId) -> Result<Lookup, SessionError> {
-        let key = self.key(id);
+        self.load_by_hash(&id.hash()).await
+    }
+
+    /// [`SessionStore::load`] by the id's hash (computed once per request by the caller).
+    pub async fn load_by_hash(&self, hash: &str) -> Result<Lookup, SessionError> {
+        let key = self.key_of_hash(hash);
         let raw: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
         let Some(raw) = raw else {
             return Ok(Lookup::Missing);
@@ -321,12 +347,35 @@ impl SessionStore {
             s.last_seen = now;
             let (_, ttl) = judge(&s, now, &self.timeouts);
             let body = serde_json::to_string(&s).map_err(|_| SessionError::Corrupt)?;
-            // XX: never resurrect a session deleted meanwhile (logout, revocation).
-            let _: Option<String> = self
+            // XX: never resurrect a session deleted meanwhile (logout, revocation). A
+            // failed write is not fatal: the session is valid; it only ends sooner.
+            let touched: Result<Option<String>, _> = self
                 .query(redis::cmd("SET").arg(&key).arg(body).arg("XX").arg("EX").arg(ttl.max(1) + ENDED_GRACE_SECS))
-                .await?;
+                .await;
+            if let Err(e) = touched {
+                tracing::warn!(error = %e, "could not record a session's last request");
+            }
         }
         Ok(Lookup::Active(Box::new(s)))
+    }
+
+    /// The stored record as it is, without judging or touching it (logout).
+    pub async fn peek(&self, id: &SessionId) -> Result<Option<Session>, SessionError> {
+        let raw: Option<String> = self.query(redis::cmd("GET").arg(self.key(id))).await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|_| SessionError::Corrupt)).transpose()
+    }
+
+    /// Counts a sign-in started by `client` in the current minute; the count so far.
+    pub async fn count_login(&self, client: &str) -> Result<u64, SessionError> {
+        let minute = now_secs() / 60;
+        let key = format!("{}:r:{client}:{minute}", self.inner.cfg.prefix);
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("INCR").arg(&key).cmd("EXPIRE").arg(&key).arg(120).ignore();
+        let mut conn = self.conn().await?;
+        match tokio::time::timeout(self.inner.cfg.timeout, pipe.query_async::<(u64,)>(&mut conn)).await {
+            Ok(r) => r.map(|(n,)| n).map_err(unavailable),
+            Err(_) => Err(SessionError::Unavailable("Redis did not answer in time".into())),
+        }
     }
 
     /// Ends a session (logout).
