@@ -24,6 +24,8 @@ OUT=$(mktemp -d /tmp/custos-bench.XXXXXX)
 UP=127.0.0.1:19000 NGX=127.0.0.1:19001 CUS=127.0.0.1:19002 BARE=127.0.0.1:19003 AUD=127.0.0.1:19004
 AUTH=127.0.0.1:19005 REDIS_PORT=19006
 TARGETS=(direct nginx pingora custos audit auth)
+# ONLY="custos auth" measures a subset (the ratios then print only where both sides ran).
+[ -n "${ONLY:-}" ] && read -ra TARGETS <<<"$ONLY"
 
 for tool in wrk nginx taskset redis-server redis-cli sha256sum; do
   command -v "$tool" >/dev/null || { echo "bench/http.sh: $tool is missing (apt-get install -y wrk nginx-light util-linux)" >&2; exit 1; }
@@ -84,7 +86,7 @@ done
 # Signed in: Redis beside the upstream on CPU 1; a session written the way the gateway
 # writes it (the key is the SHA-256 of the cookie value). The provider is never called
 # (sessions exist already), so its address is a closed port.
-taskset -c 1 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 & pids+=($!)
+taskset -c "${REDIS_CPUS:-1}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/redis.log" 2>&1 & pids+=($!)
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 SID=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 now=$(date +%s)
@@ -148,6 +150,7 @@ printf '%-8s %12s %10s %10s\n' target mean_req/s p50_ms p99_ms
 for t in "${TARGETS[@]}"; do
   printf '%-8s %12.0f %10s %10s\n' "$t" "$(mean "${RPS[$t]}")" "$(mean "${P50[$t]}")" "$(mean "${P99[$t]}")"
 done
+[ -n "${ONLY:-}" ] && { for t in "${TARGETS[@]}"; do :; done; c=$(mean "${RPS[custos]:-0}") s=$(mean "${RPS[auth]:-0}"); awk -v c="$c" -v s="$s" 'BEGIN { if (c > 0 && s > 0) printf "signed-in/passthrough %.2fx\n", s/c }'; exit 0; }
 d=$(mean "${RPS[direct]}") n=$(mean "${RPS[nginx]}") p=$(mean "${RPS[pingora]}") c=$(mean "${RPS[custos]}") a=$(mean "${RPS[audit]}") s=$(mean "${RPS[auth]}")
 c99=$(mean "${P99[custos]}") s99=$(mean "${P99[auth]}")
 echo

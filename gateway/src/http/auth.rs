@@ -152,7 +152,7 @@ impl Gateway {
                     ctx.user = Some(s);
                     if need_mfa && !mfa {
                         let max_age = auth.settings.oidc.mfa.step_up_max_age.unwrap_or(Duration::ZERO);
-                        return self.challenge(session, ctx, need_mfa, true, Some(max_age)).await;
+                        return Box::pin(self.challenge(session, ctx, need_mfa, true, Some(max_age))).await;
                     }
                     return Ok(false);
                 }
@@ -161,7 +161,9 @@ impl Gateway {
                 Ok(Lookup::Expired(s)) => self.session_ended(session, ctx, Kind::SessionExpired, &s, hash),
             }
         }
-        self.challenge(session, ctx, need_mfa, false, reauth).await
+        // Boxed: the sign-in path's state is large and rare; the signed-in request's
+        // future stays small (it is moved and polled on every request).
+        Box::pin(self.challenge(session, ctx, need_mfa, false, reauth)).await
     }
 
     /// Records the end of a session found timed out (it is already deleted).

@@ -276,7 +276,7 @@ impl ProxyHttp for Gateway {
             ctx.path = Some(path.clone());
             ctx.forwarding = Some(Forwarding::new(session, &self.headers.trusted_proxies, self.is_tls(session)));
             ctx.trace = Some(trace::TraceContext::from_request(session.req_header()));
-            return self.endpoint(session, ctx, &path).await;
+            return Box::pin(self.endpoint(session, ctx, &path)).await;
         }
 
         // 4. Identity headers that only the gateway may set; the request id and the
