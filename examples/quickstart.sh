@@ -78,10 +78,12 @@ cat <<MSG
     bob   / bob-password (no second factor)        refused: patient records need MFA
   The front page http://127.0.0.1:8080/ needs a sign-in with one factor only; going on
   to /patients then asks alice for her code (step-up). Sign out at
-  http://127.0.0.1:8080/.custos/logout. Idle sessions end after 15 minutes.
+  http://127.0.0.1:8080/.custos/logout (the provider asks you to confirm). Idle sessions
+  end after 15 minutes.
 
-  Without a browser, requests get 401:
+  Without a browser, protected pages answer 401:
     curl -i http://127.0.0.1:8080/patients
+  Readiness (Redis and the provider):
     curl http://127.0.0.1:8080/.custos/readyz
   Every decision and sign-in is in the audit chain in examples/audit; after stopping:
     target/debug/custos audit verify --key examples/audit/signing-key.pub examples/audit

@@ -76,7 +76,7 @@ impl Refusal {
             Refusal::TooManySignIns => (429, "429 Too Many Requests\n\nToo many sign-ins were started from your address. Wait a minute and try again.\n"),
             Refusal::MfaNotSatisfied => (
                 403,
-                "403 Forbidden\n\nThis service requires a multi-factor sign-in, and this sign-in used only one factor. Sign in again with your second factor.\n",
+                "403 Forbidden\n\nThis page requires a multi-factor sign-in, and this sign-in used only one factor. Sign in again with your second factor.\n",
             ),
         }
     }
