@@ -262,16 +262,7 @@ pub fn audit_verify(args: &[&std::ffi::OsStr]) -> (i32, String) {
 /// A redis-server on `port`, killed when the thread that started it ends (setpriv
 /// --pdeathsig fires on the parent *thread*).
 pub fn start_redis(port: u16) -> RedisServer {
-    let child = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--", "redis-server", "--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server runs (apt-get install redis-server)");
-    wait_for_port(port, "redis-server", Duration::from_secs(10));
-    RedisServer(child)
+    start_redis_with(port, &["--port".into(), port.to_string(), "--protected-mode".into(), "no".into()])
 }
 
 /// Blocks until something accepts connections on 127.0.0.1:`port`.
@@ -377,7 +368,8 @@ impl Drop for IdpServer {
     }
 }
 
-/// A redis-server with `args` (TLS, ACL users…); `ready_port` is where it accepts.
+/// A redis-server with `args` (port, TLS, ACL users…) after in-memory defaults;
+/// `ready_port` is where it accepts.
 pub fn start_redis_with(ready_port: u16, args: &[String]) -> RedisServer {
     let child = Command::new("setpriv")
         .args(["--pdeathsig", "KILL", "--", "redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -394,17 +386,38 @@ pub fn start_redis_with(ready_port: u16, args: &[String]) -> RedisServer {
 /// A redis-server on `port` that keeps its data in `dir` (append-only file, fsync per
 /// write), so a restart finds the sessions it had.
 pub fn start_redis_persistent(port: u16, dir: &Path) -> RedisServer {
-    let child = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--", "redis-server", "--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no", "--dir"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server runs (apt-get install redis-server)");
-    wait_for_port(port, "redis-server", Duration::from_secs(10));
-    RedisServer(child)
+    let args =
+        ["--port", &port.to_string(), "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--dir".to_string(), dir.display().to_string()])
+            .collect::<Vec<_>>();
+    start_redis_with(port, &args)
+}
+
+/// Registers a confidential web client at the test IdP: (client_id, client_secret).
+pub async fn register_client(idp: &str, redirect: &str, post_logout: &str, name: &str) -> (String, String) {
+    let r: serde_json::Value = client()
+        .post(format!("{idp}/reg"))
+        .json(&serde_json::json!({
+            "client_name": name,
+            "redirect_uris": [redirect],
+            "post_logout_redirect_uris": [post_logout],
+            "response_types": ["code"],
+            "grant_types": ["authorization_code"],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "application_type": "web"
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        r["client_id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string(),
+        r["client_secret"].as_str().unwrap().to_string(),
+    )
 }
 
 /// The local OpenID provider (tests/idp: panva's oidc-provider) shared by this run,

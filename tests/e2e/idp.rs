@@ -6,28 +6,6 @@ use crate::harness::*;
 use base64::Engine;
 use serde_json::Value;
 
-async fn register(redirect: &str) -> (String, String) {
-    let r: Value = client()
-        .post(format!("{}/reg", idp_url()))
-        .json(&serde_json::json!({
-            "redirect_uris": [redirect],
-            "response_types": ["code"],
-            "grant_types": ["authorization_code"],
-            "token_endpoint_auth_method": "client_secret_basic",
-            "application_type": "web"
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        r["client_id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string(),
-        r["client_secret"].as_str().unwrap().to_string(),
-    )
-}
-
 /// Follows redirects by hand until `stop` matches, returning that location.
 async fn follow(c: &reqwest::Client, mut url: String, stop: &str) -> String {
     for _ in 0..10 {
@@ -48,7 +26,7 @@ async fn follow(c: &reqwest::Client, mut url: String, stop: &str) -> String {
 
 async fn sign_in(user: &str, password: &str, otp: &str) -> Value {
     let redirect = format!("http://127.0.0.1:{}/.custos/callback", free_port());
-    let (id, secret) = register(&redirect).await;
+    let (id, secret) = register_client(idp_url(), &redirect, &redirect, "idp-test").await;
     let c = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())

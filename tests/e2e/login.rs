@@ -37,30 +37,6 @@ impl Default for Opts<'_> {
     }
 }
 
-async fn register(idp: &str, redirect: &str, post_logout: &str, name: &str) -> (String, String) {
-    let r: Value = client()
-        .post(format!("{idp}/reg"))
-        .json(&serde_json::json!({
-            "client_name": name,
-            "redirect_uris": [redirect],
-            "post_logout_redirect_uris": [post_logout],
-            "response_types": ["code"],
-            "grant_types": ["authorization_code"],
-            "token_endpoint_auth_method": "client_secret_basic",
-            "application_type": "web"
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        r["client_id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string(),
-        r["client_secret"].as_str().unwrap().to_string(),
-    )
-}
-
 /// Routes: `/` needs a session but no MFA, `/patients` needs MFA, `/admin` follows the
 /// site default (MFA), `/plain` is public.
 pub async fn site(o: Opts<'_>) -> Site {
@@ -68,7 +44,7 @@ pub async fn site(o: Opts<'_>) -> Site {
     let port = free_port();
     let origin = format!("http://127.0.0.1:{port}");
     let redirect = format!("{origin}/.custos/callback");
-    let (id, secret) = register(o.idp, &redirect, &format!("{origin}/plain"), o.client_name).await;
+    let (id, secret) = register_client(o.idp, &redirect, &format!("{origin}/plain"), o.client_name).await;
     let secrets = tempfile::tempdir().unwrap();
     let secret_file = secrets.path().join("client-secret");
     std::fs::write(&secret_file, &secret).unwrap();
