@@ -342,6 +342,7 @@ fn spawn_idp(port: u16) -> Child {
     let child = Command::new("setpriv")
         .args(["--pdeathsig", "KILL", "--", "node", "server.mjs"])
         .env("PORT", port.to_string())
+        .env("CUSTOS_IDP_TEST_SIGNER", "1")
         .current_dir(idp_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

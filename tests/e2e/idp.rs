@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::Value;
 
 /// Follows redirects by hand until `stop` matches, returning that location.
-async fn follow(c: &reqwest::Client, mut url: String, stop: &str) -> String {
+async fn follow(c: &reqwest::Client, idp: &str, mut url: String, stop: &str) -> String {
     for _ in 0..10 {
         if url.starts_with(stop) {
             return url;
@@ -16,7 +16,7 @@ async fn follow(c: &reqwest::Client, mut url: String, stop: &str) -> String {
         match r.headers().get("location") {
             Some(l) => {
                 let l = l.to_str().unwrap();
-                url = if l.starts_with("http") { l.to_string() } else { format!("{}{l}", idp_url()) };
+                url = if l.starts_with("http") { l.to_string() } else { format!("{idp}{l}") };
             }
             None => return url,
         }
@@ -24,9 +24,11 @@ async fn follow(c: &reqwest::Client, mut url: String, stop: &str) -> String {
     panic!("too many redirects");
 }
 
-async fn sign_in(user: &str, password: &str, otp: &str) -> Value {
+/// The token endpoint's answer for a code flow with PKCE through the login page
+/// (`otp` empty: one factor). Its `access_token` is a JWT for `urn:custos:api`.
+pub async fn tokens(idp: &str, user: &str, password: &str, otp: &str) -> Value {
     let redirect = format!("http://127.0.0.1:{}/.custos/callback", free_port());
-    let (id, secret) = register_client(idp_url(), &redirect, &redirect, "idp-test").await;
+    let (id, secret) = register_client(idp, &redirect, &redirect, "idp-test").await;
     let c = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -37,11 +39,11 @@ async fn sign_in(user: &str, password: &str, otp: &str) -> Value {
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
     let auth = format!(
-        "{}/auth?client_id={id}&response_type=code&scope=openid%20email%20profile&redirect_uri={}&state=s1&nonce=n1&code_challenge={challenge}&code_challenge_method=S256",
-        idp_url(),
+        "{}/auth?client_id={id}&response_type=code&scope=openid%20email%20profile%20groups&redirect_uri={}&state=s1&nonce=n1&code_challenge={challenge}&code_challenge_method=S256",
+        idp,
         urlencode(&redirect)
     );
-    let login = follow(&c, auth, &format!("{}/interaction/", idp_url())).await;
+    let login = follow(&c, idp, auth, &format!("{idp}/interaction/")).await;
     let page = c.get(&login).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("id=\"username\""), "{page}");
     let r = c
@@ -51,12 +53,12 @@ async fn sign_in(user: &str, password: &str, otp: &str) -> Value {
         .await
         .unwrap();
     let next = r.headers()["location"].to_str().unwrap().to_string();
-    let back = follow(&c, next, &redirect).await;
+    let back = follow(&c, idp, next, &redirect).await;
     assert!(back.starts_with(&redirect), "{back}");
     let code = back.split("code=").nth(1).unwrap().split('&').next().unwrap().to_string();
     assert!(back.contains("state=s1"));
     let token: Value = c
-        .post(format!("{}/token", idp_url()))
+        .post(format!("{idp}/token"))
         .basic_auth(&id, Some(&secret))
         .form(&[
             ("grant_type", "authorization_code"),
@@ -70,9 +72,18 @@ async fn sign_in(user: &str, password: &str, otp: &str) -> Value {
         .json()
         .await
         .unwrap();
-    let jwt = token["id_token"].as_str().unwrap_or_else(|| panic!("{token}"));
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    assert!(token["id_token"].is_string(), "{token}");
+    token
+}
+
+/// The payload of a compact JWT.
+pub fn payload(jwt: &str) -> Value {
+    let p = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
+}
+
+async fn sign_in(user: &str, password: &str, otp: &str) -> Value {
+    payload(tokens(idp_url(), user, password, otp).await["id_token"].as_str().unwrap())
 }
 
 fn urlencode(s: &str) -> String {
@@ -97,4 +108,15 @@ async fn the_test_idp_signs_in_with_and_without_mfa() {
     let bob = sign_in("bob", "bob-password", "").await;
     assert_eq!(bob["amr"], serde_json::json!(["pwd"]));
     assert_eq!(bob["acr"], "urn:custos:pwd");
+    // Access tokens are RFC 9068 JWTs for the API audience, with the sign-in's methods.
+    let t = tokens(idp_url(), "alice", "alice-password", "123456").await;
+    let at = t["access_token"].as_str().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(at.split('.').next().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["typ"], "at+jwt");
+    let claims = payload(at);
+    assert_eq!((claims["aud"].as_str(), claims["sub"].as_str()), (Some("urn:custos:api"), Some("alice")));
+    assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp"]));
 }

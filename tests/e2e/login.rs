@@ -29,11 +29,13 @@ pub struct Opts<'a> {
     pub session: &'a str,
     /// `client_name` at registration (`tamper` makes the IdP alter ID tokens).
     pub client_name: &'a str,
+    /// `[[routes]]` instead of the default set.
+    pub routes: Option<String>,
 }
 
 impl Default for Opts<'_> {
     fn default() -> Self {
-        Opts { idp: idp_url(), redis: redis_url(), oidc: "", session: "", client_name: "custos-test" }
+        Opts { idp: idp_url(), redis: redis_url(), oidc: "", session: "", client_name: "custos-test", routes: None }
     }
 }
 
@@ -71,7 +73,15 @@ key_prefix = "{prefix}"
 redis_timeout_ms = 500
 {session}
 
-[[routes]]
+{routes}
+"#,
+        idp = o.idp,
+        secret = secret_file.display(),
+        redis = o.redis,
+        oidc = o.oidc,
+        session = o.session,
+        routes = o.routes.clone().unwrap_or_else(|| format!(
+            r#"[[routes]]
 name = "app"
 upstream = "http://{up}"
 require_mfa = false
@@ -93,11 +103,8 @@ path = "/plain"
 upstream = "http://{up}"
 public = true
 "#,
-        idp = o.idp,
-        secret = secret_file.display(),
-        redis = o.redis,
-        oidc = o.oidc,
-        session = o.session,
+            up = up
+        )),
     );
     let gw = Gateway::start_on(&config, port).await;
     Site { gw, demo, origin, prefix, redis: o.redis.to_string(), idp: o.idp.to_string(), _secrets: secrets }

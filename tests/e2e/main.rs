@@ -6,6 +6,7 @@
 mod harness;
 
 mod audit;
+mod bearer;
 mod compose;
 mod config_errors;
 mod framing;

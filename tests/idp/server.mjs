@@ -13,12 +13,17 @@
 // Clients register themselves (dynamic registration at /reg), or come from
 // CUSTOS_IDP_CLIENTS (a JSON array of client metadata).
 //
-// Test hook: a client registered with client_name "tamper" receives ID tokens whose
+// Access tokens for the API audience urn:custos:api are JWTs (RFC 9068, typ at+jwt),
+// carrying amr/acr/auth_time of the sign-in.
+//
+// Test hooks: a client registered with client_name "tamper" receives ID tokens whose
 // payload was altered after signing (as an attacker in the middle would), so tests can
-// prove the relying party checks signatures.
+// prove the relying party checks signatures. With CUSTOS_IDP_TEST_SIGNER=1, POST
+// /test/sign {header, payload} returns a JWT signed with the provider's key (tests make
+// tokens the provider would never issue: wrong audience, typ, times).
 import http from 'node:http';
 import crypto from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const port = Number(process.env.PORT || 4400);
 const issuer = process.env.ISSUER || `http://127.0.0.1:${port}`;
@@ -28,6 +33,7 @@ const accounts = {
   bob: { password: 'bob-password', email: 'bob@example.test', name: 'Bob Staff', groups: ['staff'] },
 };
 const MFA = 'urn:custos:mfa';
+const API = 'urn:custos:api';
 
 // Signing keys made at start: nothing secret is committed.
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -41,13 +47,27 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     registration: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => API,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (ctx, resource) => {
+        if (resource !== API) throw new errors.InvalidTarget();
+        return { scope: 'api', audience: API, accessTokenTTL: 600, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+      },
+    },
+  },
+  extraTokenClaims(ctx, token) {
+    const code = ctx.oidc.entities.AuthorizationCode;
+    if (!code || token.kind !== 'AccessToken') return undefined;
+    return { amr: code.amr, acr: code.acr, auth_time: code.authTime };
   },
   acrValues: ['urn:custos:mfa', 'urn:custos:pwd'],
   // Scope claims (email, name, groups) in the ID token itself, as many enterprise IdPs do.
   conformIdTokenClaims: false,
   // acr, amr and auth_time are part of the openid scope, so every ID token carries them.
   claims: { sid: null, openid: ['sub', 'acr', 'amr', 'auth_time'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups'] },
-  scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
+  scopes: ['openid', 'email', 'profile', 'groups', 'offline_access', 'api'],
   async findAccount(ctx, id) {
     const a = accounts[id];
     if (!a) return undefined;
@@ -85,11 +105,15 @@ function loginPage(res, uid, error, wantOtp) {
 <button type="submit" id="submit">Sign in</button></form>`);
 }
 
-async function readForm(req) {
+async function readBody(req) {
   let body = '';
   for await (const chunk of req) body += chunk;
-  return Object.fromEntries(new URLSearchParams(body));
+  return body;
 }
+async function readForm(req) {
+  return Object.fromEntries(new URLSearchParams(await readBody(req)));
+}
+readForm.raw = readBody;
 
 async function interaction(req, res, uid, action) {
   const details = await provider.interactionDetails(req, res);
@@ -126,9 +150,21 @@ async function interaction(req, res, uid, action) {
   throw new Error(`unsupported prompt ${prompt.name}`);
 }
 
+function testSign(header, payload) {
+  const h = Buffer.from(JSON.stringify({ alg: 'RS256', kid: jwk.kid, ...header })).toString('base64url');
+  const p = Buffer.from(JSON.stringify(payload)).toString('base64url');
+  const sig = crypto.sign('RSA-SHA256', Buffer.from(`${h}.${p}`), privateKey).toString('base64url');
+  return `${h}.${p}.${sig}`;
+}
+
 const callback = provider.callback();
 http
   .createServer(async (req, res) => {
+    if (process.env.CUSTOS_IDP_TEST_SIGNER === '1' && req.method === 'POST' && req.url === '/test/sign') {
+      const { header, payload } = JSON.parse((await readForm.raw(req)) || '{}');
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      return res.end(testSign(header || {}, payload || {}));
+    }
     const m = req.url.match(/^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login))?$/);
     if (!m) return callback(req, res);
     try {

@@ -87,6 +87,8 @@ pub struct OidcSettings {
     pub post_logout_redirect_url: Option<String>,
     pub timeout: Duration,
     pub max_logins_per_minute: u64,
+    pub api_audience: Option<String>,
+    pub jwks_min_refresh: Duration,
     pub mfa: crate::identity::mfa::MfaRule,
 }
 
@@ -204,6 +206,7 @@ pub struct Route {
     pub strip_prefix: Option<String>,
     pub public: bool,
     pub require_mfa: Option<bool>,
+    pub forward_authorization: bool,
     pub audit_query: bool,
     pub limits: Limits,
 }
@@ -649,6 +652,12 @@ impl Validator<'_> {
         if o.timeout_secs == 0 {
             return Err(self.err("oidc.timeout_secs", "must be at least 1"));
         }
+        if o.api_audience.as_deref().is_some_and(|a| a.trim().is_empty() || a.trim() == o.client_id.trim()) {
+            return Err(self.err(
+                "oidc.api_audience",
+                "must name the API audience, not be empty or the client id (ID tokens are not bearer tokens)",
+            ));
+        }
         if o.max_logins_per_minute == 0 {
             return Err(self.err("oidc.max_logins_per_minute", "must be at least 1"));
         }
@@ -682,6 +691,8 @@ impl Validator<'_> {
             post_logout_redirect_url: o.post_logout_redirect_url.clone(),
             timeout: Duration::from_secs(o.timeout_secs),
             max_logins_per_minute: o.max_logins_per_minute,
+            api_audience: o.api_audience.as_deref().map(str::trim).filter(|a| !a.is_empty()).map(str::to_string),
+            jwks_min_refresh: Duration::from_secs(o.jwks_min_refresh_secs),
             mfa,
         };
 
@@ -876,6 +887,7 @@ impl Validator<'_> {
             strip_prefix,
             public: r.public,
             require_mfa: r.require_mfa,
+            forward_authorization: r.forward_authorization,
             audit_query: r.audit_query,
             limits,
         })

@@ -65,6 +65,13 @@ pub struct Oidc {
     /// Seconds per call to the provider (discovery, keys, code exchange). Default 5.
     #[serde(default = "default_idp_timeout")]
     pub timeout_secs: u64,
+    /// The audience (`aud`) of access tokens accepted as `Authorization: Bearer` (RFC
+    /// 9068 JWTs). Default: none, bearer tokens are not accepted.
+    pub api_audience: Option<String>,
+    /// The provider's keys are fetched again for an unknown `kid` at most this often.
+    /// Default 30.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_min_refresh_secs: u64,
     /// Sign-ins one client address may start per minute (each is a Redis record until
     /// it finishes or times out). Default 300.
     #[serde(default = "default_max_logins")]
@@ -121,6 +128,9 @@ fn default_algs() -> Vec<String> {
 }
 fn default_login_timeout() -> u64 {
     600
+}
+fn default_jwks_refresh() -> u64 {
+    30
 }
 fn default_max_logins() -> u64 {
     300
@@ -498,6 +508,9 @@ pub struct Route {
     pub public: bool,
     /// Overrides `oidc.require_mfa` for this route.
     pub require_mfa: Option<bool>,
+    /// Pass a consumed `Authorization: Bearer` header on to the upstream. Default false.
+    #[serde(default)]
+    pub forward_authorization: bool,
     /// Put the query string in this route's audit records. Default false: query
     /// strings often carry identifiers.
     #[serde(default)]

@@ -9,7 +9,7 @@ use super::respond::{self, Refusal};
 use super::{Gateway, RequestCtx};
 use crate::audit::{Actor, Decision, Event, Kind};
 use crate::config::AuthSettings;
-use crate::identity::{redirect::safe_return, Identity, LoginError};
+use crate::identity::{bearer::BearerError, redirect::safe_return, Identity, LoginError};
 use crate::session::{Lookup, Session as UserSession, SessionId, SessionStore};
 use pingora::proxy::Session;
 use pingora::Result;
@@ -81,6 +81,13 @@ fn is_origin(authority: &str, origin: &str) -> bool {
     split(authority) == split(host)
 }
 
+/// The token of an `Authorization: Bearer` header (scheme case-insensitive).
+fn bearer_token(session: &Session) -> Option<String> {
+    let v = session.req_header().headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string()).filter(|t| !t.is_empty())
+}
+
 /// One query parameter, decoded.
 fn query_param(session: &Session, name: &str) -> Option<String> {
     let q = session.req_header().uri.query()?;
@@ -131,6 +138,11 @@ impl Gateway {
             return self.refuse(session, ctx, Refusal::Internal).await;
         };
         let need_mfa = ctx.route.as_ref().and_then(|r| r.require_mfa).unwrap_or(auth.settings.oidc.require_mfa);
+        if auth.settings.oidc.api_audience.is_some() {
+            if let Some(token) = bearer_token(session) {
+                return self.authenticate_bearer(session, ctx, token, need_mfa).await;
+            }
+        }
         let presented = cookies::get(session.req_header(), &auth.settings.session.cookie_name);
         // A browser that had a session and lost it (timeout, logout) must authenticate
         // at the provider again, not be signed back in silently by the provider's session.
@@ -164,6 +176,45 @@ impl Gateway {
         // Boxed: the sign-in path's state is large and rare; the signed-in request's
         // future stays small (it is moved and polled on every request).
         Box::pin(self.challenge(session, ctx, need_mfa, false, reauth)).await
+    }
+
+    /// `Authorization: Bearer`: an access token instead of a session.
+    async fn authenticate_bearer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        token: String,
+        need_mfa: bool,
+    ) -> Result<bool> {
+        let Some(auth) = self.auth() else { return self.refuse(session, ctx, Refusal::Internal).await };
+        match auth.identity.verify_bearer(&token).await {
+            Ok(c) => {
+                let mfa = auth.settings.oidc.mfa.satisfied(&c.amr, c.acr.as_deref());
+                ctx.bearer = true;
+                ctx.mfa = Some(mfa);
+                ctx.user = Some(Box::new(UserSession {
+                    subject: c.subject.clone(),
+                    email: c.email.clone(),
+                    name: None,
+                    groups: c.groups.clone(),
+                    amr: c.amr.clone(),
+                    acr: c.acr.clone(),
+                    auth_time: c.auth_time,
+                    created: 0,
+                    last_seen: 0,
+                    client: None,
+                }));
+                if need_mfa && !mfa {
+                    return self.refuse(session, ctx, Refusal::StepUpRequired).await;
+                }
+                Ok(false)
+            }
+            Err(BearerError::Invalid(reason)) => {
+                tracing::info!(reason, "bearer token refused");
+                self.refuse_as(session, ctx, Refusal::InvalidToken, &format!("bearer_{reason}")).await
+            }
+            Err(BearerError::IdpUnavailable) => self.refuse(session, ctx, Refusal::IdpUnavailable).await,
+        }
     }
 
     /// Records the end of a session found timed out (it is already deleted).

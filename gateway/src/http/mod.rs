@@ -74,6 +74,8 @@ pub struct RequestCtx {
     session_hash: Option<String>,
     /// Whether the session's sign-in satisfies the MFA rule.
     mfa: Option<bool>,
+    /// The request was authenticated by its `Authorization: Bearer` token.
+    bearer: bool,
     _in_flight: InFlight,
 }
 
@@ -107,11 +109,17 @@ impl Gateway {
     }
 
     async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, r: Refusal) -> Result<bool> {
+        self.refuse_as(session, ctx, r, r.reason()).await
+    }
+
+    /// [`Gateway::refuse`] with a more precise reason for the audit record than the
+    /// page's (the client sees only the page).
+    async fn refuse_as(&self, session: &mut Session, ctx: &mut RequestCtx, r: Refusal, reason: &str) -> Result<bool> {
         ctx.refusal = Some(r);
         if let Some(audit) = &self.audit {
             let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
             ev.decision = Some(Decision::Deny);
-            ev.reason = Some(r.reason().into());
+            ev.reason = Some(reason.into());
             ev.status = Some(r.status());
             audit.append_refusal(ev);
         }
@@ -238,6 +246,7 @@ impl ProxyHttp for Gateway {
             user: None,
             session_hash: None,
             mfa: None,
+            bearer: false,
             _in_flight: InFlight::enter(),
         }
     }
@@ -401,6 +410,9 @@ impl ProxyHttp for Gateway {
             f.apply(upstream)?;
         }
         self.strip_own_cookies(upstream)?;
+        if ctx.bearer && !route.forward_authorization {
+            upstream.remove_header(&http::header::AUTHORIZATION);
+        }
         if let Some(t) = ctx.trace.as_ref() {
             upstream.insert_header("traceparent", t.traceparent())?;
         }

@@ -35,6 +35,8 @@ pub enum Refusal {
     MfaNotSatisfied,
     /// Too many sign-ins started from one client address this minute.
     TooManySignIns,
+    /// A bearer token was refused (the audit record says why; the client does not).
+    InvalidToken,
 }
 
 impl Refusal {
@@ -73,6 +75,7 @@ impl Refusal {
                 403,
                 "403 Forbidden\n\nThe sign-in could not be completed (it expired, was already used, or was started in another browser). Go back to the page you wanted and sign in again.\n",
             ),
+            Refusal::InvalidToken => (401, "401 Unauthorized\n\nThe bearer token was not accepted.\n"),
             Refusal::TooManySignIns => (429, "429 Too Many Requests\n\nToo many sign-ins were started from your address. Wait a minute and try again.\n"),
             Refusal::MfaNotSatisfied => (
                 403,
@@ -101,6 +104,7 @@ impl Refusal {
             Refusal::LoginFailed => "login_failed",
             Refusal::MfaNotSatisfied => "mfa",
             Refusal::TooManySignIns => "login_rate",
+            Refusal::InvalidToken => "bearer",
         }
     }
 
@@ -171,6 +175,7 @@ pub async fn refuse_with(session: &mut Session, r: Refusal, mut extra: Vec<(&'st
     let close = matches!(r, Refusal::BadFraming | Refusal::HeaderTooLarge | Refusal::BodyTooLarge);
     match r {
         Refusal::Unauthenticated => extra.push(("www-authenticate", "Bearer realm=\"custos\"".into())),
+        Refusal::InvalidToken => extra.push(("www-authenticate", "Bearer realm=\"custos\", error=\"invalid_token\"".into())),
         // RFC 9470: the step-up challenge.
         Refusal::StepUpRequired => extra.push((
             "www-authenticate",

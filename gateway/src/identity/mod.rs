@@ -5,6 +5,7 @@
 //! `exp`, `iat`, `nbf`, `nonce`), refreshing the keys (bounded) when a token names a key
 //! we do not know. Nothing here runs per proxied request: only at sign-in.
 
+pub mod bearer;
 pub mod mfa;
 pub mod redirect;
 
@@ -87,6 +88,9 @@ pub struct Identity {
     last_jwks_fetch: Mutex<Option<Instant>>,
     /// The last reachability check: when, and whether the provider answered.
     reachable: Mutex<Option<(Instant, bool)>>,
+    /// The provider's keys as the bearer-token checks use them, and when last fetched.
+    bearer_jwks: RwLock<Option<Arc<jsonwebtoken::jwk::JwkSet>>>,
+    bearer_jwks_fetched: Mutex<Option<Instant>>,
     algs: Vec<CoreJwsSigningAlgorithm>,
 }
 
@@ -126,6 +130,8 @@ impl Identity {
             last_discovery_failure: Mutex::new(None),
             last_jwks_fetch: Mutex::new(None),
             reachable: Mutex::new(None),
+            bearer_jwks: RwLock::new(None),
+            bearer_jwks_fetched: Mutex::new(None),
             algs,
         })
     }

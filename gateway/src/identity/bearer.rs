@@ -1,0 +1,241 @@
+//! Bearer tokens for APIs and CLIs: OAuth 2.0 access tokens in JWT form (RFC 9068,
+//! `typ: at+jwt`) for the configured audience, checked with the `jsonwebtoken` crate
+//! against the provider's keys. ID tokens (other `typ`, other audience) are refused.
+//! Each refusal has its own reason for the audit trail; the client only hears
+//! `invalid_token`. A verified token is remembered per worker thread until it expires,
+//! so the signature is checked once per token, not once per request.
+
+use super::Identity;
+use base64::Engine;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a verified access token says.
+#[derive(Debug, Clone)]
+pub struct BearerClaims {
+    pub subject: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    pub amr: Vec<String>,
+    pub acr: Option<String>,
+    pub auth_time: Option<u64>,
+    /// Unix seconds.
+    pub exp: u64,
+}
+
+/// Why a bearer token was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// Refused; the reason goes to the audit record (`alg_none`, `alg_hmac`, `typ`, …).
+    Invalid(&'static str),
+    /// The provider's keys cannot be fetched (and none are known).
+    IdpUnavailable,
+}
+
+const CACHE_MAX: usize = 10_000;
+
+thread_local! {
+    /// sha256(token) → claims, per worker thread.
+    static VERIFIED: RefCell<HashMap<[u8; 32], Arc<BearerClaims>>> = RefCell::new(HashMap::new());
+}
+
+fn alg_of(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+impl Identity {
+    /// Verifies `Authorization: Bearer <token>`.
+    pub async fn verify_bearer(&self, token: &str) -> Result<Arc<BearerClaims>, BearerError> {
+        let Some(audience) = self.cfg.api_audience.as_deref() else {
+            return Err(BearerError::Invalid("bearer_disabled"));
+        };
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        let now = crate::session::now_secs();
+        if let Some(c) = VERIFIED.with(|v| v.borrow().get(&key).cloned()) {
+            if c.exp > now {
+                return Ok(c);
+            }
+            VERIFIED.with(|v| v.borrow_mut().remove(&key));
+            return Err(BearerError::Invalid("expired"));
+        }
+
+        // The header, read before any key is chosen.
+        let mut parts = token.split('.');
+        let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(BearerError::Invalid("malformed"));
+        };
+        let header: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h.trim_end_matches('='))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(BearerError::Invalid("malformed"))?;
+        let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or("none");
+        if alg_name.eq_ignore_ascii_case("none") {
+            return Err(BearerError::Invalid("alg_none"));
+        }
+        if alg_name.starts_with("HS") {
+            return Err(BearerError::Invalid("alg_hmac"));
+        }
+        let alg = match alg_of(alg_name) {
+            Some(a) if self.cfg.id_token_algs.iter().any(|x| x == alg_name) => a,
+            _ => return Err(BearerError::Invalid("algorithm")),
+        };
+        let typ = header.get("typ").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+        if typ != "at+jwt" && typ != "application/at+jwt" {
+            return Err(BearerError::Invalid("typ"));
+        }
+        let kid = header.get("kid").and_then(Value::as_str);
+
+        let mut keys = self.bearer_keys(false).await?;
+        let mut jwk = find(&keys, kid, alg);
+        if jwk.is_none() {
+            // An unknown key: perhaps the provider rotated (bounded refetch).
+            keys = self.bearer_keys(true).await?;
+            jwk = find(&keys, kid, alg);
+        }
+        let decoding = jwk.and_then(|j| DecodingKey::from_jwk(j).ok()).ok_or(BearerError::Invalid("unknown_key"))?;
+
+        let mut v = Validation::new(alg);
+        v.set_issuer(&[self.cfg.issuer.as_str()]);
+        v.set_audience(&[audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.validate_nbf = true;
+        v.leeway = 60;
+        let data = jsonwebtoken::decode::<Value>(token, &decoding, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            BearerError::Invalid(match e.kind() {
+                K::ExpiredSignature => "expired",
+                K::ImmatureSignature => "not_yet_valid",
+                K::InvalidIssuer => "issuer",
+                K::InvalidAudience => "audience",
+                K::InvalidSignature => "signature",
+                K::InvalidAlgorithm | K::InvalidAlgorithmName => "algorithm",
+                K::MissingRequiredClaim(_) => "missing_claim",
+                _ => "token",
+            })
+        })?;
+        let c = data.claims;
+        let strings = |k: &str| match c.get(k) {
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+            _ => Vec::new(),
+        };
+        let subject = match c.get(&self.cfg.subject_claim).or_else(|| c.get("sub")) {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(BearerError::Invalid("subject_claim")),
+        };
+        let claims = Arc::new(BearerClaims {
+            subject,
+            email: c.get("email").and_then(Value::as_str).map(str::to_string),
+            groups: strings(&self.cfg.groups_claim),
+            amr: strings("amr"),
+            acr: c.get("acr").and_then(Value::as_str).map(str::to_string),
+            auth_time: c.get("auth_time").and_then(Value::as_u64),
+            exp: c.get("exp").and_then(Value::as_u64).unwrap_or(now),
+        });
+        VERIFIED.with(|v| {
+            let mut v = v.borrow_mut();
+            if v.len() >= CACHE_MAX {
+                v.retain(|_, c| c.exp > now);
+                if v.len() >= CACHE_MAX {
+                    v.clear();
+                }
+            }
+            v.insert(key, claims.clone());
+        });
+        Ok(claims)
+    }
+
+    /// The provider's keys for access tokens; fetched on first use and again (`refresh`)
+    /// at most every `jwks_min_refresh`.
+    async fn bearer_keys(&self, refresh: bool) -> Result<Arc<JwkSet>, BearerError> {
+        let cached = self.bearer_jwks.read().ok().and_then(|k| k.clone());
+        if let Some(k) = &cached {
+            if !refresh {
+                return Ok(k.clone());
+            }
+            let recent = self
+                .bearer_jwks_fetched
+                .lock()
+                .ok()
+                .and_then(|t| *t)
+                .is_some_and(|t| t.elapsed() < self.cfg.jwks_min_refresh);
+            if recent {
+                return Ok(k.clone());
+            }
+        }
+        if let Ok(mut t) = self.bearer_jwks_fetched.lock() {
+            *t = Some(Instant::now());
+        }
+        let fetched = async {
+            let p = self.provider().await.ok()?;
+            let r = self.http.get(p.metadata.jwks_uri().url().as_str()).send().await.ok()?;
+            let body = r.error_for_status().ok()?.bytes().await.ok()?;
+            serde_json::from_slice::<JwkSet>(&body).ok()
+        }
+        .await;
+        match fetched {
+            Some(set) => {
+                let set = Arc::new(set);
+                if let Ok(mut slot) = self.bearer_jwks.write() {
+                    *slot = Some(set.clone());
+                }
+                if refresh {
+                    tracing::info!("provider keys fetched again for an unknown key id");
+                }
+                Ok(set)
+            }
+            None => cached.ok_or(BearerError::IdpUnavailable),
+        }
+    }
+}
+
+fn find<'a>(set: &'a JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<&'a jsonwebtoken::jwk::Jwk> {
+    use jsonwebtoken::jwk::AlgorithmParameters as P;
+    let fits = |j: &jsonwebtoken::jwk::Jwk| {
+        matches!(
+            (&j.algorithm, alg),
+            (
+                P::RSA(_),
+                Algorithm::RS256
+                    | Algorithm::RS384
+                    | Algorithm::RS512
+                    | Algorithm::PS256
+                    | Algorithm::PS384
+                    | Algorithm::PS512
+            ) | (P::EllipticCurve(_), Algorithm::ES256 | Algorithm::ES384)
+                | (P::OctetKeyPair(_), Algorithm::EdDSA)
+        )
+    };
+    let mut candidates = set.keys.iter().filter(|j| fits(j));
+    match kid {
+        Some(k) => candidates.find(|j| j.common.key_id.as_deref() == Some(k)),
+        None => {
+            let first = candidates.next();
+            // Without a kid, only an unambiguous key is used.
+            if candidates.next().is_some() {
+                None
+            } else {
+                first
+            }
+        }
+    }
+}

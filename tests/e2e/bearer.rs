@@ -1,0 +1,135 @@
+//! Bearer tokens (RFC 9068 access tokens from the real provider) for APIs and CLIs:
+//! accepted with the MFA rule applied, absent upstream, and every hostile variant refused
+//! with its own audit reason and a generic 401; a key rotation at the provider is picked
+//! up after an unknown `kid`.
+
+use crate::harness::*;
+use crate::idp::tokens;
+use crate::login::{audit_has, site, Opts, Site};
+use base64::Engine;
+use serde_json::{json, Value};
+
+const API: &str = "api_audience = \"urn:custos:api\"\njwks_min_refresh_secs = 1";
+
+fn b64(v: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+}
+
+async fn get(s: &Site, path: &str, token: &str) -> reqwest::Response {
+    client().get(format!("{}{path}", s.origin)).bearer_auth(token).send().await.unwrap()
+}
+
+/// A JWT signed with the provider's own key (its test signer), with any claims.
+async fn signed(idp: &str, header: Value, payload: Value) -> String {
+    client()
+        .post(format!("{idp}/test/sign"))
+        .json(&json!({ "header": header, "payload": payload }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_checked_like_sessions_and_hostile_ones_refused() {
+    let s = site(Opts { oidc: API, ..Default::default() }).await;
+    let alice = tokens(&s.idp, "alice", "alice-password", "123456").await;
+    let at = alice["access_token"].as_str().unwrap().to_string();
+
+    // Accepted, MFA route included; the token does not reach the upstream.
+    let r = get(&s, "/patients/1", &at).await;
+    assert_eq!(r.status(), 200);
+    let seen = s.demo.seen();
+    let last = seen.iter().rev().find(|x| x.target == "/patients/1").unwrap();
+    assert!(last.header("authorization").is_none(), "the consumed bearer token reached the upstream");
+    let allow = audit_has(&s.gw.audit_dir(), |r| r["kind"] == "access.decision" && r["decision"] == "allow").await;
+    assert_eq!(allow["actor"]["subject"], "alice");
+    assert_eq!(allow["mfa"], true);
+
+    // One factor: fine where MFA is not needed, the RFC 9470 challenge where it is.
+    let bob = tokens(&s.idp, "bob", "bob-password", "").await;
+    let bt = bob["access_token"].as_str().unwrap();
+    assert_eq!(get(&s, "/", bt).await.status(), 200);
+    let r = get(&s, "/patients", bt).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_user_authentication"));
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let good = |extra: Value| {
+        let mut p = json!({ "iss": s.idp, "aud": "urn:custos:api", "sub": "alice", "iat": now, "exp": now + 600,
+                            "amr": ["pwd", "otp"] });
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p
+    };
+    let at_header = json!({ "typ": "at+jwt" });
+    // The signer itself works: a token it makes with good claims is accepted.
+    let control = signed(&s.idp, at_header.clone(), good(json!({}))).await;
+    assert_eq!(get(&s, "/patients/1", &control).await.status(), 200, "the test signer's token should pass");
+
+    let parts: Vec<&str> = at.split('.').collect();
+    let mut altered_claims = crate::idp::payload(&at);
+    altered_claims["sub"] = json!("mallory");
+    let jwks = client().get(format!("{}/jwks", s.idp)).send().await.unwrap().bytes().await.unwrap();
+    let hmac_input =
+        format!("{}.{}", b64(br#"{"alg":"HS256","typ":"at+jwt"}"#), b64(good(json!({})).to_string().as_bytes()));
+    let hmac = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &jwks), hmac_input.as_bytes());
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "alg_none",
+            format!("{}.{}.", b64(br#"{"alg":"none","typ":"at+jwt"}"#), b64(good(json!({})).to_string().as_bytes())),
+        ),
+        ("alg_hmac", format!("{hmac_input}.{}", b64(hmac.as_ref()))),
+        ("issuer", signed(&s.idp, at_header.clone(), good(json!({ "iss": "https://evil.example" }))).await),
+        ("audience", signed(&s.idp, at_header.clone(), good(json!({ "aud": "urn:other:api" }))).await),
+        ("typ", signed(&s.idp, json!({ "typ": "JWT" }), good(json!({}))).await),
+        ("typ", alice["id_token"].as_str().unwrap().to_string()),
+        ("expired", signed(&s.idp, at_header.clone(), good(json!({ "iat": now - 7200, "exp": now - 3600 }))).await),
+        ("not_yet_valid", signed(&s.idp, at_header.clone(), good(json!({ "nbf": now + 3600 }))).await),
+        ("signature", format!("{}.{}.{}", parts[0], b64(altered_claims.to_string().as_bytes()), parts[2])),
+        ("unknown_key", signed(&s.idp, json!({ "typ": "at+jwt", "kid": "no-such-key" }), good(json!({}))).await),
+    ];
+    for (reason, token) in &cases {
+        let r = get(&s, "/", token).await;
+        assert_eq!(r.status(), 401, "{reason}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"custos\", error=\"invalid_token\"", "{reason}");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains(reason), "the page tells the client why: {body}");
+        let want = format!("bearer_{reason}");
+        audit_has(&s.gw.audit_dir(), |r| r["decision"] == "deny" && r["reason"] == want.as_str()).await;
+    }
+    assert!(s.demo.seen().iter().all(|x| x.header("authorization").is_none()));
+}
+
+#[tokio::test]
+async fn a_route_may_pass_the_token_on_and_a_rotated_key_is_picked_up() {
+    let port = free_port();
+    let idp = format!("http://127.0.0.1:{port}");
+    let first = IdpServer::start(port);
+    let demo = demo().await;
+    let s = site(Opts {
+        idp: &idp,
+        oidc: API,
+        routes: Some(format!(
+            "[[routes]]\nname = \"passes-token\"\nupstream = \"http://{}\"\nrequire_mfa = false\nforward_authorization = true\n",
+            demo.addr
+        )),
+        ..Default::default()
+    })
+    .await;
+    let old = tokens(&idp, "bob", "bob-password", "").await["access_token"].as_str().unwrap().to_string();
+    assert_eq!(get(&s, "/debug/x", &old).await.status(), 200);
+    let seen = demo.seen();
+    assert_eq!(seen.last().unwrap().header("authorization"), Some(format!("Bearer {old}").as_str()));
+
+    // The provider restarts with a new signing key.
+    drop(first);
+    let _second = IdpServer::start(port);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let new = tokens(&idp, "bob", "bob-password", "").await["access_token"].as_str().unwrap().to_string();
+    assert_eq!(get(&s, "/debug/y", &new).await.status(), 200, "the new key was not fetched");
+    audit_has(&s.gw.audit_dir(), |r| r["decision"] == "allow" && r["path"] == "/debug/y").await;
+}
