@@ -58,7 +58,7 @@ CUSTOS_IDP_CLIENTS=$(cat <<JSON
 JSON
 ) PORT=4400 node tests/idp/server.mjs >"$run/idp.log" 2>&1 &
 pids+=($!)
-target/debug/demo-ephi --listen 127.0.0.1:9000 >"$run/demo.log" 2>&1 &
+target/debug/demo-ephi --listen 127.0.0.1:9000 --jwks http://127.0.0.1:8080/.custos/jwks.json >"$run/demo.log" 2>&1 &
 pids+=($!)
 
 for port in 6380 4400 9000; do
@@ -77,7 +77,8 @@ cat <<MSG
     alice / alice-password, one-time code 123456   multi-factor: the record opens
     bob   / bob-password (no second factor)        refused: patient records need MFA
   The front page http://127.0.0.1:8080/ needs a sign-in with one factor only; going on
-  to /patients then asks alice for her code (step-up). Sign out at
+  to /patients then asks alice for her code (step-up). http://127.0.0.1:8080/whoami shows
+  what the demo service learns from the gateway's signed identity assertion. Sign out at
   http://127.0.0.1:8080/.custos/logout (the provider asks you to confirm). Idle sessions
   end after 15 minutes.
 

@@ -42,9 +42,17 @@ impl Default for Opts<'_> {
 /// Routes: `/` needs a session but no MFA, `/patients` needs MFA, `/admin` follows the
 /// site default (MFA), `/plain` is public.
 pub async fn site(o: Opts<'_>) -> Site {
-    let demo = demo().await;
     let port = free_port();
     let origin = format!("http://127.0.0.1:{port}");
+    // The demo verifies identity assertions with the gateway's keys (`/whoami`).
+    let demo = demo_ephi::start_verifying(
+        "127.0.0.1:0".parse().unwrap(),
+        true,
+        None,
+        Some(format!("{origin}/.custos/jwks.json")),
+    )
+    .await
+    .unwrap();
     let redirect = format!("{origin}/.custos/callback");
     let (id, secret) = register_client(o.idp, &redirect, &format!("{origin}/plain"), o.client_name).await;
     let secrets = tempfile::tempdir().unwrap();

@@ -18,3 +18,4 @@ mod proxy;
 mod sessions;
 mod sinks;
 mod tls;
+mod upstream_identity;

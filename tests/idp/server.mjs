@@ -14,7 +14,7 @@
 // CUSTOS_IDP_CLIENTS (a JSON array of client metadata).
 //
 // Access tokens for the API audience urn:custos:api are JWTs (RFC 9068, typ at+jwt),
-// carrying amr/acr/auth_time of the sign-in.
+// carrying amr/acr/auth_time of the sign-in and the account's email and groups.
 //
 // Test hooks: a client registered with client_name "tamper" receives ID tokens whose
 // payload was altered after signing (as an attacker in the middle would), so tests can
@@ -60,7 +60,8 @@ const provider = new Provider(issuer, {
   extraTokenClaims(ctx, token) {
     const code = ctx.oidc.entities.AuthorizationCode;
     if (!code || token.kind !== 'AccessToken') return undefined;
-    return { amr: code.amr, acr: code.acr, auth_time: code.authTime };
+    const a = accounts[code.accountId] || {};
+    return { amr: code.amr, acr: code.acr, auth_time: code.authTime, email: a.email, groups: a.groups };
   },
   acrValues: ['urn:custos:mfa', 'urn:custos:pwd'],
   // Scope claims (email, name, groups) in the ID token itself, as many enterprise IdPs do.

@@ -43,6 +43,9 @@ impl Seen {
 struct State {
     notes: Mutex<HashMap<u32, Vec<String>>>,
     seen: Option<Mutex<Vec<Seen>>>,
+    /// Where the gateway publishes the keys of its identity assertions (`/whoami`).
+    jwks_url: Option<String>,
+    jwks: tokio::sync::Mutex<Option<jsonwebtoken::jwk::JwkSet>>,
 }
 
 /// A running demo service.
@@ -102,9 +105,20 @@ fn tls_acceptor(tls: &Tls) -> std::io::Result<tokio_rustls::TlsAcceptor> {
 /// Starts the demo service on `addr` (port 0 picks a free port). With `record`, every
 /// request is kept for [`Demo::seen`].
 pub async fn start(addr: SocketAddr, record: bool, tls: Option<Tls>) -> std::io::Result<Demo> {
+    start_verifying(addr, record, tls, None).await
+}
+
+/// [`start`], and `GET /whoami` verifies the gateway's identity assertion
+/// (`x-custos-assertion`) with the keys at `jwks_url` and says who is calling.
+pub async fn start_verifying(
+    addr: SocketAddr,
+    record: bool,
+    tls: Option<Tls>,
+    jwks_url: Option<String>,
+) -> std::io::Result<Demo> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let state = Arc::new(State { seen: record.then(|| Mutex::new(Vec::new())), ..State::default() });
+    let state = Arc::new(State { seen: record.then(|| Mutex::new(Vec::new())), jwks_url, ..State::default() });
     let acceptor = tls.as_ref().map(tls_acceptor).transpose()?;
     let st = state.clone();
     let task = tokio::spawn(async move {
@@ -132,6 +146,40 @@ pub async fn start(addr: SocketAddr, record: bool, tls: Option<Tls>) -> std::io:
 }
 
 type Resp = Response<Full<Bytes>>;
+
+/// Verifies the gateway's assertion the way an upstream should: signature by a key from
+/// the gateway's JWKS (fetched again once for an unknown `kid`), `exp`, an `aud`.
+async fn whoami(state: &State, headers: &hyper::HeaderMap) -> Resp {
+    let Some(url) = &state.jwks_url else {
+        return json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "started without --jwks" }));
+    };
+    let refuse = |why: &str| json(StatusCode::UNAUTHORIZED, serde_json::json!({ "error": why }));
+    let Some(token) = headers.get("x-custos-assertion").and_then(|v| v.to_str().ok()) else {
+        return refuse("no identity assertion");
+    };
+    let Ok(header) = jsonwebtoken::decode_header(token) else { return refuse("not a JWT") };
+    if !matches!(header.alg, jsonwebtoken::Algorithm::EdDSA | jsonwebtoken::Algorithm::ES256) {
+        return refuse("algorithm");
+    }
+    for attempt in 0..2 {
+        let mut jwks = state.jwks.lock().await;
+        if jwks.is_none() || attempt == 1 {
+            let fetched = async { reqwest::get(url).await.ok()?.bytes().await.ok() }.await;
+            *jwks = fetched.and_then(|b| serde_json::from_slice(&b).ok());
+        }
+        let Some(set) = jwks.as_ref() else { return refuse("the gateway's keys are unavailable") };
+        let Some(jwk) = header.kid.as_deref().and_then(|k| set.find(k)) else { continue };
+        let Ok(key) = jsonwebtoken::DecodingKey::from_jwk(jwk) else { return refuse("unusable key") };
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        v.validate_aud = false;
+        v.set_required_spec_claims(&["exp", "sub", "aud"]);
+        return match jsonwebtoken::decode::<serde_json::Value>(token, &key, &v) {
+            Ok(d) => json(StatusCode::OK, serde_json::json!({ "verified": true, "claims": d.claims })),
+            Err(e) => refuse(&format!("invalid assertion: {e}")),
+        };
+    }
+    refuse("unknown key")
+}
 
 fn reply(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()));
@@ -175,6 +223,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, hyper
     Ok(match (m, segs.as_slice()) {
         (&Method::GET, [""]) => reply(StatusCode::OK, "text/html; charset=utf-8", INDEX),
         (&Method::GET, ["plain"]) => reply(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, ["whoami"]) => whoami(&state, &parts.headers).await,
         (_, ["debug", ..]) => json(
             StatusCode::OK,
             json!({ "method": m.as_str(), "target": target, "headers": headers, "body_bytes": body.len() }),

@@ -61,11 +61,20 @@ pub struct Config {
     pub routes: Vec<Route>,
 }
 
-/// `[oidc]` and `[session]`, validated.
+/// `[oidc]`, `[session]` and `[upstream_identity]`, validated.
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
     pub oidc: OidcSettings,
     pub session: SessionSettings,
+    pub upstream_identity: Option<UpstreamIdentitySettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamIdentitySettings {
+    pub signing_key: Option<Secret>,
+    pub header: http::HeaderName,
+    pub ttl: Duration,
+    pub max_groups: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -207,6 +216,7 @@ pub struct Route {
     pub public: bool,
     pub require_mfa: Option<bool>,
     pub forward_authorization: bool,
+    pub identity_headers: bool,
     pub audit_query: bool,
     pub limits: Limits,
 }
@@ -762,7 +772,37 @@ impl Validator<'_> {
                 touch_interval: Duration::from_secs(s.touch_interval_secs),
             },
         };
-        Ok(Some(AuthSettings { oidc, session }))
+        let u = &raw.upstream_identity;
+        let upstream_identity = if u.enabled {
+            let header = http::HeaderName::from_bytes(u.header.trim().as_bytes())
+                .ok()
+                .filter(|h| h.as_str().starts_with(crate::http::headers::IDENTITY_NAMESPACE))
+                .ok_or_else(|| {
+                    self.err("upstream_identity.header", "must be a header name starting with `x-custos-`")
+                })?;
+            if u.ttl_secs < 2 {
+                return Err(self.err("upstream_identity.ttl_secs", "must be at least 2"));
+            }
+            let signing_key = u
+                .signing_key
+                .as_ref()
+                .map(|k| k.load(self.base))
+                .transpose()
+                .map_err(|m| self.err("upstream_identity.signing_key", m))?;
+            if let Some(k) = &signing_key {
+                crate::identity::assertion::Asserter::new(Some(k), "check", Duration::from_secs(60), 1)
+                    .map_err(|m| self.err("upstream_identity.signing_key", m))?;
+            }
+            Some(UpstreamIdentitySettings {
+                signing_key,
+                header,
+                ttl: Duration::from_secs(u.ttl_secs),
+                max_groups: u.max_groups,
+            })
+        } else {
+            None
+        };
+        Ok(Some(AuthSettings { oidc, session, upstream_identity }))
     }
 
     fn webhook(
@@ -888,6 +928,7 @@ impl Validator<'_> {
             public: r.public,
             require_mfa: r.require_mfa,
             forward_authorization: r.forward_authorization,
+            identity_headers: r.identity_headers,
             audit_query: r.audit_query,
             limits,
         })

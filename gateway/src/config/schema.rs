@@ -24,6 +24,9 @@ pub struct File {
     pub oidc: Option<Oidc>,
     /// `[session]`: where sessions live and how long. Required with `[oidc]`.
     pub session: Option<SessionCfg>,
+    /// `[upstream_identity]`: the signed identity assertion sent to upstreams.
+    #[serde(default)]
+    pub upstream_identity: UpstreamIdentity,
     #[serde(default)]
     pub routes: Vec<Route>,
 }
@@ -140,6 +143,51 @@ fn default_idp_timeout() -> u64 {
 }
 fn default_mfa_amr() -> Vec<String> {
     ["mfa", "mca"].map(String::from).to_vec()
+}
+
+/// `[upstream_identity]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamIdentity {
+    /// Send the assertion (with `[oidc]`). Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// PKCS#8 PEM key, Ed25519 (EdDSA) or P-256 (ES256): `{ file = … }` or `{ env = … }`.
+    /// Default: a key made at start (one instance only: several need the same key).
+    pub signing_key: Option<SecretRef>,
+    /// The request header that carries it; in the `x-custos-` namespace, so a client's
+    /// own is always stripped. Default `x-custos-assertion`.
+    #[serde(default = "default_assertion_header")]
+    pub header: String,
+    /// Seconds an assertion is valid. Default 60.
+    #[serde(default = "default_assertion_ttl")]
+    pub ttl_secs: u64,
+    /// Groups put in an assertion at most (`groups_truncated` says when there were
+    /// more). Default 50.
+    #[serde(default = "default_max_groups")]
+    pub max_groups: usize,
+}
+
+impl Default for UpstreamIdentity {
+    fn default() -> Self {
+        UpstreamIdentity {
+            enabled: true,
+            signing_key: None,
+            header: default_assertion_header(),
+            ttl_secs: default_assertion_ttl(),
+            max_groups: default_max_groups(),
+        }
+    }
+}
+
+fn default_assertion_header() -> String {
+    "x-custos-assertion".into()
+}
+fn default_assertion_ttl() -> u64 {
+    60
+}
+fn default_max_groups() -> usize {
+    50
 }
 
 /// `[session]`
@@ -508,6 +556,10 @@ pub struct Route {
     pub public: bool,
     /// Overrides `oidc.require_mfa` for this route.
     pub require_mfa: Option<bool>,
+    /// Also send the user as plain `x-custos-user` / `x-custos-groups` headers (beside
+    /// the signed assertion). Default false.
+    #[serde(default)]
+    pub identity_headers: bool,
     /// Pass a consumed `Authorization: Bearer` header on to the upstream. Default false.
     #[serde(default)]
     pub forward_authorization: bool,

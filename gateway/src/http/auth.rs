@@ -21,6 +21,7 @@ pub struct Auth {
     pub settings: AuthSettings,
     pub identity: Arc<Identity>,
     pub store: SessionStore,
+    pub asserter: Option<crate::identity::assertion::Asserter>,
 }
 
 impl Auth {
@@ -39,7 +40,24 @@ impl Auth {
         )
         .map_err(|e| format!("`session.redis_url`: {e}"))?;
         let identity = Arc::new(Identity::new(settings.oidc.clone())?);
-        Ok(Auth { settings, identity, store })
+        let asserter = match &settings.upstream_identity {
+            None => None,
+            Some(u) => {
+                if u.signing_key.is_none() {
+                    tracing::warn!("upstream_identity.signing_key is not set: assertions are signed with a key made at start (several gateway instances need one shared key)");
+                }
+                Some(
+                    crate::identity::assertion::Asserter::new(
+                        u.signing_key.as_ref(),
+                        &settings.oidc.origin,
+                        u.ttl,
+                        u.max_groups,
+                    )
+                    .map_err(|e| format!("`upstream_identity.signing_key`: {e}"))?,
+                )
+            }
+        };
+        Ok(Auth { settings, identity, store, asserter })
     }
 
     fn cookie_names(&self) -> [&str; 2] {
@@ -109,6 +127,47 @@ impl Gateway {
             Some(a) => cookies::strip(upstream, &a.cookie_names()),
             None => Ok(()),
         }
+    }
+
+    /// The signed identity (and, per route, plain identity headers) for the upstream.
+    pub(super) fn assert_identity(&self, upstream: &mut pingora::http::RequestHeader, ctx: &RequestCtx) -> Result<()> {
+        let (Some(auth), Some(user), Some(route)) = (self.auth(), ctx.user.as_ref(), ctx.route.as_ref()) else {
+            return Ok(());
+        };
+        if let (Some(a), Some(u)) = (&auth.asserter, &auth.settings.upstream_identity) {
+            // The credential's hash: the session id's, or the bearer token's.
+            let Some(sid) = ctx.session_hash.as_deref().or(ctx.credential_hash.as_deref()) else { return Ok(()) };
+            let who = crate::identity::assertion::Subject {
+                subject: &user.subject,
+                email: user.email.as_deref(),
+                groups: &user.groups,
+                amr: &user.amr,
+                sid,
+            };
+            if let Some(v) = a.assertion(&who, &route.name) {
+                upstream.insert_header(u.header.clone(), v)?;
+            }
+        }
+        if route.identity_headers {
+            upstream.insert_header("x-custos-user", user.subject.as_str())?;
+            let max = auth.settings.upstream_identity.as_ref().map_or(50, |u| u.max_groups);
+            let groups: Vec<&str> = user.groups.iter().take(max).map(String::as_str).collect();
+            upstream.insert_header("x-custos-groups", groups.join(","))?;
+        }
+        Ok(())
+    }
+
+    /// `/.custos/jwks.json`: the keys upstreams verify assertions with.
+    pub(super) async fn jwks_endpoint(&self, session: &mut Session) -> Result<bool> {
+        match self.auth().and_then(|a| a.asserter.as_ref()) {
+            Some(a) => {
+                let extra = vec![("content-type", "application/jwk-set+json".to_string())];
+                respond::write_full(session, 200, bytes::Bytes::copy_from_slice(a.jwks().as_bytes()), false, &extra)
+                    .await?
+            }
+            None => respond::refuse(session, Refusal::NoRoute).await?,
+        }
+        Ok(true)
     }
 
     /// Takes the gateway's cookies out of an upstream response's `Set-Cookie`.
@@ -191,6 +250,7 @@ impl Gateway {
             Ok(c) => {
                 let mfa = auth.settings.oidc.mfa.satisfied(&c.amr, c.acr.as_deref());
                 ctx.bearer = true;
+                ctx.credential_hash = Some(crate::session::sha256_hex(token.as_bytes()));
                 ctx.mfa = Some(mfa);
                 ctx.user = Some(Box::new(UserSession {
                     subject: c.subject.clone(),

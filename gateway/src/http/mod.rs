@@ -76,6 +76,8 @@ pub struct RequestCtx {
     mfa: Option<bool>,
     /// The request was authenticated by its `Authorization: Bearer` token.
     bearer: bool,
+    /// SHA-256 of the bearer token (keys the identity assertion it gets).
+    credential_hash: Option<String>,
     _in_flight: InFlight,
 }
 
@@ -197,6 +199,7 @@ impl Gateway {
             crate::identity::LOGIN_PATH if self.auth.is_some() => return self.login_endpoint(session, ctx).await,
             crate::identity::CALLBACK_PATH if self.auth.is_some() => return self.callback_endpoint(session, ctx).await,
             crate::identity::LOGOUT_PATH if self.auth.is_some() => return self.logout_endpoint(session, ctx).await,
+            "/.custos/jwks.json" => return self.jwks_endpoint(session).await,
             _ => respond::refuse(session, Refusal::NoRoute).await?,
         }
         Ok(true)
@@ -247,6 +250,7 @@ impl ProxyHttp for Gateway {
             session_hash: None,
             mfa: None,
             bearer: false,
+            credential_hash: None,
             _in_flight: InFlight::enter(),
         }
     }
@@ -413,6 +417,7 @@ impl ProxyHttp for Gateway {
         if ctx.bearer && !route.forward_authorization {
             upstream.remove_header(&http::header::AUTHORIZATION);
         }
+        self.assert_identity(upstream, ctx)?;
         if let Some(t) = ctx.trace.as_ref() {
             upstream.insert_header("traceparent", t.traceparent())?;
         }

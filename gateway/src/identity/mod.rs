@@ -5,6 +5,7 @@
 //! `exp`, `iat`, `nbf`, `nonce`), refreshing the keys (bounded) when a token names a key
 //! we do not know. Nothing here runs per proxied request: only at sign-in.
 
+pub mod assertion;
 pub mod bearer;
 pub mod mfa;
 pub mod redirect;
