@@ -38,6 +38,23 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Sessions, through a gateway's admin listener (needs an administrator token).
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+        /// The admin listener's base URL.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        /// A file holding your administrator token (default: $CUSTOS_ADMIN_TOKEN).
+        #[arg(long, global = true)]
+        token_file: Option<PathBuf>,
+    },
+    /// Make an administrator token: prints the token (keep it) and the line for the
+    /// `[admin] tokens` file (which holds only its hash).
+    AdminToken {
+        /// The administrator's name, as audit records will show it.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -74,6 +91,25 @@ enum AuditCommand {
         /// Start from the oldest record instead of new ones only.
         #[arg(long)]
         from_start: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    /// A user's live sessions (their hashes, times, client, sign-in methods).
+    List {
+        /// The user, as `oidc.subject_claim` names them.
+        #[arg(long)]
+        user: String,
+    },
+    /// End sessions at once, on every gateway sharing the Redis.
+    Revoke {
+        /// All sessions of this user.
+        #[arg(long, conflicts_with = "session", required_unless_present = "session")]
+        user: Option<String>,
+        /// One session, by the hash `list` shows.
+        #[arg(long)]
+        session: Option<String>,
     },
 }
 
@@ -130,6 +166,8 @@ fn main() -> ExitCode {
         Command::Audit { command: AuditCommand::Tail { redis, stream, dir, from_start } } => {
             audit_tail(redis.as_deref(), &stream, dir.as_deref(), from_start)
         }
+        Command::AdminToken { name } => admin_token(&name),
+        Command::Session { command, admin, token_file } => session_command(command, &admin, token_file.as_deref()),
         Command::Certs { command: CertsCommand::Dev { out, hosts } } => match custos::certs::dev(&out, &hosts) {
             Ok(()) => {
                 println!("wrote ca.pem, server.pem, server-key.pem, client.pem, client-key.pem to {}", out.display());
@@ -140,6 +178,82 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+fn admin_token(name: &str) -> ExitCode {
+    if name.is_empty() || name.chars().any(char::is_whitespace) {
+        eprintln!("custos: the name must be one word");
+        return ExitCode::from(2);
+    }
+    let Ok(id) = custos::session::SessionId::generate() else {
+        eprintln!("custos: the system random source failed");
+        return ExitCode::from(1);
+    };
+    let token = id.cookie_value();
+    println!("token (give it to {name}; it is shown once): {token}");
+    println!("line for the [admin] tokens file:           {name} {}", custos::session::sha256_hex(token.as_bytes()));
+    ExitCode::SUCCESS
+}
+
+fn session_command(command: SessionCommand, admin: &str, token_file: Option<&std::path::Path>) -> ExitCode {
+    let token = match token_file {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display())),
+        None => std::env::var("CUSTOS_ADMIN_TOKEN")
+            .map_err(|_| "give --token-file FILE or set CUSTOS_ADMIN_TOKEN".to_string()),
+    };
+    let token = match token {
+        Ok(t) => t.trim().to_string(),
+        Err(e) => {
+            eprintln!("custos: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let base = admin.trim_end_matches('/');
+    let (method, url) = match &command {
+        SessionCommand::List { user } => (reqwest::Method::GET, format!("{base}/sessions?user={}", enc(user))),
+        SessionCommand::Revoke { user: Some(u), .. } => {
+            (reqwest::Method::POST, format!("{base}/sessions/revoke?user={}", enc(u)))
+        }
+        SessionCommand::Revoke { session: Some(h), .. } => {
+            (reqwest::Method::POST, format!("{base}/sessions/revoke?session={}", enc(h)))
+        }
+        SessionCommand::Revoke { .. } => {
+            eprintln!("custos: give --user or --session");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("custos: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async {
+        let c = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let r = c.request(method, &url).bearer_auth(&token).send().await.map_err(|e| format!("{admin}: {e}"))?;
+        let status = r.status();
+        let body = r.text().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((status, body))
+    });
+    match result {
+        Ok((status, body)) if status.is_success() => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!("custos: {status}: {}", body.trim());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("custos: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -170,6 +170,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
             Some(auth)
         }
     };
+    let admin_auth = auth.clone();
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         Gateway::new(&cfg, audit.clone(), auth),
@@ -184,7 +185,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
     server.add_service(proxy);
 
     if let Some(addr) = cfg.admin {
-        let mut admin = Service::new("custos-admin".to_string(), HttpServer::new_app(Admin));
+        let app = Admin { auth: admin_auth.clone(), audit: audit.clone(), tokens: cfg.admin_tokens.clone() };
+        let mut admin = Service::new("custos-admin".to_string(), HttpServer::new_app(app));
         admin.add_tcp(&addr.to_string());
         server.add_service(admin);
     }

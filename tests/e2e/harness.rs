@@ -92,13 +92,12 @@ addr = "127.0.0.1:{tls}"
 cert = "{certs}/server.pem"
 key = {{ file = "{certs}/server-key.pem" }}
 
-[admin]
-listen = "127.0.0.1:{admin}"
-
 [log]
 format = "json"
 level = "warn"
 
+[admin]
+listen = "127.0.0.1:{admin}"
 {extra}
 "#,
                 certs = certs.display()

@@ -31,11 +31,24 @@ pub struct Opts<'a> {
     pub client_name: &'a str,
     /// `[[routes]]` instead of the default set.
     pub routes: Option<String>,
+    /// Redis key prefix (gateways that share sessions share it). Default: a fresh one.
+    pub prefix: Option<String>,
+    /// `[admin] tokens` file.
+    pub admin_tokens: Option<&'a Path>,
 }
 
 impl Default for Opts<'_> {
     fn default() -> Self {
-        Opts { idp: idp_url(), redis: redis_url(), oidc: "", session: "", client_name: "custos-test", routes: None }
+        Opts {
+            idp: idp_url(),
+            redis: redis_url(),
+            oidc: "",
+            session: "",
+            client_name: "custos-test",
+            routes: None,
+            prefix: None,
+            admin_tokens: None,
+        }
     }
 }
 
@@ -58,10 +71,12 @@ pub async fn site(o: Opts<'_>) -> Site {
     let secrets = tempfile::tempdir().unwrap();
     let secret_file = secrets.path().join("client-secret");
     std::fs::write(&secret_file, &secret).unwrap();
-    let prefix = format!("custos:test:{}", uuid::Uuid::now_v7().simple());
+    let prefix = o.prefix.clone().unwrap_or_else(|| format!("custos:test:{}", uuid::Uuid::now_v7().simple()));
+    // Lines of the harness's [admin] table come first.
+    let admin = o.admin_tokens.map(|p| format!("tokens = {{ file = \"{}\" }}\n", p.display())).unwrap_or_default();
     let up = demo.addr;
     let config = format!(
-        r#"
+        r#"{admin}
 [oidc]
 issuer = "{idp}"
 client_id = "{id}"
@@ -228,7 +243,7 @@ fn kind(r: &Value, k: &str) -> bool {
     r["kind"] == k
 }
 
-fn sha256(s: &str) -> String {
+pub fn sha256(s: &str) -> String {
     ring::digest::digest(&ring::digest::SHA256, s.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 

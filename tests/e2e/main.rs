@@ -15,6 +15,7 @@ mod lifecycle;
 mod login;
 mod paths;
 mod proxy;
+mod revocation;
 mod sessions;
 mod sinks;
 mod tls;

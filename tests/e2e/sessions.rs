@@ -18,6 +18,8 @@ fn user() -> Session {
         created: 0,
         last_seen: 0,
         client: Some("127.0.0.1".into()),
+        sid: None,
+        idp_sub: None,
     }
 }
 
@@ -43,7 +45,7 @@ async fn sessions_live_by_hash_and_end_on_idle_absolute_and_logout() {
     let absolute = store("absolute", t(60, 2, 0)).await;
 
     // Created under a fresh id; Redis holds the record under the id's hash only.
-    let id = basic.create(user()).await.unwrap();
+    let id = basic.create(user(), None).await.unwrap();
     match basic.load(&id).await.unwrap() {
         Lookup::Active(s) => assert_eq!((s.subject.as_str(), s.amr.len()), ("alice", 2)),
         other => panic!("{other:?}"),
@@ -53,7 +55,12 @@ async fn sessions_live_by_hash_and_end_on_idle_absolute_and_logout() {
     assert!(keys.iter().any(|k| k.ends_with(&id.hash())), "{keys:?}");
     for k in &keys {
         assert!(!k.contains(id.cookie_value()), "the cookie value is a Redis key");
-        let v: String = redis::cmd("GET").arg(k).query(&mut c).unwrap();
+        // Records are strings; the per-user index is a set of hashes.
+        let kind: String = redis::cmd("TYPE").arg(k).query(&mut c).unwrap();
+        let v: String = match kind.as_str() {
+            "set" => redis::cmd("SMEMBERS").arg(k).query::<Vec<String>>(&mut c).unwrap().join(" "),
+            _ => redis::cmd("GET").arg(k).query(&mut c).unwrap(),
+        };
         assert!(!v.contains(id.cookie_value()), "the cookie value is stored");
     }
     // A client-made id is not a session, and a logged-out one stays gone.
@@ -63,9 +70,9 @@ async fn sessions_live_by_hash_and_end_on_idle_absolute_and_logout() {
     assert_eq!(basic.load(&id).await.unwrap(), Lookup::Missing);
 
     let (i, tt, a) = (
-        idle.create(user()).await.unwrap(),
-        touched.create(user()).await.unwrap(),
-        absolute.create(user()).await.unwrap(),
+        idle.create(user(), None).await.unwrap(),
+        touched.create(user(), None).await.unwrap(),
+        absolute.create(user(), None).await.unwrap(),
     );
     // Touched every second, a 2 s idle timeout never fires; untouched, a 1 s one does.
     for _ in 0..3 {

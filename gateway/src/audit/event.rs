@@ -43,6 +43,19 @@ pub enum Kind {
     /// A session ended at its absolute lifetime.
     #[serde(rename = "session.expired")]
     SessionExpired,
+    /// An administrator ended a session (`actor`: the administrator, `target`: the
+    /// user, `session`: the session's hash).
+    #[serde(rename = "admin.session_revoked")]
+    AdminSessionRevoked,
+    /// An administrator listed a user's sessions.
+    #[serde(rename = "admin.sessions_listed")]
+    AdminSessionsListed,
+    /// A request to the admin API without a valid administrator token.
+    #[serde(rename = "admin.denied")]
+    AdminDenied,
+    /// The identity provider ended sessions (OpenID Connect Back-Channel Logout).
+    #[serde(rename = "auth.backchannel_logout")]
+    AuthBackchannelLogout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +160,9 @@ pub struct Event {
     pub phases: Vec<Phase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
+    /// Whom an administrative action was about (a subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl Event {
@@ -180,6 +196,7 @@ impl Event {
             parent_span_id: None,
             phases: Vec::new(),
             checkpoint: None,
+            target: None,
         }
     }
 }

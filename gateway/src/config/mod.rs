@@ -52,6 +52,8 @@ pub struct Config {
     pub listen_http: Option<SocketAddr>,
     pub listen_tls: Option<TlsListener>,
     pub admin: Option<SocketAddr>,
+    /// sha256 hex of an administrator token → the administrator's name.
+    pub admin_tokens: std::collections::HashMap<String, String>,
     pub log: LogSettings,
     pub headers: HeaderSettings,
     pub limits: Limits,
@@ -114,6 +116,7 @@ pub struct SessionSettings {
     /// The short-lived cookie that binds a sign-in to the browser that started it.
     pub login_cookie_name: String,
     pub timeouts: crate::session::Timeouts,
+    pub max_per_user: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -414,6 +417,15 @@ impl Validator<'_> {
         if admin.is_some() && (admin == listen_http || admin == listen_tls.as_ref().map(|t| t.addr)) {
             return Err(self.err("admin.listen", "must differ from the proxy listeners"));
         }
+        let admin_tokens = match raw.admin.as_ref().and_then(|a| a.tokens.as_ref()) {
+            None => Default::default(),
+            Some(r) => {
+                let text = r.load(self.base).map_err(|m| self.err("admin.tokens", m))?;
+                let text =
+                    String::from_utf8(text.expose().to_vec()).map_err(|_| self.err("admin.tokens", "is not UTF-8"))?;
+                crate::http::admin::parse_tokens(&text).map_err(|m| self.err("admin.tokens", m))?
+            }
+        };
 
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
             return Err(self.err("log.level", format!("not a tracing filter: {e}")));
@@ -569,6 +581,7 @@ impl Validator<'_> {
             listen_http,
             listen_tls,
             admin,
+            admin_tokens,
             log,
             headers: HeaderSettings { strip, trusted_proxies },
             limits,
@@ -750,6 +763,9 @@ impl Validator<'_> {
         if s.idle_timeout_secs == 0 {
             return Err(self.err("session.idle_timeout_secs", "must be at least 1"));
         }
+        if s.max_sessions_per_user == Some(0) {
+            return Err(self.err("session.max_sessions_per_user", "must be at least 1 (or left out: no cap)"));
+        }
         if s.absolute_timeout_secs < s.idle_timeout_secs {
             return Err(self.err("session.absolute_timeout_secs", "must be at least `idle_timeout_secs`"));
         }
@@ -766,6 +782,7 @@ impl Validator<'_> {
             key_prefix: s.key_prefix.clone(),
             cookie_name: format!("{prefix}{c}"),
             login_cookie_name: format!("{prefix}{c}_login"),
+            max_per_user: s.max_sessions_per_user,
             timeouts: crate::session::Timeouts {
                 idle: Duration::from_secs(s.idle_timeout_secs),
                 absolute: Duration::from_secs(s.absolute_timeout_secs),

@@ -218,6 +218,9 @@ pub struct SessionCfg {
     /// Seconds a session lives at most, active or not. Default 43200 (12 hours).
     #[serde(default = "default_absolute")]
     pub absolute_timeout_secs: u64,
+    /// Sessions one user may have at once; a new sign-in ends the oldest beyond it.
+    /// Default: no cap.
+    pub max_sessions_per_user: Option<usize>,
     /// Seconds between writes of a session's last-seen time; idle expiry is accurate to
     /// within this. Default 60.
     #[serde(default = "default_touch")]
@@ -450,6 +453,9 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     pub listen: String,
+    /// Administrator tokens for the session API: a file of `NAME SHA256HEX` lines
+    /// (`custos admin-token NAME` makes one). `{ file = … }` or `{ env = … }`.
+    pub tokens: Option<SecretRef>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]

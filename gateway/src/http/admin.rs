@@ -1,33 +1,175 @@
-//! The admin listener: Prometheus metrics at `/metrics`, nothing else. It is a separate
-//! listener so that it can be bound to a private address.
+//! The admin listener: Prometheus metrics at `/metrics`, and, for administrators with a
+//! token of their own, the session API:
+//!
+//! ```text
+//! GET  /sessions?user=SUBJECT                 a user's live sessions (JSON)
+//! POST /sessions/revoke?user=SUBJECT          end all of them
+//! POST /sessions/revoke?session=HASH          end one (the hash `list` shows)
+//! ```
+//!
+//! `Authorization: Bearer <token>`; the tokens file (`[admin] tokens`) holds one
+//! `NAME SHA256-HEX-OF-TOKEN` line per person, so it holds no usable token. Every call is
+//! audited with the administrator's name. It is a separate listener so that it can be
+//! bound to a private address.
 
+use super::auth::Auth;
+use crate::audit::{Actor, Audit, Event, Kind};
+use crate::session::sha256_hex;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::{Encoder, TextEncoder};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-pub struct Admin;
+pub struct Admin {
+    pub auth: Option<Arc<Auth>>,
+    pub audit: Option<Audit>,
+    /// sha256 hex of a token → the administrator's name.
+    pub tokens: HashMap<String, String>,
+}
+
+/// Reads a tokens file: `NAME SHA256HEX` per line, `#` comments.
+pub fn parse_tokens(text: &str) -> Result<HashMap<String, String>, String> {
+    let mut out = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(name), Some(hash), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("line {}: write `NAME SHA256HEX` (make one with `custos admin-token NAME`)", n + 1));
+        };
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("line {}: `{name}`: the second field must be the token's SHA-256 in hex", n + 1));
+        }
+        out.insert(hash.to_ascii_lowercase(), name.to_string());
+    }
+    Ok(out)
+}
+
+fn reply(status: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", ctype)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+fn json_reply(status: u16, v: serde_json::Value) -> Response<Vec<u8>> {
+    let mut body = v.to_string().into_bytes();
+    body.push(b'\n');
+    reply(status, "application/json", body)
+}
+
+impl Admin {
+    fn record(&self, kind: Kind, admin: Option<&str>, client: Option<String>, f: impl FnOnce(&mut Event)) {
+        if let Some(audit) = &self.audit {
+            let mut ev = Event::new(kind);
+            ev.actor = admin.map(|a| Actor { subject: format!("admin:{a}"), groups: Vec::new() });
+            ev.client = client;
+            f(&mut ev);
+            audit.append(ev);
+        }
+    }
+
+    async fn sessions(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
+        let req = session.req_header();
+        let path = req.uri.path().to_string();
+        let method = req.method.clone();
+        let token = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        let admin = token.and_then(|t| self.tokens.get(&sha256_hex(t.as_bytes()))).cloned();
+        let Some(admin) = admin else {
+            self.record(Kind::AdminDenied, None, client, |ev| {
+                ev.path = Some(path);
+                ev.method = Some(method.to_string());
+            });
+            return json_reply(401, json!({ "error": "an administrator token is needed (Authorization: Bearer)" }));
+        };
+        let Some(auth) = &self.auth else {
+            return json_reply(404, json!({ "error": "sign-in is not configured" }));
+        };
+        let params: HashMap<String, String> = req
+            .uri
+            .query()
+            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let unavailable = || json_reply(503, json!({ "error": "the session store is unreachable" }));
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/sessions") => {
+                let Some(user) = params.get("user") else {
+                    return json_reply(400, json!({ "error": "give ?user=SUBJECT" }));
+                };
+                let Ok(list) = auth.store.list_user(user).await else { return unavailable() };
+                self.record(Kind::AdminSessionsListed, Some(&admin), client, |ev| ev.target = Some(user.clone()));
+                let items: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|(h, s)| {
+                        json!({ "session": h, "created": s.created, "last_seen": s.last_seen, "client": s.client,
+                                "amr": s.amr, "acr": s.acr, "mfa": auth.settings.oidc.mfa.satisfied(&s.amr, s.acr.as_deref()) })
+                    })
+                    .collect();
+                json_reply(200, json!({ "user": user, "sessions": items }))
+            }
+            ("POST", "/sessions/revoke") => {
+                let ended = match (params.get("user"), params.get("session")) {
+                    (Some(user), None) => auth.store.end_user(user).await,
+                    (None, Some(hash)) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => auth
+                        .store
+                        .end_by_hash(&hash.to_ascii_lowercase(), None)
+                        .await
+                        .map(|s| s.map(|s| vec![(hash.to_ascii_lowercase(), s)]).unwrap_or_default()),
+                    _ => {
+                        return json_reply(
+                            400,
+                            json!({ "error": "give ?user=SUBJECT or ?session=HASH (64 hex digits)" }),
+                        )
+                    }
+                };
+                let Ok(ended) = ended else { return unavailable() };
+                for (h, s) in &ended {
+                    self.record(Kind::AdminSessionRevoked, Some(&admin), client.clone(), |ev| {
+                        ev.target = Some(s.subject.clone());
+                        ev.session = Some(h.clone());
+                    });
+                }
+                tracing::info!(admin, revoked = ended.len(), "sessions revoked");
+                json_reply(
+                    200,
+                    json!({ "revoked": ended.len(), "sessions": ended.iter().map(|(h, _)| h).collect::<Vec<_>>() }),
+                )
+            }
+            _ => json_reply(404, json!({ "error": "not found" })),
+        }
+    }
+}
 
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let (status, ctype, body) = if session.req_header().uri.path() == "/metrics" {
+        let path = session.req_header().uri.path();
+        if path == "/metrics" {
             let mut buf = Vec::new();
             let encoder = TextEncoder::new();
-            match encoder.encode(&prometheus::gather(), &mut buf) {
-                Ok(()) => (200, encoder.format_type().to_string(), buf),
-                Err(_) => (500, "text/plain".to_string(), b"metrics encoding failed\n".to_vec()),
-            }
-        } else {
-            (404, "text/plain".to_string(), b"not found\n".to_vec())
-        };
-        Response::builder()
-            .status(status)
-            .header("content-type", ctype)
-            .header("content-length", body.len())
-            .header("cache-control", "no-store")
-            .body(body)
-            .unwrap_or_default()
+            return match encoder.encode(&prometheus::gather(), &mut buf) {
+                Ok(()) => reply(200, encoder.format_type(), buf),
+                Err(_) => reply(500, "text/plain", b"metrics encoding failed\n".to_vec()),
+            };
+        }
+        if path.starts_with("/sessions") {
+            return self.sessions(session).await;
+        }
+        reply(404, "text/plain", b"not found\n".to_vec())
     }
 }

@@ -263,6 +263,8 @@ impl Gateway {
                     created: 0,
                     last_seen: 0,
                     client: None,
+                    sid: None,
+                    idp_sub: None,
                 }));
                 if need_mfa && !mfa {
                     return self.refuse(session, ctx, Refusal::StepUpRequired).await;
@@ -486,8 +488,10 @@ impl Gateway {
             created: 0,
             last_seen: 0,
             client: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()),
+            sid: claims.sid,
+            idp_sub: claims.idp_sub,
         };
-        let id = match auth.store.create(record).await {
+        let id = match auth.store.create(record, auth.settings.session.max_per_user).await {
             Ok(id) => id,
             Err(e) => {
                 tracing::warn!(error = %e, "session store unavailable; cannot create the session");

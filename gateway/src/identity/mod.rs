@@ -67,6 +67,9 @@ pub struct Claims {
     pub amr: Vec<String>,
     pub acr: Option<String>,
     pub auth_time: Option<u64>,
+    /// The provider's session id and subject (back-channel logout).
+    pub sid: Option<String>,
+    pub idp_sub: Option<String>,
 }
 
 /// A sign-in started: where to send the browser, and what to keep until it returns.
@@ -412,6 +415,8 @@ impl Identity {
             amr: strings("amr"),
             acr: text("acr"),
             auth_time: v.get("auth_time").and_then(Value::as_u64),
+            sid: text("sid"),
+            idp_sub: text("sub"),
         })
     }
 

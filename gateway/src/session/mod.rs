@@ -74,6 +74,12 @@ pub struct Session {
     pub last_seen: u64,
     #[serde(default)]
     pub client: Option<String>,
+    /// The provider's session id (`sid` claim), for back-channel logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The provider's `sub` (may differ from `subject`), for back-channel logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_sub: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -303,22 +309,153 @@ impl SessionStore {
         format!("{}:l:{}", self.inner.cfg.prefix, sha256_hex(state.as_bytes()))
     }
 
-    /// Stores `session` under a fresh id (never one a client supplied: no fixation).
-    pub async fn create(&self, mut session: Session) -> Result<SessionId, SessionError> {
+    /// Index keys: the sessions of a user (by subject), of a provider session (`sid`),
+    /// of a provider subject.
+    fn user_key(&self, subject: &str) -> String {
+        format!("{}:u:{}", self.inner.cfg.prefix, sha256_hex(subject.as_bytes()))
+    }
+    fn sid_key(&self, sid: &str) -> String {
+        format!("{}:sid:{}", self.inner.cfg.prefix, sha256_hex(sid.as_bytes()))
+    }
+    fn idp_sub_key(&self, sub: &str) -> String {
+        format!("{}:is:{}", self.inner.cfg.prefix, sha256_hex(sub.as_bytes()))
+    }
+
+    /// Stores `session` under a fresh id (never one a client supplied: no fixation), and
+    /// indexes it by user (and by the provider's `sid`/`sub`) for listing and revocation.
+    /// With `max_per_user`, the user's oldest sessions beyond it are ended.
+    pub async fn create(&self, mut session: Session, max_per_user: Option<usize>) -> Result<SessionId, SessionError> {
         let now = now_secs();
         session.created = now;
         session.last_seen = now;
         let ttl = self.timeouts.idle.min(self.timeouts.absolute).as_secs().max(1) + ENDED_GRACE_SECS;
+        let index_ttl = self.timeouts.absolute.as_secs() + ENDED_GRACE_SECS;
         let body = serde_json::to_string(&session).map_err(|_| SessionError::Corrupt)?;
-        loop {
+        let id = loop {
             let id = SessionId::generate()?;
             let set: Option<String> =
                 self.query(redis::cmd("SET").arg(self.key(&id)).arg(&body).arg("NX").arg("EX").arg(ttl)).await?;
             if set.is_some() {
-                return Ok(id);
+                break id;
             }
             // A 256-bit collision: draw again rather than overwrite.
+        };
+        let hash = id.hash();
+        let mut pipe = redis::pipe();
+        let mut indexes = vec![self.user_key(&session.subject)];
+        if let Some(sid) = &session.sid {
+            indexes.push(self.sid_key(sid));
         }
+        if let Some(sub) = &session.idp_sub {
+            indexes.push(self.idp_sub_key(sub));
+        }
+        for k in &indexes {
+            pipe.cmd("SADD").arg(k).arg(&hash).ignore().cmd("EXPIRE").arg(k).arg(index_ttl).ignore();
+        }
+        self.pipeline(&pipe).await?;
+        if let Some(max) = max_per_user {
+            let mut live = self.sessions_of(&indexes[0]).await?;
+            if live.len() > max {
+                live.sort_by_key(|(_, s)| s.created);
+                let excess = live.len() - max;
+                for (h, _) in live.into_iter().take(excess) {
+                    self.end_by_hash(&h, Some(&indexes[0])).await?;
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    async fn pipeline(&self, pipe: &redis::Pipeline) -> Result<(), SessionError> {
+        let mut conn = self.conn().await?;
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    /// The live sessions under an index key (hash, record); members whose record is gone
+    /// are dropped from the index.
+    async fn sessions_of(&self, index: &str) -> Result<Vec<(String, Session)>, SessionError> {
+        let hashes: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(index)).await?;
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = hashes.iter().map(|h| self.key_of_hash(h)).collect();
+        let raws: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(&keys)).await?;
+        let mut out = Vec::new();
+        for (h, raw) in hashes.into_iter().zip(raws) {
+            match raw.and_then(|r| serde_json::from_slice::<Session>(&r).ok()) {
+                Some(s) => out.push((h, s)),
+                None => {
+                    let _: Result<i64, _> = self.query(redis::cmd("SREM").arg(index).arg(&h)).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A user's live sessions: (hash of the id, record).
+    pub async fn list_user(&self, subject: &str) -> Result<Vec<(String, Session)>, SessionError> {
+        let now = now_secs();
+        let mut v = self.sessions_of(&self.user_key(subject)).await?;
+        v.retain(|(_, s)| judge(s, now, &self.timeouts).0.is_none());
+        v.sort_by_key(|(_, s)| s.created);
+        Ok(v)
+    }
+
+    /// Ends the session stored under `hash` (revocation); its record, if it was there.
+    pub async fn end_by_hash(&self, hash: &str, index: Option<&str>) -> Result<Option<Session>, SessionError> {
+        let key = self.key_of_hash(hash);
+        let raw: Option<Vec<u8>> = self.query(redis::cmd("GETDEL").arg(&key)).await?;
+        let s = raw.and_then(|r| serde_json::from_slice::<Session>(&r).ok());
+        let index = index.map(str::to_string).or_else(|| s.as_ref().map(|s| self.user_key(&s.subject)));
+        if let Some(k) = index {
+            let _: Result<i64, _> = self.query(redis::cmd("SREM").arg(k).arg(hash)).await;
+        }
+        Ok(s)
+    }
+
+    /// Ends every session of a user; the hashes ended.
+    pub async fn end_user(&self, subject: &str) -> Result<Vec<(String, Session)>, SessionError> {
+        let index = self.user_key(subject);
+        let mut ended = Vec::new();
+        for (h, _) in self.sessions_of(&index).await? {
+            if let Some(s) = self.end_by_hash(&h, Some(&index)).await? {
+                ended.push((h, s));
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Ends the sessions made from a provider session (`sid`) or of a provider subject
+    /// (back-channel logout).
+    pub async fn end_provider_session(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> Result<Vec<(String, Session)>, SessionError> {
+        let mut ended = Vec::new();
+        let index = match (sid, sub) {
+            (Some(sid), _) => self.sid_key(sid),
+            (None, Some(sub)) => self.idp_sub_key(sub),
+            (None, None) => return Ok(ended),
+        };
+        for (h, s) in self.sessions_of(&index).await? {
+            // With both given, only the sessions of that subject.
+            if sid.is_some() && sub.is_some() && s.idp_sub.as_deref() != sub {
+                continue;
+            }
+            if let Some(s) = self.end_by_hash(&h, None).await? {
+                ended.push((h, s));
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Remembers a `jti` for `ttl`: true the first time only (replay refusal).
+    pub async fn first_use(&self, jti: &str, ttl: Duration) -> Result<bool, SessionError> {
+        let key = format!("{}:jti:{}", self.inner.cfg.prefix, sha256_hex(jti.as_bytes()));
+        let set: Option<String> =
+            self.query(redis::cmd("SET").arg(key).arg(1).arg("NX").arg("EX").arg(ttl.as_secs().max(1))).await?;
+        Ok(set.is_some())
     }
 
     /// Loads and judges a session; refreshes `last_seen` and the TTL when the touch
@@ -437,6 +574,8 @@ mod tests {
             created,
             last_seen,
             client: None,
+            sid: None,
+            idp_sub: None,
         }
     }
 
