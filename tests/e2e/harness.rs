@@ -338,6 +338,9 @@ fn idp_dir() -> PathBuf {
 
 /// A test IdP process on `port`, killed when the thread that started it ends.
 fn spawn_idp(port: u16) -> Child {
+    // Its log, for when a test needs to know what the provider did.
+    let log =
+        std::fs::File::create(std::env::temp_dir().join(format!("custos-e2e-idp-{port}.log"))).expect("IdP log file");
     let child = Command::new("setpriv")
         .args(["--pdeathsig", "KILL", "--", "node", "server.mjs"])
         .env("PORT", port.to_string())
@@ -345,7 +348,7 @@ fn spawn_idp(port: u16) -> Child {
         .current_dir(idp_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("node runs");
     wait_for_port(port, "the test IdP", Duration::from_secs(20));
@@ -403,6 +406,8 @@ pub async fn register_client(idp: &str, redirect: &str, post_logout: &str, name:
             "client_name": name,
             "redirect_uris": [redirect],
             "post_logout_redirect_uris": [post_logout],
+            "backchannel_logout_uri": redirect.replace("/.custos/callback", "/.custos/backchannel-logout"),
+            "backchannel_logout_session_required": true,
             "response_types": ["code"],
             "grant_types": ["authorization_code"],
             "token_endpoint_auth_method": "client_secret_basic",

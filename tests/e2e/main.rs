@@ -6,6 +6,7 @@
 mod harness;
 
 mod audit;
+mod backchannel;
 mod bearer;
 mod compose;
 mod config_errors;

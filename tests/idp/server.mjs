@@ -47,6 +47,7 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     registration: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => API,
@@ -56,6 +57,12 @@ const provider = new Provider(issuer, {
         return { scope: 'api', audience: API, accessTokenTTL: 600, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
       },
     },
+  },
+  // Everything here runs on 127.0.0.1: let the provider's outgoing calls (back-channel
+  // logout) reach loopback addresses, which its SSRF guard refuses by default.
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
   },
   extraTokenClaims(ctx, token) {
     const code = ctx.oidc.entities.AuthorizationCode;
@@ -82,6 +89,9 @@ const provider = new Provider(issuer, {
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   ttl: { Session: 3600, Interaction: 600, Grant: 3600, AccessToken: 600, IdToken: 600, AuthorizationCode: 60 },
 });
+
+provider.on('backchannel.error', (ctx, err, client) => console.error(`back-channel logout to ${client.clientId} failed: ${err.message} ${err.cause ? err.cause.message || err.cause.code : ""}`));
+provider.on('server_error', (ctx, err) => console.error(`server error: ${err.stack}`));
 
 provider.use(async (ctx, next) => {
   await next();

@@ -573,6 +573,99 @@ impl Gateway {
         Ok(true)
     }
 
+    /// `/.custos/backchannel-logout`: the provider ends sessions (OpenID Connect
+    /// Back-Channel Logout). 200 when done, 400 for a token that is not valid.
+    pub(super) async fn backchannel_logout_endpoint(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let Some(auth) = self.auth() else { return self.refuse(session, ctx, Refusal::NoRoute).await };
+        let json = |v: serde_json::Value| bytes::Bytes::from(v.to_string());
+        let ctype = vec![("content-type", "application/json".to_string())];
+        if session.req_header().method != http::Method::POST {
+            respond::write_full(session, 405, json(serde_json::json!({"error": "invalid_request"})), false, &ctype)
+                .await?;
+            return Ok(true);
+        }
+        // The form body, bounded.
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            body.extend_from_slice(&chunk);
+            if body.len() > 16 * 1024 {
+                respond::write_full(session, 413, json(serde_json::json!({"error": "invalid_request"})), true, &ctype)
+                    .await?;
+                return Ok(true);
+            }
+        }
+        let token = url::form_urlencoded::parse(&body).find(|(k, _)| k == "logout_token").map(|(_, v)| v.into_owned());
+        let verified = match token {
+            None => Err("no_token"),
+            Some(t) => auth.identity.verify_logout_token(&t).await,
+        };
+        let t = match verified {
+            Ok(t) => t,
+            Err(reason) => {
+                if let Some(audit) = &self.audit {
+                    let mut ev = self.auth_event(session, ctx, Kind::AuthBackchannelLogout);
+                    ev.decision = Some(Decision::Deny);
+                    ev.reason = Some(reason.into());
+                    audit.append(ev);
+                }
+                tracing::info!(reason, "back-channel logout token refused");
+                let status = if reason == "idp_unavailable" { 503 } else { 400 };
+                respond::write_full(
+                    session,
+                    status,
+                    json(serde_json::json!({"error": "invalid_request"})),
+                    false,
+                    &ctype,
+                )
+                .await?;
+                return Ok(true);
+            }
+        };
+        let ended = match auth.store.first_use(&t.jti, Duration::from_secs(600)).await {
+            Ok(false) => Err("replay"),
+            Ok(true) => auth.store.end_provider_session(t.sid.as_deref(), t.sub.as_deref()).await.map_err(|_| "store"),
+            Err(_) => Err("store"),
+        };
+        match ended {
+            Ok(ended) => {
+                if let Some(audit) = &self.audit {
+                    for (h, s) in &ended {
+                        let mut ev = self.auth_event(session, ctx, Kind::AuthBackchannelLogout);
+                        ev.decision = Some(Decision::Allow);
+                        ev.actor = Some(actor_of(s));
+                        ev.session = Some(h.clone());
+                        audit.append(ev);
+                    }
+                }
+                tracing::info!(ended = ended.len(), "back-channel logout");
+                respond::write_full(session, 200, json(serde_json::json!({"ended": ended.len()})), false, &ctype)
+                    .await?;
+            }
+            Err(reason) => {
+                if let Some(audit) = &self.audit {
+                    let mut ev = self.auth_event(session, ctx, Kind::AuthBackchannelLogout);
+                    ev.decision = Some(Decision::Deny);
+                    ev.reason = Some(reason.into());
+                    audit.append(ev);
+                }
+                let status = if reason == "store" { 503 } else { 400 };
+                respond::write_full(
+                    session,
+                    status,
+                    json(serde_json::json!({"error": "invalid_request"})),
+                    false,
+                    &ctype,
+                )
+                .await?;
+            }
+        }
+        Ok(true)
+    }
+
     /// `/.custos/readyz`: each dependency, and 503 when protected routes cannot be served.
     pub(super) async fn readyz(&self, session: &mut Session) -> Result<bool> {
         let mut body = String::new();

@@ -200,6 +200,9 @@ impl Gateway {
             crate::identity::CALLBACK_PATH if self.auth.is_some() => return self.callback_endpoint(session, ctx).await,
             crate::identity::LOGOUT_PATH if self.auth.is_some() => return self.logout_endpoint(session, ctx).await,
             "/.custos/jwks.json" => return self.jwks_endpoint(session).await,
+            crate::identity::BACKCHANNEL_LOGOUT_PATH if self.auth.is_some() => {
+                return self.backchannel_logout_endpoint(session, ctx).await
+            }
             _ => respond::refuse(session, Refusal::NoRoute).await?,
         }
         Ok(true)

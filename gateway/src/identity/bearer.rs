@@ -239,3 +239,74 @@ fn find<'a>(set: &'a JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<&'a js
         }
     }
 }
+
+/// What a valid back-channel logout token names.
+#[derive(Debug, Clone)]
+pub struct LogoutToken {
+    pub sid: Option<String>,
+    pub sub: Option<String>,
+    pub jti: String,
+}
+
+const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+impl Identity {
+    /// OpenID Connect Back-Channel Logout 1.0, 2.6: a `logout_token` signed by the
+    /// provider, for this client, recent, with the logout event, `sid` and/or `sub`, a
+    /// `jti`, and no `nonce`. (Replay of the `jti` is checked by the caller, in Redis.)
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutToken, &'static str> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed")?;
+        let alg_name = format!("{:?}", header.alg);
+        if alg_name.starts_with("HS") || !self.cfg.id_token_algs.contains(&alg_name) {
+            return Err("algorithm");
+        }
+        if header.typ.as_deref().is_some_and(|t| !matches!(t.to_ascii_lowercase().as_str(), "logout+jwt" | "jwt")) {
+            return Err("typ");
+        }
+        let mut keys = self.bearer_keys(false).await.map_err(|_| "idp_unavailable")?;
+        let mut jwk = find(&keys, header.kid.as_deref(), header.alg);
+        if jwk.is_none() {
+            keys = self.bearer_keys(true).await.map_err(|_| "idp_unavailable")?;
+            jwk = find(&keys, header.kid.as_deref(), header.alg);
+        }
+        let key = jwk.and_then(|j| DecodingKey::from_jwk(j).ok()).ok_or("unknown_key")?;
+        let mut v = Validation::new(header.alg);
+        v.set_issuer(&[self.cfg.issuer.as_str()]);
+        v.set_audience(&[self.cfg.client_id.as_str()]);
+        v.set_required_spec_claims(&["iss", "aud", "iat"]);
+        v.validate_exp = false;
+        v.leeway = 60;
+        let c = jsonwebtoken::decode::<Value>(token, &key, &v)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::InvalidIssuer => "issuer",
+                    K::InvalidAudience => "audience",
+                    K::InvalidSignature => "signature",
+                    _ => "token",
+                }
+            })?
+            .claims;
+        let now = crate::session::now_secs() as i64;
+        let iat = c.get("iat").and_then(Value::as_i64).ok_or("iat")?;
+        if iat > now + 60 || iat < now - 300 {
+            return Err("iat");
+        }
+        if c.get("exp").and_then(Value::as_i64).is_some_and(|exp| exp + 60 < now) {
+            return Err("expired");
+        }
+        if !c.get("events").and_then(|e| e.get(BACKCHANNEL_EVENT)).is_some_and(Value::is_object) {
+            return Err("events");
+        }
+        if c.get("nonce").is_some() {
+            return Err("nonce");
+        }
+        let text = |k: &str| c.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let (sid, sub) = (text("sid"), text("sub"));
+        if sid.is_none() && sub.is_none() {
+            return Err("sid_or_sub");
+        }
+        let jti = text("jti").ok_or("jti")?;
+        Ok(LogoutToken { sid, sub, jti })
+    }
+}

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 pub const CALLBACK_PATH: &str = "/.custos/callback";
 pub const LOGIN_PATH: &str = "/.custos/login";
 pub const LOGOUT_PATH: &str = "/.custos/logout";
+pub const BACKCHANNEL_LOGOUT_PATH: &str = "/.custos/backchannel-logout";
 
 /// Signature algorithms an operator may allow. Never `none`, never HMAC (a client
 /// secret is not a key the provider signs with, and HMAC with a public key is the

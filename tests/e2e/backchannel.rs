@@ -1,0 +1,126 @@
+//! OpenID Connect Back-Channel Logout: the provider ends the user's session there, posts
+//! a signed logout token to the gateway, and the gateway's session ends at once; tokens
+//! that are not valid logout tokens (wrong audience, no event, a nonce, a replayed jti)
+//! are refused and end nothing.
+
+use crate::harness::*;
+use crate::login::{audit_has, browser, nav, sign_in, site, Opts, Site};
+use serde_json::json;
+
+async fn status_with(s: &Site, id: &str) -> u16 {
+    client()
+        .get(format!("{}/", s.origin))
+        .header("cookie", format!("custos_session={id}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn post_logout_token(s: &Site, token: &str) -> u16 {
+    client()
+        .post(format!("{}/.custos/backchannel-logout", s.origin))
+        .form(&[("logout_token", token)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn signed(idp: &str, payload: serde_json::Value) -> String {
+    client()
+        .post(format!("{idp}/test/sign"))
+        .json(&json!({ "header": { "typ": "logout+jwt" }, "payload": payload }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn signing_out_at_the_provider_ends_the_gateway_session() {
+    let s = site(Opts::default()).await;
+    let c = browser();
+    let r = sign_in(&s, &c, "/", "bob", "bob-password", None).await;
+    assert_eq!(r.status(), 302);
+    let id = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|v| {
+            v.to_str().unwrap().strip_prefix("custos_session=").map(|v| v.split(';').next().unwrap().to_string())
+        })
+        .unwrap();
+    assert_eq!(status_with(&s, &id).await, 200);
+
+    // Hostile or malformed logout tokens end nothing.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let event = json!({ "http://schemas.openid.net/event/backchannel-logout": {} });
+    let client_id = {
+        let text = std::fs::read_to_string(s.gw.dir.path().join("custos.toml")).unwrap();
+        text.lines().find_map(|l| l.strip_prefix("client_id = \"")).unwrap().trim_end_matches('"').to_string()
+    };
+    let base = json!({ "iss": s.idp, "aud": client_id, "iat": now, "jti": "j-1", "events": event, "sub": "bob" });
+    let with = |k: &str, v: serde_json::Value| {
+        let mut p = base.clone();
+        if v.is_null() {
+            p.as_object_mut().unwrap().remove(k);
+        } else {
+            p[k] = v;
+        }
+        p
+    };
+    for bad in [
+        with("aud", json!("someone-else")),
+        with("events", serde_json::Value::Null),
+        with("nonce", json!("n")),
+        with("iat", json!(now - 3600)),
+        with("sub", serde_json::Value::Null),
+    ] {
+        let token = signed(&s.idp, bad).await;
+        assert_eq!(post_logout_token(&s, &token).await, 400);
+    }
+    assert_eq!(post_logout_token(&s, "not-a-jwt").await, 400);
+    assert_eq!(status_with(&s, &id).await, 200, "an invalid logout token ended the session");
+
+    // The user signs out at the provider (its own logout page); the provider tells the
+    // gateway over the back channel.
+    let r = nav(&c, &format!("{}/session/end", s.idp)).await;
+    let page = r.text().await.unwrap();
+    let xsrf = page.split("name=\"xsrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let r = c
+        .post(format!("{}/session/end/confirm", s.idp))
+        .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "the provider did not sign the user out");
+    let mut status = 0;
+    for _ in 0..50 {
+        status = status_with(&s, &id).await;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if status != 401 {
+        let recs: Vec<String> = audit_records(&s.gw.audit_dir())
+            .iter()
+            .filter(|r| r["event"]["kind"] == "auth.backchannel_logout")
+            .map(|r| r["event"].to_string())
+            .collect();
+        panic!("the provider's logout did not end the gateway session: {recs:#?}\n{}", s.gw.log());
+    }
+    let ev = audit_has(&s.gw.audit_dir(), |r| r["kind"] == "auth.backchannel_logout" && r["decision"] == "allow").await;
+    assert_eq!(ev["actor"]["subject"], "bob");
+
+    // A replayed logout token is refused.
+    let token = signed(&s.idp, with("jti", json!("j-replay"))).await;
+    assert_eq!(post_logout_token(&s, &token).await, 200);
+    assert_eq!(post_logout_token(&s, &token).await, 400);
+    audit_has(&s.gw.audit_dir(), |r| r["kind"] == "auth.backchannel_logout" && r["reason"] == "replay").await;
+}
