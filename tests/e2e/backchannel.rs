@@ -124,3 +124,41 @@ async fn signing_out_at_the_provider_ends_the_gateway_session() {
     assert_eq!(post_logout_token(&s, &token).await, 400);
     audit_has(&s.gw.audit_dir(), |r| r["kind"] == "auth.backchannel_logout" && r["reason"] == "replay").await;
 }
+
+/// Re-validation: a user disabled at the provider loses access within the interval; a
+/// provider that cannot be reached leaves live sessions alone.
+#[tokio::test]
+async fn a_user_disabled_at_the_provider_loses_access_within_the_interval() {
+    let port = free_port();
+    let idp = format!("http://127.0.0.1:{port}");
+    let server = IdpServer::start(port);
+    let s = site(Opts { idp: &idp, session: "revalidate_secs = 1", ..Default::default() }).await;
+    let cookie = |r: &reqwest::Response| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .find_map(|v| {
+                v.to_str().unwrap().strip_prefix("custos_session=").map(|v| v.split(';').next().unwrap().to_string())
+            })
+            .unwrap()
+    };
+    let bob = cookie(&sign_in(&s, &browser(), "/", "bob", "bob-password", None).await);
+    let alice = cookie(&sign_in(&s, &browser(), "/", "alice", "alice-password", None).await);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(status_with(&s, &bob).await, 200, "re-validation refused a valid session");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(status_with(&s, &bob).await, 200, "the rotated refresh token was not kept");
+
+    let r = client().post(format!("{idp}/test/disable/bob")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(status_with(&s, &bob).await, 401, "a user disabled at the provider kept access");
+    let ev = audit_has(&s.gw.audit_dir(), |r| r["kind"] == "session.revoked_by_idp").await;
+    assert_eq!(ev["actor"]["subject"], "bob");
+
+    // The provider down: alice's session goes on past the interval.
+    drop(server);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(status_with(&s, &alice).await, 200, "an unreachable provider ended a session");
+    assert_eq!(status_with(&s, &alice).await, 200);
+}

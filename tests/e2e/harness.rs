@@ -409,7 +409,7 @@ pub async fn register_client(idp: &str, redirect: &str, post_logout: &str, name:
             "backchannel_logout_uri": redirect.replace("/.custos/callback", "/.custos/backchannel-logout"),
             "backchannel_logout_session_required": true,
             "response_types": ["code"],
-            "grant_types": ["authorization_code"],
+            "grant_types": ["authorization_code", "refresh_token"],
             "token_endpoint_auth_method": "client_secret_basic",
             "application_type": "web"
         }))

@@ -20,6 +20,8 @@ fn user() -> Session {
         client: Some("127.0.0.1".into()),
         sid: None,
         idp_sub: None,
+        refresh_token: None,
+        validated: 0,
     }
 }
 

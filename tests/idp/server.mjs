@@ -20,7 +20,9 @@
 // payload was altered after signing (as an attacker in the middle would), so tests can
 // prove the relying party checks signatures. With CUSTOS_IDP_TEST_SIGNER=1, POST
 // /test/sign {header, payload} returns a JWT signed with the provider's key (tests make
-// tokens the provider would never issue: wrong audience, typ, times).
+// tokens the provider would never issue: wrong audience, typ, times), and POST
+// /test/disable/NAME (/test/enable/NAME) disables an account: it can no longer sign in
+// and its refresh tokens are refused.
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider, { errors } from 'oidc-provider';
@@ -64,6 +66,9 @@ const provider = new Provider(issuer, {
     const { dispatcher, ...rest } = options;
     return globalThis.fetch(url, rest);
   },
+  // Refresh tokens for every client allowed the refresh_token grant (the gateway
+  // re-validates sessions with them), without asking for offline_access.
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   extraTokenClaims(ctx, token) {
     const code = ctx.oidc.entities.AuthorizationCode;
     if (!code || token.kind !== 'AccessToken') return undefined;
@@ -78,7 +83,7 @@ const provider = new Provider(issuer, {
   scopes: ['openid', 'email', 'profile', 'groups', 'offline_access', 'api'],
   async findAccount(ctx, id) {
     const a = accounts[id];
-    if (!a) return undefined;
+    if (!a || a.disabled) return undefined;
     return {
       accountId: id,
       async claims() {
@@ -136,7 +141,7 @@ async function interaction(req, res, uid, action) {
     if (req.method !== 'POST' || action !== 'login') throw new Error('unexpected');
     const { username, password, otp } = await readForm(req);
     const a = accounts[username];
-    if (!a || a.password !== password) return loginPage(res, uid, 'Wrong user or password.', wantMfa);
+    if (!a || a.disabled || a.password !== password) return loginPage(res, uid, 'Wrong user or password.', wantMfa);
     if (otp && otp !== a.otp) return loginPage(res, uid, 'Wrong one-time code.', wantMfa);
     if (wantMfa && a.otp && !otp) return loginPage(res, uid, 'This service needs your one-time code.', wantMfa);
     const login = otp
@@ -171,6 +176,12 @@ function testSign(header, payload) {
 const callback = provider.callback();
 http
   .createServer(async (req, res) => {
+    const toggle = req.url.match(/^\/test\/(disable|enable)\/([a-z]+)$/);
+    if (process.env.CUSTOS_IDP_TEST_SIGNER === '1' && req.method === 'POST' && toggle && accounts[toggle[2]]) {
+      accounts[toggle[2]].disabled = toggle[1] === 'disable';
+      res.writeHead(204);
+      return res.end();
+    }
     if (process.env.CUSTOS_IDP_TEST_SIGNER === '1' && req.method === 'POST' && req.url === '/test/sign') {
       const { header, payload } = JSON.parse((await readForm.raw(req)) || '{}');
       res.writeHead(200, { 'content-type': 'text/plain' });

@@ -53,6 +53,10 @@ pub enum Kind {
     /// A request to the admin API without a valid administrator token.
     #[serde(rename = "admin.denied")]
     AdminDenied,
+    /// The identity provider refused a session when it was re-validated (the user is
+    /// disabled or signed out there); the session was ended.
+    #[serde(rename = "session.revoked_by_idp")]
+    SessionRevokedByIdp,
     /// The identity provider ended sessions (OpenID Connect Back-Channel Logout).
     #[serde(rename = "auth.backchannel_logout")]
     AuthBackchannelLogout,

@@ -117,6 +117,8 @@ pub struct SessionSettings {
     pub login_cookie_name: String,
     pub timeouts: crate::session::Timeouts,
     pub max_per_user: Option<usize>,
+    /// `None`: sessions are not re-validated with the provider.
+    pub revalidate: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -783,6 +785,7 @@ impl Validator<'_> {
             cookie_name: format!("{prefix}{c}"),
             login_cookie_name: format!("{prefix}{c}_login"),
             max_per_user: s.max_sessions_per_user,
+            revalidate: (s.revalidate_secs > 0).then(|| Duration::from_secs(s.revalidate_secs)),
             timeouts: crate::session::Timeouts {
                 idle: Duration::from_secs(s.idle_timeout_secs),
                 absolute: Duration::from_secs(s.absolute_timeout_secs),

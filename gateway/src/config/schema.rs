@@ -218,6 +218,10 @@ pub struct SessionCfg {
     /// Seconds a session lives at most, active or not. Default 43200 (12 hours).
     #[serde(default = "default_absolute")]
     pub absolute_timeout_secs: u64,
+    /// Seconds between checks of a session with the provider (a refresh-token grant;
+    /// refused → the session ends, unreachable → it goes on). 0: never. Default 300.
+    #[serde(default = "default_revalidate")]
+    pub revalidate_secs: u64,
     /// Sessions one user may have at once; a new sign-in ends the oldest beyond it.
     /// Default: no cap.
     pub max_sessions_per_user: Option<usize>,
@@ -227,6 +231,9 @@ pub struct SessionCfg {
     pub touch_interval_secs: u64,
 }
 
+fn default_revalidate() -> u64 {
+    300
+}
 fn default_redis_timeout_ms() -> u64 {
     1000
 }

@@ -216,7 +216,10 @@ impl Gateway {
                     tracing::warn!(error = %e, "session store unavailable; refusing protected request");
                     return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
                 }
-                Ok(Lookup::Active(s)) => {
+                Ok(Lookup::Active(mut s)) => {
+                    if !self.revalidate(session, ctx, &hash, &mut s).await {
+                        return Box::pin(self.challenge(session, ctx, need_mfa, false, Some(Duration::ZERO))).await;
+                    }
                     let mfa = auth.settings.oidc.mfa.satisfied(&s.amr, s.acr.as_deref());
                     ctx.session_hash = Some(hash);
                     ctx.mfa = Some(mfa);
@@ -265,6 +268,8 @@ impl Gateway {
                     client: None,
                     sid: None,
                     idp_sub: None,
+                    refresh_token: None,
+                    validated: 0,
                 }));
                 if need_mfa && !mfa {
                     return self.refuse(session, ctx, Refusal::StepUpRequired).await;
@@ -276,6 +281,53 @@ impl Gateway {
                 self.refuse_as(session, ctx, Refusal::InvalidToken, &format!("bearer_{reason}")).await
             }
             Err(BearerError::IdpUnavailable) => self.refuse(session, ctx, Refusal::IdpUnavailable).await,
+        }
+    }
+
+    /// Every `revalidate_secs`, one gateway asks the provider (refresh-token grant) whether
+    /// the session still stands. False: the provider refused it (the user is disabled or
+    /// signed out there) and the session is ended. The provider being unreachable leaves
+    /// the session alone: fail closed is for Redis, not for an IdP outage.
+    async fn revalidate(&self, session: &Session, ctx: &RequestCtx, hash: &str, s: &mut UserSession) -> bool {
+        let Some(auth) = self.auth() else { return true };
+        let every = auth.settings.session.revalidate;
+        let (Some(every), Some(rt)) = (every, s.refresh_token.clone()) else { return true };
+        let last = if s.validated == 0 { s.created } else { s.validated };
+        if crate::session::now_secs() < last + every.as_secs() {
+            return true;
+        }
+        let lock = format!("rv:{hash}");
+        if !auth.store.lock(&lock, Duration::from_secs(30)).await.unwrap_or(false) {
+            return true; // Another request or gateway is asking right now.
+        }
+        let outcome = auth.identity.revalidate(&rt).await;
+        auth.store.unlock(&lock).await;
+        match outcome {
+            crate::identity::Revalidation::Valid(rotated) => {
+                s.validated = crate::session::now_secs();
+                if let Some(r) = rotated {
+                    s.refresh_token = Some(r);
+                }
+                if let Err(e) = auth.store.save(hash, s).await {
+                    tracing::warn!(error = %e, "could not record a session's re-validation");
+                }
+                true
+            }
+            crate::identity::Revalidation::Unavailable => {
+                tracing::warn!("identity provider unreachable; session kept until it can be re-validated");
+                true
+            }
+            crate::identity::Revalidation::Refused => {
+                let _ = auth.store.end_by_hash(hash, None).await;
+                if let Some(audit) = &self.audit {
+                    let mut ev = self.auth_event(session, ctx, Kind::SessionRevokedByIdp);
+                    ev.actor = Some(actor_of(s));
+                    ev.session = Some(hash.to_string());
+                    audit.append(ev);
+                }
+                tracing::info!("the identity provider refused a session; ended");
+                false
+            }
         }
     }
 
@@ -490,6 +542,8 @@ impl Gateway {
             client: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()),
             sid: claims.sid,
             idp_sub: claims.idp_sub,
+            refresh_token: claims.refresh_token,
+            validated: 0,
         };
         let id = match auth.store.create(record, auth.settings.session.max_per_user).await {
             Ok(id) => id,

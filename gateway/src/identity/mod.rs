@@ -19,7 +19,7 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AuthenticationContextClass, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
-    IssuerUrl, LogoutRequest, Nonce, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
+    IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
     ProviderMetadataWithLogout, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
 };
 use serde_json::Value;
@@ -71,6 +71,19 @@ pub struct Claims {
     /// The provider's session id and subject (back-channel logout).
     pub sid: Option<String>,
     pub idp_sub: Option<String>,
+    /// For re-validating the session later.
+    pub refresh_token: Option<crate::session::RefreshToken>,
+}
+
+/// The outcome of re-validating a session with the provider.
+#[derive(Debug)]
+pub enum Revalidation {
+    /// The provider still accepts it; perhaps with a new (rotated) refresh token.
+    Valid(Option<crate::session::RefreshToken>),
+    /// A definite refusal (`invalid_grant`): the user is disabled or signed out there.
+    Refused,
+    /// The provider could not be asked: the session is left alone.
+    Unavailable,
 }
 
 /// A sign-in started: where to send the browser, and what to keep until it returns.
@@ -299,7 +312,8 @@ impl Identity {
             other => other,
         };
         verified.map_err(|e| LoginError::failed(reason_of(&e), e))?;
-        let claims = self.claims_of(id_token)?;
+        let mut claims = self.claims_of(id_token)?;
+        claims.refresh_token = token.refresh_token().map(|r| crate::session::RefreshToken(r.secret().clone()));
         // Asked to authenticate again: an old authentication (an IdP that ignored
         // `prompt=login`/`max_age`) is not one.
         if let Some(max_age) = pending.reauth {
@@ -418,7 +432,23 @@ impl Identity {
             auth_time: v.get("auth_time").and_then(Value::as_u64),
             sid: text("sid"),
             idp_sub: text("sub"),
+            refresh_token: None,
         })
+    }
+
+    /// Asks the provider whether a session still stands: a refresh-token grant.
+    pub async fn revalidate(&self, rt: &crate::session::RefreshToken) -> Revalidation {
+        let Ok(p) = self.provider().await else { return Revalidation::Unavailable };
+        let Ok(client) = self.client(&p) else { return Revalidation::Unavailable };
+        let token = openidconnect::RefreshToken::new(rt.0.clone());
+        let Ok(req) = client.exchange_refresh_token(&token) else {
+            return Revalidation::Unavailable;
+        };
+        match req.request_async(&self.http).await {
+            Ok(t) => Revalidation::Valid(t.refresh_token().map(|r| crate::session::RefreshToken(r.secret().clone()))),
+            Err(RequestTokenError::ServerResponse(r)) if r.error().as_ref() == "invalid_grant" => Revalidation::Refused,
+            Err(_) => Revalidation::Unavailable,
+        }
     }
 
     /// The provider's logout URL (RP-Initiated Logout), when it offers one and was

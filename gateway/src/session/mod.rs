@@ -80,6 +80,28 @@ pub struct Session {
     /// The provider's `sub` (may differ from `subject`), for back-channel logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp_sub: Option<String>,
+    /// The refresh token the session is re-validated with at the provider (useless
+    /// without the client secret, which Redis never holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<RefreshToken>,
+    /// Unix seconds of the last check with the provider (0: at creation).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validated: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// A refresh token; `Debug` prints nothing of it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RefreshToken(pub String);
+
+impl fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefreshToken(..)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -450,6 +472,29 @@ impl SessionStore {
         Ok(ended)
     }
 
+    /// Rewrites a live session's record (after a check with the provider) without
+    /// changing its lifetime; never brings back one that ended meanwhile.
+    pub async fn save(&self, hash: &str, session: &Session) -> Result<(), SessionError> {
+        let body = serde_json::to_string(session).map_err(|_| SessionError::Corrupt)?;
+        let _: Option<String> =
+            self.query(redis::cmd("SET").arg(self.key_of_hash(hash)).arg(body).arg("XX").arg("KEEPTTL")).await?;
+        Ok(())
+    }
+
+    /// A short lock (one gateway re-validates a session at a time): true when taken.
+    pub async fn lock(&self, what: &str, ttl: Duration) -> Result<bool, SessionError> {
+        let key = format!("{}:lock:{what}", self.inner.cfg.prefix);
+        let set: Option<String> =
+            self.query(redis::cmd("SET").arg(key).arg(1).arg("NX").arg("EX").arg(ttl.as_secs().max(1))).await?;
+        Ok(set.is_some())
+    }
+
+    /// Releases a lock taken with [`SessionStore::lock`].
+    pub async fn unlock(&self, what: &str) {
+        let _: Result<i64, _> =
+            self.query(redis::cmd("DEL").arg(format!("{}:lock:{what}", self.inner.cfg.prefix))).await;
+    }
+
     /// Remembers a `jti` for `ttl`: true the first time only (replay refusal).
     pub async fn first_use(&self, jti: &str, ttl: Duration) -> Result<bool, SessionError> {
         let key = format!("{}:jti:{}", self.inner.cfg.prefix, sha256_hex(jti.as_bytes()));
@@ -576,6 +621,8 @@ mod tests {
             client: None,
             sid: None,
             idp_sub: None,
+            refresh_token: None,
+            validated: 0,
         }
     }
 
