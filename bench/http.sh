@@ -5,7 +5,8 @@
 # with the audit trail on (every request: a decision record fsynced before forwarding,
 # and a completion record), and Custos signed in (audit off; every request carries a
 # session cookie: one Redis GET per request, the session judged, the MFA rule applied,
-# the cookie stripped before the upstream). wrk, 1 thread, 32
+# the cookie stripped before the upstream), and Custos with a bearer token (RFC 9068
+# access token from the test provider, checked once then remembered). wrk, 1 thread, 32
 # connections, 10 s, each target twice, interleaved. wrk runs on CPU 0; the proxy and the
 # upstream (each its own process, one worker each) share CPU 1.
 #
@@ -22,12 +23,12 @@ PROXY_CPUS=${PROXY_CPUS:-1}
 CONNS=${CONNS:-32}
 OUT=$(mktemp -d /tmp/custos-bench.XXXXXX)
 UP=127.0.0.1:19000 NGX=127.0.0.1:19001 CUS=127.0.0.1:19002 BARE=127.0.0.1:19003 AUD=127.0.0.1:19004
-AUTH=127.0.0.1:19005 REDIS_PORT=19006
-TARGETS=(direct nginx pingora custos audit auth)
+AUTH=127.0.0.1:19005 REDIS_PORT=19006 BEARER=127.0.0.1:19007 IDP_PORT=19008
+TARGETS=(direct nginx pingora custos audit auth bearer)
 # ONLY="custos auth" measures a subset (the ratios then print only where both sides ran).
 [ -n "${ONLY:-}" ] && read -ra TARGETS <<<"$ONLY"
 
-for tool in wrk nginx taskset redis-server redis-cli sha256sum; do
+for tool in wrk nginx taskset redis-server redis-cli sha256sum node npm; do
   command -v "$tool" >/dev/null || { echo "bench/http.sh: $tool is missing (apt-get install -y wrk nginx-light util-linux)" >&2; exit 1; }
 done
 cargo build --release --quiet --bin custos --bin demo-ephi
@@ -120,6 +121,20 @@ taskset -c "$PROXY_CPUS" target/release/custos serve --config "$OUT/auth.toml" 2
 for _ in $(seq 50); do curl -fs -H "Cookie: custos_session=$SID" "http://$AUTH/plain" >/dev/null && break; sleep 0.1; done
 curl -fs -H "Cookie: custos_session=$SID" "http://$AUTH/plain" >/dev/null || { echo "bench/http.sh: the signed-in target is not answering" >&2; exit 1; }
 
+# Bearer: the test provider (tests/idp) on CPU 0 signs an RFC 9068 access token with its
+# key; the gateway fetches its keys once and checks the token (then remembered until it
+# expires), applies the MFA rule and sends the identity assertion upstream.
+[ -d tests/idp/node_modules/oidc-provider ] || (cd tests/idp && npm ci --omit=dev --no-audit --no-fund >/dev/null)
+(cd tests/idp && PORT=$IDP_PORT CUSTOS_IDP_TEST_SIGNER=1 taskset -c 0 node server.mjs >"$OUT/idp.log" 2>&1) & pids+=($!)
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$IDP_PORT/.well-known/openid-configuration" >/dev/null && break; sleep 0.1; done
+TOKEN=$(curl -fs -X POST "http://127.0.0.1:$IDP_PORT/test/sign" -H 'content-type: application/json' \
+  -d "{\"header\":{\"typ\":\"at+jwt\"},\"payload\":{\"iss\":\"http://127.0.0.1:$IDP_PORT\",\"aud\":\"urn:custos:api\",\"sub\":\"bench\",\"groups\":[\"clinicians\"],\"amr\":[\"pwd\",\"otp\"],\"iat\":$now,\"exp\":$((now + 3600))}}")
+sed -e "s|$AUTH|$BEARER|" -e "s|issuer = \"http://127.0.0.1:9\"|issuer = \"http://127.0.0.1:$IDP_PORT\"\napi_audience = \"urn:custos:api\"|" \
+  -e "s|audit-auth|audit-bearer|" "$OUT/auth.toml" >"$OUT/bearer.toml"
+taskset -c "$PROXY_CPUS" target/release/custos serve --config "$OUT/bearer.toml" 2>"$OUT/bearer.log" & pids+=($!)
+for _ in $(seq 50); do curl -fs -H "Authorization: Bearer $TOKEN" "http://$BEARER/plain" >/dev/null && break; sleep 0.1; done
+curl -fs -H "Authorization: Bearer $TOKEN" "http://$BEARER/plain" >/dev/null || { echo "bench/http.sh: the bearer target is not answering" >&2; exit 1; }
+
 for addr in $UP $NGX $BARE $CUS $AUD; do
   for _ in $(seq 50); do curl -fs "http://$addr/plain" >/dev/null && break; sleep 0.1; done
   curl -fs "http://$addr/plain" >/dev/null || { echo "bench/http.sh: $addr is not answering" >&2; exit 1; }
@@ -132,8 +147,8 @@ declare -A RPS P50 P99
 printf '%-8s %-3s %12s %10s %10s\n' target run req/s p50_ms p99_ms
 for run in 1 2; do
   for t in "${TARGETS[@]}"; do
-    case $t in direct) a=$UP;; nginx) a=$NGX;; pingora) a=$BARE;; custos) a=$CUS;; audit) a=$AUD;; auth) a=$AUTH;; esac
-    hdr=(); [ "$t" = auth ] && hdr=(-H "Cookie: custos_session=$SID")
+    case $t in direct) a=$UP;; nginx) a=$NGX;; pingora) a=$BARE;; custos) a=$CUS;; audit) a=$AUD;; auth) a=$AUTH;; bearer) a=$BEARER;; esac
+    hdr=(); [ "$t" = auth ] && hdr=(-H "Cookie: custos_session=$SID"); [ "$t" = bearer ] && hdr=(-H "Authorization: Bearer $TOKEN")
     out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"$DUR" --latency "${hdr[@]}" "http://$a/plain")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
@@ -150,10 +165,10 @@ printf '%-8s %12s %10s %10s\n' target mean_req/s p50_ms p99_ms
 for t in "${TARGETS[@]}"; do
   printf '%-8s %12.0f %10s %10s\n' "$t" "$(mean "${RPS[$t]}")" "$(mean "${P50[$t]}")" "$(mean "${P99[$t]}")"
 done
-[ -n "${ONLY:-}" ] && { for t in "${TARGETS[@]}"; do :; done; c=$(mean "${RPS[custos]:-0}") s=$(mean "${RPS[auth]:-0}"); awk -v c="$c" -v s="$s" 'BEGIN { if (c > 0 && s > 0) printf "signed-in/passthrough %.2fx\n", s/c }'; exit 0; }
+[ -n "${ONLY:-}" ] && { c=$(mean "${RPS[custos]:-0}") s=$(mean "${RPS[auth]:-0}") b=$(mean "${RPS[bearer]:-0}"); awk -v c="$c" -v s="$s" -v b="$b" 'BEGIN { if (c > 0 && s > 0) printf "signed-in/passthrough %.2fx\n", s/c; if (c > 0 && b > 0) printf "bearer/passthrough %.2fx\n", b/c }'; exit 0; }
 d=$(mean "${RPS[direct]}") n=$(mean "${RPS[nginx]}") p=$(mean "${RPS[pingora]}") c=$(mean "${RPS[custos]}") a=$(mean "${RPS[audit]}") s=$(mean "${RPS[auth]}")
-c99=$(mean "${P99[custos]}") s99=$(mean "${P99[auth]}")
+c99=$(mean "${P99[custos]}") s99=$(mean "${P99[auth]}") b=$(mean "${RPS[bearer]}") b99=$(mean "${P99[bearer]}")
 echo
-awk -v d="$d" -v n="$n" -v p="$p" -v c="$c" -v a="$a" -v s="$s" -v c99="$c99" -v s99="$s99" 'BEGIN { printf "ratios: custos/nginx %.2fx   custos/pingora %.2fx   pingora/nginx %.2fx   nginx/direct %.2fx\n        audit-on/audit-off %.2fx   audit-on/nginx %.2fx\n        signed-in/passthrough %.2fx (p99 %+.3f ms)   signed-in/nginx %.2fx\n", c/n, c/p, p/n, n/d, a/c, a/n, s/c, s99-c99, s/n }'
+awk -v d="$d" -v n="$n" -v p="$p" -v c="$c" -v a="$a" -v s="$s" -v c99="$c99" -v s99="$s99" -v b="$b" -v b99="$b99" 'BEGIN { printf "ratios: custos/nginx %.2fx   custos/pingora %.2fx   pingora/nginx %.2fx   nginx/direct %.2fx\n        audit-on/audit-off %.2fx   audit-on/nginx %.2fx\n        signed-in/passthrough %.2fx (p99 %+.3f ms)   signed-in/nginx %.2fx\n        bearer/passthrough %.2fx (p99 %+.3f ms)\n", c/n, c/p, p/n, n/d, a/c, a/n, s/c, s99-c99, s/n, b/c, b99-c99 }'
 target/release/custos audit verify "$OUT/audit" | head -1
 echo "logs in $OUT"

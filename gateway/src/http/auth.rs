@@ -223,7 +223,7 @@ impl Gateway {
                     let mfa = auth.settings.oidc.mfa.satisfied(&s.amr, s.acr.as_deref());
                     ctx.session_hash = Some(hash);
                     ctx.mfa = Some(mfa);
-                    ctx.user = Some(s);
+                    ctx.user = Some(Arc::from(s));
                     if need_mfa && !mfa {
                         let max_age = auth.settings.oidc.mfa.step_up_max_age.unwrap_or(Duration::ZERO);
                         return Box::pin(self.challenge(session, ctx, need_mfa, true, Some(max_age))).await;
@@ -253,24 +253,9 @@ impl Gateway {
             Ok(c) => {
                 let mfa = auth.settings.oidc.mfa.satisfied(&c.amr, c.acr.as_deref());
                 ctx.bearer = true;
-                ctx.credential_hash = Some(crate::session::sha256_hex(token.as_bytes()));
+                ctx.credential_hash = Some(c.token_hash.clone());
                 ctx.mfa = Some(mfa);
-                ctx.user = Some(Box::new(UserSession {
-                    subject: c.subject.clone(),
-                    email: c.email.clone(),
-                    name: None,
-                    groups: c.groups.clone(),
-                    amr: c.amr.clone(),
-                    acr: c.acr.clone(),
-                    auth_time: c.auth_time,
-                    created: 0,
-                    last_seen: 0,
-                    client: None,
-                    sid: None,
-                    idp_sub: None,
-                    refresh_token: None,
-                    validated: 0,
-                }));
+                ctx.user = Some(c.session.clone());
                 if need_mfa && !mfa {
                     return self.refuse(session, ctx, Refusal::StepUpRequired).await;
                 }

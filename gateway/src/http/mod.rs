@@ -69,7 +69,7 @@ pub struct RequestCtx {
     upstream_phase: Option<(std::time::Duration, Option<std::time::Duration>)>,
     body_bytes: u64,
     /// The signed-in user, once the session is checked.
-    user: Option<Box<crate::session::Session>>,
+    user: Option<Arc<crate::session::Session>>,
     /// SHA-256 of the session id (for audit records).
     session_hash: Option<String>,
     /// Whether the session's sign-in satisfies the MFA rule.

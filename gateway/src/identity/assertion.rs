@@ -41,8 +41,9 @@ pub struct Asserter {
     rng: SystemRandom,
 }
 
-/// (sid, subject, route) → (assertion, unix seconds after which a new one is made).
-type Made = HashMap<(String, String, String), (http::HeaderValue, u64)>;
+/// sid → [(subject, route, assertion, unix seconds after which a new one is made)]:
+/// looked up by `&str`, without allocating.
+type Made = HashMap<String, Vec<(String, String, http::HeaderValue, u64)>>;
 
 thread_local! {
     static MADE: RefCell<Made> = RefCell::new(HashMap::new());
@@ -105,8 +106,14 @@ impl Asserter {
     /// The assertion for `who` calling `route`, made or reused.
     pub fn assertion(&self, who: &Subject<'_>, route: &str) -> Option<http::HeaderValue> {
         let now = crate::session::now_secs();
-        let key = (who.sid.to_string(), who.subject.to_string(), route.to_string());
-        if let Some(v) = MADE.with(|m| m.borrow().get(&key).filter(|(_, renew)| *renew > now).map(|(v, _)| v.clone())) {
+        let found = MADE.with(|m| {
+            m.borrow().get(who.sid).and_then(|v| {
+                v.iter()
+                    .find(|(sub, r, _, renew)| sub == who.subject && r == route && *renew > now)
+                    .map(|(_, _, v, _)| v.clone())
+            })
+        });
+        if let Some(v) = found {
             return Some(v);
         }
         let jwt = self.sign(who, route, now)?;
@@ -114,12 +121,14 @@ impl Asserter {
         MADE.with(|m| {
             let mut m = m.borrow_mut();
             if m.len() >= CACHE_MAX {
-                m.retain(|_, (_, renew)| *renew > now);
+                m.retain(|_, v| v.iter().any(|e| e.3 > now));
                 if m.len() >= CACHE_MAX {
                     m.clear();
                 }
             }
-            m.insert(key, (value.clone(), now + self.ttl.as_secs() / 2));
+            let list = m.entry(who.sid.to_string()).or_default();
+            list.retain(|(sub, r, _, renew)| *renew > now && !(sub == who.subject && r == route));
+            list.push((who.subject.to_string(), route.to_string(), value.clone(), now + self.ttl.as_secs() / 2));
         });
         Some(value)
     }

@@ -26,6 +26,10 @@ pub struct BearerClaims {
     pub auth_time: Option<u64>,
     /// Unix seconds.
     pub exp: u64,
+    /// The same, as the request's user (made once per token).
+    pub session: Arc<crate::session::Session>,
+    /// SHA-256 (hex) of the token: what the identity assertion is remembered under.
+    pub token_hash: String,
 }
 
 /// Why a bearer token was not accepted.
@@ -42,6 +46,16 @@ const CACHE_MAX: usize = 10_000;
 thread_local! {
     /// sha256(token) → claims, per worker thread.
     static VERIFIED: RefCell<HashMap<[u8; 32], Arc<BearerClaims>>> = RefCell::new(HashMap::new());
+}
+
+fn hex_of(b: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for &x in b {
+        s.push(HEX[(x >> 4) as usize] as char);
+        s.push(HEX[(x & 15) as usize] as char);
+    }
+    s
 }
 
 fn alg_of(name: &str) -> Option<Algorithm> {
@@ -142,14 +156,36 @@ impl Identity {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => return Err(BearerError::Invalid("subject_claim")),
         };
+        let email = c.get("email").and_then(Value::as_str).map(str::to_string);
+        let (groups, amr) = (strings(&self.cfg.groups_claim), strings("amr"));
+        let acr = c.get("acr").and_then(Value::as_str).map(str::to_string);
+        let auth_time = c.get("auth_time").and_then(Value::as_u64);
+        let session = Arc::new(crate::session::Session {
+            subject: subject.clone(),
+            email: email.clone(),
+            name: None,
+            groups: groups.clone(),
+            amr: amr.clone(),
+            acr: acr.clone(),
+            auth_time,
+            created: 0,
+            last_seen: 0,
+            client: None,
+            sid: None,
+            idp_sub: None,
+            refresh_token: None,
+            validated: 0,
+        });
         let claims = Arc::new(BearerClaims {
             subject,
-            email: c.get("email").and_then(Value::as_str).map(str::to_string),
-            groups: strings(&self.cfg.groups_claim),
-            amr: strings("amr"),
-            acr: c.get("acr").and_then(Value::as_str).map(str::to_string),
-            auth_time: c.get("auth_time").and_then(Value::as_u64),
+            email,
+            groups,
+            amr,
+            acr,
+            auth_time,
             exp: c.get("exp").and_then(Value::as_u64).unwrap_or(now),
+            session,
+            token_hash: hex_of(&key),
         });
         VERIFIED.with(|v| {
             let mut v = v.borrow_mut();
