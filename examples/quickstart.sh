@@ -54,7 +54,9 @@ CUSTOS_IDP_CLIENTS=$(cat <<JSON
 [{"client_id":"custos-quickstart","client_secret":"$secret",
   "redirect_uris":["http://127.0.0.1:8080/.custos/callback"],
   "post_logout_redirect_uris":["http://127.0.0.1:8080/welcome"],
-  "response_types":["code"],"grant_types":["authorization_code"]}]
+  "backchannel_logout_uri":"http://127.0.0.1:8080/.custos/backchannel-logout",
+  "backchannel_logout_session_required":true,
+  "response_types":["code"],"grant_types":["authorization_code","refresh_token"]}]
 JSON
 ) PORT=4400 node tests/idp/server.mjs >"$run/idp.log" 2>&1 &
 pids+=($!)
