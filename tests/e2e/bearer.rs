@@ -104,6 +104,22 @@ async fn bearer_tokens_are_checked_like_sessions_and_hostile_ones_refused() {
     assert!(s.demo.seen().iter().all(|x| x.header("authorization").is_none()));
 }
 
+/// The subject comes from `oidc.subject_claim` only, and an e-mail address names a user
+/// only when the provider vouches for it: an access token with an unverified `email`
+/// is refused, never taken as its `sub` instead.
+#[tokio::test]
+async fn an_unverified_email_never_names_a_bearer() {
+    let s =
+        site(Opts { oidc: "api_audience = \"urn:custos:api\"\nsubject_claim = \"email\"", ..Default::default() }).await;
+    let at = tokens(&s.idp, "bob", "bob-password", "").await["access_token"].as_str().unwrap().to_string();
+    assert!(
+        crate::idp::payload(&at)["email_verified"].is_null(),
+        "the test IdP now vouches for email in access tokens"
+    );
+    assert_eq!(get(&s, "/", &at).await.status(), 401);
+    audit_has(&s.gw.audit_dir(), |r| r["reason"] == "bearer_subject_claim").await;
+}
+
 #[tokio::test]
 async fn a_route_may_pass_the_token_on_and_a_rotated_key_is_picked_up() {
     let port = free_port();

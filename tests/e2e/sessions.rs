@@ -20,7 +20,6 @@ fn user() -> Session {
         client: Some("127.0.0.1".into()),
         sid: None,
         idp_sub: None,
-        refresh_token: None,
         validated: 0,
     }
 }
@@ -47,7 +46,7 @@ async fn sessions_live_by_hash_and_end_on_idle_absolute_and_logout() {
     let absolute = store("absolute", t(60, 2, 0)).await;
 
     // Created under a fresh id; Redis holds the record under the id's hash only.
-    let id = basic.create(user(), None).await.unwrap();
+    let id = basic.create(user(), None, None).await.unwrap();
     match basic.load(&id).await.unwrap() {
         Lookup::Active(s) => assert_eq!((s.subject.as_str(), s.amr.len()), ("alice", 2)),
         other => panic!("{other:?}"),
@@ -72,9 +71,9 @@ async fn sessions_live_by_hash_and_end_on_idle_absolute_and_logout() {
     assert_eq!(basic.load(&id).await.unwrap(), Lookup::Missing);
 
     let (i, tt, a) = (
-        idle.create(user(), None).await.unwrap(),
-        touched.create(user(), None).await.unwrap(),
-        absolute.create(user(), None).await.unwrap(),
+        idle.create(user(), None, None).await.unwrap(),
+        touched.create(user(), None, None).await.unwrap(),
+        absolute.create(user(), None, None).await.unwrap(),
     );
     // Touched every second, a 2 s idle timeout never fires; untouched, a 1 s one does.
     for _ in 0..3 {

@@ -87,8 +87,9 @@ impl Admin {
             .headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
+            .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
         let admin = token.and_then(|t| self.tokens.get(&sha256_hex(t.as_bytes()))).cloned();
         let Some(admin) = admin else {
             self.record(Kind::AdminDenied, None, client, |ev| {

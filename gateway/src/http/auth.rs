@@ -99,6 +99,20 @@ fn is_origin(authority: &str, origin: &str) -> bool {
     split(authority) == split(host)
 }
 
+/// A name as a header value: percent-encoded except RFC 3986 unreserved characters and
+/// `@`, so any name fits in a header and a comma inside a group name cannot split it.
+fn header_safe(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The token of an `Authorization: Bearer` header (scheme case-insensitive).
 fn bearer_token(session: &Session) -> Option<String> {
     let v = session.req_header().headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
@@ -149,10 +163,15 @@ impl Gateway {
             }
         }
         if route.identity_headers {
-            upstream.insert_header("x-custos-user", user.subject.as_str())?;
+            // Percent-encoded (RFC 3986 unreserved kept): any name fits in a header, and a
+            // comma inside a group name cannot split it in two.
+            upstream.insert_header("x-custos-user", header_safe(&user.subject))?;
             let max = auth.settings.upstream_identity.as_ref().map_or(50, |u| u.max_groups);
-            let groups: Vec<&str> = user.groups.iter().take(max).map(String::as_str).collect();
+            let groups: Vec<String> = user.groups.iter().take(max).map(|g| header_safe(g)).collect();
             upstream.insert_header("x-custos-groups", groups.join(","))?;
+            if user.groups.len() > max {
+                upstream.insert_header("x-custos-groups-truncated", "true")?;
+            }
         }
         Ok(())
     }
@@ -275,45 +294,72 @@ impl Gateway {
     /// the session alone: fail closed is for Redis, not for an IdP outage.
     async fn revalidate(&self, session: &Session, ctx: &RequestCtx, hash: &str, s: &mut UserSession) -> bool {
         let Some(auth) = self.auth() else { return true };
-        let every = auth.settings.session.revalidate;
-        let (Some(every), Some(rt)) = (every, s.refresh_token.clone()) else { return true };
+        let Some(every) = auth.settings.session.revalidate else { return true };
+        let now = crate::session::now_secs();
         let last = if s.validated == 0 { s.created } else { s.validated };
-        if crate::session::now_secs() < last + every.as_secs() {
+        if now < last + every.as_secs() {
             return true;
         }
         let lock = format!("rv:{hash}");
-        if !auth.store.lock(&lock, Duration::from_secs(30)).await.unwrap_or(false) {
+        let timeout = auth.settings.oidc.timeout.as_secs() + 5;
+        if !auth.store.lock(&lock, Duration::from_secs(timeout)).await.unwrap_or(false) {
             return true; // Another request or gateway is asking right now.
         }
-        let outcome = auth.identity.revalidate(&rt).await;
-        auth.store.unlock(&lock).await;
-        match outcome {
+        // Read again under the lock: another gateway may have just done it.
+        let state = match auth.store.revalidation(hash).await {
+            Ok(state) => state,
+            Err(_) => {
+                auth.store.unlock(&lock).await;
+                return true; // Redis trouble is judged on the next load.
+            }
+        };
+        let Some(mut state) = state.filter(|st| st.validated + every.as_secs() <= now) else {
+            // Done by someone else (or nothing to check with): next due from there.
+            s.validated = now;
+            let _ = auth.store.save(hash, s).await;
+            auth.store.unlock(&lock).await;
+            return true;
+        };
+        let outcome = auth.identity.revalidate(&state.refresh_token).await;
+        let keep = match outcome {
             crate::identity::Revalidation::Valid(rotated) => {
-                s.validated = crate::session::now_secs();
+                state.validated = now;
                 if let Some(r) = rotated {
-                    s.refresh_token = Some(r);
+                    state.refresh_token = r;
                 }
-                if let Err(e) = auth.store.save(hash, s).await {
+                if let Err(e) = auth.store.set_revalidation(hash, &state).await {
                     tracing::warn!(error = %e, "could not record a session's re-validation");
                 }
+                s.validated = now;
                 true
             }
-            crate::identity::Revalidation::Unavailable => {
-                tracing::warn!("identity provider unreachable; session kept until it can be re-validated");
-                true
-            }
-            crate::identity::Revalidation::Refused => {
-                let _ = auth.store.end_by_hash(hash, None).await;
-                if let Some(audit) = &self.audit {
-                    let mut ev = self.auth_event(session, ctx, Kind::SessionRevokedByIdp);
-                    ev.actor = Some(actor_of(s));
-                    ev.session = Some(hash.to_string());
-                    audit.append(ev);
+            crate::identity::Revalidation::Unavailable | crate::identity::Revalidation::Misconfigured(_) => {
+                if let crate::identity::Revalidation::Misconfigured(e) = &outcome {
+                    tracing::error!(error = %e, "the identity provider refused this client's refresh-token grant: check oidc.client_id/client_secret and the client's grants");
+                } else {
+                    tracing::warn!("identity provider unreachable; session kept until it can be re-validated");
                 }
-                tracing::info!("the identity provider refused a session; ended");
-                false
+                // Try again in at most 30 s, not on every request.
+                s.validated = now.saturating_sub(every.as_secs()) + every.as_secs().min(30);
+                true
             }
+            crate::identity::Revalidation::Refused => false,
+        };
+        if keep {
+            let _ = auth.store.save(hash, s).await;
+            auth.store.unlock(&lock).await;
+            return true;
         }
+        let _ = auth.store.end_by_hash(hash, None).await;
+        auth.store.unlock(&lock).await;
+        if let Some(audit) = &self.audit {
+            let mut ev = self.auth_event(session, ctx, Kind::SessionRevokedByIdp);
+            ev.actor = Some(actor_of(s));
+            ev.session = Some(hash.to_string());
+            audit.append(ev);
+        }
+        tracing::info!("the identity provider refused a session; ended");
+        false
     }
 
     /// Records the end of a session found timed out (it is already deleted).
@@ -514,6 +560,7 @@ impl Gateway {
         if pending.require_mfa && !mfa {
             return self.login_failed(session, ctx, "mfa", Some(actor), Refusal::MfaNotSatisfied).await;
         }
+        let claims_rt = claims.refresh_token.clone();
         let record = UserSession {
             subject: claims.subject,
             email: claims.email,
@@ -527,10 +574,9 @@ impl Gateway {
             client: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()),
             sid: claims.sid,
             idp_sub: claims.idp_sub,
-            refresh_token: claims.refresh_token,
             validated: 0,
         };
-        let id = match auth.store.create(record, auth.settings.session.max_per_user).await {
+        let id = match auth.store.create(record, auth.settings.session.max_per_user, claims_rt).await {
             Ok(id) => id,
             Err(e) => {
                 tracing::warn!(error = %e, "session store unavailable; cannot create the session");
@@ -666,7 +712,14 @@ impl Gateway {
         };
         let ended = match auth.store.first_use(&t.jti, Duration::from_secs(600)).await {
             Ok(false) => Err("replay"),
-            Ok(true) => auth.store.end_provider_session(t.sid.as_deref(), t.sub.as_deref()).await.map_err(|_| "store"),
+            Ok(true) => match auth.store.end_provider_session(t.sid.as_deref(), t.sub.as_deref()).await {
+                Ok(ended) => Ok(ended),
+                Err(_) => {
+                    // Not done: the provider retries with the same jti, which must work.
+                    auth.store.forget_use(&t.jti).await;
+                    Err("store")
+                }
+            },
             Err(_) => Err("store"),
         };
         match ended {
@@ -729,5 +782,16 @@ impl Gateway {
         body.insert_str(0, if ready { "ready\n" } else { "not ready\n" });
         respond::write_full(session, if ready { 200 } else { 503 }, bytes::Bytes::from(body), false, &[]).await?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn identity_header_values_cannot_be_split_or_break() {
+        assert_eq!(super::header_safe("alice@example.test"), "alice@example.test");
+        assert_eq!(super::header_safe("x,admins"), "x%2Cadmins");
+        assert_eq!(super::header_safe("Ärzte"), "%C3%84rzte");
+        assert!(http::HeaderValue::from_str(&super::header_safe("a\r\nb: c")).is_ok());
     }
 }

@@ -84,7 +84,8 @@ impl Identity {
         key.copy_from_slice(digest.as_ref());
         let now = crate::session::now_secs();
         if let Some(c) = VERIFIED.with(|v| v.borrow().get(&key).cloned()) {
-            if c.exp > now {
+            // The same 60 s of clock leeway as the first check.
+            if c.exp + 60 > now {
                 return Ok(c);
             }
             VERIFIED.with(|v| v.borrow_mut().remove(&key));
@@ -152,10 +153,7 @@ impl Identity {
             Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
             _ => Vec::new(),
         };
-        let subject = match c.get(&self.cfg.subject_claim).or_else(|| c.get("sub")) {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            _ => return Err(BearerError::Invalid("subject_claim")),
-        };
+        let subject = self.subject_of(&c).map_err(|_| BearerError::Invalid("subject_claim"))?;
         let email = c.get("email").and_then(Value::as_str).map(str::to_string);
         let (groups, amr) = (strings(&self.cfg.groups_claim), strings("amr"));
         let acr = c.get("acr").and_then(Value::as_str).map(str::to_string);
@@ -173,7 +171,6 @@ impl Identity {
             client: None,
             sid: None,
             idp_sub: None,
-            refresh_token: None,
             validated: 0,
         });
         let claims = Arc::new(BearerClaims {
@@ -204,19 +201,16 @@ impl Identity {
     /// at most every `jwks_min_refresh`.
     async fn bearer_keys(&self, refresh: bool) -> Result<Arc<JwkSet>, BearerError> {
         let cached = self.bearer_jwks.read().ok().and_then(|k| k.clone());
-        if let Some(k) = &cached {
-            if !refresh {
-                return Ok(k.clone());
-            }
-            let recent = self
-                .bearer_jwks_fetched
-                .lock()
-                .ok()
-                .and_then(|t| *t)
-                .is_some_and(|t| t.elapsed() < self.cfg.jwks_min_refresh);
-            if recent {
-                return Ok(k.clone());
-            }
+        let last = self.bearer_jwks_fetched.lock().ok().and_then(|t| *t);
+        let age = last.map(|t| t.elapsed());
+        // Kept for KEYS_LIFETIME, so a key the provider withdraws stops working; fetched
+        // again for an unknown kid at most every jwks_min_refresh; after a failed fetch
+        // with nothing cached, not again for a moment (no fetch per hostile request).
+        match (&cached, age) {
+            (Some(k), Some(a)) if !refresh && a < KEYS_LIFETIME => return Ok(k.clone()),
+            (Some(k), Some(a)) if refresh && a < self.cfg.jwks_min_refresh => return Ok(k.clone()),
+            (None, Some(a)) if a < std::time::Duration::from_secs(2) => return Err(BearerError::IdpUnavailable),
+            _ => {}
         }
         if let Ok(mut t) = self.bearer_jwks_fetched.lock() {
             *t = Some(Instant::now());
@@ -243,6 +237,9 @@ impl Identity {
         }
     }
 }
+
+/// How long the provider's keys are used before they are fetched again.
+const KEYS_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn find<'a>(set: &'a JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<&'a jsonwebtoken::jwk::Jwk> {
     use jsonwebtoken::jwk::AlgorithmParameters as P;

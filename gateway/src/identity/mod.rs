@@ -84,6 +84,9 @@ pub enum Revalidation {
     Refused,
     /// The provider could not be asked: the session is left alone.
     Unavailable,
+    /// The provider refused the client itself (`invalid_client`, …): a configuration
+    /// problem, not the user's; the session is left alone and the error logged.
+    Misconfigured(String),
 }
 
 /// A sign-in started: where to send the browser, and what to keep until it returns.
@@ -403,20 +406,7 @@ impl Identity {
             }
         }
         let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-        // An e-mail address names a user only when the provider vouches for it.
-        if self.cfg.subject_claim == "email" && v.get("email_verified") != Some(&Value::Bool(true)) {
-            return Err(LoginError::failed("subject_claim", "the ID token's email is not verified (email_verified)"));
-        }
-        let subject = match v.get(&self.cfg.subject_claim) {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => {
-                return Err(LoginError::failed(
-                    "subject_claim",
-                    format!("the ID token has no `{}` claim (oidc.subject_claim)", self.cfg.subject_claim),
-                ))
-            }
-        };
+        let subject = self.subject_of(&v).map_err(|m| LoginError::failed("subject_claim", m))?;
         let strings = |k: &str| match v.get(k) {
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
             Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
@@ -446,8 +436,25 @@ impl Identity {
         };
         match req.request_async(&self.http).await {
             Ok(t) => Revalidation::Valid(t.refresh_token().map(|r| crate::session::RefreshToken(r.secret().clone()))),
-            Err(RequestTokenError::ServerResponse(r)) if r.error().as_ref() == "invalid_grant" => Revalidation::Refused,
+            Err(RequestTokenError::ServerResponse(r)) => match r.error().as_ref() {
+                "invalid_grant" => Revalidation::Refused,
+                other => Revalidation::Misconfigured(other.to_string()),
+            },
             Err(_) => Revalidation::Unavailable,
+        }
+    }
+
+    /// The user's name from verified claims (ID token or access token alike):
+    /// `oidc.subject_claim`, never another claim in its place; an e-mail address only
+    /// when the provider vouches for it (`email_verified`).
+    pub(crate) fn subject_of(&self, v: &Value) -> Result<String, String> {
+        if self.cfg.subject_claim == "email" && v.get("email_verified") != Some(&Value::Bool(true)) {
+            return Err("the token's email is not verified (email_verified)".into());
+        }
+        match v.get(&self.cfg.subject_claim) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            _ => Err(format!("the token has no `{}` claim (oidc.subject_claim)", self.cfg.subject_claim)),
         }
     }
 

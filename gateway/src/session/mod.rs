@@ -80,12 +80,19 @@ pub struct Session {
     /// The provider's `sub` (may differ from `subject`), for back-channel logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp_sub: Option<String>,
-    /// The refresh token the session is re-validated with at the provider (useless
-    /// without the client secret, which Redis never holds).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<RefreshToken>,
-    /// Unix seconds of the last check with the provider (0: at creation).
+    /// When the session is next due for a check with the provider: unix seconds of the
+    /// last check or attempt (0: at creation). A hint only: the refresh token and the
+    /// authoritative time live in their own key, which a last-seen write cannot undo.
     #[serde(default, skip_serializing_if = "is_zero")]
+    pub validated: u64,
+}
+
+/// What re-validation keeps per session, in its own key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Revalidation {
+    /// Useless without the client secret, which Redis never holds.
+    pub refresh_token: RefreshToken,
+    /// Unix seconds of the last successful check.
     pub validated: u64,
 }
 
@@ -339,6 +346,24 @@ impl SessionStore {
     fn sid_key(&self, sid: &str) -> String {
         format!("{}:sid:{}", self.inner.cfg.prefix, sha256_hex(sid.as_bytes()))
     }
+    fn rt_key(&self, hash: &str) -> String {
+        format!("{}:rt:{hash}", self.inner.cfg.prefix)
+    }
+
+    /// The session's re-validation state, if it has a refresh token.
+    pub async fn revalidation(&self, hash: &str) -> Result<Option<Revalidation>, SessionError> {
+        let raw: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(self.rt_key(hash))).await?;
+        Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+    }
+
+    /// Records a successful check (and a rotated refresh token); keeps the key's life.
+    pub async fn set_revalidation(&self, hash: &str, state: &Revalidation) -> Result<(), SessionError> {
+        let body = serde_json::to_string(state).map_err(|_| SessionError::Corrupt)?;
+        let _: Option<String> =
+            self.query(redis::cmd("SET").arg(self.rt_key(hash)).arg(body).arg("XX").arg("KEEPTTL")).await?;
+        Ok(())
+    }
+
     fn idp_sub_key(&self, sub: &str) -> String {
         format!("{}:is:{}", self.inner.cfg.prefix, sha256_hex(sub.as_bytes()))
     }
@@ -346,7 +371,12 @@ impl SessionStore {
     /// Stores `session` under a fresh id (never one a client supplied: no fixation), and
     /// indexes it by user (and by the provider's `sid`/`sub`) for listing and revocation.
     /// With `max_per_user`, the user's oldest sessions beyond it are ended.
-    pub async fn create(&self, mut session: Session, max_per_user: Option<usize>) -> Result<SessionId, SessionError> {
+    pub async fn create(
+        &self,
+        mut session: Session,
+        max_per_user: Option<usize>,
+        refresh_token: Option<RefreshToken>,
+    ) -> Result<SessionId, SessionError> {
         let now = now_secs();
         session.created = now;
         session.last_seen = now;
@@ -374,9 +404,15 @@ impl SessionStore {
         for k in &indexes {
             pipe.cmd("SADD").arg(k).arg(&hash).ignore().cmd("EXPIRE").arg(k).arg(index_ttl).ignore();
         }
+        if let Some(rt) = refresh_token {
+            let state = Revalidation { refresh_token: rt, validated: now };
+            let body = serde_json::to_string(&state).map_err(|_| SessionError::Corrupt)?;
+            pipe.cmd("SET").arg(self.rt_key(&hash)).arg(body).arg("EX").arg(index_ttl).ignore();
+        }
         self.pipeline(&pipe).await?;
         if let Some(max) = max_per_user {
             let mut live = self.sessions_of(&indexes[0]).await?;
+            live.retain(|(_, s)| judge(s, now, &self.timeouts).0.is_none());
             if live.len() > max {
                 live.sort_by_key(|(_, s)| s.created);
                 let excess = live.len() - max;
@@ -427,6 +463,7 @@ impl SessionStore {
     pub async fn end_by_hash(&self, hash: &str, index: Option<&str>) -> Result<Option<Session>, SessionError> {
         let key = self.key_of_hash(hash);
         let raw: Option<Vec<u8>> = self.query(redis::cmd("GETDEL").arg(&key)).await?;
+        let _: Result<i64, _> = self.query(redis::cmd("DEL").arg(self.rt_key(hash))).await;
         let s = raw.and_then(|r| serde_json::from_slice::<Session>(&r).ok());
         let index = index.map(str::to_string).or_else(|| s.as_ref().map(|s| self.user_key(&s.subject)));
         if let Some(k) = index {
@@ -493,6 +530,12 @@ impl SessionStore {
     pub async fn unlock(&self, what: &str) {
         let _: Result<i64, _> =
             self.query(redis::cmd("DEL").arg(format!("{}:lock:{what}", self.inner.cfg.prefix))).await;
+    }
+
+    /// Forgets a `jti` (its use failed half-way: the sender's retry must work).
+    pub async fn forget_use(&self, jti: &str) {
+        let key = format!("{}:jti:{}", self.inner.cfg.prefix, sha256_hex(jti.as_bytes()));
+        let _: Result<i64, _> = self.query(redis::cmd("DEL").arg(key)).await;
     }
 
     /// Remembers a `jti` for `ttl`: true the first time only (replay refusal).
@@ -621,7 +664,6 @@ mod tests {
             client: None,
             sid: None,
             idp_sub: None,
-            refresh_token: None,
             validated: 0,
         }
     }
