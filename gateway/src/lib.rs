@@ -14,6 +14,8 @@ pub mod config;
 pub mod http;
 /// OpenID Connect sign-in: discovery, login, callback, ID token validation, MFA rule.
 pub mod identity;
+/// casbin authorization: the request tuple, deny by default, policy test and reload.
+pub mod policy;
 /// Values that must never be printed: private keys and, later, client secrets.
 pub mod secret;
 /// Builds and runs the pingora server from a `Config`: listeners, admin, shutdown.

@@ -170,10 +170,19 @@ pub fn run(cfg: Config) -> Result<(), String> {
             Some(auth)
         }
     };
+    let policy = match &cfg.policy {
+        None => None,
+        Some((model, file)) => {
+            let rt = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
+            let set = rt.block_on(crate::policy::PolicySet::load(model, file)).map_err(|e| format!("`policy`: {e}"))?;
+            tracing::info!(model = %model.display(), policy = %file.display(), "policy loaded");
+            Some(Arc::new(crate::policy::Policy::new(set)))
+        }
+    };
     let admin_auth = auth.clone();
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(&cfg, audit.clone(), auth),
+        Gateway::new(&cfg, audit.clone(), auth, policy),
         "custos",
     );
     if let Some(addr) = cfg.listen_http {

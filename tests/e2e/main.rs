@@ -15,6 +15,7 @@ mod idp;
 mod lifecycle;
 mod login;
 mod paths;
+mod policy;
 mod proxy;
 mod revocation;
 mod sessions;

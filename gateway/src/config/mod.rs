@@ -60,6 +60,8 @@ pub struct Config {
     pub audit: crate::audit::AuditSettings,
     /// Sign-in and sessions; `None` when every route is public.
     pub auth: Option<AuthSettings>,
+    /// The casbin model and policy files (checked at load).
+    pub policy: Option<(PathBuf, PathBuf)>,
     pub routes: Vec<Route>,
 }
 
@@ -222,6 +224,8 @@ pub struct Route {
     pub require_mfa: Option<bool>,
     pub forward_authorization: bool,
     pub identity_headers: bool,
+    pub resource: String,
+    pub domain: String,
     pub audit_query: bool,
     pub limits: Limits,
 }
@@ -565,6 +569,23 @@ impl Validator<'_> {
                 }
             }
         }
+        let policy = match &raw.policy {
+            None => None,
+            Some(p) => {
+                if auth.is_none() {
+                    return Err(self.err("policy", "needs [oidc]: the policy decides for signed-in users"));
+                }
+                let (model, file) = (self.path(&p.model), self.path(&p.policy));
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .map_err(|e| self.err("policy", format!("cannot check the policy: {e}")))?;
+                rt.block_on(crate::policy::PolicySet::load(&model, &file)).map_err(|e| {
+                    let key = if e.file == model { "policy.model" } else { "policy.policy" };
+                    self.err(key, e.to_string())
+                })?;
+                Some((model, file))
+            }
+        };
         if auth.is_none() {
             if let Some(i) = routes.iter().position(|r| !r.public) {
                 return Err(self.err(
@@ -589,6 +610,7 @@ impl Validator<'_> {
             limits,
             audit,
             auth,
+            policy,
             routes,
         })
     }
@@ -949,6 +971,8 @@ impl Validator<'_> {
             require_mfa: r.require_mfa,
             forward_authorization: r.forward_authorization,
             identity_headers: r.identity_headers,
+            resource: r.resource.clone().unwrap_or_else(|| r.name.clone()),
+            domain: r.domain.clone().unwrap_or_default(),
             audit_query: r.audit_query,
             limits,
         })

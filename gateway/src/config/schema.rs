@@ -24,6 +24,8 @@ pub struct File {
     pub oidc: Option<Oidc>,
     /// `[session]`: where sessions live and how long. Required with `[oidc]`.
     pub session: Option<SessionCfg>,
+    /// `[policy]`: casbin authorization of every request to a protected route.
+    pub policy: Option<PolicyCfg>,
     /// `[upstream_identity]`: the signed identity assertion sent to upstreams.
     #[serde(default)]
     pub upstream_identity: UpstreamIdentity,
@@ -143,6 +145,16 @@ fn default_idp_timeout() -> u64 {
 }
 fn default_mfa_amr() -> Vec<String> {
     ["mfa", "mca"].map(String::from).to_vec()
+}
+
+/// `[policy]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyCfg {
+    /// The casbin model (`.conf`), relative to this file.
+    pub model: PathBuf,
+    /// The casbin policy (`.csv`), relative to this file.
+    pub policy: PathBuf,
 }
 
 /// `[upstream_identity]`
@@ -569,6 +581,11 @@ pub struct Route {
     pub public: bool,
     /// Overrides `oidc.require_mfa` for this route.
     pub require_mfa: Option<bool>,
+    /// The resource name in the policy's object (`<resource>:<path>`). Default: the
+    /// route's name.
+    pub resource: Option<String>,
+    /// The policy domain (e.g. a department), for models with `dom`. Default empty.
+    pub domain: Option<String>,
     /// Also send the user as plain `x-custos-user` / `x-custos-groups` headers (beside
     /// the signed assertion). Default false.
     #[serde(default)]

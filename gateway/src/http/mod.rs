@@ -78,6 +78,8 @@ pub struct RequestCtx {
     bearer: bool,
     /// SHA-256 of the bearer token (keys the identity assertion it gets).
     credential_hash: Option<String>,
+    /// The policy rule that allowed the request.
+    rule: Option<String>,
     _in_flight: InFlight,
 }
 
@@ -95,10 +97,16 @@ pub struct Gateway {
     tls_listener: Option<std::net::SocketAddr>,
     audit: Option<Audit>,
     auth: Option<Arc<auth::Auth>>,
+    policy: Option<Arc<crate::policy::Policy>>,
 }
 
 impl Gateway {
-    pub fn new(cfg: &Config, audit: Option<Audit>, auth: Option<Arc<auth::Auth>>) -> Gateway {
+    pub fn new(
+        cfg: &Config,
+        audit: Option<Audit>,
+        auth: Option<Arc<auth::Auth>>,
+        policy: Option<Arc<crate::policy::Policy>>,
+    ) -> Gateway {
         metrics::init();
         Gateway {
             router: Router::new(&cfg.routes),
@@ -107,6 +115,7 @@ impl Gateway {
             tls_listener: cfg.listen_tls.as_ref().map(|t| t.addr),
             audit,
             auth,
+            policy,
         }
     }
 
@@ -168,8 +177,8 @@ impl Gateway {
         };
         let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
         ev.decision = Some(Decision::Allow);
-        // Until the policy layer exists, a matched route is the rule that allows.
-        ev.rule = ctx.route.as_ref().map(|r| format!("route:{}", r.name));
+        // The policy rule that allowed it; without [policy], the matched route.
+        ev.rule = ctx.rule.clone().or_else(|| ctx.route.as_ref().map(|r| format!("route:{}", r.name)));
         let began = ctx.start.elapsed();
         let result = audit.append_durable(ev).await;
         ctx.audit_phase = Some((began, ctx.start.elapsed() - began));
@@ -189,6 +198,69 @@ impl Gateway {
                 }
             },
         }
+    }
+
+    /// casbin decides; a deny is answered here (403) and recorded with its rule.
+    async fn authorize(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let (Some(policy), Some(route), Some(path), Some(user)) = (&self.policy, &ctx.route, &ctx.path, &ctx.user)
+        else {
+            return Ok(false);
+        };
+        let forwarded = route.strip_prefix.as_deref().map_or(path.as_str(), |p| path.strip_segments(p));
+        let obj = format!("{}:{}", route.resource, forwarded);
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()).unwrap_or_default();
+        let hour = (crate::session::now_secs() / 3600 % 24) as i64;
+        let act = session.req_header().method.as_str().to_string();
+        let req = crate::policy::Request {
+            sub: &user.subject,
+            groups: &user.groups,
+            dom: &route.domain,
+            obj: &obj,
+            act: &act,
+            mfa: ctx.mfa.unwrap_or(false),
+            breakglass: false,
+            client: &client,
+            hour,
+            route: &route.name,
+        };
+        let d = policy.decide(&req);
+        if d.allow {
+            ctx.rule = d.rule;
+            return Ok(false);
+        }
+        let route_name = route.name.clone();
+        ctx.refusal = Some(Refusal::PolicyDenied);
+        if let Some(audit) = &self.audit {
+            let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
+            ev.decision = Some(Decision::Deny);
+            ev.reason = Some("policy".into());
+            ev.rule = Some(d.rule.unwrap_or_else(|| "default deny".into()));
+            ev.status = Some(403);
+            audit.append_refusal(ev);
+        }
+        metrics::DECISIONS.with_label_values(&["deny"]).inc();
+        // Name the route and the action, never the rule; the method only when it is a
+        // standard one (the page echoes no client input).
+        let shown = match act.as_str() {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => act.as_str(),
+            _ => "this action",
+        };
+        let wants_html = session
+            .req_header()
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"));
+        let (body, ctype) = if wants_html {
+            (format!("403 Forbidden\n\nYour account may not do {shown} on {route_name}. Ask your security team if you need this access.\n"), "text/plain; charset=utf-8")
+        } else {
+            (
+                serde_json::json!({ "error": "forbidden", "route": route_name, "action": shown }).to_string(),
+                "application/json",
+            )
+        };
+        respond::write_full(session, 403, Bytes::from(body), false, &[("content-type", ctype.to_string())]).await?;
+        Ok(true)
     }
 
     /// `/.custos/…`: the gateway's own endpoints.
@@ -254,6 +326,7 @@ impl ProxyHttp for Gateway {
             mfa: None,
             bearer: false,
             credential_hash: None,
+            rule: None,
             _in_flight: InFlight::enter(),
         }
     }
@@ -337,7 +410,12 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
 
-        // 8. The decision record, durable before anything is forwarded.
+        // 8. The policy: may this user do this action on this object?
+        if !public && self.authorize(session, ctx).await? {
+            return Ok(true);
+        }
+
+        // 9. The decision record, durable before anything is forwarded.
         if !self.record_allow(session, ctx).await {
             ctx.refusal = Some(Refusal::AuditUnavailable);
             respond::refuse(session, Refusal::AuditUnavailable).await?;

@@ -37,6 +37,8 @@ pub enum Refusal {
     TooManySignIns,
     /// A bearer token was refused (the audit record says why; the client does not).
     InvalidToken,
+    /// The policy denies this action (the page is written by the caller).
+    PolicyDenied,
 }
 
 impl Refusal {
@@ -76,6 +78,7 @@ impl Refusal {
                 "403 Forbidden\n\nThe sign-in could not be completed (it expired, was already used, or was started in another browser). Go back to the page you wanted and sign in again.\n",
             ),
             Refusal::InvalidToken => (401, "401 Unauthorized\n\nThe bearer token was not accepted.\n"),
+            Refusal::PolicyDenied => (403, "403 Forbidden\n"),
             Refusal::TooManySignIns => (429, "429 Too Many Requests\n\nToo many sign-ins were started from your address. Wait a minute and try again.\n"),
             Refusal::MfaNotSatisfied => (
                 403,
@@ -105,6 +108,7 @@ impl Refusal {
             Refusal::MfaNotSatisfied => "mfa",
             Refusal::TooManySignIns => "login_rate",
             Refusal::InvalidToken => "bearer",
+            Refusal::PolicyDenied => "policy",
         }
     }
 

@@ -1,0 +1,280 @@
+//! Authorization at the level of the action: every request to a protected route becomes
+//! casbin's request tuple and the `casbin` crate decides. Deny by default; with a model
+//! whose effect is deny-overrides, an explicit deny wins. The tuple follows the model's
+//! `[request_definition]`: each token is filled by name (see `policies/README.md`):
+//!
+//! | token | value |
+//! |---|---|
+//! | `sub` | the subject (`oidc.subject_claim`); the user's IdP groups are tried as `group:<name>` too |
+//! | `dom` | the route's `domain` |
+//! | `obj` | `<route resource>:<normalised path>` — the path the upstream receives |
+//! | `act` | the HTTP method (`breakglass` for emergency access) |
+//! | `mfa`, `breakglass` | booleans |
+//! | `client` | the client's IP address |
+//! | `hour` | the hour of day, UTC, 0–23 |
+//! | `route` | the route's name |
+//!
+//! The policy in force is swapped atomically (`arc-swap`): a request never takes a lock.
+
+use arc_swap::ArcSwap;
+use casbin::rhai::Dynamic;
+use casbin::{CoreApi, Enforcer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What a request is, for the policy.
+pub struct Request<'a> {
+    pub sub: &'a str,
+    pub groups: &'a [String],
+    pub dom: &'a str,
+    pub obj: &'a str,
+    pub act: &'a str,
+    pub mfa: bool,
+    pub breakglass: bool,
+    pub client: &'a str,
+    pub hour: i64,
+    pub route: &'a str,
+}
+
+/// The decision, and the rule that made it (casbin's explain), as `p, a, b, c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allow: bool,
+    pub rule: Option<String>,
+    /// The identity (subject or `group:…`) the deciding rule applied to.
+    pub via: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Sub,
+    Dom,
+    Obj,
+    Act,
+    Mfa,
+    Breakglass,
+    Client,
+    Hour,
+    Route,
+}
+
+/// One loaded model + policy.
+pub struct PolicySet {
+    enforcer: Enforcer,
+    fields: Vec<Field>,
+    /// Whether the model's effect lets a deny rule override (then an explicit deny for
+    /// any of the user's identities wins).
+    pub model: PathBuf,
+    pub policy: PathBuf,
+    /// SHA-256 (hex) of the model and the policy file.
+    pub hashes: (String, String),
+}
+
+/// A policy error with the file (and line when known).
+#[derive(Debug, Clone)]
+pub struct PolicyError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+fn err(file: &Path, line: Option<usize>, message: impl Into<String>) -> PolicyError {
+    PolicyError { file: file.to_path_buf(), line, message: message.into() }
+}
+
+/// The group prefix: IdP group `X` is the identity `group:X`.
+pub const GROUP_PREFIX: &str = "group:";
+
+impl PolicySet {
+    /// Loads and checks a model and a policy file.
+    pub async fn load(model: &Path, policy: &Path) -> Result<PolicySet, PolicyError> {
+        let model_text = std::fs::read_to_string(model).map_err(|e| err(model, None, format!("cannot read: {e}")))?;
+        let policy_text =
+            std::fs::read_to_string(policy).map_err(|e| err(policy, None, format!("cannot read: {e}")))?;
+        check_csv(policy, &policy_text)?;
+        let m = casbin::DefaultModel::from_str(&model_text).await.map_err(|e| err(model, None, e.to_string()))?;
+        let adapter = casbin::StringAdapter::new(policy_text.clone());
+        let enforcer = Enforcer::new(m, adapter).await.map_err(|e| err(policy, None, e.to_string()))?;
+        let tokens =
+            request_tokens(&model_text).ok_or_else(|| err(model, None, "no `r = …` in [request_definition]"))?;
+        let mut fields = Vec::new();
+        for t in tokens {
+            fields.push(match t.as_str() {
+                "sub" => Field::Sub,
+                "dom" => Field::Dom,
+                "obj" => Field::Obj,
+                "act" => Field::Act,
+                "mfa" => Field::Mfa,
+                "breakglass" => Field::Breakglass,
+                "client" => Field::Client,
+                "hour" => Field::Hour,
+                "route" => Field::Route,
+                other => {
+                    return Err(err(
+                        model,
+                        line_of(&model_text, &t),
+                        format!("request token `{other}` is not one Custos fills (sub, dom, obj, act, mfa, breakglass, client, hour, route)"),
+                    ))
+                }
+            });
+        }
+        let set = PolicySet {
+            enforcer,
+            fields,
+            model: model.to_path_buf(),
+            policy: policy.to_path_buf(),
+            hashes: (
+                crate::session::sha256_hex(model_text.as_bytes()),
+                crate::session::sha256_hex(policy_text.as_bytes()),
+            ),
+        };
+        // A matcher that cannot run (unknown function, type error) fails here, not on a
+        // request.
+        let probe = Request {
+            sub: "custos-probe",
+            groups: &[],
+            dom: "",
+            obj: "probe:/",
+            act: "GET",
+            mfa: false,
+            breakglass: false,
+            client: "127.0.0.1",
+            hour: 0,
+            route: "probe",
+        };
+        set.enforce_one(&probe, "custos-probe").map_err(|e| err(model, line_of(&model_text, "m ="), e))?;
+        Ok(set)
+    }
+
+    fn args(&self, r: &Request<'_>, sub: &str) -> Vec<Dynamic> {
+        self.fields
+            .iter()
+            .map(|f| match f {
+                Field::Sub => Dynamic::from(sub.to_string()),
+                Field::Dom => Dynamic::from(r.dom.to_string()),
+                Field::Obj => Dynamic::from(r.obj.to_string()),
+                Field::Act => Dynamic::from(r.act.to_string()),
+                Field::Mfa => Dynamic::from(r.mfa),
+                Field::Breakglass => Dynamic::from(r.breakglass),
+                Field::Client => Dynamic::from(r.client.to_string()),
+                Field::Hour => Dynamic::from(r.hour),
+                Field::Route => Dynamic::from(r.route.to_string()),
+            })
+            .collect()
+    }
+
+    fn enforce_one(&self, r: &Request<'_>, sub: &str) -> Result<(bool, Vec<Vec<String>>), String> {
+        self.enforcer.enforce_ex(self.args(r, sub)).map_err(|e| e.to_string())
+    }
+
+    /// Decides `r`: the subject, then each of its groups as `group:<name>`. An explicit
+    /// deny for any of them wins; otherwise any allow allows; otherwise deny.
+    pub fn decide(&self, r: &Request<'_>) -> Decision {
+        let mut allowed: Option<Decision> = None;
+        let identities =
+            std::iter::once(r.sub.to_string()).chain(r.groups.iter().map(|g| format!("{GROUP_PREFIX}{g}")));
+        for who in identities {
+            match self.enforce_one(r, &who) {
+                Ok((true, rules)) => {
+                    if allowed.is_none() {
+                        allowed =
+                            Some(Decision { allow: true, rule: rules.first().map(|p| rule_text(p)), via: Some(who) });
+                    }
+                }
+                Ok((false, rules)) if !rules.is_empty() => {
+                    // A matching rule and still false: an explicit deny. It wins.
+                    return Decision { allow: false, rule: rules.first().map(|p| rule_text(p)), via: Some(who) };
+                }
+                Ok((false, _)) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "policy evaluation failed; denying");
+                    return Decision { allow: false, rule: Some("error".into()), via: None };
+                }
+            }
+        }
+        allowed.unwrap_or(Decision { allow: false, rule: None, via: None })
+    }
+}
+
+fn rule_text(p: &[String]) -> String {
+    format!("p, {}", p.join(", "))
+}
+
+/// The tokens of `r = …` (without the `r_` prefix casbin adds).
+fn request_tokens(model: &str) -> Option<Vec<String>> {
+    let mut in_section = false;
+    for line in model.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_section = t == "[request_definition]";
+            continue;
+        }
+        if in_section {
+            if let Some(rest) = t.strip_prefix("r").map(str::trim_start).and_then(|s| s.strip_prefix('=')) {
+                return Some(rest.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+            }
+        }
+    }
+    None
+}
+
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+/// The policy file line by line: each line `p, …` or `g, …` (or `g2`…, `p2`…), comments
+/// and blank lines allowed. Errors name the line.
+pub fn check_csv(file: &Path, text: &str) -> Result<(), PolicyError> {
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = t.split(',').map(str::trim).collect();
+        let kind = fields[0];
+        let known = kind
+            .strip_prefix('p')
+            .or_else(|| kind.strip_prefix('g'))
+            .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()));
+        if !known {
+            return Err(err(file, Some(i + 1), format!("a policy line starts with p or g (p2, g2, …), not `{kind}`")));
+        }
+        if fields.len() < 3 || fields.iter().any(|f| f.is_empty()) {
+            return Err(err(file, Some(i + 1), "a rule needs at least two non-empty fields after its type"));
+        }
+    }
+    Ok(())
+}
+
+/// The policy in force, swapped whole on reload.
+pub struct Policy {
+    current: ArcSwap<PolicySet>,
+}
+
+impl Policy {
+    pub fn new(set: PolicySet) -> Policy {
+        Policy { current: ArcSwap::from_pointee(set) }
+    }
+
+    pub fn decide(&self, r: &Request<'_>) -> Decision {
+        self.current.load().decide(r)
+    }
+
+    pub fn swap(&self, set: PolicySet) {
+        self.current.store(Arc::new(set));
+    }
+
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.current.load_full()
+    }
+}
