@@ -49,6 +49,11 @@ enum Command {
         #[arg(long, global = true)]
         token_file: Option<PathBuf>,
     },
+    /// casbin policies: test them like code.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Make an administrator token: prints the token (keep it) and the line for the
     /// `[admin] tokens` file (which holds only its hash).
     AdminToken {
@@ -91,6 +96,20 @@ enum AuditCommand {
         /// Start from the oldest record instead of new ones only.
         #[arg(long)]
         from_start: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run a cases file against a model and policy: prints each mismatch with the rule
+    /// that decided it; exit 0 when all pass, 1 on a mismatch, 2 on bad input.
+    Test {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long)]
+        cases: PathBuf,
     },
 }
 
@@ -167,6 +186,9 @@ fn main() -> ExitCode {
             audit_tail(redis.as_deref(), &stream, dir.as_deref(), from_start)
         }
         Command::AdminToken { name } => admin_token(&name),
+        Command::Policy { command: PolicyCommand::Test { model, policy, cases } } => {
+            policy_test(&model, &policy, &cases)
+        }
         Command::Session { command, admin, token_file } => session_command(command, &admin, token_file.as_deref()),
         Command::Certs { command: CertsCommand::Dev { out, hosts } } => match custos::certs::dev(&out, &hosts) {
             Ok(()) => {
@@ -178,6 +200,41 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+fn policy_test(model: &std::path::Path, policy: &std::path::Path, cases: &std::path::Path) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("custos: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let set = match rt.block_on(custos::policy::PolicySet::load(model, policy)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("custos: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let list = match custos::policy::cases::load(cases) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("custos: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mismatches = custos::policy::cases::run(&set, &list);
+    for m in &mismatches {
+        println!("FAIL {m}");
+    }
+    if mismatches.is_empty() {
+        println!("ok: {} cases pass ({}, {})", list.len(), policy.display(), cases.display());
+        ExitCode::SUCCESS
+    } else {
+        println!("{} of {} cases fail", mismatches.len(), list.len());
+        ExitCode::from(1)
     }
 }
 

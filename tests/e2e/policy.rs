@@ -93,3 +93,65 @@ async fn the_policy_decides_every_request_and_names_its_rule() {
     let page = r.text().await.unwrap();
     assert!(page.contains("GET on ehr") && !page.contains("p, nurse"), "{page}");
 }
+
+fn policy_test(model: &std::path::Path, policy: &std::path::Path, cases: &std::path::Path) -> (i32, String) {
+    let out = std::process::Command::new(CUSTOS)
+        .args(["policy", "test", "--model"])
+        .arg(model)
+        .arg("--policy")
+        .arg(policy)
+        .arg("--cases")
+        .arg(cases)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+/// Every shipped policy passes its cases, and the same cases fail against the policy
+/// with its allow rules removed (the cases test something); a mismatch names the rule.
+#[test]
+fn shipped_policies_pass_their_cases_and_the_cases_can_fail() {
+    let dir = policies();
+    let mut ran = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let cases = entry.unwrap().path();
+        let Some(stem) = cases.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix("_cases.toml")) else {
+            continue;
+        };
+        let (model, policy) = (dir.join(format!("{stem}_model.conf")), dir.join(format!("{stem}_policy.csv")));
+        let (code, out) = policy_test(&model, &policy, &cases);
+        assert_eq!(code, 0, "{stem}: {out}");
+        let tmp = tempfile::tempdir().unwrap();
+        let stripped = tmp.path().join("no-allow.csv");
+        let text = std::fs::read_to_string(&policy).unwrap();
+        std::fs::write(
+            &stripped,
+            text.lines().filter(|l| !l.trim_end().ends_with(", allow")).collect::<Vec<_>>().join("\n"),
+        )
+        .unwrap();
+        let (code, out) = policy_test(&model, &stripped, &cases);
+        assert_eq!(code, 1, "{stem}: the cases pass without any allow rule: {out}");
+        assert!(out.contains("FAIL case"), "{out}");
+        ran += 1;
+    }
+    assert!(ran >= 1, "no policies/*_cases.toml found");
+
+    // A mismatch names the rule that decided it; a broken cases file names its line.
+    let tmp = tempfile::tempdir().unwrap();
+    let wrong = tmp.path().join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        "[[case]]\nname = \"nurse deletes\"\nsub = \"bob\"\ngroups = [\"staff\"]\ndom = \"cardiology\"\nobj = \"ehr:/patients/1/notes\"\nact = \"DELETE\"\nmfa = true\nexpect = \"allow\"\n",
+    )
+    .unwrap();
+    let (code, out) = policy_test(&dir.join("hipaa_model.conf"), &dir.join("hipaa_policy.csv"), &wrong);
+    assert_eq!(code, 1);
+    assert!(out.contains("expected allow, got deny by `p, nurse, cardiology, ehr:/patients/*, DELETE, deny`"), "{out}");
+    std::fs::write(&wrong, "[[case]]\nsub = \"bob\"\nobj = \"x\"\nact = \"GET\"\nexpect = \"maybe\"\n").unwrap();
+    let (code, out) = policy_test(&dir.join("hipaa_model.conf"), &dir.join("hipaa_policy.csv"), &wrong);
+    assert_eq!(code, 2);
+    assert!(out.contains("wrong.toml:5"), "{out}");
+}

@@ -16,6 +16,8 @@
 //!
 //! The policy in force is swapped atomically (`arc-swap`): a request never takes a lock.
 
+pub mod cases;
+
 use arc_swap::ArcSwap;
 use casbin::rhai::Dynamic;
 use casbin::{CoreApi, Enforcer};
