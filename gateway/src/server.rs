@@ -172,11 +172,12 @@ pub fn run(cfg: Config) -> Result<(), String> {
     };
     let policy = match &cfg.policy {
         None => None,
-        Some((model, file)) => {
-            let rt = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
-            let set = rt.block_on(crate::policy::PolicySet::load(model, file)).map_err(|e| format!("`policy`: {e}"))?;
-            tracing::info!(model = %model.display(), policy = %file.display(), "policy loaded");
-            Some(Arc::new(crate::policy::Policy::new(set)))
+        Some(files) => {
+            let set = files.load_checked().map_err(|e| format!("`policy`: {e}"))?;
+            tracing::info!(model = %files.model.display(), policy = %files.policy.display(), "policy loaded");
+            let policy = Arc::new(crate::policy::Policy::new(set));
+            crate::policy::watch(policy.clone(), files.clone(), audit.clone()).map_err(|e| format!("`policy`: {e}"))?;
+            Some(policy)
         }
     };
     let admin_auth = auth.clone();

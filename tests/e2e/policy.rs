@@ -155,3 +155,80 @@ fn shipped_policies_pass_their_cases_and_the_cases_can_fail() {
     assert_eq!(code, 2);
     assert!(out.contains("wrong.toml:5"), "{out}");
 }
+
+/// Hot reload: a changed policy is in force on the next requests without a restart; a
+/// broken one, or one that fails its cases, changes nothing and is audited with why;
+/// SIGHUP reloads and does not stop the gateway.
+#[tokio::test]
+async fn policy_reloads_only_when_it_loads_and_passes_its_cases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, policy, cases) = (tmp.path().join("m.conf"), tmp.path().join("p.csv"), tmp.path().join("c.toml"));
+    std::fs::copy(policies().join("hipaa_model.conf"), &model).unwrap();
+    std::fs::copy(policies().join("hipaa_policy.csv"), &policy).unwrap();
+    std::fs::copy(policies().join("hipaa_cases.toml"), &cases).unwrap();
+    let good = std::fs::read_to_string(&policy).unwrap();
+    let session = format!(
+        "\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\ncases = \"{}\"\npoll_ms = 200\n",
+        model.display(),
+        policy.display(),
+        cases.display()
+    );
+    let demo = demo().await;
+    let routes = format!(
+        "[[routes]]\nname = \"ehr\"\nupstream = \"http://{}\"\nrequire_mfa = false\nresource = \"ehr\"\ndomain = \"cardiology\"\n",
+        demo.addr
+    );
+    let s = site(Opts {
+        oidc: "api_audience = \"urn:custos:api\"",
+        session: &session,
+        routes: Some(routes),
+        ..Default::default()
+    })
+    .await;
+    let dir = s.gw.audit_dir();
+    let nurse = tokens(&s.idp, "bob", "bob-password", "").await["access_token"].as_str().unwrap().to_string();
+    let status = |path: &'static str| {
+        let (url, t) = (format!("{}{path}", s.origin), nurse.clone());
+        async move { client().get(url).bearer_auth(t).send().await.unwrap().status().as_u16() }
+    };
+    let count = |kind: &str| audit_records(&dir).iter().filter(|r| r["event"]["kind"] == kind).count();
+    async fn until(mut f: impl FnMut() -> bool) -> bool {
+        for _ in 0..50 {
+            if f() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    }
+    assert_eq!(status("/patients/2").await, 200);
+
+    // A broken file: refused with its line, the last good policy stays.
+    std::fs::write(&policy, format!("{good}\nq, nurse, cardiology\n")).unwrap();
+    assert!(until(|| count("policy.reload_rejected") >= 1).await, "no policy.reload_rejected");
+    let lines = good.lines().count() + 2;
+    let rejected = audit_has(&dir, |r| r["kind"] == "policy.reload_rejected").await;
+    assert!(rejected["reason"].as_str().unwrap().contains(&format!("p.csv:{lines}")), "{rejected}");
+    assert_eq!(status("/patients/2").await, 200);
+
+    // A good change: in force on the next requests.
+    std::fs::write(&policy, format!("{good}\np, nurse, cardiology, ehr:/patients/2, GET, deny\n")).unwrap();
+    assert!(until(|| count("policy.reloaded") >= 1).await, "no policy.reloaded");
+    assert_eq!(status("/patients/2").await, 403, "the reloaded policy is not in force");
+    let reloaded = audit_has(&dir, |r| r["kind"] == "policy.reloaded").await;
+    assert!(reloaded["rule"].as_str().unwrap().starts_with("model="), "{reloaded}");
+
+    // A change that fails the cases (the nurse role gone): refused, nothing changes.
+    std::fs::write(&policy, good.replace("g, group:staff, nurse, cardiology", "")).unwrap();
+    assert!(until(|| count("policy.reload_rejected") >= 2).await);
+    assert!(audit_records(&dir)
+        .iter()
+        .any(|r| r["event"]["reason"].as_str().is_some_and(|m| m.contains("cases fail"))));
+    assert_eq!(status("/patients/1").await, 200, "a policy that failed its cases was put in force");
+
+    // SIGHUP reloads (here: refuses the same files again) and the gateway keeps serving.
+    let before = count("policy.reload_rejected");
+    let _ = std::process::Command::new("kill").args(["-HUP", &s.gw.pid().to_string()]).status();
+    assert!(until(|| count("policy.reload_rejected") > before).await, "SIGHUP did not reload");
+    assert_eq!(status("/patients/1").await, 200);
+}

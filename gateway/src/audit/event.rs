@@ -57,6 +57,13 @@ pub enum Kind {
     /// disabled or signed out there); the session was ended.
     #[serde(rename = "session.revoked_by_idp")]
     SessionRevokedByIdp,
+    /// A new policy is in force (`rule`: the SHA-256 of the model and policy files).
+    #[serde(rename = "policy.reloaded")]
+    PolicyReloaded,
+    /// A changed policy was refused (`reason`: the error with file:line, or the failing
+    /// cases); the last good one stays in force.
+    #[serde(rename = "policy.reload_rejected")]
+    PolicyReloadRejected,
     /// The identity provider ended sessions (OpenID Connect Back-Channel Logout).
     #[serde(rename = "auth.backchannel_logout")]
     AuthBackchannelLogout,

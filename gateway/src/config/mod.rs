@@ -61,7 +61,7 @@ pub struct Config {
     /// Sign-in and sessions; `None` when every route is public.
     pub auth: Option<AuthSettings>,
     /// The casbin model and policy files (checked at load).
-    pub policy: Option<(PathBuf, PathBuf)>,
+    pub policy: Option<crate::policy::PolicyFiles>,
     pub routes: Vec<Route>,
 }
 
@@ -575,15 +575,26 @@ impl Validator<'_> {
                 if auth.is_none() {
                     return Err(self.err("policy", "needs [oidc]: the policy decides for signed-in users"));
                 }
-                let (model, file) = (self.path(&p.model), self.path(&p.policy));
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .map_err(|e| self.err("policy", format!("cannot check the policy: {e}")))?;
-                rt.block_on(crate::policy::PolicySet::load(&model, &file)).map_err(|e| {
-                    let key = if e.file == model { "policy.model" } else { "policy.policy" };
+                if p.poll_ms < 100 {
+                    return Err(self.err("policy.poll_ms", "must be at least 100"));
+                }
+                let files = crate::policy::PolicyFiles {
+                    model: self.path(&p.model),
+                    policy: self.path(&p.policy),
+                    cases: p.cases.as_ref().map(|c| self.path(c)),
+                    poll: Duration::from_millis(p.poll_ms),
+                };
+                files.load_checked().map_err(|e| {
+                    let key = if e.file == files.model {
+                        "policy.model"
+                    } else if Some(&e.file) == files.cases.as_ref() {
+                        "policy.cases"
+                    } else {
+                        "policy.policy"
+                    };
                     self.err(key, e.to_string())
                 })?;
-                Some((model, file))
+                Some(files)
             }
         };
         if auth.is_none() {

@@ -155,6 +155,17 @@ pub struct PolicyCfg {
     pub model: PathBuf,
     /// The casbin policy (`.csv`), relative to this file.
     pub policy: PathBuf,
+    /// A cases file (`custos policy test` format) that a policy must pass to be loaded,
+    /// at start and on every reload.
+    pub cases: Option<PathBuf>,
+    /// The files are checked for changes this often (milliseconds); SIGHUP reloads at
+    /// once. Default 1000.
+    #[serde(default = "default_policy_poll")]
+    pub poll_ms: u64,
+}
+
+fn default_policy_poll() -> u64 {
+    1000
 }
 
 /// `[upstream_identity]`

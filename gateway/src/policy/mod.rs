@@ -258,6 +258,101 @@ pub fn check_csv(file: &Path, text: &str) -> Result<(), PolicyError> {
     Ok(())
 }
 
+/// The files a gateway's policy comes from.
+#[derive(Debug, Clone)]
+pub struct PolicyFiles {
+    pub model: PathBuf,
+    pub policy: PathBuf,
+    pub cases: Option<PathBuf>,
+    pub poll: std::time::Duration,
+}
+
+impl PolicyFiles {
+    /// Loads the files and runs the cases (when configured): the set only if all pass.
+    pub async fn load_and_test(&self) -> Result<PolicySet, PolicyError> {
+        let set = PolicySet::load(&self.model, &self.policy).await?;
+        if let Some(c) = &self.cases {
+            let list = cases::load(c).map_err(|m| PolicyError { file: c.clone(), line: None, message: m })?;
+            let failed = cases::run(&set, &list);
+            if let Some(first) = failed.first() {
+                return Err(err(c, None, format!("{} of {} cases fail; first: {first}", failed.len(), list.len())));
+            }
+        }
+        Ok(set)
+    }
+
+    /// [`PolicyFiles::load_and_test`] outside any runtime (config checks, start).
+    pub fn load_checked(&self) -> Result<PolicySet, PolicyError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| err(&self.policy, None, format!("cannot start a runtime: {e}")))?;
+        rt.block_on(self.load_and_test())
+    }
+
+    /// What the files are now (size, modification time), to see a change.
+    fn stamp(&self) -> Vec<Option<(u64, std::time::SystemTime)>> {
+        std::iter::once(&self.model)
+            .chain(std::iter::once(&self.policy))
+            .chain(self.cases.iter())
+            .map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.len(), m.modified().ok()?))))
+            .collect()
+    }
+}
+
+/// Reloads the policy when its files change (polled) or on SIGHUP, in a thread of its
+/// own: a new set goes in only if it loads and passes its cases; otherwise the last good
+/// one stays. Both outcomes are audited.
+pub fn watch(policy: Arc<Policy>, files: PolicyFiles, audit: Option<crate::audit::Audit>) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("custos-policy".into()).spawn(move || {
+        rt.block_on(async move {
+            let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no SIGHUP handler: policy reloads on file change only");
+                    None
+                }
+            };
+            let mut seen = files.stamp();
+            let mut tick = tokio::time::interval(files.poll);
+            loop {
+                let signalled = tokio::select! {
+                    _ = tick.tick() => false,
+                    Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+                };
+                let now = files.stamp();
+                if !signalled && now == seen {
+                    continue;
+                }
+                seen = now;
+                let why = if signalled { "SIGHUP" } else { "file change" };
+                match files.load_and_test().await {
+                    Ok(set) => {
+                        let hashes = format!("model={} policy={}", set.hashes.0, set.hashes.1);
+                        policy.swap(set);
+                        tracing::info!(why, %hashes, "policy reloaded");
+                        if let Some(a) = &audit {
+                            let mut ev = crate::audit::Event::new(crate::audit::Kind::PolicyReloaded);
+                            ev.rule = Some(hashes);
+                            ev.reason = Some(why.into());
+                            a.append(ev);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(why, error = %e, "policy reload refused; the last good policy stays in force");
+                        if let Some(a) = &audit {
+                            let mut ev = crate::audit::Event::new(crate::audit::Kind::PolicyReloadRejected);
+                            ev.reason = Some(e.to_string());
+                            a.append(ev);
+                        }
+                    }
+                }
+            }
+        });
+    })?;
+    Ok(())
+}
+
 /// The policy in force, swapped whole on reload.
 pub struct Policy {
     current: ArcSwap<PolicySet>,
