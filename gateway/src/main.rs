@@ -111,6 +111,15 @@ enum PolicyCommand {
         #[arg(long)]
         cases: PathBuf,
     },
+    /// Check a model and policy: syntax errors with file:line (exit 1), and warnings for
+    /// roles nobody holds, roles without permissions, repeated rules, rules that can never
+    /// match, allow rules shadowed by a deny.
+    Lint {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        policy: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -189,6 +198,7 @@ fn main() -> ExitCode {
         Command::Policy { command: PolicyCommand::Test { model, policy, cases } } => {
             policy_test(&model, &policy, &cases)
         }
+        Command::Policy { command: PolicyCommand::Lint { model, policy } } => policy_lint(&model, &policy),
         Command::Session { command, admin, token_file } => session_command(command, &admin, token_file.as_deref()),
         Command::Certs { command: CertsCommand::Dev { out, hosts } } => match custos::certs::dev(&out, &hosts) {
             Ok(()) => {
@@ -235,6 +245,31 @@ fn policy_test(model: &std::path::Path, policy: &std::path::Path, cases: &std::p
     } else {
         println!("{} of {} cases fail", mismatches.len(), list.len());
         ExitCode::from(1)
+    }
+}
+
+fn policy_lint(model: &std::path::Path, policy: &std::path::Path) -> ExitCode {
+    use custos::policy::lint::Severity;
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else { return ExitCode::from(1) };
+    let findings = rt.block_on(custos::policy::lint::lint(model, policy));
+    let mut errors = 0;
+    for (file, f) in &findings {
+        let level = if f.severity == Severity::Error {
+            errors += 1;
+            "error"
+        } else {
+            "warning"
+        };
+        match f.line {
+            Some(l) => println!("{file}:{l}: {level}: {}", f.message),
+            None => println!("{file}: {level}: {}", f.message),
+        }
+    }
+    println!("{} errors, {} warnings", errors, findings.len() - errors);
+    if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -232,3 +232,56 @@ async fn policy_reloads_only_when_it_loads_and_passes_its_cases() {
     assert!(until(|| count("policy.reload_rejected") > before).await, "SIGHUP did not reload");
     assert_eq!(status("/patients/1").await, 200);
 }
+
+fn lint(model: &std::path::Path, policy: &std::path::Path) -> (i32, String) {
+    let out = std::process::Command::new(CUSTOS)
+        .args(["policy", "lint", "--model"])
+        .arg(model)
+        .arg("--policy")
+        .arg(policy)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn lint_reports_errors_with_lines_and_warns_about_dead_rules() {
+    let model = policies().join("hipaa_model.conf");
+    let (code, out) = lint(&model, &policies().join("hipaa_policy.csv"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 errors"), "{out}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("p.csv");
+    std::fs::write(
+        &p,
+        "p, nurse, cardiology, ehr:/patients/*, GET, allow\n\
+         p, nurse, cardiology, ehr:/patients/*, .*, deny\n\
+         p, surgeon, cardiology, ehr:/theatre/*, GET, allow\n\
+         p, nurse, oncology, ehr:/x/*, GET, allow\n\
+         p, nurse, cardiology, ehr:/patients/*, GET, allow\n\
+         g, bob, nurse, cardiology\n\
+         g, carol, porter, cardiology\n",
+    )
+    .unwrap();
+    let (code, out) = lint(&model, &p);
+    assert_eq!(code, 0, "warnings only: {out}");
+    for want in [
+        "p.csv:1: warning: this allow can never take effect: the deny on line 2 covers it",
+        "p.csv:3: warning: `surgeon` has permissions but no `g` line grants it to anyone",
+        "p.csv:4: warning: no `g` line assigns anyone in domain `oncology`",
+        "p.csv:5: warning: the same rule as line 1",
+        "p.csv:7: warning: role `porter` is granted but has no permissions",
+    ] {
+        assert!(out.contains(want), "missing `{want}` in:\n{out}");
+    }
+
+    std::fs::write(&p, "p, nurse, cardiology, ehr:/patients/*, GET, allow\nthis is not a rule\n").unwrap();
+    let (code, out) = lint(&model, &p);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("p.csv:2: error"), "{out}");
+    std::fs::write(&p, "p, nurse, cardiology, ehr:/patients/*, (GET, allow\ng, bob, nurse, cardiology\n").unwrap();
+    let (code, out) = lint(&model, &p);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("p.csv:1: error: action `(GET` is not a valid regular expression"), "{out}");
+}

@@ -17,6 +17,7 @@
 //! The policy in force is swapped atomically (`arc-swap`): a request never takes a lock.
 
 pub mod cases;
+pub mod lint;
 
 use arc_swap::ArcSwap;
 use casbin::rhai::Dynamic;
