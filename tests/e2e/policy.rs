@@ -285,3 +285,33 @@ fn lint_reports_errors_with_lines_and_warns_about_dead_rules() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("p.csv:1: error: action `(GET` is not a valid regular expression"), "{out}");
 }
+
+/// `[policy.group_roles]`: an IdP group decided as a role named in config, instead of
+/// `group:<name>`.
+#[tokio::test]
+async fn an_explicit_mapping_turns_an_idp_group_into_a_role() {
+    let p = policies();
+    let session = format!(
+        "\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n[policy.group_roles]\nstaff = \"billing\"\n",
+        p.join("hipaa_model.conf").display(),
+        p.join("hipaa_policy.csv").display()
+    );
+    let demo = demo().await;
+    let routes = format!(
+        "[[routes]]\nname = \"ehr\"\nupstream = \"http://{}\"\nrequire_mfa = false\nresource = \"ehr\"\ndomain = \"cardiology\"\n",
+        demo.addr
+    );
+    let s = site(Opts {
+        oidc: "api_audience = \"urn:custos:api\"",
+        session: &session,
+        routes: Some(routes),
+        ..Default::default()
+    })
+    .await;
+    let bob = tokens(&s.idp, "bob", "bob-password", "").await["access_token"].as_str().unwrap().to_string();
+    // As billing, bob sees invoices and no longer the records his nurse role gave him.
+    assert_ne!(call(&s, "GET", "/billing/invoices/7", &bob).await.status(), 403);
+    assert_eq!(call(&s, "GET", "/patients/1", &bob).await.status(), 403);
+    let allow = audit_has(&s.gw.audit_dir(), |r| r["decision"] == "allow").await;
+    assert_eq!(allow["rule"], "p, billing, *, ehr:/billing/*, (GET)|(POST), allow");
+}

@@ -583,7 +583,11 @@ impl Validator<'_> {
                     policy: self.path(&p.policy),
                     cases: p.cases.as_ref().map(|c| self.path(c)),
                     poll: Duration::from_millis(p.poll_ms),
+                    group_roles: p.group_roles.clone(),
                 };
+                if let Some((g, _)) = p.group_roles.iter().find(|(g, r)| g.is_empty() || r.trim().is_empty()) {
+                    return Err(self.err(format!("policy.group_roles.{g}"), "group and role must not be empty"));
+                }
                 files.load_checked().map_err(|e| {
                     let key = if e.file == files.model {
                         "policy.model"

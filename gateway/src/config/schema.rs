@@ -162,6 +162,10 @@ pub struct PolicyCfg {
     /// once. Default 1000.
     #[serde(default = "default_policy_poll")]
     pub poll_ms: u64,
+    /// `[policy.group_roles]`: IdP group → the identity it is decided as (a role name).
+    /// Groups not listed are decided as `group:<name>`.
+    #[serde(default)]
+    pub group_roles: std::collections::BTreeMap<String, String>,
 }
 
 fn default_policy_poll() -> u64 {

@@ -183,9 +183,17 @@ impl PolicySet {
     /// Decides `r`: the subject, then each of its groups as `group:<name>`. An explicit
     /// deny for any of them wins; otherwise any allow allows; otherwise deny.
     pub fn decide(&self, r: &Request<'_>) -> Decision {
+        self.decide_as(r, &Default::default())
+    }
+
+    /// [`PolicySet::decide`] with IdP groups mapped to roles by `group_roles` (the rest
+    /// are `group:<name>`).
+    pub fn decide_as(&self, r: &Request<'_>, group_roles: &std::collections::BTreeMap<String, String>) -> Decision {
         let mut allowed: Option<Decision> = None;
-        let identities =
-            std::iter::once(r.sub.to_string()).chain(r.groups.iter().map(|g| format!("{GROUP_PREFIX}{g}")));
+        let identities = std::iter::once(r.sub.to_string()).chain(r.groups.iter().map(|g| match group_roles.get(g) {
+            Some(role) => role.clone(),
+            None => format!("{GROUP_PREFIX}{g}"),
+        }));
         for who in identities {
             match self.enforce_one(r, &who) {
                 Ok((true, rules)) => {
@@ -266,6 +274,8 @@ pub struct PolicyFiles {
     pub policy: PathBuf,
     pub cases: Option<PathBuf>,
     pub poll: std::time::Duration,
+    /// IdP group → the identity it is decided as; others are `group:<name>`.
+    pub group_roles: std::collections::BTreeMap<String, String>,
 }
 
 impl PolicyFiles {
@@ -357,15 +367,21 @@ pub fn watch(policy: Arc<Policy>, files: PolicyFiles, audit: Option<crate::audit
 /// The policy in force, swapped whole on reload.
 pub struct Policy {
     current: ArcSwap<PolicySet>,
+    group_roles: std::collections::BTreeMap<String, String>,
 }
 
 impl Policy {
     pub fn new(set: PolicySet) -> Policy {
-        Policy { current: ArcSwap::from_pointee(set) }
+        Policy { current: ArcSwap::from_pointee(set), group_roles: Default::default() }
+    }
+
+    /// With an explicit IdP group → role mapping (`[policy.group_roles]`).
+    pub fn with_group_roles(set: PolicySet, group_roles: std::collections::BTreeMap<String, String>) -> Policy {
+        Policy { current: ArcSwap::from_pointee(set), group_roles }
     }
 
     pub fn decide(&self, r: &Request<'_>) -> Decision {
-        self.current.load().decide(r)
+        self.current.load().decide_as(r, &self.group_roles)
     }
 
     pub fn swap(&self, set: PolicySet) {
