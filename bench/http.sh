@@ -23,8 +23,8 @@ PROXY_CPUS=${PROXY_CPUS:-1}
 CONNS=${CONNS:-32}
 OUT=$(mktemp -d /tmp/custos-bench.XXXXXX)
 UP=127.0.0.1:19000 NGX=127.0.0.1:19001 CUS=127.0.0.1:19002 BARE=127.0.0.1:19003 AUD=127.0.0.1:19004
-AUTH=127.0.0.1:19005 REDIS_PORT=19006 BEARER=127.0.0.1:19007 IDP_PORT=19008
-TARGETS=(direct nginx pingora custos audit auth bearer)
+AUTH=127.0.0.1:19005 REDIS_PORT=19006 BEARER=127.0.0.1:19007 IDP_PORT=19008 POLICY=127.0.0.1:19009
+TARGETS=(direct nginx pingora custos audit auth bearer policy)
 # ONLY="custos auth" measures a subset (the ratios then print only where both sides ran).
 [ -n "${ONLY:-}" ] && read -ra TARGETS <<<"$ONLY"
 
@@ -135,6 +135,17 @@ taskset -c "$PROXY_CPUS" target/release/custos serve --config "$OUT/bearer.toml"
 for _ in $(seq 50); do curl -fs -H "Authorization: Bearer $TOKEN" "http://$BEARER/plain" >/dev/null && break; sleep 0.1; done
 curl -fs -H "Authorization: Bearer $TOKEN" "http://$BEARER/plain" >/dev/null || { echo "bench/http.sh: the bearer target is not answering" >&2; exit 1; }
 
+# Policy: the bearer target plus casbin on every request (the example HIPAA model and
+# policy, with the rule that allows the benchmark's request appended last).
+cp policies/hipaa_model.conf "$OUT/policy-model.conf"
+{ cat policies/hipaa_policy.csv; echo "p, physician, cardiology, ehr:/plain, GET, allow"; } >"$OUT/policy.csv"
+sed -e "s|$BEARER|$POLICY|" -e "s|audit-bearer|audit-policy|" -e 's|^name = "signed-in"|name = "signed-in"\nresource = "ehr"\ndomain = "cardiology"|' \
+  "$OUT/bearer.toml" >"$OUT/policy.toml"
+printf '[policy]\nmodel = "%s"\npolicy = "%s"\n' "$OUT/policy-model.conf" "$OUT/policy.csv" >>"$OUT/policy.toml"
+taskset -c "$PROXY_CPUS" target/release/custos serve --config "$OUT/policy.toml" 2>"$OUT/policy.log" & pids+=($!)
+for _ in $(seq 50); do curl -fs -H "Authorization: Bearer $TOKEN" "http://$POLICY/plain" >/dev/null && break; sleep 0.1; done
+curl -fs -H "Authorization: Bearer $TOKEN" "http://$POLICY/plain" >/dev/null || { echo "bench/http.sh: the policy target is not answering" >&2; exit 1; }
+
 for addr in $UP $NGX $BARE $CUS $AUD; do
   for _ in $(seq 50); do curl -fs "http://$addr/plain" >/dev/null && break; sleep 0.1; done
   curl -fs "http://$addr/plain" >/dev/null || { echo "bench/http.sh: $addr is not answering" >&2; exit 1; }
@@ -147,8 +158,8 @@ declare -A RPS P50 P99
 printf '%-8s %-3s %12s %10s %10s\n' target run req/s p50_ms p99_ms
 for run in 1 2; do
   for t in "${TARGETS[@]}"; do
-    case $t in direct) a=$UP;; nginx) a=$NGX;; pingora) a=$BARE;; custos) a=$CUS;; audit) a=$AUD;; auth) a=$AUTH;; bearer) a=$BEARER;; esac
-    hdr=(); [ "$t" = auth ] && hdr=(-H "Cookie: custos_session=$SID"); [ "$t" = bearer ] && hdr=(-H "Authorization: Bearer $TOKEN")
+    case $t in direct) a=$UP;; nginx) a=$NGX;; pingora) a=$BARE;; custos) a=$CUS;; audit) a=$AUD;; auth) a=$AUTH;; bearer) a=$BEARER;; policy) a=$POLICY;; esac
+    hdr=(); [ "$t" = auth ] && hdr=(-H "Cookie: custos_session=$SID"); [ "$t" = bearer ] || [ "$t" = policy ] && hdr=(-H "Authorization: Bearer $TOKEN")
     out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"$DUR" --latency "${hdr[@]}" "http://$a/plain")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
@@ -165,7 +176,7 @@ printf '%-8s %12s %10s %10s\n' target mean_req/s p50_ms p99_ms
 for t in "${TARGETS[@]}"; do
   printf '%-8s %12.0f %10s %10s\n' "$t" "$(mean "${RPS[$t]}")" "$(mean "${P50[$t]}")" "$(mean "${P99[$t]}")"
 done
-[ -n "${ONLY:-}" ] && { c=$(mean "${RPS[custos]:-0}") s=$(mean "${RPS[auth]:-0}") b=$(mean "${RPS[bearer]:-0}"); awk -v c="$c" -v s="$s" -v b="$b" 'BEGIN { if (c > 0 && s > 0) printf "signed-in/passthrough %.2fx\n", s/c; if (c > 0 && b > 0) printf "bearer/passthrough %.2fx\n", b/c }'; exit 0; }
+[ -n "${ONLY:-}" ] && { c=$(mean "${RPS[custos]:-0}") s=$(mean "${RPS[auth]:-0}") b=$(mean "${RPS[bearer]:-0}") q=$(mean "${RPS[policy]:-0}"); awk -v c="$c" -v s="$s" -v b="$b" -v q="$q" 'BEGIN { if (c > 0 && s > 0) printf "signed-in/passthrough %.2fx\n", s/c; if (c > 0 && b > 0) printf "bearer/passthrough %.2fx\n", b/c; if (b > 0 && q > 0) printf "policy/bearer %.2fx\n", q/b }'; exit 0; }
 d=$(mean "${RPS[direct]}") n=$(mean "${RPS[nginx]}") p=$(mean "${RPS[pingora]}") c=$(mean "${RPS[custos]}") a=$(mean "${RPS[audit]}") s=$(mean "${RPS[auth]}")
 c99=$(mean "${P99[custos]}") s99=$(mean "${P99[auth]}") b=$(mean "${RPS[bearer]}") b99=$(mean "${P99[bearer]}")
 echo
