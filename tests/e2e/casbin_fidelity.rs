@@ -124,3 +124,46 @@ async fn casbin_examples_decide_the_same_through_custos() {
     }
     assert!(compared > 500, "only {compared} decisions compared");
 }
+
+/// Attributes (ABAC the Custos way: named request tokens `mfa`, `hour`) reach casbin as
+/// the same values, decided the same as the crate decides them directly.
+#[tokio::test]
+async fn attributes_decide_the_same_through_custos() {
+    let (model_path, policy_path) = (dir().join("custos_abac_model.conf"), dir().join("custos_abac_policy.csv"));
+    let model_text = std::fs::read_to_string(&model_path).unwrap();
+    let policy_text = std::fs::read_to_string(&policy_path).unwrap();
+    let ours = PolicySet::load(&model_path, &policy_path).await.unwrap();
+    let direct = Enforcer::new(DefaultModel::from_str(&model_text).await.unwrap(), StringAdapter::new(policy_text))
+        .await
+        .unwrap();
+    let (mut compared, mut allowed) = (0, 0);
+    for sub in ["alice", "bob", "nobody"] {
+        for obj in ["/records/1", "/records/public/2", "/other"] {
+            for act in ["GET", "POST"] {
+                for mfa in [false, true] {
+                    for hour in [0i64, 7, 8, 12, 17, 18, 23] {
+                        let want = direct.enforce((sub, obj, act, mfa, hour)).unwrap();
+                        let got = ours
+                            .decide(&Request {
+                                sub,
+                                groups: &[],
+                                dom: "",
+                                obj,
+                                act,
+                                mfa,
+                                breakglass: false,
+                                client: "127.0.0.1",
+                                hour,
+                                route: "r",
+                            })
+                            .allow;
+                        assert_eq!(got, want, "({sub}, {obj}, {act}, mfa={mfa}, hour={hour})");
+                        compared += 1;
+                        allowed += usize::from(got);
+                    }
+                }
+            }
+        }
+    }
+    assert!(allowed > 0 && allowed < compared, "{allowed} of {compared}: the attributes decide nothing");
+}

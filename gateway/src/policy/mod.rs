@@ -170,7 +170,9 @@ impl PolicySet {
                 Field::Mfa => Dynamic::from(r.mfa),
                 Field::Breakglass => Dynamic::from(r.breakglass),
                 Field::Client => Dynamic::from(r.client.to_string()),
-                Field::Hour => Dynamic::from(r.hour),
+                // rhai's own integer type (casbin builds it with i32): an i64 would be a
+                // foreign value that `r.hour >= 8` never matches.
+                Field::Hour => Dynamic::from(r.hour as casbin::rhai::INT),
                 Field::Route => Dynamic::from(r.route.to_string()),
             })
             .collect()
