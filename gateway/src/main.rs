@@ -110,6 +110,10 @@ enum PolicyCommand {
         policy: PathBuf,
         #[arg(long)]
         cases: PathBuf,
+        /// An IdP group decided as a role, as `[policy.group_roles]` does: GROUP=ROLE
+        /// (repeatable).
+        #[arg(long = "group-role")]
+        group_roles: Vec<String>,
     },
     /// Check a model and policy: syntax errors with file:line (exit 1), and warnings for
     /// roles nobody holds, roles without permissions, repeated rules, rules that can never
@@ -195,8 +199,8 @@ fn main() -> ExitCode {
             audit_tail(redis.as_deref(), &stream, dir.as_deref(), from_start)
         }
         Command::AdminToken { name } => admin_token(&name),
-        Command::Policy { command: PolicyCommand::Test { model, policy, cases } } => {
-            policy_test(&model, &policy, &cases)
+        Command::Policy { command: PolicyCommand::Test { model, policy, cases, group_roles } } => {
+            policy_test(&model, &policy, &cases, &group_roles)
         }
         Command::Policy { command: PolicyCommand::Lint { model, policy } } => policy_lint(&model, &policy),
         Command::Session { command, admin, token_file } => session_command(command, &admin, token_file.as_deref()),
@@ -213,7 +217,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn policy_test(model: &std::path::Path, policy: &std::path::Path, cases: &std::path::Path) -> ExitCode {
+fn policy_test(
+    model: &std::path::Path,
+    policy: &std::path::Path,
+    cases: &std::path::Path,
+    group_roles: &[String],
+) -> ExitCode {
+    let mut roles = std::collections::BTreeMap::new();
+    for g in group_roles {
+        match g.split_once('=') {
+            Some((group, role)) if !group.is_empty() && !role.is_empty() => {
+                roles.insert(group.to_string(), role.to_string());
+            }
+            _ => {
+                eprintln!("custos: --group-role wants GROUP=ROLE, got `{g}`");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let rt = match tokio::runtime::Builder::new_current_thread().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -235,7 +256,7 @@ fn policy_test(model: &std::path::Path, policy: &std::path::Path, cases: &std::p
             return ExitCode::from(2);
         }
     };
-    let mismatches = custos::policy::cases::run(&set, &list);
+    let mismatches = custos::policy::cases::run(&set, &list, &roles);
     for m in &mismatches {
         println!("FAIL {m}");
     }

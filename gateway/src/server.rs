@@ -171,7 +171,21 @@ pub fn run(cfg: Config) -> Result<(), String> {
         }
     };
     let policy = match &cfg.policy {
-        None => None,
+        None => {
+            // SIGHUP reloads the policy; without one it must not stop the gateway.
+            std::thread::spawn(|| {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    rt.block_on(async {
+                        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                            while hup.recv().await.is_some() {
+                                tracing::info!("SIGHUP: no [policy] to reload");
+                            }
+                        }
+                    });
+                }
+            });
+            None
+        }
         Some(files) => {
             let set = files.load_checked().map_err(|e| format!("`policy`: {e}"))?;
             tracing::info!(model = %files.model.display(), policy = %files.policy.display(), "policy loaded");

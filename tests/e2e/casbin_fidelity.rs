@@ -84,7 +84,17 @@ async fn casbin_examples_decide_the_same_through_custos() {
                 .unwrap();
         let with_domain = model_text.contains("r = sub, dom, obj, act");
         let without_obj = model_text.contains("r = sub, act");
-        let (subs, doms, objs, acts) = names(&policy_text, with_domain);
+        let (mut subs, doms, objs, acts) = names(&policy_text, with_domain);
+        // A deliberate difference: Custos refuses a user whose name is a role's (it would
+        // hold that role); casbin lets the role name act as itself. Those are skipped.
+        for line in policy_text.lines() {
+            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            if f.first() == Some(&"g") {
+                if let Some(role) = f.get(2) {
+                    subs.remove(*role);
+                }
+            }
+        }
         let doms: Vec<String> = if with_domain { doms.into_iter().collect() } else { vec![String::new()] };
         let objs: Vec<String> = if without_obj { vec![String::new()] } else { objs.into_iter().collect() };
         let mut allowed = 0;

@@ -69,6 +69,11 @@ async fn the_policy_decides_every_request_and_names_its_rule() {
         assert_eq!(call(&s, "GET", path, &nurse).await.status(), 403, "{path}");
     }
     assert_eq!(call(&s, "GET", "/patients/1/..%2F3/notes", &nurse).await.status(), 400);
+    // Path parameters, which some upstreams drop before routing, are refused.
+    assert_eq!(call(&s, "GET", "/patients/3;x/notes", &nurse).await.status(), 400);
+    // The audit names the deny that decided, not an allow that also matched.
+    let vip = audit_has(&dir, |r| r["decision"] == "deny" && r["path"] == "/patients/3/notes").await;
+    assert_eq!(vip["rule"], "p, nurse, cardiology, ehr:/patients/3/*, .*, deny");
     // Nothing of patient 3 reached the upstream, nor any DELETE.
     let seen = upstream.seen();
     assert!(!seen.is_empty());
@@ -284,6 +289,23 @@ fn lint_reports_errors_with_lines_and_warns_about_dead_rules() {
     let (code, out) = lint(&model, &p);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("p.csv:1: error: action `(GET` is not a valid regular expression"), "{out}");
+    // An object pattern casbin cannot compile is found at load, with its line.
+    std::fs::write(&p, "p, nurse, cardiology, ehr:/patients/(x, GET, allow\ng, bob, nurse, cardiology\n").unwrap();
+    let (code, out) = lint(&model, &p);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("p.csv:1: error: this rule cannot be evaluated"), "{out}");
+    // An effect that is neither allow nor deny (a cut line), and an allow-by-default model.
+    std::fs::write(&p, "p, nurse, cardiology, ehr:/patients/*, GET, de\ng, bob, nurse, cardiology\n").unwrap();
+    let (code, out) = lint(&model, &p);
+    assert!(code == 1 && out.contains("p.csv:1: error: the effect must be allow or deny"), "{out}");
+    let open_model = tmp.path().join("open.conf");
+    let open = std::fs::read_to_string(&model).unwrap().replace(
+        "e = some(where (p.eft == allow)) && !some(where (p.eft == deny))",
+        "e = !some(where (p.eft == deny))",
+    );
+    std::fs::write(&open_model, open).unwrap();
+    let (code, out) = lint(&open_model, &policies().join("hipaa_policy.csv"));
+    assert!(code == 1 && out.contains("allow-by-default"), "{out}");
 }
 
 /// `[policy.group_roles]`: an IdP group decided as a role named in config, instead of

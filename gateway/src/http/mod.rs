@@ -202,6 +202,19 @@ impl Gateway {
 
     /// casbin decides; a deny is answered here (403) and recorded with its rule.
     async fn authorize(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if self.policy.is_none() {
+            return Ok(false);
+        }
+        // Path parameters (`;x`) are dropped by some upstreams before routing, so the
+        // object the policy sees would not be the one served: refused on protected routes.
+        if ctx.path.as_ref().is_some_and(|p| p.as_str().contains(';')) {
+            return self.refuse_as(session, ctx, Refusal::BadPath, "path_parameters").await;
+        }
+        if ctx.route.is_none() || ctx.path.is_none() || ctx.user.is_none() {
+            // With a policy, a request nobody decided is never forwarded.
+            tracing::error!("no user or route at the policy decision; refusing");
+            return self.refuse(session, ctx, Refusal::Internal).await;
+        }
         let (Some(policy), Some(route), Some(path), Some(user)) = (&self.policy, &ctx.route, &ctx.path, &ctx.user)
         else {
             return Ok(false);

@@ -151,7 +151,11 @@ pub async fn write_full(
         resp.insert_header("connection", "close")?;
     }
     for (k, v) in extra {
-        resp.append_header(*k, v.as_str())?;
+        if *k == "content-type" {
+            resp.insert_header(*k, v.as_str())?;
+        } else {
+            resp.append_header(*k, v.as_str())?;
+        }
     }
     let head = session.req_header().method == http::Method::HEAD;
     session.write_response_header(Box::new(resp), head).await?;

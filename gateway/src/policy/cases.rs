@@ -100,7 +100,7 @@ pub fn load(path: &Path) -> Result<Vec<Case>, String> {
 }
 
 /// Runs every case; the mismatches.
-pub fn run(set: &PolicySet, cases: &[Case]) -> Vec<Mismatch> {
+pub fn run(set: &PolicySet, cases: &[Case], group_roles: &std::collections::BTreeMap<String, String>) -> Vec<Mismatch> {
     let mut out = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         let r = Request {
@@ -115,7 +115,7 @@ pub fn run(set: &PolicySet, cases: &[Case]) -> Vec<Mismatch> {
             hour: c.hour,
             route: &c.route,
         };
-        let d = set.decide(&r);
+        let d = set.decide_as(&r, group_roles);
         let ok = matches!((c.expect, d.allow), (Expect::Allow, true) | (Expect::Deny, false));
         if !ok {
             out.push(Mismatch {

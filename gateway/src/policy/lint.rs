@@ -22,7 +22,7 @@ pub struct Finding {
 }
 
 /// The columns of `p = …` in the model (`sub`, `dom`, `obj`, `act`, `eft`, …).
-fn p_columns(model: &str) -> Vec<String> {
+pub(crate) fn p_columns(model: &str) -> Vec<String> {
     let mut in_section = false;
     for line in model.lines() {
         let t = line.trim();
@@ -91,6 +91,25 @@ pub async fn lint(model: &Path, policy: &Path) -> Vec<(String, Finding)> {
     };
     if let Err(e) = check_csv(policy, &text) {
         out.push((pfile.clone(), Finding { severity: Severity::Error, line: e.line, message: e.message }));
+        return out;
+    }
+    // Action patterns must compile (casbin's regexMatch panics on one that does not).
+    let act_col = p_columns(&model_text).iter().position(|c| c == "act");
+    let mut regex_errors = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let f: Vec<&str> = line.trim().split(',').map(str::trim).collect();
+        if f.first() == Some(&"p") {
+            if let Some(act) = act_col.and_then(|c| f.get(c + 1)) {
+                if regex::Regex::new(act).is_err() {
+                    regex_errors.push((i + 1, format!("action `{act}` is not a valid regular expression")));
+                }
+            }
+        }
+    }
+    if !regex_errors.is_empty() {
+        for (line, message) in regex_errors {
+            out.push((pfile.clone(), Finding { severity: Severity::Error, line: Some(line), message }));
+        }
         return out;
     }
     if let Err(e) = PolicySet::load(model, policy).await {

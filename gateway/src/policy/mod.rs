@@ -71,6 +71,8 @@ pub struct PolicySet {
     pub policy: PathBuf,
     /// SHA-256 (hex) of the model and the policy file.
     pub hashes: (String, String),
+    /// Names granted as roles (second field of `g` lines): no user may be one.
+    roles: std::collections::HashSet<String>,
 }
 
 /// A policy error with the file (and line when known).
@@ -131,6 +133,39 @@ impl PolicySet {
                 }
             });
         }
+        // Deny by default: an effect that allows what no rule denies is refused.
+        if let Some(l) = model_text.lines().position(|l| l.trim().replace(' ', "").starts_with("e=!some(")) {
+            return Err(err(
+                model,
+                Some(l + 1),
+                "an allow-by-default effect (`!some(where (p.eft == deny))`): Custos denies by default; use `some(where (p.eft == allow)) && !some(where (p.eft == deny))`",
+            ));
+        }
+        let columns = lint::p_columns(&model_text);
+        let eft = columns.iter().position(|c| c == "eft");
+        let mut roles = std::collections::HashSet::new();
+        for (i, line) in policy_text.lines().enumerate() {
+            let f: Vec<&str> = line.trim().split(',').map(str::trim).collect();
+            match f.first() {
+                Some(&"p") => {
+                    if let Some(v) = eft.and_then(|e| f.get(e + 1)) {
+                        if *v != "allow" && *v != "deny" {
+                            return Err(err(
+                                policy,
+                                Some(i + 1),
+                                format!("the effect must be allow or deny, not `{v}`"),
+                            ));
+                        }
+                    }
+                }
+                Some(&"g") => {
+                    if let Some(r) = f.get(2) {
+                        roles.insert(r.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
         let set = PolicySet {
             enforcer,
             fields,
@@ -140,7 +175,42 @@ impl PolicySet {
                 crate::session::sha256_hex(model_text.as_bytes()),
                 crate::session::sha256_hex(policy_text.as_bytes()),
             ),
+            roles,
         };
+        // Every rule evaluated once as its own subject, so a pattern casbin cannot compile
+        // (it panics) is found now, with its line, not on a request.
+        for (i, line) in policy_text.lines().enumerate() {
+            let f: Vec<&str> = line.trim().split(',').map(str::trim).collect();
+            if f.first() != Some(&"p") || f.len() < 3 {
+                continue;
+            }
+            let col =
+                |name: &str| columns.iter().position(|c| c == name).and_then(|c| f.get(c + 1)).copied().unwrap_or("");
+            let probe = Request {
+                sub: col("sub"),
+                groups: &[],
+                dom: col("dom"),
+                obj: "custos-probe:/",
+                act: "GET",
+                mfa: true,
+                breakglass: false,
+                client: "127.0.0.1",
+                hour: 12,
+                route: "probe",
+            };
+            let sub = probe.sub.to_string();
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| set.enforce_one(&probe, &sub))) {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(err(policy, Some(i + 1), format!("this rule cannot be evaluated: {e}"))),
+                Err(_) => {
+                    return Err(err(
+                        policy,
+                        Some(i + 1),
+                        "this rule cannot be evaluated (an object or action pattern that is not a valid regular expression?)",
+                    ))
+                }
+            }
+        }
         // A matcher that cannot run (unknown function, type error) fails here, not on a
         // request.
         let probe = Request {
@@ -155,7 +225,11 @@ impl PolicySet {
             hour: 0,
             route: "probe",
         };
-        set.enforce_one(&probe, "custos-probe").map_err(|e| err(model, line_of(&model_text, "m ="), e))?;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| set.enforce_one(&probe, "custos-probe"))) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(err(model, line_of(&model_text, "m ="), e)),
+            Err(_) => return Err(err(model, line_of(&model_text, "m ="), "the matcher cannot be evaluated")),
+        }
         Ok(set)
     }
 
@@ -191,13 +265,19 @@ impl PolicySet {
     /// [`PolicySet::decide`] with IdP groups mapped to roles by `group_roles` (the rest
     /// are `group:<name>`).
     pub fn decide_as(&self, r: &Request<'_>, group_roles: &std::collections::BTreeMap<String, String>) -> Decision {
+        // A user whose name is a role's (or looks like a group identity) would hold it.
+        if r.sub.starts_with(GROUP_PREFIX) || self.roles.contains(r.sub) || group_roles.values().any(|v| v == r.sub) {
+            return Decision { allow: false, rule: Some("subject is a role name".into()), via: None };
+        }
         let mut allowed: Option<Decision> = None;
         let identities = std::iter::once(r.sub.to_string()).chain(r.groups.iter().map(|g| match group_roles.get(g) {
             Some(role) => role.clone(),
             None => format!("{GROUP_PREFIX}{g}"),
         }));
         for who in identities {
-            match self.enforce_one(r, &who) {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.enforce_one(r, &who)))
+                .unwrap_or_else(|_| Err("casbin panicked".into()));
+            match outcome {
                 Ok((true, rules)) => {
                     if allowed.is_none() {
                         allowed =
@@ -205,8 +285,10 @@ impl PolicySet {
                     }
                 }
                 Ok((false, rules)) if !rules.is_empty() => {
-                    // A matching rule and still false: an explicit deny. It wins.
-                    return Decision { allow: false, rule: rules.first().map(|p| rule_text(p)), via: Some(who) };
+                    // A matching rule and still false: an explicit deny. It wins. Explain
+                    // lists the allows that matched too: name the deny.
+                    let deny = rules.iter().rev().find(|p| p.last().is_some_and(|e| e == "deny")).or(rules.last());
+                    return Decision { allow: false, rule: deny.map(|p| rule_text(p)), via: Some(who) };
                 }
                 Ok((false, _)) => {}
                 Err(e) => {
@@ -286,7 +368,9 @@ impl PolicyFiles {
         let set = PolicySet::load(&self.model, &self.policy).await?;
         if let Some(c) = &self.cases {
             let list = cases::load(c).map_err(|m| PolicyError { file: c.clone(), line: None, message: m })?;
-            let failed = cases::run(&set, &list);
+            let failed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cases::run(&set, &list, &self.group_roles)))
+                    .map_err(|_| err(c, None, "running the cases panicked"))?;
             if let Some(first) = failed.first() {
                 return Err(err(c, None, format!("{} of {} cases fail; first: {first}", failed.len(), list.len())));
             }
@@ -302,12 +386,12 @@ impl PolicyFiles {
         rt.block_on(self.load_and_test())
     }
 
-    /// What the files are now (size, modification time), to see a change.
-    fn stamp(&self) -> Vec<Option<(u64, std::time::SystemTime)>> {
+    /// What the files hold now (SHA-256 of each), to see any change.
+    fn stamp(&self) -> Vec<Option<String>> {
         std::iter::once(&self.model)
             .chain(std::iter::once(&self.policy))
             .chain(self.cases.iter())
-            .map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.len(), m.modified().ok()?))))
+            .map(|p| std::fs::read(p).ok().map(|b| crate::session::sha256_hex(&b)))
             .collect()
     }
 }
@@ -326,7 +410,13 @@ pub fn watch(policy: Arc<Policy>, files: PolicyFiles, audit: Option<crate::audit
                     None
                 }
             };
-            let mut seen = files.stamp();
+            // What is in force: the hashes of what was loaded (a change between the
+            // start's load and here is seen at the first poll).
+            let current = policy.current();
+            let mut seen: Vec<Option<String>> = vec![Some(current.hashes.0.clone()), Some(current.hashes.1.clone())];
+            if let Some(c) = &files.cases {
+                seen.push(std::fs::read(c).ok().map(|b| crate::session::sha256_hex(&b)));
+            }
             let mut tick = tokio::time::interval(files.poll);
             loop {
                 let signalled = tokio::select! {
@@ -336,6 +426,13 @@ pub fn watch(policy: Arc<Policy>, files: PolicyFiles, audit: Option<crate::audit
                 let now = files.stamp();
                 if !signalled && now == seen {
                     continue;
+                }
+                if !signalled {
+                    // A file being written: wait until two reads agree.
+                    tokio::time::sleep(files.poll / 2).await;
+                    if files.stamp() != now {
+                        continue;
+                    }
                 }
                 seen = now;
                 let why = if signalled { "SIGHUP" } else { "file change" };
