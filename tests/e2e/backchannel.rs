@@ -4,19 +4,8 @@
 //! are refused and end nothing.
 
 use crate::harness::*;
-use crate::login::{audit_has, browser, nav, sign_in, site, Opts, Site};
+use crate::login::{audit_has, browser, nav, sign_in, site, status_with, Opts, Site};
 use serde_json::json;
-
-async fn status_with(s: &Site, id: &str) -> u16 {
-    client()
-        .get(format!("{}/", s.origin))
-        .header("cookie", format!("custos_session={id}"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
 
 async fn post_logout_token(s: &Site, token: &str) -> u16 {
     client()
@@ -27,18 +16,6 @@ async fn post_logout_token(s: &Site, token: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
-}
-
-async fn signed(idp: &str, payload: serde_json::Value) -> String {
-    client()
-        .post(format!("{idp}/test/sign"))
-        .json(&json!({ "header": { "typ": "logout+jwt" }, "payload": payload }))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -81,7 +58,7 @@ async fn signing_out_at_the_provider_ends_the_gateway_session() {
         with("iat", json!(now - 3600)),
         with("sub", serde_json::Value::Null),
     ] {
-        let token = signed(&s.idp, bad).await;
+        let token = crate::bearer::signed(&s.idp, json!({ "typ": "logout+jwt" }), bad).await;
         assert_eq!(post_logout_token(&s, &token).await, 400);
     }
     assert_eq!(post_logout_token(&s, "not-a-jwt").await, 400);
@@ -119,7 +96,7 @@ async fn signing_out_at_the_provider_ends_the_gateway_session() {
     assert_eq!(ev["actor"]["subject"], "bob");
 
     // A replayed logout token is refused.
-    let token = signed(&s.idp, with("jti", json!("j-replay"))).await;
+    let token = crate::bearer::signed(&s.idp, json!({ "typ": "logout+jwt" }), with("jti", json!("j-replay"))).await;
     assert_eq!(post_logout_token(&s, &token).await, 200);
     assert_eq!(post_logout_token(&s, &token).await, 400);
     audit_has(&s.gw.audit_dir(), |r| r["kind"] == "auth.backchannel_logout" && r["reason"] == "replay").await;

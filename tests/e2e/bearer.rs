@@ -20,7 +20,7 @@ async fn get(s: &Site, path: &str, token: &str) -> reqwest::Response {
 }
 
 /// A JWT signed with the provider's own key (its test signer), with any claims.
-async fn signed(idp: &str, header: Value, payload: Value) -> String {
+pub async fn signed(idp: &str, header: Value, payload: Value) -> String {
     client()
         .post(format!("{idp}/test/sign"))
         .json(&json!({ "header": header, "payload": payload }))

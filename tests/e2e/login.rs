@@ -156,7 +156,7 @@ fn set_cookies(r: &reqwest::Response) -> Vec<String> {
     r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect()
 }
 
-fn cookie_value(r: &reqwest::Response, name: &str) -> Option<String> {
+pub fn cookie_value(r: &reqwest::Response, name: &str) -> Option<String> {
     set_cookies(r)
         .iter()
         .find_map(|c| c.strip_prefix(&format!("{name}=")).map(|v| v.split(';').next().unwrap().to_string()))
@@ -222,6 +222,18 @@ pub async fn sign_in(
     let auth = location(&r);
     let callback = idp_login(c, &s.idp, &auth, user, pass, otp).await;
     nav(c, &callback).await
+}
+
+/// The status of `GET /` with session cookie `id`, as an API client sends it.
+pub async fn status_with(s: &Site, id: &str) -> u16 {
+    client()
+        .get(format!("{}/", s.origin))
+        .header("cookie", format!("custos_session={id}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Polls the audit trail until `pred` holds for some record.

@@ -14,16 +14,23 @@ pub fn policies() -> std::path::PathBuf {
 /// A site on the example HIPAA policy, in front of its own demo upstream.
 pub async fn policy_site() -> (Site, demo_ephi::Demo) {
     let p = policies();
-    let session = format!(
-        "\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n",
+    policy_site_with(&format!(
+        "[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n",
         p.join("hipaa_model.conf").display(),
         p.join("hipaa_policy.csv").display()
-    );
+    ))
+    .await
+}
+
+/// A site with `policy` (a `[policy]` table) and bearer tokens, one route `ehr` in the
+/// cardiology domain, in front of its own demo upstream.
+pub async fn policy_site_with(policy: &str) -> (Site, demo_ephi::Demo) {
     let demo = demo().await;
     let routes = format!(
         "[[routes]]\nname = \"ehr\"\nupstream = \"http://{}\"\nrequire_mfa = false\nresource = \"ehr\"\ndomain = \"cardiology\"\n",
         demo.addr
     );
+    let session = format!("\n{policy}");
     let s = site(Opts {
         oidc: "api_audience = \"urn:custos:api\"",
         session: &session,
@@ -172,23 +179,12 @@ async fn policy_reloads_only_when_it_loads_and_passes_its_cases() {
     std::fs::copy(policies().join("hipaa_policy.csv"), &policy).unwrap();
     std::fs::copy(policies().join("hipaa_cases.toml"), &cases).unwrap();
     let good = std::fs::read_to_string(&policy).unwrap();
-    let session = format!(
-        "\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\ncases = \"{}\"\npoll_ms = 200\n",
+    let (s, _upstream) = policy_site_with(&format!(
+        "[policy]\nmodel = \"{}\"\npolicy = \"{}\"\ncases = \"{}\"\npoll_ms = 200\n",
         model.display(),
         policy.display(),
         cases.display()
-    );
-    let demo = demo().await;
-    let routes = format!(
-        "[[routes]]\nname = \"ehr\"\nupstream = \"http://{}\"\nrequire_mfa = false\nresource = \"ehr\"\ndomain = \"cardiology\"\n",
-        demo.addr
-    );
-    let s = site(Opts {
-        oidc: "api_audience = \"urn:custos:api\"",
-        session: &session,
-        routes: Some(routes),
-        ..Default::default()
-    })
+    ))
     .await;
     let dir = s.gw.audit_dir();
     let nurse = tokens(&s.idp, "bob", "bob-password", "").await["access_token"].as_str().unwrap().to_string();
@@ -313,22 +309,11 @@ fn lint_reports_errors_with_lines_and_warns_about_dead_rules() {
 #[tokio::test]
 async fn an_explicit_mapping_turns_an_idp_group_into_a_role() {
     let p = policies();
-    let session = format!(
-        "\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n[policy.group_roles]\nstaff = \"billing\"\n",
+    let (s, _upstream) = policy_site_with(&format!(
+        "[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n[policy.group_roles]\nstaff = \"billing\"\n",
         p.join("hipaa_model.conf").display(),
         p.join("hipaa_policy.csv").display()
-    );
-    let demo = demo().await;
-    let routes = format!(
-        "[[routes]]\nname = \"ehr\"\nupstream = \"http://{}\"\nrequire_mfa = false\nresource = \"ehr\"\ndomain = \"cardiology\"\n",
-        demo.addr
-    );
-    let s = site(Opts {
-        oidc: "api_audience = \"urn:custos:api\"",
-        session: &session,
-        routes: Some(routes),
-        ..Default::default()
-    })
+    ))
     .await;
     let bob = tokens(&s.idp, "bob", "bob-password", "").await["access_token"].as_str().unwrap().to_string();
     // As billing, bob sees invoices and no longer the records his nurse role gave him.

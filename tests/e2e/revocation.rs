@@ -4,7 +4,7 @@
 //! on the next request on the first; and a cap on sessions per user.
 
 use crate::harness::*;
-use crate::login::{audit_has, browser, sign_in, site, Opts, Site};
+use crate::login::{audit_has, browser, cookie_value, sign_in, site, status_with, Opts, Site};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -19,27 +19,6 @@ fn cli(s: &Site, token: &Path, args: &[&str]) -> (bool, String) {
         .output()
         .unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
-async fn status_with(s: &Site, id: &str) -> u16 {
-    client()
-        .get(format!("{}/", s.origin))
-        .header("cookie", format!("custos_session={id}"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-fn session_cookie(r: &reqwest::Response) -> String {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .find_map(|v| {
-            v.to_str().unwrap().strip_prefix("custos_session=").map(|v| v.split(';').next().unwrap().to_string())
-        })
-        .expect("a session cookie")
 }
 
 #[tokio::test]
@@ -61,9 +40,9 @@ async fn a_session_revoked_through_one_gateway_is_refused_at_once_by_another() {
     let b = site(Opts { prefix: Some(prefix.clone()), admin_tokens: Some(&tokens), ..Default::default() }).await;
 
     let r = sign_in(&a, &browser(), "/", "alice", "alice-password", None).await;
-    let first = session_cookie(&r);
+    let first = cookie_value(&r, "custos_session").expect("a session cookie");
     let r = sign_in(&a, &browser(), "/", "alice", "alice-password", None).await;
-    let second = session_cookie(&r);
+    let second = cookie_value(&r, "custos_session").expect("a session cookie");
     assert_eq!(status_with(&a, &first).await, 200);
     assert_eq!(status_with(&b, &first).await, 200, "a session made on one gateway is not honoured by another");
 
@@ -102,7 +81,7 @@ async fn sessions_per_user_can_be_capped() {
     let mut ids = Vec::new();
     for _ in 0..3 {
         let r = sign_in(&s, &browser(), "/", "bob", "bob-password", None).await;
-        ids.push(session_cookie(&r));
+        ids.push(cookie_value(&r, "custos_session").expect("a session cookie"));
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     }
     assert_eq!(status_with(&s, &ids[0]).await, 401, "the oldest session outlived the cap");

@@ -688,41 +688,22 @@ impl Gateway {
             None => Err("no_token"),
             Some(t) => auth.identity.verify_logout_token(&t).await,
         };
-        let t = match verified {
-            Ok(t) => t,
-            Err(reason) => {
-                if let Some(audit) = &self.audit {
-                    let mut ev = self.auth_event(session, ctx, Kind::AuthBackchannelLogout);
-                    ev.decision = Some(Decision::Deny);
-                    ev.reason = Some(reason.into());
-                    audit.append(ev);
-                }
-                tracing::info!(reason, "back-channel logout token refused");
-                let status = if reason == "idp_unavailable" { 503 } else { 400 };
-                respond::write_full(
-                    session,
-                    status,
-                    json(serde_json::json!({"error": "invalid_request"})),
-                    false,
-                    &ctype,
-                )
-                .await?;
-                return Ok(true);
-            }
-        };
-        let ended = match auth.store.first_use(&t.jti, Duration::from_secs(600)).await {
-            Ok(false) => Err("replay"),
-            Ok(true) => match auth.store.end_provider_session(t.sid.as_deref(), t.sub.as_deref()).await {
-                Ok(ended) => Ok(ended),
-                Err(_) => {
-                    // Not done: the provider retries with the same jti, which must work.
-                    auth.store.forget_use(&t.jti).await;
-                    Err("store")
-                }
+        let ended = match verified {
+            Err(reason) => Err(reason),
+            Ok(t) => match auth.store.first_use(&t.jti, Duration::from_secs(600)).await {
+                Ok(false) => Err("replay"),
+                Ok(true) => match auth.store.end_provider_session(t.sid.as_deref(), t.sub.as_deref()).await {
+                    Ok(ended) => Ok(ended),
+                    Err(_) => {
+                        // Not done: the provider retries with the same jti, which must work.
+                        auth.store.forget_use(&t.jti).await;
+                        Err("store")
+                    }
+                },
+                Err(_) => Err("store"),
             },
-            Err(_) => Err("store"),
         };
-        match ended {
+        let (status, body) = match ended {
             Ok(ended) => {
                 if let Some(audit) = &self.audit {
                     for (h, s) in &ended {
@@ -734,8 +715,7 @@ impl Gateway {
                     }
                 }
                 tracing::info!(ended = ended.len(), "back-channel logout");
-                respond::write_full(session, 200, json(serde_json::json!({"ended": ended.len()})), false, &ctype)
-                    .await?;
+                (200, serde_json::json!({ "ended": ended.len() }))
             }
             Err(reason) => {
                 if let Some(audit) = &self.audit {
@@ -744,17 +724,12 @@ impl Gateway {
                     ev.reason = Some(reason.into());
                     audit.append(ev);
                 }
-                let status = if reason == "store" { 503 } else { 400 };
-                respond::write_full(
-                    session,
-                    status,
-                    json(serde_json::json!({"error": "invalid_request"})),
-                    false,
-                    &ctype,
-                )
-                .await?;
+                tracing::info!(reason, "back-channel logout refused");
+                let status = if matches!(reason, "idp_unavailable" | "store") { 503 } else { 400 };
+                (status, serde_json::json!({ "error": "invalid_request" }))
             }
-        }
+        };
+        respond::write_full(session, status, json(body), false, &ctype).await?;
         Ok(true)
     }
 

@@ -23,20 +23,7 @@ pub struct Finding {
 
 /// The columns of `p = …` in the model (`sub`, `dom`, `obj`, `act`, `eft`, …).
 pub(crate) fn p_columns(model: &str) -> Vec<String> {
-    let mut in_section = false;
-    for line in model.lines() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            in_section = t == "[policy_definition]";
-            continue;
-        }
-        if in_section {
-            if let Some(rest) = t.strip_prefix('p').map(str::trim_start).and_then(|s| s.strip_prefix('=')) {
-                return rest.split(',').map(|s| s.trim().to_string()).collect();
-            }
-        }
-    }
-    Vec::new()
+    super::definition(model, "[policy_definition]", "p").unwrap_or_default()
 }
 
 struct Rule<'a> {

@@ -307,15 +307,20 @@ fn rule_text(p: &[String]) -> String {
 
 /// The tokens of `r = …` (without the `r_` prefix casbin adds).
 fn request_tokens(model: &str) -> Option<Vec<String>> {
+    definition(model, "[request_definition]", "r")
+}
+
+/// The comma-separated tokens of `key = …` in `section` of a model (`r`, `p`).
+pub(crate) fn definition(model: &str, section: &str, key: &str) -> Option<Vec<String>> {
     let mut in_section = false;
     for line in model.lines() {
         let t = line.trim();
         if t.starts_with('[') {
-            in_section = t == "[request_definition]";
+            in_section = t == section;
             continue;
         }
         if in_section {
-            if let Some(rest) = t.strip_prefix("r").map(str::trim_start).and_then(|s| s.strip_prefix('=')) {
+            if let Some(rest) = t.strip_prefix(key).map(str::trim_start).and_then(|s| s.strip_prefix('=')) {
                 return Some(rest.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
             }
         }
