@@ -289,7 +289,7 @@ fn lint_reports_errors_with_lines_and_warns_about_dead_rules() {
     std::fs::write(&p, "p, nurse, cardiology, ehr:/patients/(x, GET, allow\ng, bob, nurse, cardiology\n").unwrap();
     let (code, out) = lint(&model, &p);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("p.csv:1: error: this rule cannot be evaluated"), "{out}");
+    assert!(out.contains("p.csv:1: error: `ehr:/patients/(x` is not a valid pattern for keyMatch3"), "{out}");
     // An effect that is neither allow nor deny (a cut line), and an allow-by-default model.
     std::fs::write(&p, "p, nurse, cardiology, ehr:/patients/*, GET, de\ng, bob, nurse, cardiology\n").unwrap();
     let (code, out) = lint(&model, &p);

@@ -177,37 +177,19 @@ impl PolicySet {
             ),
             roles,
         };
-        // Every rule evaluated once as its own subject, so a pattern casbin cannot compile
-        // (it panics) is found now, with its line, not on a request.
+        // A pattern casbin cannot compile makes it panic on a request: every policy value
+        // the matcher hands to regexMatch/keyMatch* is compiled here, once, the way that
+        // function would, so a bad one is a load error with its line.
+        let patterns = pattern_columns(&model_text, &columns);
         for (i, line) in policy_text.lines().enumerate() {
             let f: Vec<&str> = line.trim().split(',').map(str::trim).collect();
-            if f.first() != Some(&"p") || f.len() < 3 {
+            if f.first() != Some(&"p") {
                 continue;
             }
-            let col =
-                |name: &str| columns.iter().position(|c| c == name).and_then(|c| f.get(c + 1)).copied().unwrap_or("");
-            let probe = Request {
-                sub: col("sub"),
-                groups: &[],
-                dom: col("dom"),
-                obj: "custos-probe:/",
-                act: "GET",
-                mfa: true,
-                breakglass: false,
-                client: "127.0.0.1",
-                hour: 12,
-                route: "probe",
-            };
-            let sub = probe.sub.to_string();
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| set.enforce_one(&probe, &sub))) {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(err(policy, Some(i + 1), format!("this rule cannot be evaluated: {e}"))),
-                Err(_) => {
-                    return Err(err(
-                        policy,
-                        Some(i + 1),
-                        "this rule cannot be evaluated (an object or action pattern that is not a valid regular expression?)",
-                    ))
+            for (col, func) in &patterns {
+                let Some(v) = f.get(col + 1) else { continue };
+                if let Err(e) = compile_like(func, v) {
+                    return Err(err(policy, Some(i + 1), format!("`{v}` is not a valid pattern for {func}: {e}")));
                 }
             }
         }
@@ -299,6 +281,64 @@ impl PolicySet {
         }
         allowed.unwrap_or(Decision { allow: false, rule: None, via: None })
     }
+}
+
+/// The policy columns the matcher passes to a pattern function, and which function:
+/// `regexMatch(r.act, "^(?:" + p.act + ")$")` → (act, regexMatch).
+fn pattern_columns(model: &str, columns: &[String]) -> Vec<(usize, String)> {
+    let Some(m) = model.lines().map(str::trim).find(|l| l.starts_with("m =") || l.starts_with("m=")) else { return Vec::new() };
+    let mut out = Vec::new();
+    for func in ["regexMatch", "keyMatch", "keyMatch2", "keyMatch3", "keyMatch4", "keyMatch5"] {
+        let open = format!("{func}(");
+        let mut rest = m;
+        while let Some(at) = rest.find(&open) {
+            // Not the tail of a longer name (keyMatch inside keyMatch2 is found as such).
+            let before = rest[..at].chars().last();
+            let args_start = at + open.len();
+            let mut depth = 1;
+            let mut end = args_start;
+            for (j, c) in rest[args_start..].char_indices() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = args_start + j;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if !before.is_some_and(|c| c.is_ascii_alphanumeric()) {
+                let args = &rest[args_start..end];
+                for (ci, c) in columns.iter().enumerate() {
+                    if args.contains(&format!("p.{c}")) && !out.iter().any(|(x, f): &(usize, String)| *x == ci && f == func) {
+                        out.push((ci, func.to_string()));
+                    }
+                }
+            }
+            rest = &rest[args_start..];
+        }
+    }
+    out
+}
+
+/// Compiles `v` the way the casbin function `func` turns it into a regular expression.
+fn compile_like(func: &str, v: &str) -> Result<(), String> {
+    let re = match func {
+        "keyMatch2" => {
+            let v = v.replace("/*", "/.*");
+            regex::Regex::new(r":[^/]+").map_err(|e| e.to_string())?.replace_all(&v, "[^/]+").to_string()
+        }
+        "keyMatch3" | "keyMatch4" => {
+            let v = v.replace("/*", "/.*");
+            regex::Regex::new(r"\{[^/]+?\}").map_err(|e| e.to_string())?.replace_all(&v, "[^/]+").to_string()
+        }
+        "keyMatch" | "keyMatch5" => return Ok(()),
+        _ => v.to_string(),
+    };
+    regex::Regex::new(&re).map(|_| ()).map_err(|e| e.to_string().lines().last().unwrap_or("").trim().to_string())
 }
 
 fn rule_text(p: &[String]) -> String {
