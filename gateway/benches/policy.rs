@@ -44,8 +44,11 @@ async fn main() {
         let set = PolicySet::load(&model, &policy).await.expect("the generated policy loads");
         println!("{n:>6} {:<8} {:>12.0} {:>12}", "load", t.elapsed().as_secs_f64() * 1e6, "-");
         let last = format!("/res{}/7", n - 1);
-        let cases: [(&str, &str, &str, bool); 3] =
-            [("best", "user0", "/res0/7", true), ("worst", "user999", last.as_str(), true), ("denied", "user5", "/nothing/7", false)];
+        let cases: [(&str, &str, &str, bool); 3] = [
+            ("best", "user0", "/res0/7", true),
+            ("worst", "user999", last.as_str(), true),
+            ("denied", "user5", "/nothing/7", false),
+        ];
         for (label, sub, obj, want) in cases {
             let r = Request {
                 sub,

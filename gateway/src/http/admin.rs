@@ -83,13 +83,7 @@ impl Admin {
         let req = session.req_header();
         let path = req.uri.path().to_string();
         let method = req.method.clone();
-        let token = req
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
+        let token = super::auth::bearer_token(req);
         let admin = token.and_then(|t| self.tokens.get(&sha256_hex(t.as_bytes()))).cloned();
         let Some(admin) = admin else {
             self.record(Kind::AdminDenied, None, client, |ev| {

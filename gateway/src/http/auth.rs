@@ -65,16 +65,19 @@ impl Auth {
     }
 }
 
+/// The request accepts an HTML page.
+pub(super) fn accepts_html(req: &pingora::http::RequestHeader) -> bool {
+    req.headers.get_all(http::header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains("text/html")))
+}
+
 /// A browser navigation (it can follow a redirect to the sign-in page).
 fn is_browser(session: &Session) -> bool {
     let req = session.req_header();
-    matches!(req.method, http::Method::GET | http::Method::HEAD)
-        && req.headers.get_all(http::header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains("text/html")))
+    matches!(req.method, http::Method::GET | http::Method::HEAD) && accepts_html(req)
 }
 
 /// The request's authority (`Host`, or the HTTP/2 `:authority`).
-fn authority(session: &Session) -> &str {
-    let req = session.req_header();
+pub(super) fn authority(req: &pingora::http::RequestHeader) -> &str {
     req.headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -114,10 +117,10 @@ fn header_safe(v: &str) -> String {
 }
 
 /// The token of an `Authorization: Bearer` header (scheme case-insensitive).
-fn bearer_token(session: &Session) -> Option<String> {
-    let v = session.req_header().headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+pub(super) fn bearer_token(req: &pingora::http::RequestHeader) -> Option<&str> {
+    let v = req.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string()).filter(|t| !t.is_empty())
+    Some(token.trim()).filter(|t| scheme.eq_ignore_ascii_case("bearer") && !t.is_empty())
 }
 
 /// One query parameter, decoded.
@@ -217,7 +220,7 @@ impl Gateway {
         };
         let need_mfa = ctx.route.as_ref().and_then(|r| r.require_mfa).unwrap_or(auth.settings.oidc.require_mfa);
         if auth.settings.oidc.api_audience.is_some() {
-            if let Some(token) = bearer_token(session) {
+            if let Some(token) = bearer_token(session.req_header()).map(str::to_string) {
                 return self.authenticate_bearer(session, ctx, token, need_mfa).await;
             }
         }
@@ -409,7 +412,7 @@ impl Gateway {
         // Sessions live on the origin of the redirect URL: a sign-in that starts on any
         // other name for the gateway (`localhost` for `127.0.0.1`) starts over there, or
         // its cookies would never meet.
-        if !is_origin(authority(session), origin) {
+        if !is_origin(authority(session.req_header()), origin) {
             let rd: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
             respond::redirect(session, &format!("{origin}{}?rd={rd}", crate::identity::LOGIN_PATH), Vec::new()).await?;
             return Ok(true);
@@ -475,7 +478,7 @@ impl Gateway {
         };
         let return_to = safe_return(&query_param(session, "rd").unwrap_or_else(|| "/".into()));
         // The MFA need of the page the user is going to, so the first sign-in asks for it.
-        let host = authority(session).to_string();
+        let host = authority(session.req_header()).to_string();
         let target_path = return_to.split(['?', '#']).next().unwrap_or("/");
         let route_mfa = super::path::NormPath::parse(target_path.as_bytes())
             .ok()

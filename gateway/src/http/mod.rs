@@ -258,12 +258,7 @@ impl Gateway {
             "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => act.as_str(),
             _ => "this action",
         };
-        let wants_html = session
-            .req_header()
-            .headers
-            .get(http::header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/html"));
+        let wants_html = auth::accepts_html(session.req_header());
         let (body, ctype) = if wants_html {
             (format!("403 Forbidden\n\nYour account may not do {shown} on {route_name}. Ask your security team if you need this access.\n"), "text/plain; charset=utf-8")
         } else {
@@ -389,13 +384,7 @@ impl ProxyHttp for Gateway {
         ctx.trace = Some(trace::TraceContext::from_request(session.req_header()));
 
         // 5. The route.
-        let req = session.req_header();
-        let host_raw = req
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.authority().map(|a| a.as_str()))
-            .unwrap_or("");
+        let host_raw = auth::authority(session.req_header());
         let route = self.router.find(&routes::host_of(host_raw), &path).cloned();
         ctx.path = Some(path);
         let Some(route) = route else {

@@ -48,16 +48,6 @@ thread_local! {
     static VERIFIED: RefCell<HashMap<[u8; 32], Arc<BearerClaims>>> = RefCell::new(HashMap::new());
 }
 
-fn hex_of(b: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for &x in b {
-        s.push(HEX[(x >> 4) as usize] as char);
-        s.push(HEX[(x & 15) as usize] as char);
-    }
-    s
-}
-
 fn alg_of(name: &str) -> Option<Algorithm> {
     Some(match name {
         "RS256" => Algorithm::RS256,
@@ -182,7 +172,7 @@ impl Identity {
             auth_time,
             exp: c.get("exp").and_then(Value::as_u64).unwrap_or(now),
             session,
-            token_hash: hex_of(&key),
+            token_hash: crate::session::hex_lower(&key),
         });
         VERIFIED.with(|v| {
             let mut v = v.borrow_mut();

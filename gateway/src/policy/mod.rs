@@ -286,7 +286,9 @@ impl PolicySet {
 /// The policy columns the matcher passes to a pattern function, and which function:
 /// `regexMatch(r.act, "^(?:" + p.act + ")$")` → (act, regexMatch).
 fn pattern_columns(model: &str, columns: &[String]) -> Vec<(usize, String)> {
-    let Some(m) = model.lines().map(str::trim).find(|l| l.starts_with("m =") || l.starts_with("m=")) else { return Vec::new() };
+    let Some(m) = model.lines().map(str::trim).find(|l| l.starts_with("m =") || l.starts_with("m=")) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for func in ["regexMatch", "keyMatch", "keyMatch2", "keyMatch3", "keyMatch4", "keyMatch5"] {
         let open = format!("{func}(");
@@ -313,7 +315,9 @@ fn pattern_columns(model: &str, columns: &[String]) -> Vec<(usize, String)> {
             if !before.is_some_and(|c| c.is_ascii_alphanumeric()) {
                 let args = &rest[args_start..end];
                 for (ci, c) in columns.iter().enumerate() {
-                    if args.contains(&format!("p.{c}")) && !out.iter().any(|(x, f): &(usize, String)| *x == ci && f == func) {
+                    if args.contains(&format!("p.{c}"))
+                        && !out.iter().any(|(x, f): &(usize, String)| *x == ci && f == func)
+                    {
                         out.push((ci, func.to_string()));
                     }
                 }

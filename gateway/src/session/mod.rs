@@ -632,10 +632,14 @@ impl SessionStore {
 /// SHA-256, lower-case hex. Written by hand: `hex::encode` goes through a `char`
 /// iterator and showed in the per-request profile.
 pub fn sha256_hex(b: &[u8]) -> String {
+    hex_lower(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
+}
+
+/// Lower-case hex of `b`.
+pub fn hex_lower(b: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let d = ring::digest::digest(&ring::digest::SHA256, b);
-    let mut out = String::with_capacity(64);
-    for &byte in d.as_ref() {
+    let mut out = String::with_capacity(b.len() * 2);
+    for &byte in b {
         out.push(HEX[(byte >> 4) as usize] as char);
         out.push(HEX[(byte & 15) as usize] as char);
     }
