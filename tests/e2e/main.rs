@@ -17,6 +17,7 @@ mod lifecycle;
 mod login;
 mod paths;
 mod policy;
+mod policy_engines;
 mod proxy;
 mod revocation;
 mod sessions;

@@ -79,7 +79,7 @@ pub struct RequestCtx {
     /// SHA-256 of the bearer token (keys the identity assertion it gets).
     credential_hash: Option<String>,
     /// The policy rule that allowed the request.
-    rule: Option<String>,
+    rule: Option<std::sync::Arc<str>>,
     _in_flight: InFlight,
 }
 
@@ -178,7 +178,7 @@ impl Gateway {
         let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
         ev.decision = Some(Decision::Allow);
         // The policy rule that allowed it; without [policy], the matched route.
-        ev.rule = ctx.rule.clone().or_else(|| ctx.route.as_ref().map(|r| format!("route:{}", r.name)));
+        ev.rule = ctx.rule.as_deref().map(str::to_string).or_else(|| ctx.route.as_ref().map(|r| format!("route:{}", r.name)));
         let began = ctx.start.elapsed();
         let result = audit.append_durable(ev).await;
         ctx.audit_phase = Some((began, ctx.start.elapsed() - began));
@@ -200,7 +200,7 @@ impl Gateway {
         }
     }
 
-    /// casbin decides; a deny is answered here (403) and recorded with its rule.
+    /// The policy decides; a deny is answered here (403) and recorded with its rule.
     async fn authorize(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if self.policy.is_none() {
             return Ok(false);
@@ -247,7 +247,7 @@ impl Gateway {
             let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
             ev.decision = Some(Decision::Deny);
             ev.reason = Some("policy".into());
-            ev.rule = Some(d.rule.unwrap_or_else(|| "default deny".into()));
+            ev.rule = Some(d.rule.as_deref().unwrap_or("default deny").to_string());
             ev.status = Some(403);
             audit.append_refusal(ev);
         }

@@ -122,7 +122,7 @@ pub fn run(set: &PolicySet, cases: &[Case], group_roles: &std::collections::BTre
                 index: i,
                 name: c.name.clone().unwrap_or_else(|| format!("{} {} {}", c.sub, c.act, c.obj)),
                 expected: c.expect,
-                rule: d.rule,
+                rule: d.rule.as_deref().map(str::to_string),
             });
         }
     }

@@ -14,10 +14,19 @@
 //! | `hour` | the hour of day, UTC, 0–23 |
 //! | `route` | the route's name |
 //!
+//! Two engines decide the same way: the indexed evaluator ([`fast`]) for the models it
+//! covers (nearly all in use: RBAC with hierarchy and domains, `g2`, keyMatch/2/3,
+//! regexMatch, ipMatch, the three effects), and the `casbin` crate itself for the rest,
+//! with a warning at load that names what the fast one lacks. Both are built from the one
+//! model casbin loaded, and the differential tests hold them to the same decisions.
+//!
 //! The policy in force is swapped atomically (`arc-swap`): a request never takes a lock.
 
 pub mod cases;
+pub mod fast;
 pub mod lint;
+pub mod matcher;
+pub mod pattern;
 
 use arc_swap::ArcSwap;
 use casbin::rhai::Dynamic;
@@ -43,9 +52,35 @@ pub struct Request<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub allow: bool,
-    pub rule: Option<String>,
-    /// The identity (subject or `group:…`) the deciding rule applied to.
-    pub via: Option<String>,
+    pub rule: Option<Arc<str>>,
+    /// The identity the deciding rule applied to.
+    pub via: Option<Via>,
+}
+
+/// Which of a request's identities a rule applied to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Subject,
+    /// The request's `groups[i]`.
+    Group(usize),
+}
+
+/// Which engine decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The indexed evaluator.
+    Fast,
+    /// The `casbin` crate.
+    Casbin,
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Fast => "fast",
+            Engine::Casbin => "casbin",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,12 +96,26 @@ enum Field {
     Route,
 }
 
+impl Field {
+    fn ty(self) -> matcher::Ty {
+        match self {
+            Field::Mfa | Field::Breakglass => matcher::Ty::Bool,
+            Field::Hour => matcher::Ty::Int,
+            _ => matcher::Ty::Str,
+        }
+    }
+}
+
+/// At most this many request tokens (the fields Custos fills).
+const MAX_FIELDS: usize = 9;
+
 /// One loaded model + policy.
 pub struct PolicySet {
     enforcer: Enforcer,
+    fast: Option<fast::Fast>,
+    /// Why the fast evaluator does not decide for this model (the feature it lacks).
+    pub fallback: Option<String>,
     fields: Vec<Field>,
-    /// Whether the model's effect lets a deny rule override (then an explicit deny for
-    /// any of the user's identities wins).
     pub model: PathBuf,
     pub policy: PathBuf,
     /// SHA-256 (hex) of the model and the policy file.
@@ -166,8 +215,32 @@ impl PolicySet {
                 _ => {}
             }
         }
+        let src = source(&enforcer, &fields).map_err(|e| err(model, None, e))?;
+        let started = std::time::Instant::now();
+        let (fast, fallback) = match src.as_ref().map(fast::Fast::build) {
+            Ok(Ok(f)) => (Some(f), None),
+            Ok(Err(fast::BuildError::Rule { rule, message })) => {
+                return Err(err(policy, line_of_rule(&policy_text, &rule), message))
+            }
+            Ok(Err(fast::BuildError::Unsupported(fast::Unsupported(why)))) => (None, Some(why)),
+            Err(why) => (None, Some(why.clone())),
+        };
+        match (&fast, &fallback) {
+            (Some(f), _) => {
+                let (lines, dims, buckets) = f.shape();
+                tracing::debug!(lines, dims, buckets, build_us = started.elapsed().as_micros() as u64, "policy index built");
+            }
+            (None, Some(why)) => tracing::warn!(
+                model = %model.display(),
+                unsupported = %why,
+                "the fast policy evaluator does not cover this model; the casbin crate decides every request (milliseconds per decision on large policies)"
+            ),
+            (None, None) => {}
+        }
         let set = PolicySet {
             enforcer,
+            fast,
+            fallback,
             fields,
             model: model.to_path_buf(),
             policy: policy.to_path_buf(),
@@ -177,6 +250,10 @@ impl PolicySet {
             ),
             roles,
         };
+        if set.fast.is_some() {
+            // The fast build compiled every pattern and checked every type.
+            return Ok(set);
+        }
         // A pattern casbin cannot compile makes it panic on a request: every policy value
         // the matcher hands to regexMatch/keyMatch* is compiled here, once, the way that
         // function would, so a bad one is a load error with its line.
@@ -238,6 +315,54 @@ impl PolicySet {
         self.enforcer.enforce_ex(self.args(r, sub)).map_err(|e| e.to_string())
     }
 
+    /// The engine that decides requests.
+    pub fn engine(&self) -> Engine {
+        if self.fast.is_some() {
+            Engine::Fast
+        } else {
+            Engine::Casbin
+        }
+    }
+
+    /// One identity through one engine: the decision and the rule that made it, `rule`
+    /// being `Some` on a deny only when a deny rule matched.
+    fn outcome(&self, engine: Engine, r: &Request<'_>, who: &str) -> Result<fast::Outcome, String> {
+        match (engine, &self.fast) {
+            (Engine::Fast, Some(f)) => {
+                let mut vals = [fast::Val::B(false); MAX_FIELDS];
+                for (v, field) in vals.iter_mut().zip(&self.fields) {
+                    *v = match field {
+                        Field::Sub => fast::Val::S(who),
+                        Field::Dom => fast::Val::S(r.dom),
+                        Field::Obj => fast::Val::S(r.obj),
+                        Field::Act => fast::Val::S(r.act),
+                        Field::Mfa => fast::Val::B(r.mfa),
+                        Field::Breakglass => fast::Val::B(r.breakglass),
+                        Field::Client => fast::Val::S(r.client),
+                        Field::Hour => fast::Val::I(r.hour),
+                        Field::Route => fast::Val::S(r.route),
+                    };
+                }
+                f.enforce(&vals[..self.fields.len()]).map_err(|_| "a request value the policy cannot match".to_string())
+            }
+            (Engine::Fast, None) => Err(format!(
+                "the fast evaluator does not cover this model: {}",
+                self.fallback.as_deref().unwrap_or("?")
+            )),
+            (Engine::Casbin, _) => {
+                let (allow, rules) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.enforce_one(r, who)))
+                    .unwrap_or_else(|_| Err("casbin panicked".into()))?;
+                // Explain lists the allows that matched before a deny: name the deny.
+                let rule = if allow {
+                    rules.first()
+                } else {
+                    rules.iter().rev().find(|p| p.last().is_some_and(|e| e == "deny")).or(rules.last())
+                };
+                Ok(fast::Outcome { allow, rule: rule.map(|p| Arc::from(fast::rule_text(p))) })
+            }
+        }
+    }
+
     /// Decides `r`: the subject, then each of its groups as `group:<name>`. An explicit
     /// deny for any of them wins; otherwise any allow allows; otherwise deny.
     pub fn decide(&self, r: &Request<'_>) -> Decision {
@@ -247,32 +372,55 @@ impl PolicySet {
     /// [`PolicySet::decide`] with IdP groups mapped to roles by `group_roles` (the rest
     /// are `group:<name>`).
     pub fn decide_as(&self, r: &Request<'_>, group_roles: &std::collections::BTreeMap<String, String>) -> Decision {
+        self.decide_with(self.engine(), r, group_roles)
+    }
+
+    /// [`PolicySet::decide_as`] through a chosen engine (`policy test --engine`, the
+    /// differential tests). The fast engine on a model it does not cover denies.
+    pub fn decide_with(
+        &self,
+        engine: Engine,
+        r: &Request<'_>,
+        group_roles: &std::collections::BTreeMap<String, String>,
+    ) -> Decision {
         // A user whose name is a role's (or looks like a group identity) would hold it.
         if r.sub.starts_with(GROUP_PREFIX) || self.roles.contains(r.sub) || group_roles.values().any(|v| v == r.sub) {
             return Decision { allow: false, rule: Some("subject is a role name".into()), via: None };
         }
         let mut allowed: Option<Decision> = None;
-        let identities = std::iter::once(r.sub.to_string()).chain(r.groups.iter().map(|g| match group_roles.get(g) {
-            Some(role) => role.clone(),
-            None => format!("{GROUP_PREFIX}{g}"),
-        }));
-        for who in identities {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.enforce_one(r, &who)))
-                .unwrap_or_else(|_| Err("casbin panicked".into()));
-            match outcome {
-                Ok((true, rules)) => {
-                    if allowed.is_none() {
-                        allowed =
-                            Some(Decision { allow: true, rule: rules.first().map(|p| rule_text(p)), via: Some(who) });
+        // `group:<name>` spelled in a stack buffer: no allocation per request.
+        let mut buf = [0u8; 256];
+        for i in 0..=r.groups.len() {
+            let (via, spelled);
+            let who: &str = if i == 0 {
+                via = Via::Subject;
+                r.sub
+            } else {
+                via = Via::Group(i - 1);
+                let g = &r.groups[i - 1];
+                match group_roles.get(g) {
+                    Some(role) => role,
+                    None if GROUP_PREFIX.len() + g.len() <= buf.len() => {
+                        let n = GROUP_PREFIX.len() + g.len();
+                        buf[..GROUP_PREFIX.len()].copy_from_slice(GROUP_PREFIX.as_bytes());
+                        buf[GROUP_PREFIX.len()..n].copy_from_slice(g.as_bytes());
+                        std::str::from_utf8(&buf[..n]).unwrap_or_default()
+                    }
+                    None => {
+                        spelled = format!("{GROUP_PREFIX}{g}");
+                        &spelled
                     }
                 }
-                Ok((false, rules)) if !rules.is_empty() => {
-                    // A matching rule and still false: an explicit deny. It wins. Explain
-                    // lists the allows that matched too: name the deny.
-                    let deny = rules.iter().rev().find(|p| p.last().is_some_and(|e| e == "deny")).or(rules.last());
-                    return Decision { allow: false, rule: deny.map(|p| rule_text(p)), via: Some(who) };
+            };
+            match self.outcome(engine, r, who) {
+                Ok(o) if o.allow => {
+                    if allowed.is_none() {
+                        allowed = Some(Decision { allow: true, rule: o.rule, via: Some(via) });
+                    }
                 }
-                Ok((false, _)) => {}
+                // A matching rule and still a deny: an explicit deny. It wins.
+                Ok(o) if o.rule.is_some() => return Decision { allow: false, rule: o.rule, via: Some(via) },
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "policy evaluation failed; denying");
                     return Decision { allow: false, rule: Some("error".into()), via: None };
@@ -281,6 +429,51 @@ impl PolicySet {
         }
         allowed.unwrap_or(Decision { allow: false, rule: None, via: None })
     }
+}
+
+/// What the fast evaluator reads, from the model casbin loaded (so both engines see the
+/// same rules, deduplicated and ordered as casbin keeps them). `Err` names what is
+/// missing or not covered.
+fn source<'a>(e: &'a Enforcer, fields: &[Field]) -> Result<Result<fast::Source<'a>, String>, String> {
+    let m = e.get_model().get_model();
+    let one = |sec: &str| m.get(sec).and_then(|s| s.get(sec));
+    let (Some(r), Some(p), Some(mm), Some(ee)) = (one("r"), one("p"), one("m"), one("e")) else {
+        return Err("the model lacks one of [request_definition], [policy_definition], [matchers], [policy_effect]".into());
+    };
+    if r.tokens.len() != fields.len() {
+        return Err("the request definition could not be read".into());
+    }
+    if fields.len() > MAX_FIELDS {
+        return Ok(Err(format!("more than {MAX_FIELDS} request tokens")));
+    }
+    let g = m
+        .get("g")
+        .map(|gs| {
+            gs.iter()
+                .map(|(name, a)| {
+                    let arity = a.value.matches('_').count() as u8;
+                    (name.clone(), arity, a.get_policy().iter().cloned().collect::<Vec<_>>())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Ok(fast::Source {
+        r: r.tokens.iter().zip(fields).map(|(t, f)| (t.clone(), f.ty())).collect(),
+        p_tokens: &p.tokens,
+        matcher: &mm.value,
+        effect: &ee.value,
+        g,
+        policy: p.get_policy().iter().cloned().collect(),
+    }))
+}
+
+/// The line of `rule` (casbin's fields, without the type) in the policy file.
+fn line_of_rule(text: &str, rule: &[String]) -> Option<usize> {
+    text.lines().position(|l| {
+        let f: Vec<&str> = l.trim().split(',').map(|x| x.trim().trim_matches('"')).collect();
+        f.len() == rule.len() + 1 && f[0].starts_with('p') && f[1..].iter().zip(rule).all(|(a, b)| a == b)
+    })
+    .map(|i| i + 1)
 }
 
 /// The policy columns the matcher passes to a pattern function, and which function:
@@ -328,25 +521,17 @@ fn pattern_columns(model: &str, columns: &[String]) -> Vec<(usize, String)> {
     out
 }
 
-/// Compiles `v` the way the casbin function `func` turns it into a regular expression.
+/// Compiles `v` the way the casbin function `func` would, to refuse at load what casbin
+/// would panic on at a request.
 fn compile_like(func: &str, v: &str) -> Result<(), String> {
-    let re = match func {
-        "keyMatch2" => {
-            let v = v.replace("/*", "/.*");
-            regex::Regex::new(r":[^/]+").map_err(|e| e.to_string())?.replace_all(&v, "[^/]+").to_string()
-        }
-        "keyMatch3" | "keyMatch4" => {
-            let v = v.replace("/*", "/.*");
-            regex::Regex::new(r"\{[^/]+?\}").map_err(|e| e.to_string())?.replace_all(&v, "[^/]+").to_string()
-        }
-        "keyMatch" | "keyMatch5" => return Ok(()),
-        _ => v.to_string(),
+    let f = match func {
+        "keyMatch" => matcher::Func::KeyMatch,
+        "keyMatch2" => matcher::Func::KeyMatch2,
+        "keyMatch3" => matcher::Func::KeyMatch3,
+        "regexMatch" => matcher::Func::RegexMatch,
+        _ => return Ok(()),
     };
-    regex::Regex::new(&re).map(|_| ()).map_err(|e| e.to_string().lines().last().unwrap_or("").trim().to_string())
-}
-
-fn rule_text(p: &[String]) -> String {
-    format!("p, {}", p.join(", "))
+    pattern::Pattern::compile(f, v).map(|_| ())
 }
 
 /// The tokens of `r = …` (without the `r_` prefix casbin adds).
