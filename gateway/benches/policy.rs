@@ -1,76 +1,160 @@
-//! Time per policy decision through Custos's policy layer, on generated RBAC +
-//! `keyMatch2` + `regexMatch` policies of 1k and 10k rules with 1k users: the best rule
-//! position (the first rule decides), the worst (the last rule decides), and a request
-//! nothing allows. Prints p50/p99 per decision. The reference for the indexed evaluator.
+//! Time per policy decision on both engines side by side (the indexed evaluator and the
+//! `casbin` crate), on generated policies of 1k and 10k rules with 1k users:
 //!
-//!   cargo bench --bench policy            (POLICY_SIZES=1000,10000 POLICY_ITERS=200)
+//! - `narrow`: one role per rule (RBAC + keyMatch2 + regexMatch, the shape in issue 7);
+//! - `wide`: 20 roles of N/20 rules each on distinct paths, deny-override, a domain
+//!   column with `*`, and the shipped model's MFA clause: a role's bucket holds 500
+//!   rules at 10k, so the path index decides.
+//!
+//! Requests: `best` (the role's first rule decides), `worst` (its last one), `denied`
+//! (nothing matches). Prints p50/p99 per decision, and the load (parse + casbin + index).
+//!
+//!   cargo bench --bench policy      (POLICY_SIZES=1000,10000 POLICY_ITERS=20000 POLICY_ENGINES=fast,casbin)
+//!
+//! Under callgrind (bench/policy-callgrind.sh) `POLICY_ONLY=engine:shape:size:request`
+//! makes exactly `POLICY_CALLS` (10,000) decisions of one kind and times nothing.
 //!
 //! Never run by CI.
 
-use custos::policy::{PolicySet, Request};
+use custos::policy::{Engine, PolicySet, Request};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-const MODEL: &str = "[request_definition]\nr = sub, obj, act\n\n[policy_definition]\np = sub, obj, act\n\n[role_definition]\ng = _, _\n\n[policy_effect]\ne = some(where (p.eft == allow))\n\n[matchers]\nm = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && regexMatch(r.act, p.act)\n";
+const NARROW: &str = "[request_definition]\nr = sub, obj, act\n\n[policy_definition]\np = sub, obj, act\n\n[role_definition]\ng = _, _\n\n[policy_effect]\ne = some(where (p.eft == allow))\n\n[matchers]\nm = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && regexMatch(r.act, p.act)\n";
+
+const WIDE: &str = "[request_definition]\nr = sub, dom, obj, act, mfa\n\n[policy_definition]\np = sub, dom, obj, act, eft\n\n[role_definition]\ng = _, _, _\n\n[policy_effect]\ne = some(where (p.eft == allow)) && !some(where (p.eft == deny))\n\n[matchers]\nm = g(r.sub, p.sub, r.dom) && (p.dom == \"*\" || r.dom == p.dom) && keyMatch2(r.obj, p.obj) && regexMatch(r.act, \"^(?:\" + p.act + \")$\") && (p.eft == \"deny\" || r.act == \"GET\" || r.mfa)\n";
 
 fn pct(v: &mut [Duration], p: f64) -> f64 {
     v.sort();
     v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6
 }
 
+/// (model, policy, requests as (label, sub, obj, allowed)).
+fn generate(shape: &str, n: usize) -> (&'static str, String, Vec<(&'static str, String, String, bool)>) {
+    let mut text = String::new();
+    match shape {
+        "narrow" => {
+            for i in 0..n {
+                text.push_str(&format!("p, role{i}, /res{i}/:id, (GET)|(POST)\n"));
+            }
+            for u in 0..1000 {
+                // user0 holds the first rule's role, user999 the last one's.
+                let role = if u == 999 { n - 1 } else { u % n };
+                text.push_str(&format!("g, user{u}, role{role}\n"));
+            }
+            let reqs = vec![
+                ("best", "user0".into(), "/res0/7".into(), true),
+                ("worst", "user999".into(), format!("/res{}/7", n - 1), true),
+                ("denied", "user5".into(), "/nothing/7".into(), false),
+            ];
+            (NARROW, text, reqs)
+        }
+        _ => {
+            let per = n / 20;
+            for r in 0..20 {
+                for i in 0..per {
+                    text.push_str(&format!("p, role{r}, *, /r{r}/res{i}/:id, GET|POST, allow\n"));
+                }
+            }
+            // One deny per role, last: every allowed request still looks for it.
+            for r in 0..20 {
+                text.push_str(&format!("p, role{r}, *, /r{r}/res{}/:id, DELETE, deny\n", per - 1));
+            }
+            for u in 0..1000 {
+                text.push_str(&format!("g, user{u}, role{}, ward\n", u % 20));
+            }
+            let reqs = vec![
+                ("best", "user0".into(), "/r0/res0/7".into(), true),
+                ("worst", "user0".into(), format!("/r0/res{}/7", per - 1), true),
+                ("denied", "user0".into(), "/r0/nothing/7".into(), false),
+            ];
+            (WIDE, text, reqs)
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let sizes: Vec<usize> = std::env::var("POLICY_SIZES")
-        .unwrap_or_else(|_| "1000,10000".into())
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.into());
+    let only = std::env::var("POLICY_ONLY").ok();
+    let sizes: Vec<usize> =
+        env("POLICY_SIZES", "1000,10000").split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let iters: usize = env("POLICY_ITERS", "20000").parse().unwrap_or(20000);
+    let engines: Vec<Engine> = env("POLICY_ENGINES", "fast,casbin")
         .split(',')
-        .filter_map(|s| s.trim().parse().ok())
+        .filter_map(|e| match e.trim() {
+            "fast" => Some(Engine::Fast),
+            "casbin" => Some(Engine::Casbin),
+            _ => None,
+        })
         .collect();
-    let iters: usize = std::env::var("POLICY_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    println!("{:>6} {:<8} {:>12} {:>12}", "rules", "request", "p50_us", "p99_us");
-    for n in sizes {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (model, policy) = (dir.path().join("m.conf"), dir.path().join("p.csv"));
-        std::fs::write(&model, MODEL).unwrap();
-        let mut text = String::new();
-        for i in 0..n {
-            text.push_str(&format!("p, role{i}, /res{i}/:id, (GET)|(POST)\n"));
-        }
-        for u in 0..1000 {
-            // user0 holds the first rule's role, user999 the last one's.
-            let role = if u == 999 { n - 1 } else { u % n };
-            text.push_str(&format!("g, user{u}, role{role}\n"));
-        }
-        std::fs::write(&policy, text).unwrap();
-        let t = Instant::now();
-        let set = PolicySet::load(&model, &policy).await.expect("the generated policy loads");
-        println!("{n:>6} {:<8} {:>12.0} {:>12}", "load", t.elapsed().as_secs_f64() * 1e6, "-");
-        let last = format!("/res{}/7", n - 1);
-        let cases: [(&str, &str, &str, bool); 3] = [
-            ("best", "user0", "/res0/7", true),
-            ("worst", "user999", last.as_str(), true),
-            ("denied", "user5", "/nothing/7", false),
-        ];
-        for (label, sub, obj, want) in cases {
-            let r = Request {
-                sub,
-                groups: &[],
-                dom: "",
-                obj,
-                act: "GET",
-                mfa: false,
-                breakglass: false,
-                client: "127.0.0.1",
-                hour: 0,
-                route: "bench",
-            };
-            let rounds = if n >= 10_000 { iters.min(20) } else { iters };
-            let mut times = Vec::with_capacity(rounds);
-            for _ in 0..rounds {
-                let t = Instant::now();
-                let d = set.decide(&r);
-                times.push(t.elapsed());
-                assert_eq!(d.allow, want, "{label}");
+    let calls: usize = env("POLICY_CALLS", "10000").parse().unwrap_or(10_000);
+    let roles = BTreeMap::new();
+    if only.is_none() {
+        println!("{:<7} {:>6} {:<7} {:<8} {:>10} {:>10}", "shape", "rules", "engine", "request", "p50_us", "p99_us");
+    }
+    for shape in ["narrow", "wide"] {
+        for &n in &sizes {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let (mp, pp) = (dir.path().join("m.conf"), dir.path().join("p.csv"));
+            let (model, policy, reqs) = generate(shape, n);
+            std::fs::write(&mp, model).unwrap();
+            std::fs::write(&pp, policy).unwrap();
+            let t = Instant::now();
+            let set = PolicySet::load(&mp, &pp).await.expect("the generated policy loads");
+            let load = t.elapsed();
+            assert_eq!(set.engine(), Engine::Fast, "{:?}", set.fallback);
+            if only.is_none() {
+                println!(
+                    "{shape:<7} {n:>6} {:<7} {:<8} {:>10.0} {:>10}",
+                    "both",
+                    "load",
+                    load.as_secs_f64() * 1e6,
+                    "-"
+                );
             }
-            println!("{n:>6} {label:<8} {:>12.1} {:>12.1}", pct(&mut times, 0.5), pct(&mut times, 0.99));
+            for &engine in &engines {
+                for (label, sub, obj, want) in &reqs {
+                    let groups: Vec<String> = Vec::new();
+                    let r = Request {
+                        sub,
+                        groups: &groups,
+                        dom: "ward",
+                        obj,
+                        act: "GET",
+                        mfa: true,
+                        breakglass: false,
+                        client: "127.0.0.1",
+                        hour: 0,
+                        route: "bench",
+                    };
+                    if let Some(o) = &only {
+                        if *o == format!("{engine}:{shape}:{n}:{label}") {
+                            for _ in 0..calls {
+                                std::hint::black_box(set.decide_with(engine, std::hint::black_box(&r), &roles));
+                            }
+                        }
+                        continue;
+                    }
+                    let rounds = match engine {
+                        Engine::Fast => iters,
+                        Engine::Casbin if n >= 10_000 => 20,
+                        Engine::Casbin => 200,
+                    };
+                    let mut times = Vec::with_capacity(rounds);
+                    for _ in 0..rounds {
+                        let t = Instant::now();
+                        let d = set.decide_with(engine, std::hint::black_box(&r), &roles);
+                        times.push(t.elapsed());
+                        assert_eq!(d.allow, *want, "{shape} {n} {engine} {label}");
+                    }
+                    println!(
+                        "{shape:<7} {n:>6} {engine:<7} {label:<8} {:>10.2} {:>10.2}",
+                        pct(&mut times, 0.5),
+                        pct(&mut times, 0.99)
+                    );
+                }
+            }
         }
     }
 }

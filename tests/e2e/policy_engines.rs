@@ -96,7 +96,9 @@ async fn casbin_fixtures_decide_alike_on_both_engines() {
         assert_eq!(set.engine(), Engine::Fast, "{m}: {:?}", set.fallback);
         let text = std::fs::read_to_string(dir().join(p)).unwrap();
         let mut names = values(&text);
-        names.extend(["nobody", "/foo/bar", "/other", "data1", "GET", "read", "192.168.2.7", "10.0.9.9"].map(String::from));
+        names.extend(
+            ["nobody", "/foo/bar", "/other", "data1", "GET", "read", "192.168.2.7", "10.0.9.9"].map(String::from),
+        );
         let names: Vec<String> = names.into_iter().collect();
         let (mut allowed, mut n) = (0, 0);
         // Every token gets every name (the policy's values and some it lacks); mfa and
@@ -135,7 +137,12 @@ async fn models_the_fast_evaluator_lacks_are_decided_by_casbin_with_the_feature_
     // hierarchy deeper than casbin-rs follows.
     let chain: String = (0..12).map(|i| format!("g, r{i}, r{}\n", i + 1)).collect();
     let cases = [
-        (std::fs::read_to_string(dir().join("rbac_model_matcher_using_in_op.conf")).unwrap(), "p, alice, data1, read\n".to_string(), "`in` operator", ("alice", "data2", "write", true)),
+        (
+            std::fs::read_to_string(dir().join("rbac_model_matcher_using_in_op.conf")).unwrap(),
+            "p, alice, data1, read\n".to_string(),
+            "`in` operator",
+            ("alice", "data2", "write", true),
+        ),
         (
             std::fs::read_to_string(dir().join("keymatch_model.conf")).unwrap().replace("keyMatch(", "keyMatch4("),
             "p, alice, /a/{id}/b/{id}, GET\n".to_string(),
@@ -210,13 +217,21 @@ fn generate(rng: &mut Rng) -> (String, String, Vec<Req>) {
     let with_eft = effect != EFFECTS[0] || rng.chance(50);
     let (obj_fn, objs, obj_patterns): (&str, &[&str], &[&str]) = match rng.below(4) {
         0 => ("keyMatch", &["/a/1", "/a/2", "/b/1", "/a", "/c/x/y"], &["/a/*", "/a/1", "/b/*", "*", "/c/*"]),
-        1 => ("keyMatch2", &["/a/1", "/a/2", "/b/1", "/a", "/c/x/y"], &["/a/:id", "/a/*", "/:x/1", "/b/:id", "/c/*", "/a"]),
+        1 => (
+            "keyMatch2",
+            &["/a/1", "/a/2", "/b/1", "/a", "/c/x/y"],
+            &["/a/:id", "/a/*", "/:x/1", "/b/:id", "/c/*", "/a"],
+        ),
         2 => ("keyMatch3", &["/a/1", "/a/2", "/b/1", "/a", "/c/x/y"], &["/a/{id}", "/a/*", "/{x}/1", "/c/{x}/y", "/a"]),
         _ => ("regexMatch", &["/a/1", "/a/22", "/b/1", "/a", "/c/x/y"], &["^/a/[0-9]+$", "/b", "^/c/", "1$", "^/a$"]),
     };
-    let act_match = *rng.pick(&["r.act == p.act", "regexMatch(r.act, p.act)", "regexMatch(r.act, \"^(?:\" + p.act + \")$\")"]);
-    let act_patterns: &[&str] =
-        if act_match == "r.act == p.act" { &["GET", "POST", "DELETE"] } else { &["GET", "GET|POST", "(GET)|(DELETE)", ".*", "POST"] };
+    let act_match =
+        *rng.pick(&["r.act == p.act", "regexMatch(r.act, p.act)", "regexMatch(r.act, \"^(?:\" + p.act + \")$\")"]);
+    let act_patterns: &[&str] = if act_match == "r.act == p.act" {
+        &["GET", "POST", "DELETE"]
+    } else {
+        &["GET", "GET|POST", "(GET)|(DELETE)", ".*", "POST"]
+    };
     let mut r = vec!["sub"];
     let mut p = vec!["sub"];
     if domains {
@@ -237,10 +252,15 @@ fn generate(rng: &mut Rng) -> (String, String, Vec<Req>) {
     } else {
         "g(r.sub, p.sub)".to_string()
     }];
-    matcher.push(if resource_roles { format!("(g2(r.obj, p.obj) || {obj_fn}(r.obj, p.obj))") } else { format!("{obj_fn}(r.obj, p.obj)") });
+    matcher.push(if resource_roles {
+        format!("(g2(r.obj, p.obj) || {obj_fn}(r.obj, p.obj))")
+    } else {
+        format!("{obj_fn}(r.obj, p.obj)")
+    });
     matcher.push(act_match.to_string());
     if attrs {
-        matcher.push("ipMatch(r.client, p.net) && (r.mfa || r.act == \"GET\" || p.eft == \"deny\") && r.hour >= 8".into());
+        matcher
+            .push("ipMatch(r.client, p.net) && (r.mfa || r.act == \"GET\" || p.eft == \"deny\") && r.hour >= 8".into());
     }
     let mut matcher = matcher.join(" && ");
     if rng.chance(15) {
@@ -299,7 +319,8 @@ fn generate(rng: &mut Rng) -> (String, String, Vec<Req>) {
     }
     let nrules = 3 + rng.below(40);
     for _ in 0..nrules {
-        let sub = if rng.chance(75) { format!("role{}", rng.below(nroles)) } else { format!("user{}", rng.below(nusers)) };
+        let sub =
+            if rng.chance(75) { format!("role{}", rng.below(nroles)) } else { format!("user{}", rng.below(nusers)) };
         let mut f = vec![sub];
         if domains {
             f.push(rng.pick(&["d1", "d2", "*"]).to_string());

@@ -178,7 +178,8 @@ impl Gateway {
         let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
         ev.decision = Some(Decision::Allow);
         // The policy rule that allowed it; without [policy], the matched route.
-        ev.rule = ctx.rule.as_deref().map(str::to_string).or_else(|| ctx.route.as_ref().map(|r| format!("route:{}", r.name)));
+        ev.rule =
+            ctx.rule.as_deref().map(str::to_string).or_else(|| ctx.route.as_ref().map(|r| format!("route:{}", r.name)));
         let began = ctx.start.elapsed();
         let result = audit.append_durable(ev).await;
         ctx.audit_phase = Some((began, ctx.start.elapsed() - began));

@@ -131,6 +131,50 @@ enum Dim {
     Eq { reqs: Vec<u8>, lits: Vec<u32> },
 }
 
+/// The lines of one bucket, and for a large one, the same lines by the literal prefix of
+/// their path pattern (a request path can only match a pattern it starts with).
+struct Bucket {
+    all: Box<[u32]>,
+    by_path: Option<PathIndex>,
+}
+
+struct PathIndex {
+    /// The distinct prefix lengths, in bytes.
+    lens: Box<[usize]>,
+    by_prefix: FxMap<Box<str>, Box<[u32]>>,
+    /// Lines whose pattern has no literal prefix (a regular expression, `*` first).
+    rest: Box<[u32]>,
+}
+
+/// Buckets at most this long are scanned whole.
+const SMALL_BUCKET: usize = 8;
+/// At most this many prefix lists are merged; more and the bucket is scanned whole.
+const MAX_LISTS: usize = 16;
+
+/// Ascending line numbers from up to `MAX_LISTS` ascending lists.
+struct Merge<'a> {
+    lists: [&'a [u32]; MAX_LISTS],
+    n: usize,
+}
+
+impl Iterator for Merge<'_> {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        let mut best: Option<usize> = None;
+        for i in 0..self.n {
+            if let Some(&h) = self.lists[i].first() {
+                if best.is_none_or(|b| h < self.lists[b][0]) {
+                    best = Some(i);
+                }
+            }
+        }
+        let b = best?;
+        let h = self.lists[b][0];
+        self.lists[b] = &self.lists[b][1..];
+        Some(h)
+    }
+}
+
 const MAX_DIMS: usize = 3;
 const INLINE: usize = 4;
 type Key = [u32; MAX_DIMS];
@@ -157,7 +201,9 @@ pub struct Fast {
     /// Per name: its closure over every domain (for `g(…, p.dom)`).
     any_domain: FxMap<Box<str>, Box<[u32]>>,
     dims: Vec<(usize, Dim)>,
-    buckets: FxMap<Key, Box<[u32]>>,
+    buckets: FxMap<Key, Bucket>,
+    /// `keyMatch*(r.X, p.col)` as a top-level term: (X, col, function).
+    path: Option<(u8, usize, Func)>,
     /// With no policy lines casbin evaluates the matcher once with every column "".
     empty: Option<Expr>,
     /// Request tokens an `ipMatch` reads: casbin fails the whole decision on one that is
@@ -190,6 +236,12 @@ struct Builder {
 }
 
 impl Builder {
+    /// The literal text every key matching `pattern` starts with (`None`: no such text).
+    fn prefix_of(&mut self, f: Func, pattern: &str) -> Option<Box<str>> {
+        let id = self.pattern(f, pattern).ok()?;
+        self.patterns[id as usize].literal_prefix().filter(|p| !p.is_empty()).map(Into::into)
+    }
+
     fn intern(&mut self, s: &str) -> u32 {
         if let Some(&i) = self.ids.get(s) {
             return i;
@@ -203,7 +255,8 @@ impl Builder {
         if let Some(&i) = self.pattern_ids.get(&(f, text.to_string())) {
             return Ok(i);
         }
-        let p = Pattern::compile(f, text).map_err(|e| format!("`{text}` is not a valid pattern for {}: {e}", f.name()))?;
+        let p =
+            Pattern::compile(f, text).map_err(|e| format!("`{text}` is not a valid pattern for {}: {e}", f.name()))?;
         let i = self.patterns.len() as u32;
         self.patterns.push(p);
         self.pattern_ids.insert((f, text.to_string()), i);
@@ -261,9 +314,11 @@ impl Builder {
                 };
                 let id = self.pattern(*f, &pattern)?;
                 match subject {
-                    Expr::S(s) => Expr::B(self.patterns[id as usize].matches(&s).map_err(|_| {
-                        format!("`{s}` cannot be matched by {}", f.name())
-                    })?),
+                    Expr::S(s) => Expr::B(
+                        self.patterns[id as usize]
+                            .matches(&s)
+                            .map_err(|_| format!("`{s}` cannot be matched by {}", f.name()))?,
+                    ),
                     s => Expr::Match(id, Box::new(s)),
                 }
             }
@@ -453,6 +508,13 @@ impl Fast {
             }
         }
 
+        let path = matcher::conjuncts(&ast).into_iter().find_map(|t| match t {
+            Ast::Call(f @ (Func::KeyMatch | Func::KeyMatch2 | Func::KeyMatch3), args) => match (&args[0], &args[1]) {
+                (Ast::R(r), Ast::P(col)) => Some((*r as u8, *col, *f)),
+                _ => None,
+            },
+            _ => None,
+        });
         let eft = src.p_tokens.iter().position(|t| t == "p_eft");
         let n = src.p_tokens.len();
         let mut exprs = Vec::with_capacity(src.policy.len());
@@ -476,9 +538,7 @@ impl Fast {
                     })
                 }
             };
-            let e = b
-                .specialize(&ast, p, &roles)
-                .map_err(|message| BuildError::Rule { rule: p.clone(), message })?;
+            let e = b.specialize(&ast, p, &roles).map_err(|message| BuildError::Rule { rule: p.clone(), message })?;
             let mut key = [0u32; MAX_DIMS];
             for (d, (col, _)) in dims.iter().enumerate() {
                 key[d] = b.intern(&p[*col]);
@@ -494,6 +554,18 @@ impl Fast {
         } else {
             None
         };
+        let buckets: FxMap<Key, Bucket> = buckets
+            .into_iter()
+            .map(|(k, lines)| {
+                let by_path = match path {
+                    Some((_, col, f)) if lines.len() > SMALL_BUCKET => {
+                        Some(path_index(&lines, |li| b.prefix_of(f, &src.policy[li as usize][col])))
+                    }
+                    _ => None,
+                };
+                (k, Bucket { all: lines.into(), by_path })
+            })
+            .collect();
         Ok(Fast {
             effect,
             exprs,
@@ -504,7 +576,8 @@ impl Fast {
             domains,
             any_domain,
             dims,
-            buckets: buckets.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            buckets,
+            path,
             empty,
             ip_args: ip_args(&ast),
         })
@@ -592,18 +665,49 @@ impl Fast {
         };
         let (k0, k1, k2) = (keys(0), keys(1), keys(2));
         let one: &[u32] = &[0];
-        let (k0, k1, k2) = (
-            if nd > 0 { k0 } else { one },
-            if nd > 1 { k1 } else { one },
-            if nd > 2 { k2 } else { one },
-        );
+        let (k0, k1, k2) =
+            (if nd > 0 { k0 } else { one }, if nd > 1 { k1 } else { one }, if nd > 2 { k2 } else { one });
         // The first matching line of each kind, in policy order.
         let (mut first_allow, mut first_deny) = (u32::MAX, u32::MAX);
         for &a in k0 {
             for &b in k1 {
                 for &c in k2 {
-                    let Some(lines) = self.buckets.get(&[a, b, c]) else { continue };
-                    for &li in lines.iter() {
+                    let Some(bucket) = self.buckets.get(&[a, b, c]) else { continue };
+                    let mut merge = Merge { lists: [&[]; MAX_LISTS], n: 0 };
+                    let path = match (&bucket.by_path, self.path) {
+                        (Some(ix), Some((r, _, _))) => match req[r as usize] {
+                            Val::S(obj) => Some((ix, obj)),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    let whole = match path {
+                        Some((ix, obj)) => {
+                            merge.lists[0] = &ix.rest;
+                            merge.n = 1;
+                            let mut fits = true;
+                            for &len in ix.lens.iter().take_while(|&&l| l <= obj.len()) {
+                                if !obj.is_char_boundary(len) {
+                                    continue;
+                                }
+                                if let Some(list) = ix.by_prefix.get(&obj[..len]) {
+                                    if merge.n == MAX_LISTS {
+                                        fits = false;
+                                        break;
+                                    }
+                                    merge.lists[merge.n] = list;
+                                    merge.n += 1;
+                                }
+                            }
+                            !fits
+                        }
+                        None => true,
+                    };
+                    if whole {
+                        merge.lists[0] = &bucket.all;
+                        merge.n = 1;
+                    }
+                    for li in merge {
                         let kind = self.kinds[li as usize];
                         let stop = match self.effect {
                             Effect::AllowOverride => li >= first_allow,
@@ -685,6 +789,25 @@ impl Fast {
         let Some(closure) = self.domains.get(dom).and_then(|d| d.closure.get(a)) else { return false };
         let Some(&id) = self.ids.get(b) else { return false };
         closure.binary_search(&id).is_ok()
+    }
+}
+
+fn path_index(lines: &[u32], mut prefix: impl FnMut(u32) -> Option<Box<str>>) -> PathIndex {
+    let mut by_prefix: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+    let mut rest = Vec::new();
+    for &li in lines {
+        match prefix(li) {
+            Some(p) => by_prefix.entry(p).or_default().push(li),
+            None => rest.push(li),
+        }
+    }
+    let mut lens: Vec<usize> = by_prefix.keys().map(|p| p.len()).collect();
+    lens.sort_unstable();
+    lens.dedup();
+    PathIndex {
+        lens: lens.into(),
+        by_prefix: by_prefix.into_iter().map(|(k, v)| (k, v.into())).collect(),
+        rest: rest.into(),
     }
 }
 

@@ -295,7 +295,9 @@ impl Parser<'_, '_> {
                     self.name(&id)?
                 }
             }
-            Some(Tok::Op(op)) => return Err(format!("a matcher that does not parse here (`{op:?}` with no left side)")),
+            Some(Tok::Op(op)) => {
+                return Err(format!("a matcher that does not parse here (`{op:?}` with no left side)"))
+            }
             _ => return Err("a matcher that does not parse here".into()),
         };
         if self.peek() == Some(&Tok::Dot) {
@@ -430,7 +432,12 @@ mod tests {
 
     fn names() -> (Vec<(String, Ty)>, Vec<String>, Vec<(String, u8)>) {
         (
-            vec![("r_sub".into(), Ty::Str), ("r_obj".into(), Ty::Str), ("r_mfa".into(), Ty::Bool), ("r_hour".into(), Ty::Int)],
+            vec![
+                ("r_sub".into(), Ty::Str),
+                ("r_obj".into(), Ty::Str),
+                ("r_mfa".into(), Ty::Bool),
+                ("r_hour".into(), Ty::Int),
+            ],
             vec!["p_sub".into(), "p_obj".into(), "p_eft".into()],
             vec![("g".into(), 2)],
         )

@@ -228,7 +228,13 @@ impl PolicySet {
         match (&fast, &fallback) {
             (Some(f), _) => {
                 let (lines, dims, buckets) = f.shape();
-                tracing::debug!(lines, dims, buckets, build_us = started.elapsed().as_micros() as u64, "policy index built");
+                tracing::debug!(
+                    lines,
+                    dims,
+                    buckets,
+                    build_us = started.elapsed().as_micros() as u64,
+                    "policy index built"
+                );
             }
             (None, Some(why)) => tracing::warn!(
                 model = %model.display(),
@@ -350,8 +356,9 @@ impl PolicySet {
                 self.fallback.as_deref().unwrap_or("?")
             )),
             (Engine::Casbin, _) => {
-                let (allow, rules) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.enforce_one(r, who)))
-                    .unwrap_or_else(|_| Err("casbin panicked".into()))?;
+                let (allow, rules) =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.enforce_one(r, who)))
+                        .unwrap_or_else(|_| Err("casbin panicked".into()))?;
                 // Explain lists the allows that matched before a deny: name the deny.
                 let rule = if allow {
                     rules.first()
@@ -438,7 +445,9 @@ fn source<'a>(e: &'a Enforcer, fields: &[Field]) -> Result<Result<fast::Source<'
     let m = e.get_model().get_model();
     let one = |sec: &str| m.get(sec).and_then(|s| s.get(sec));
     let (Some(r), Some(p), Some(mm), Some(ee)) = (one("r"), one("p"), one("m"), one("e")) else {
-        return Err("the model lacks one of [request_definition], [policy_definition], [matchers], [policy_effect]".into());
+        return Err(
+            "the model lacks one of [request_definition], [policy_definition], [matchers], [policy_effect]".into()
+        );
     };
     if r.tokens.len() != fields.len() {
         return Err("the request definition could not be read".into());
@@ -469,11 +478,12 @@ fn source<'a>(e: &'a Enforcer, fields: &[Field]) -> Result<Result<fast::Source<'
 
 /// The line of `rule` (casbin's fields, without the type) in the policy file.
 fn line_of_rule(text: &str, rule: &[String]) -> Option<usize> {
-    text.lines().position(|l| {
-        let f: Vec<&str> = l.trim().split(',').map(|x| x.trim().trim_matches('"')).collect();
-        f.len() == rule.len() + 1 && f[0].starts_with('p') && f[1..].iter().zip(rule).all(|(a, b)| a == b)
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            let f: Vec<&str> = l.trim().split(',').map(|x| x.trim().trim_matches('"')).collect();
+            f.len() == rule.len() + 1 && f[0].starts_with('p') && f[1..].iter().zip(rule).all(|(a, b)| a == b)
+        })
+        .map(|i| i + 1)
 }
 
 /// The policy columns the matcher passes to a pattern function, and which function:

@@ -16,7 +16,10 @@ static KEY3_PARAM: std::sync::LazyLock<regex::Regex> =
 #[derive(Debug)]
 pub enum Pattern {
     /// keyMatch: `*` ends a prefix.
-    Key { text: Box<str>, star: Option<usize> },
+    Key {
+        text: Box<str>,
+        star: Option<usize>,
+    },
     /// keyMatch2/3 as an automaton.
     Auto(Auto),
     /// A regular expression (regexMatch, or keyMatch2/3 with regex syntax in it).
@@ -48,6 +51,16 @@ impl Pattern {
             Func::RegexMatch => regex::Regex::new(pattern).map(Pattern::Re).map_err(regex_error),
             Func::IpMatch => IpPattern::parse(pattern).map(Pattern::Ip),
             Func::G(_) => Err("not a pattern function".into()),
+        }
+    }
+
+    /// The text every key this pattern matches starts with, when there is one.
+    pub fn literal_prefix(&self) -> Option<&str> {
+        match self {
+            Pattern::Key { text, star: Some(i) } => Some(&text[..*i]),
+            Pattern::Key { text, star: None } => Some(text),
+            Pattern::Auto(a) => Some(&a.prefix),
+            Pattern::Re(_) | Pattern::Ip(_) => None,
         }
     }
 
@@ -257,16 +270,32 @@ mod tests {
             "/é/:id",
         ];
         let keys = [
-            "/res/1", "/res/", "/res/1/2", "/res", "/a/1/b/2", "/a/1/b/", "/a//b/2", "ehr:/patients/1", "ehr:/patients",
-            "/", "", "/a/x/y/b", "/a/b", "/p/7/notes", "/p//notes", "/x:", "/xy", "/é/1", "/é/", "/res/a\nb", "/a/\n/b",
+            "/res/1",
+            "/res/",
+            "/res/1/2",
+            "/res",
+            "/a/1/b/2",
+            "/a/1/b/",
+            "/a//b/2",
+            "ehr:/patients/1",
+            "ehr:/patients",
+            "/",
+            "",
+            "/a/x/y/b",
+            "/a/b",
+            "/p/7/notes",
+            "/p//notes",
+            "/x:",
+            "/xy",
+            "/é/1",
+            "/é/",
+            "/res/a\nb",
+            "/a/\n/b",
         ];
         let mut compared = 0;
         for f in [Func::KeyMatch2, Func::KeyMatch3] {
-            let casbin_fn = if f == Func::KeyMatch2 {
-                casbin::function_map::key_match2
-            } else {
-                casbin::function_map::key_match3
-            };
+            let casbin_fn =
+                if f == Func::KeyMatch2 { casbin::function_map::key_match2 } else { casbin::function_map::key_match3 };
             for p in patterns {
                 let Ok(ours) = Pattern::compile(f, p) else {
                     // What we refuse at load, casbin panics on at the first request.
