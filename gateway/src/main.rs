@@ -114,6 +114,10 @@ enum PolicyCommand {
         /// (repeatable).
         #[arg(long = "group-role")]
         group_roles: Vec<String>,
+        /// The engine that decides: `auto` (the one the gateway would use), `fast` (the
+        /// indexed evaluator) or `casbin` (the `casbin` crate).
+        #[arg(long, default_value = "auto")]
+        engine: String,
     },
     /// Check a model and policy: syntax errors with file:line (exit 1), and warnings for
     /// roles nobody holds, roles without permissions, repeated rules, rules that can never
@@ -199,8 +203,8 @@ fn main() -> ExitCode {
             audit_tail(redis.as_deref(), &stream, dir.as_deref(), from_start)
         }
         Command::AdminToken { name } => admin_token(&name),
-        Command::Policy { command: PolicyCommand::Test { model, policy, cases, group_roles } } => {
-            policy_test(&model, &policy, &cases, &group_roles)
+        Command::Policy { command: PolicyCommand::Test { model, policy, cases, group_roles, engine } } => {
+            policy_test(&model, &policy, &cases, &group_roles, &engine)
         }
         Command::Policy { command: PolicyCommand::Lint { model, policy } } => policy_lint(&model, &policy),
         Command::Session { command, admin, token_file } => session_command(command, &admin, token_file.as_deref()),
@@ -222,6 +226,7 @@ fn policy_test(
     policy: &std::path::Path,
     cases: &std::path::Path,
     group_roles: &[String],
+    engine: &str,
 ) -> ExitCode {
     let mut roles = std::collections::BTreeMap::new();
     for g in group_roles {
@@ -249,6 +254,21 @@ fn policy_test(
             return ExitCode::from(2);
         }
     };
+    let engine = match engine {
+        "auto" => set.engine(),
+        "fast" => custos::policy::Engine::Fast,
+        "casbin" => custos::policy::Engine::Casbin,
+        other => {
+            eprintln!("custos: --engine is auto, fast or casbin, not `{other}`");
+            return ExitCode::from(2);
+        }
+    };
+    if engine == custos::policy::Engine::Fast {
+        if let Some(why) = &set.fallback {
+            eprintln!("custos: the fast evaluator does not cover this model: {why}");
+            return ExitCode::from(2);
+        }
+    }
     let list = match custos::policy::cases::load(cases) {
         Ok(c) => c,
         Err(e) => {
@@ -256,12 +276,12 @@ fn policy_test(
             return ExitCode::from(2);
         }
     };
-    let mismatches = custos::policy::cases::run(&set, &list, &roles);
+    let mismatches = custos::policy::cases::run_with(&set, &list, &roles, engine);
     for m in &mismatches {
         println!("FAIL {m}");
     }
     if mismatches.is_empty() {
-        println!("ok: {} cases pass ({}, {})", list.len(), policy.display(), cases.display());
+        println!("ok: {} cases pass ({}, {}; {engine} engine)", list.len(), policy.display(), cases.display());
         ExitCode::SUCCESS
     } else {
         println!("{} of {} cases fail", mismatches.len(), list.len());

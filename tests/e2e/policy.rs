@@ -107,8 +107,17 @@ async fn the_policy_decides_every_request_and_names_its_rule() {
 }
 
 fn policy_test(model: &std::path::Path, policy: &std::path::Path, cases: &std::path::Path) -> (i32, String) {
+    policy_test_on("auto", model, policy, cases)
+}
+
+fn policy_test_on(
+    engine: &str,
+    model: &std::path::Path,
+    policy: &std::path::Path,
+    cases: &std::path::Path,
+) -> (i32, String) {
     let out = std::process::Command::new(CUSTOS)
-        .args(["policy", "test", "--model"])
+        .args(["policy", "test", "--engine", engine, "--model"])
         .arg(model)
         .arg("--policy")
         .arg(policy)
@@ -136,6 +145,10 @@ fn shipped_policies_pass_their_cases_and_the_cases_can_fail() {
         let (model, policy) = (dir.join(format!("{stem}_model.conf")), dir.join(format!("{stem}_policy.csv")));
         let (code, out) = policy_test(&model, &policy, &cases);
         assert_eq!(code, 0, "{stem}: {out}");
+        // The gateway's engine is the fast one for the shipped policies; casbin agrees.
+        assert!(out.contains("fast engine"), "{stem}: {out}");
+        let (code, out) = policy_test_on("casbin", &model, &policy, &cases);
+        assert!(code == 0 && out.contains("casbin engine"), "{stem}: {out}");
         let tmp = tempfile::tempdir().unwrap();
         let stripped = tmp.path().join("no-allow.csv");
         let text = std::fs::read_to_string(&policy).unwrap();
@@ -144,9 +157,11 @@ fn shipped_policies_pass_their_cases_and_the_cases_can_fail() {
             text.lines().filter(|l| !l.trim_end().ends_with(", allow")).collect::<Vec<_>>().join("\n"),
         )
         .unwrap();
-        let (code, out) = policy_test(&model, &stripped, &cases);
-        assert_eq!(code, 1, "{stem}: the cases pass without any allow rule: {out}");
-        assert!(out.contains("FAIL case"), "{out}");
+        for engine in ["fast", "casbin"] {
+            let (code, out) = policy_test_on(engine, &model, &stripped, &cases);
+            assert_eq!(code, 1, "{stem} ({engine}): the cases pass without any allow rule: {out}");
+            assert!(out.contains("FAIL case"), "{out}");
+        }
         ran += 1;
     }
     assert!(ran >= 1, "no policies/*_cases.toml found");
@@ -302,6 +317,21 @@ fn lint_reports_errors_with_lines_and_warns_about_dead_rules() {
     std::fs::write(&open_model, open).unwrap();
     let (code, out) = lint(&open_model, &policies().join("hipaa_policy.csv"));
     assert!(code == 1 && out.contains("allow-by-default"), "{out}");
+    // A model the fast evaluator does not cover: a warning that names what, and the
+    // cases still run on casbin (auto), while asking for the fast engine is refused.
+    let slow_model = tmp.path().join("slow.conf");
+    std::fs::write(
+        &slow_model,
+        std::fs::read_to_string(&model).unwrap().replace("keyMatch3(r.obj, p.obj)", "keyMatch4(r.obj, p.obj)"),
+    )
+    .unwrap();
+    let (code, out) = lint(&slow_model, &policies().join("hipaa_policy.csv"));
+    assert!(code == 0 && out.contains("warning: the fast evaluator does not cover the function `keyMatch4`"), "{out}");
+    let cases = policies().join("hipaa_cases.toml");
+    let (code, out) = policy_test(&slow_model, &policies().join("hipaa_policy.csv"), &cases);
+    assert!(code == 0 && out.contains("casbin engine"), "{out}");
+    let (code, out) = policy_test_on("fast", &slow_model, &policies().join("hipaa_policy.csv"), &cases);
+    assert!(code == 2 && out.contains("keyMatch4"), "{out}");
 }
 
 /// `[policy.group_roles]`: an IdP group decided as a role named in config, instead of

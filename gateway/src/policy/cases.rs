@@ -99,8 +99,18 @@ pub fn load(path: &Path) -> Result<Vec<Case>, String> {
     Ok(f.case)
 }
 
-/// Runs every case; the mismatches.
+/// Runs every case on the engine the gateway uses; the mismatches.
 pub fn run(set: &PolicySet, cases: &[Case], group_roles: &std::collections::BTreeMap<String, String>) -> Vec<Mismatch> {
+    run_with(set, cases, group_roles, set.engine())
+}
+
+/// [`run`] on a chosen engine.
+pub fn run_with(
+    set: &PolicySet,
+    cases: &[Case],
+    group_roles: &std::collections::BTreeMap<String, String>,
+    engine: super::Engine,
+) -> Vec<Mismatch> {
     let mut out = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         let r = Request {
@@ -115,7 +125,7 @@ pub fn run(set: &PolicySet, cases: &[Case], group_roles: &std::collections::BTre
             hour: c.hour,
             route: &c.route,
         };
-        let d = set.decide_as(&r, group_roles);
+        let d = set.decide_with(engine, &r, group_roles);
         let ok = matches!((c.expect, d.allow), (Expect::Allow, true) | (Expect::Deny, false));
         if !ok {
             out.push(Mismatch {

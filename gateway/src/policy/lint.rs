@@ -99,12 +99,28 @@ pub async fn lint(model: &Path, policy: &Path) -> Vec<(String, Finding)> {
         }
         return out;
     }
-    if let Err(e) = PolicySet::load(model, policy).await {
-        out.push((
-            e.file.display().to_string(),
-            Finding { severity: Severity::Error, line: e.line, message: e.message },
-        ));
-        return out;
+    match PolicySet::load(model, policy).await {
+        Err(e) => {
+            out.push((
+                e.file.display().to_string(),
+                Finding { severity: Severity::Error, line: e.line, message: e.message },
+            ));
+            return out;
+        }
+        Ok(set) => {
+            if let Some(why) = &set.fallback {
+                out.push((
+                    model.display().to_string(),
+                    Finding {
+                        severity: Severity::Warning,
+                        line: None,
+                        message: format!(
+                            "the fast evaluator does not cover {why}: the casbin crate will decide every request (milliseconds per decision on large policies)"
+                        ),
+                    },
+                ));
+            }
+        }
     }
     let cols = p_columns(&model_text);
     let mut rules = Vec::new();
