@@ -7,7 +7,8 @@
 //!   rules at 10k, so the path index decides.
 //!
 //! Requests: `best` (the role's first rule decides), `worst` (its last one), `denied`
-//! (nothing matches). Prints p50/p99 per decision, and the load (parse + casbin + index).
+//! (nothing matches). Prints p50/p99 per decision, heap allocations per decision, and the
+//! load (parse + casbin + index).
 //!
 //!   cargo bench --bench policy      (POLICY_SIZES=1000,10000 POLICY_ITERS=20000 POLICY_ENGINES=fast,casbin)
 //!
@@ -17,8 +18,32 @@
 //! Never run by CI.
 
 use custos::policy::{Engine, PolicySet, Request};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// Counts heap allocations, to show how many a decision makes.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 const NARROW: &str = "[request_definition]\nr = sub, obj, act\n\n[policy_definition]\np = sub, obj, act\n\n[role_definition]\ng = _, _\n\n[policy_effect]\ne = some(where (p.eft == allow))\n\n[matchers]\nm = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && regexMatch(r.act, p.act)\n";
 
@@ -91,7 +116,10 @@ async fn main() {
     let calls: usize = env("POLICY_CALLS", "10000").parse().unwrap_or(10_000);
     let roles = BTreeMap::new();
     if only.is_none() {
-        println!("{:<7} {:>6} {:<7} {:<8} {:>10} {:>10}", "shape", "rules", "engine", "request", "p50_us", "p99_us");
+        println!(
+            "{:<7} {:>6} {:<7} {:<8} {:>10} {:>10} {:>8}",
+            "shape", "rules", "engine", "request", "p50_us", "p99_us", "allocs"
+        );
     }
     for shape in ["narrow", "wide"] {
         for &n in &sizes {
@@ -142,14 +170,16 @@ async fn main() {
                         Engine::Casbin => 200,
                     };
                     let mut times = Vec::with_capacity(rounds);
+                    let before = ALLOCATIONS.load(Ordering::Relaxed);
                     for _ in 0..rounds {
                         let t = Instant::now();
                         let d = set.decide_with(engine, std::hint::black_box(&r), &roles);
                         times.push(t.elapsed());
                         assert_eq!(d.allow, *want, "{shape} {n} {engine} {label}");
                     }
+                    let allocs = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / rounds as f64;
                     println!(
-                        "{shape:<7} {n:>6} {engine:<7} {label:<8} {:>10.2} {:>10.2}",
+                        "{shape:<7} {n:>6} {engine:<7} {label:<8} {:>10.2} {:>10.2} {allocs:>8.1}",
                         pct(&mut times, 0.5),
                         pct(&mut times, 0.99)
                     );

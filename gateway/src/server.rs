@@ -188,7 +188,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         }
         Some(files) => {
             let set = files.load_checked().map_err(|e| format!("`policy`: {e}"))?;
-            tracing::info!(model = %files.model.display(), policy = %files.policy.display(), "policy loaded");
+            tracing::info!(model = %files.model.display(), policy = %files.policy.display(), engine = %set.engine(), "policy loaded");
             let policy = Arc::new(crate::policy::Policy::with_group_roles(set, files.group_roles.clone()));
             crate::policy::watch(policy.clone(), files.clone(), audit.clone()).map_err(|e| format!("`policy`: {e}"))?;
             Some(policy)

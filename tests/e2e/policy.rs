@@ -352,3 +352,37 @@ async fn an_explicit_mapping_turns_an_idp_group_into_a_role() {
     let allow = audit_has(&s.gw.audit_dir(), |r| r["decision"] == "allow").await;
     assert_eq!(allow["rule"], "p, billing, *, ehr:/billing/*, (GET)|(POST), allow");
 }
+
+/// A model the fast evaluator does not cover still serves, decided by the `casbin`
+/// crate, and the gateway says so at start, naming the feature; the shipped model runs
+/// on the fast engine.
+#[tokio::test]
+async fn a_model_outside_the_fast_set_starts_with_a_warning_and_casbin_decides() {
+    let p = policies();
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.conf");
+    std::fs::write(
+        &model,
+        std::fs::read_to_string(p.join("hipaa_model.conf"))
+            .unwrap()
+            .replace("keyMatch3(r.obj, p.obj)", "keyMatch4(r.obj, p.obj)"),
+    )
+    .unwrap();
+    let (s, _upstream) = policy_site_with(&format!(
+        "[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n",
+        model.display(),
+        p.join("hipaa_policy.csv").display()
+    ))
+    .await;
+    let nurse = tokens(&s.idp, "bob", "bob-password", "").await["access_token"].as_str().unwrap().to_string();
+    assert_eq!(call(&s, "GET", "/patients/1/notes", &nurse).await.status(), 200);
+    assert_eq!(call(&s, "DELETE", "/patients/1/notes", &nurse).await.status(), 403);
+    let log = s.gw.log();
+    let warning = log.lines().find(|l| l.contains("fast policy evaluator does not cover")).unwrap_or_default();
+    assert!(warning.contains("WARN") && warning.contains("the function `keyMatch4`"), "{log}");
+
+    let (s, _upstream) = policy_site().await;
+    assert_eq!(call(&s, "GET", "/patients/1/notes", &nurse).await.status(), 200);
+    let log = s.gw.log();
+    assert!(!log.contains("does not cover"), "{log}");
+}

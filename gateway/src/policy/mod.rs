@@ -683,8 +683,9 @@ pub fn watch(policy: Arc<Policy>, files: PolicyFiles, audit: Option<crate::audit
                 match files.load_and_test().await {
                     Ok(set) => {
                         let hashes = format!("model={} policy={}", set.hashes.0, set.hashes.1);
+                        let engine = set.engine();
                         policy.swap(set);
-                        tracing::info!(why, %hashes, "policy reloaded");
+                        tracing::info!(why, %hashes, %engine, "policy reloaded");
                         if let Some(a) = &audit {
                             let mut ev = crate::audit::Event::new(crate::audit::Kind::PolicyReloaded);
                             ev.rule = Some(hashes);
