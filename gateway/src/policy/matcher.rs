@@ -117,24 +117,14 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
         let c = b[i];
         match c {
             b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-            b'(' => {
-                out.push(Tok::LParen);
-                i += 1
-            }
-            b')' => {
-                out.push(Tok::RParen);
-                i += 1
-            }
-            b',' => {
-                out.push(Tok::Comma);
-                i += 1
-            }
-            b'.' => {
-                out.push(Tok::Dot);
-                i += 1
-            }
-            b'+' => {
-                out.push(Tok::Op(Op::Add));
+            b'(' | b')' | b',' | b'.' | b'+' => {
+                out.push(match c {
+                    b'(' => Tok::LParen,
+                    b')' => Tok::RParen,
+                    b',' => Tok::Comma,
+                    b'.' => Tok::Dot,
+                    _ => Tok::Op(Op::Add),
+                });
                 i += 1
             }
             b'"' => {
