@@ -181,6 +181,14 @@ fn shipped_policies_pass_their_cases_and_the_cases_can_fail() {
     let (code, out) = policy_test(&dir.join("hipaa_model.conf"), &dir.join("hipaa_policy.csv"), &wrong);
     assert_eq!(code, 2);
     assert!(out.contains("wrong.toml:5"), "{out}");
+    // An hour no clock shows (casbin would see it cut to 32 bits) is refused.
+    std::fs::write(
+        &wrong,
+        "[[case]]\nsub = \"bob\"\nobj = \"x\"\nact = \"GET\"\nhour = 4294967296\nexpect = \"deny\"\n",
+    )
+    .unwrap();
+    let (code, out) = policy_test(&dir.join("hipaa_model.conf"), &dir.join("hipaa_policy.csv"), &wrong);
+    assert!(code == 2 && out.contains("case 1: `hour` is the hour of day, 0–23"), "{out}");
 }
 
 /// Hot reload: a changed policy is in force on the next requests without a restart; a
@@ -315,6 +323,11 @@ fn lint_reports_errors_with_lines_and_warns_about_dead_rules() {
         "e = !some(where (p.eft == deny))",
     );
     std::fs::write(&open_model, open).unwrap();
+    let (code, out) = lint(&open_model, &policies().join("hipaa_policy.csv"));
+    assert!(code == 1 && out.contains("allow-by-default"), "{out}");
+    // Spelled with a tab: still refused (read as casbin parsed it).
+    std::fs::write(&open_model, std::fs::read_to_string(&open_model).unwrap().replace("e = !some", "e =\t!some"))
+        .unwrap();
     let (code, out) = lint(&open_model, &policies().join("hipaa_policy.csv"));
     assert!(code == 1 && out.contains("allow-by-default"), "{out}");
     // A model the fast evaluator does not cover: a warning that names what, and the

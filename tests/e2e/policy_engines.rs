@@ -156,6 +156,17 @@ async fn models_the_fast_evaluator_lacks_are_decided_by_casbin_with_the_feature_
             ("r0_user", "data2", "read", false),
         ),
     ];
+    let dup = "[request_definition]\nr = sub, obj, act\n\n[policy_definition]\np = sub, obj, act, obj\n\n[policy_effect]\ne = some(where (p.eft == allow))\n\n[matchers]\nm = r.sub == p.sub && r.obj == p.obj && r.act == p.act\n";
+    let cases: Vec<_> = cases
+        .into_iter()
+        // A column named twice: the script engine reads the last one (casbin denies here).
+        .chain([(
+            dup.to_string(),
+            "p, alice, api:/pub, GET, api:/admin\n".to_string(),
+            "`p.obj` named twice",
+            ("alice", "api:/pub", "GET", false),
+        )])
+        .collect();
     for (model, policy, feature, (sub, obj, act, want)) in cases {
         std::fs::write(&m, &model).unwrap();
         std::fs::write(&p, &policy).unwrap();
@@ -178,6 +189,83 @@ async fn models_the_fast_evaluator_lacks_are_decided_by_casbin_with_the_feature_
         let d = set.decide_with(Engine::Fast, &r.as_request(), &BTreeMap::new());
         assert!(!d.allow && d.rule.as_deref() == Some("error"), "{feature}: {d:?}");
     }
+}
+
+/// Requests where casbin's own keyMatch/ipMatch would panic (a non-ASCII path, a client
+/// that is not an address), an effect column that is not the last, a `||` around
+/// ipMatch: both engines give the same decision and rule.
+#[tokio::test]
+async fn edge_cases_decide_alike_on_both_engines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, p) = (tmp.path().join("m.conf"), tmp.path().join("p.csv"));
+    let model = |r: &str, pd: &str, e: &str, matcher: &str| {
+        format!("[request_definition]\nr = {r}\n\n[policy_definition]\np = {pd}\n\n[policy_effect]\ne = {e}\n\n[matchers]\nm = {matcher}\n")
+    };
+    let allow_override = "some(where (p.eft == allow))";
+    let deny_override = "some(where (p.eft == allow)) && !some(where (p.eft == deny))";
+    let nine: String = (0..9).map(|i| format!("p, alice, /z{i}*, allow\n")).collect();
+    let cases = [
+        (
+            model("sub, obj", "sub, obj, eft", allow_override, "r.sub == p.sub && keyMatch(r.obj, p.obj)"),
+            "p, alice, /a*, deny\np, alice, /*, allow\n".to_string(),
+        ),
+        (
+            model("sub, obj", "sub, obj", allow_override, "keyMatch(r.obj, p.obj) && r.sub == p.sub"),
+            "p, bob, /a*\np, alice, /*\n".to_string(),
+        ),
+        (
+            model(
+                "sub, obj",
+                "sub, obj",
+                allow_override,
+                "(r.sub == p.sub || p.sub == \"*\") && keyMatch(r.obj, p.obj)",
+            ),
+            "p, *, /*\np, alice, /a*\n".to_string(),
+        ),
+        // A bucket large enough for the path index, with the `/a*` rule first.
+        (
+            model("sub, obj", "sub, obj, eft", deny_override, "r.sub == p.sub && keyMatch(r.obj, p.obj)"),
+            format!("p, alice, /a*, deny\n{nine}p, alice, /*, allow\n"),
+        ),
+        (
+            model(
+                "sub, client",
+                "sub, net",
+                allow_override,
+                "r.sub == p.sub && (p.net == \"any\" || ipMatch(r.client, p.net))",
+            ),
+            "p, alice, any\np, bob, 10.0.0.0/8\n".to_string(),
+        ),
+        (
+            model("sub, obj", "sub, obj, eft, tag", deny_override, "r.sub == p.sub && r.obj == p.obj"),
+            "p, alice, d, allow, deny\np, alice, d, deny, x\n".to_string(),
+        ),
+    ];
+    let mut allowed = 0;
+    for (model, policy) in cases {
+        std::fs::write(&m, &model).unwrap();
+        std::fs::write(&p, &policy).unwrap();
+        let set = load(&m, &p).await;
+        assert_eq!(set.engine(), Engine::Fast, "{model}: {:?}", set.fallback);
+        for sub in ["alice", "bob"] {
+            for obj in ["/é", "/a/é", "/é/a", "/a", "/b", "d", "/z1é"] {
+                for client in ["", "10.0.0.1", "not-an-address", "::1"] {
+                    let r = Req {
+                        sub: sub.into(),
+                        groups: vec![],
+                        dom: String::new(),
+                        obj: obj.into(),
+                        act: "GET".into(),
+                        mfa: false,
+                        client: client.into(),
+                        hour: 0,
+                    };
+                    allowed += usize::from(same(&set, &r, &format!("{model}\n{policy}")));
+                }
+            }
+        }
+    }
+    assert!(allowed > 0);
 }
 
 /// splitmix64: a seeded sequence, the same on every machine.
@@ -216,7 +304,11 @@ fn generate(rng: &mut Rng) -> (String, String, Vec<Req>) {
     let effect = *rng.pick(&EFFECTS);
     let with_eft = effect != EFFECTS[0] || rng.chance(50);
     let (obj_fn, objs, obj_patterns): (&str, &[&str], &[&str]) = match rng.below(4) {
-        0 => ("keyMatch", &["/a/1", "/a/2", "/b/1", "/a", "/c/x/y"], &["/a/*", "/a/1", "/b/*", "*", "/c/*"]),
+        0 => (
+            "keyMatch",
+            &["/a/1", "/a/2", "/b/1", "/a", "/c/x/y", "/é/1"],
+            &["/a/*", "/a/1", "/b/*", "*", "/c/*", "/a*"],
+        ),
         1 => (
             "keyMatch2",
             &["/a/1", "/a/2", "/b/1", "/a", "/c/x/y"],
@@ -356,7 +448,7 @@ fn generate(rng: &mut Rng) -> (String, String, Vec<Req>) {
             obj: rng.pick(objs).to_string(),
             act: rng.pick(&["GET", "POST", "DELETE"]).to_string(),
             mfa: rng.chance(50),
-            client: rng.pick(&["127.0.0.1", "10.0.0.7", "10.0.3.1", "::1", "192.168.1.1"]).to_string(),
+            client: rng.pick(&["127.0.0.1", "10.0.0.7", "10.0.3.1", "::1", "192.168.1.1", ""]).to_string(),
             hour: rng.below(24) as i64,
         });
     }

@@ -96,6 +96,9 @@ pub fn load(path: &Path) -> Result<Vec<Case>, String> {
     if f.case.is_empty() {
         return Err(format!("{}: no [[case]]", path.display()));
     }
+    if let Some((i, c)) = f.case.iter().enumerate().find(|(_, c)| !(0..=23).contains(&c.hour)) {
+        return Err(format!("{}: case {}: `hour` is the hour of day, 0–23, not {}", path.display(), i + 1, c.hour));
+    }
     Ok(f.case)
 }
 

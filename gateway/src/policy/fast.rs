@@ -13,9 +13,13 @@
 //! cover is refused with the feature's name ([`Unsupported`]) and casbin decides.
 
 use super::matcher::{self, Ast, Func, Names, Op, Ty};
-use super::pattern::{Pattern, Unmatchable};
+use super::pattern::Pattern;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// A value of the wrong type reached an operation (the type check at load rules it out).
+#[derive(Debug)]
+pub struct Unmatchable;
 
 /// A model feature the fast evaluator does not cover.
 #[derive(Debug)]
@@ -206,9 +210,6 @@ pub struct Fast {
     path: Option<(u8, usize, Func)>,
     /// With no policy lines casbin evaluates the matcher once with every column "".
     empty: Option<Expr>,
-    /// Request tokens an `ipMatch` reads: casbin fails the whole decision on one that is
-    /// not an address (it reaches the call on the first line in practice); so does this.
-    ip_args: Vec<u8>,
 }
 
 /// The outcome for one identity, as casbin reports it: the decision, and the deciding
@@ -276,7 +277,15 @@ impl Builder {
                 x => Expr::Not(Box::new(x)),
             },
             Ast::Bin(op, x, y) => {
-                let (x, y) = (self.specialize(x, p, roles)?, self.specialize(y, p, roles)?);
+                let x = self.specialize(x, p, roles)?;
+                // Short-circuit as the script engine does: a right side this rule never
+                // reaches is not compiled (`p.net == "any" || ipMatch(r.client, p.net)`).
+                match (op, &x) {
+                    (Op::And, Expr::B(false)) => return Ok(Expr::B(false)),
+                    (Op::Or, Expr::B(true)) => return Ok(Expr::B(true)),
+                    _ => {}
+                }
+                let y = self.specialize(y, p, roles)?;
                 match (op, x, y) {
                     (Op::And, Expr::B(false), _) => Expr::B(false),
                     (Op::And, Expr::B(true), y) => y,
@@ -314,11 +323,7 @@ impl Builder {
                 };
                 let id = self.pattern(*f, &pattern)?;
                 match subject {
-                    Expr::S(s) => Expr::B(
-                        self.patterns[id as usize]
-                            .matches(&s)
-                            .map_err(|_| format!("`{s}` cannot be matched by {}", f.name()))?,
-                    ),
+                    Expr::S(s) => Expr::B(self.patterns[id as usize].matches(&s)),
                     s => Expr::Match(id, Box::new(s)),
                 }
             }
@@ -463,6 +468,15 @@ impl Fast {
             "priority(p_eft) || deny" => Effect::Priority,
             other => return Err(unsupported(format!("the effect `{other}`"))),
         };
+        for (what, names) in [
+            ("r", src.r.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()),
+            ("p", src.p_tokens.iter().map(String::as_str).collect()),
+        ] {
+            if let Some(d) = names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)).map(|(_, n)| n) {
+                // The script engine reads the last of the two; say so rather than guess.
+                return Err(unsupported(format!("`{}` named twice in `{what} = …`", d.replacen('_', ".", 1))));
+            }
+        }
         let g_names: Vec<(String, u8)> = src.g.iter().map(|(n, a, _)| (n.clone(), *a)).collect();
         if let Some((n, a)) = g_names.iter().find(|(_, a)| *a != 2 && *a != 3) {
             return Err(unsupported(format!("the role definition `{n}` with {a} fields")));
@@ -579,7 +593,6 @@ impl Fast {
             buckets,
             path,
             empty,
-            ip_args: ip_args(&ast),
         })
     }
 
@@ -590,13 +603,6 @@ impl Fast {
 
     /// Decides for one identity; `req` holds the request tokens in model order.
     pub fn enforce(&self, req: &[Val<'_>]) -> Result<Outcome, Unmatchable> {
-        for &i in &self.ip_args {
-            if let Val::S(s) = req[i as usize] {
-                if s.parse::<std::net::IpAddr>().is_err() {
-                    return Err(Unmatchable);
-                }
-            }
-        }
         if let Some(e) = &self.empty {
             let allow = self.eval(e, req)? == Val::B(true);
             return Ok(Outcome { allow, rule: None });
@@ -766,7 +772,7 @@ impl Fast {
             Expr::Cmp(op, x, y) => Val::B(compare(*op, self.eval(x, req)?, self.eval(y, req)?)),
             Expr::Match(p, x) => {
                 let Val::S(s) = self.eval(x, req)? else { return Err(Unmatchable) };
-                Val::B(self.patterns[*p as usize].matches(s)?)
+                Val::B(self.patterns[*p as usize].matches(s))
             }
             Expr::G(a, b, d) => {
                 let (Val::S(a), Val::S(b)) = (self.eval(a, req)?, self.eval(b, req)?) else { return Err(Unmatchable) };
@@ -809,29 +815,6 @@ fn path_index(lines: &[u32], mut prefix: impl FnMut(u32) -> Option<Box<str>>) ->
         by_prefix: by_prefix.into_iter().map(|(k, v)| (k, v.into())).collect(),
         rest: rest.into(),
     }
-}
-
-/// The request tokens passed straight to `ipMatch`.
-fn ip_args(a: &Ast) -> Vec<u8> {
-    let mut out = Vec::new();
-    fn walk(a: &Ast, out: &mut Vec<u8>) {
-        match a {
-            Ast::Call(Func::IpMatch, args) => {
-                if let Ast::R(i) = args[0] {
-                    out.push(i as u8);
-                }
-            }
-            Ast::Call(_, args) => args.iter().for_each(|x| walk(x, out)),
-            Ast::Not(x) => walk(x, out),
-            Ast::Bin(_, x, y) => {
-                walk(x, out);
-                walk(y, out);
-            }
-            _ => {}
-        }
-    }
-    walk(a, &mut out);
-    out
 }
 
 /// An index dimension from one `&&` term, if the term has a shape that selects lines by

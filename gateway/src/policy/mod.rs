@@ -158,7 +158,19 @@ impl PolicySet {
         check_csv(policy, &policy_text)?;
         let m = casbin::DefaultModel::from_str(&model_text).await.map_err(|e| err(model, None, e.to_string()))?;
         let adapter = casbin::StringAdapter::new(policy_text.clone());
-        let enforcer = Enforcer::new(m, adapter).await.map_err(|e| err(policy, None, e.to_string()))?;
+        let mut enforcer = Enforcer::new(m, adapter).await.map_err(|e| err(policy, None, e.to_string()))?;
+        // casbin's keyMatch and ipMatch panic on some request values (a non-ASCII path, a
+        // client that is not an address); these give the same answers elsewhere and no
+        // match there, on both engines.
+        use casbin::function_map::{dynamic_to_str, OperatorFunction};
+        enforcer.add_function(
+            "keyMatch",
+            OperatorFunction::Arg2(|a, b| pattern::key_match(&dynamic_to_str(&a), &dynamic_to_str(&b)).into()),
+        );
+        enforcer.add_function(
+            "ipMatch",
+            OperatorFunction::Arg2(|a, b| pattern::ip_match(&dynamic_to_str(&a), &dynamic_to_str(&b)).into()),
+        );
         let tokens =
             request_tokens(&model_text).ok_or_else(|| err(model, None, "no `r = …` in [request_definition]"))?;
         let mut fields = Vec::new();
@@ -182,11 +194,18 @@ impl PolicySet {
                 }
             });
         }
-        // Deny by default: an effect that allows what no rule denies is refused.
-        if let Some(l) = model_text.lines().position(|l| l.trim().replace(' ', "").starts_with("e=!some(")) {
+        // Deny by default: an effect that allows what no rule denies is refused (read as
+        // casbin parsed it, so no spacing or line continuation gets one past).
+        if enforcer
+            .get_model()
+            .get_model()
+            .get("e")
+            .and_then(|e| e.get("e"))
+            .is_some_and(|e| e.value.replace(char::is_whitespace, "").starts_with("!some("))
+        {
             return Err(err(
                 model,
-                Some(l + 1),
+                line_of(&model_text, "e ="),
                 "an allow-by-default effect (`!some(where (p.eft == deny))`): Custos denies by default; use `some(where (p.eft == allow)) && !some(where (p.eft == deny))`",
             ));
         }
@@ -359,12 +378,9 @@ impl PolicySet {
                 let (allow, rules) =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.enforce_one(r, who)))
                         .unwrap_or_else(|_| Err("casbin panicked".into()))?;
-                // Explain lists the allows that matched before a deny: name the deny.
-                let rule = if allow {
-                    rules.first()
-                } else {
-                    rules.iter().rev().find(|p| p.last().is_some_and(|e| e == "deny")).or(rules.last())
-                };
+                // Explain lists the allows that matched before the deny that stopped the
+                // evaluation, last; with priority, the one deciding rule.
+                let rule = if allow { rules.first() } else { rules.last() };
                 Ok(fast::Outcome { allow, rule: rule.map(|p| Arc::from(fast::rule_text(p))) })
             }
         }
