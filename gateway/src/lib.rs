@@ -5,6 +5,8 @@
 
 /// The audit trail: event type, hash chain, durable spool, verification.
 pub mod audit;
+/// Emergency access.
+pub mod breakglass;
 /// `custos certs dev`: a local CA and server certificate for development and tests.
 pub mod certs;
 /// The TOML schema, its validation and the internal, validated `Config`.

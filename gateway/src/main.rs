@@ -49,6 +49,18 @@ enum Command {
         #[arg(long, global = true)]
         token_file: Option<PathBuf>,
     },
+    /// Emergency access, through a gateway's admin listener (needs an administrator
+    /// token): sealed links for when the identity provider is down, and the review queue.
+    Breakglass {
+        #[command(subcommand)]
+        command: BreakglassCommand,
+        /// The admin listener's base URL.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        /// A file holding your administrator token (default: $CUSTOS_ADMIN_TOKEN).
+        #[arg(long, global = true)]
+        token_file: Option<PathBuf>,
+    },
     /// casbin policies: test them like code.
     Policy {
         #[command(subcommand)]
@@ -131,6 +143,36 @@ enum PolicyCommand {
 }
 
 #[derive(Subcommand)]
+enum BreakglassCommand {
+    /// Print a single-use emergency URL for USER on ROUTE (and, with --totp, a TOTP
+    /// secret shown only now that the user must also answer with).
+    Issue {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        route: String,
+        /// How long the link stays usable and the longest the access lasts: 90s, 30m, 4h.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        #[arg(long)]
+        totp: bool,
+    },
+    /// Emergency grants with their justifications (JSON).
+    List {
+        #[arg(long)]
+        unreviewed: bool,
+    },
+    /// Review a grant (you may not review your own).
+    Review {
+        id: String,
+        #[arg(long)]
+        verdict: String,
+        #[arg(long)]
+        note: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum SessionCommand {
     /// A user's live sessions (their hashes, times, client, sign-in methods).
     List {
@@ -208,6 +250,9 @@ fn main() -> ExitCode {
         }
         Command::Policy { command: PolicyCommand::Lint { model, policy } } => policy_lint(&model, &policy),
         Command::Session { command, admin, token_file } => session_command(command, &admin, token_file.as_deref()),
+        Command::Breakglass { command, admin, token_file } => {
+            breakglass_command(command, &admin, token_file.as_deref())
+        }
         Command::Certs { command: CertsCommand::Dev { out, hosts } } => match custos::certs::dev(&out, &hosts) {
             Ok(()) => {
                 println!("wrote ca.pem, server.pem, server-key.pem, client.pem, client-key.pem to {}", out.display());
@@ -330,18 +375,6 @@ fn admin_token(name: &str) -> ExitCode {
 }
 
 fn session_command(command: SessionCommand, admin: &str, token_file: Option<&std::path::Path>) -> ExitCode {
-    let token = match token_file {
-        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display())),
-        None => std::env::var("CUSTOS_ADMIN_TOKEN")
-            .map_err(|_| "give --token-file FILE or set CUSTOS_ADMIN_TOKEN".to_string()),
-    };
-    let token = match token {
-        Ok(t) => t.trim().to_string(),
-        Err(e) => {
-            eprintln!("custos: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
     let base = admin.trim_end_matches('/');
     let (method, url) = match &command {
@@ -357,6 +390,75 @@ fn session_command(command: SessionCommand, admin: &str, token_file: Option<&std
             return ExitCode::from(2);
         }
     };
+    admin_call(admin, token_file, method, &url, String::new())
+}
+
+/// `90s`, `30m`, `4h`, `1d` → seconds.
+fn duration_secs(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().ok()?;
+    let mul = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mul).filter(|v| *v > 0)
+}
+
+fn breakglass_command(command: BreakglassCommand, admin: &str, token_file: Option<&std::path::Path>) -> ExitCode {
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let base = admin.trim_end_matches('/');
+    let (method, url, body) = match &command {
+        BreakglassCommand::Issue { user, route, ttl, totp } => {
+            let Some(secs) = duration_secs(ttl) else {
+                eprintln!("custos: --ttl is a duration like 90s, 30m, 4h, not `{ttl}`");
+                return ExitCode::from(2);
+            };
+            let url = format!(
+                "{base}/breakglass/links?user={}&route={}&ttl_secs={secs}{}",
+                enc(user),
+                enc(route),
+                if *totp { "&totp=1" } else { "" }
+            );
+            (reqwest::Method::POST, url, String::new())
+        }
+        BreakglassCommand::List { unreviewed } => (
+            reqwest::Method::GET,
+            format!("{base}/breakglass{}", if *unreviewed { "?unreviewed=1" } else { "" }),
+            String::new(),
+        ),
+        BreakglassCommand::Review { id, verdict, note } => (
+            reqwest::Method::POST,
+            format!("{base}/breakglass/review?id={}&verdict={}", enc(id), enc(verdict)),
+            note.clone(),
+        ),
+    };
+    admin_call(admin, token_file, method, &url, body)
+}
+
+/// One call to the admin listener with the administrator's token; prints the answer.
+fn admin_call(
+    admin: &str,
+    token_file: Option<&std::path::Path>,
+    method: reqwest::Method,
+    url: &str,
+    body: String,
+) -> ExitCode {
+    let token = match token_file {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display())),
+        None => std::env::var("CUSTOS_ADMIN_TOKEN")
+            .map_err(|_| "give --token-file FILE or set CUSTOS_ADMIN_TOKEN".to_string()),
+    };
+    let token = match token {
+        Ok(t) => t.trim().to_string(),
+        Err(e) => {
+            eprintln!("custos: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -369,7 +471,8 @@ fn session_command(command: SessionCommand, admin: &str, token_file: Option<&std
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| e.to_string())?;
-        let r = c.request(method, &url).bearer_auth(&token).send().await.map_err(|e| format!("{admin}: {e}"))?;
+        let r =
+            c.request(method, url).bearer_auth(&token).body(body).send().await.map_err(|e| format!("{admin}: {e}"))?;
         let status = r.status();
         let body = r.text().await.map_err(|e| e.to_string())?;
         Ok::<_, String>((status, body))

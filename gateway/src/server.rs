@@ -209,7 +209,12 @@ pub fn run(cfg: Config) -> Result<(), String> {
     server.add_service(proxy);
 
     if let Some(addr) = cfg.admin {
-        let app = Admin { auth: admin_auth.clone(), audit: audit.clone(), tokens: cfg.admin_tokens.clone() };
+        let app = Admin {
+            auth: admin_auth.clone(),
+            audit: audit.clone(),
+            tokens: cfg.admin_tokens.clone(),
+            breakglass: cfg.breakglass.clone(),
+        };
         let mut admin = Service::new("custos-admin".to_string(), HttpServer::new_app(app));
         admin.add_tcp(&addr.to_string());
         server.add_service(admin);

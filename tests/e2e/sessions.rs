@@ -21,6 +21,7 @@ fn user() -> Session {
         sid: None,
         idp_sub: None,
         validated: 0,
+        breakglass: None,
     }
 }
 

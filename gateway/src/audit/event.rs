@@ -67,6 +67,29 @@ pub enum Kind {
     /// The identity provider ended sessions (OpenID Connect Back-Channel Logout).
     #[serde(rename = "auth.backchannel_logout")]
     AuthBackchannelLogout,
+    /// An emergency grant started (`grant`, `route`, the justification's SHA-256 and
+    /// length, `case_ref`; `reason`: `declared` or `sealed_link`).
+    #[serde(rename = "breakglass.started")]
+    BreakglassStarted,
+    /// An emergency grant ended (`reason`: `expired`, `logout`).
+    #[serde(rename = "breakglass.ended")]
+    BreakglassEnded,
+    /// A declaration or a sealed link was refused (`reason`: `policy`, `daily_limit`,
+    /// `justification`, `csrf`, `link_used`, `link_expired`, `link_unknown`, `totp`, …).
+    #[serde(rename = "breakglass.denied")]
+    BreakglassDenied,
+    /// An administrator issued a sealed link (`target`: the user it is for).
+    #[serde(rename = "breakglass.link_issued")]
+    BreakglassLinkIssued,
+    /// A sealed link was used (its one use).
+    #[serde(rename = "breakglass.link_used")]
+    BreakglassLinkUsed,
+    /// An auditor reviewed an emergency grant (`grant`, `reason`: the verdict).
+    #[serde(rename = "breakglass.reviewed")]
+    BreakglassReviewed,
+    /// A break-glass alert could not be delivered.
+    #[serde(rename = "breakglass.alert_failed")]
+    BreakglassAlertFailed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +197,22 @@ pub struct Event {
     /// Whom an administrative action was about (a subject).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The request was made under an emergency grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakglass: Option<bool>,
+    /// The emergency grant's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_ref: Option<String>,
+    /// SHA-256 (hex) and length of an emergency justification; the text itself only with
+    /// `breakglass.audit_justification = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification_len: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
 }
 
 impl Event {
@@ -208,6 +247,12 @@ impl Event {
             phases: Vec::new(),
             checkpoint: None,
             target: None,
+            breakglass: None,
+            grant: None,
+            case_ref: None,
+            justification_sha256: None,
+            justification_len: None,
+            justification: None,
         }
     }
 }

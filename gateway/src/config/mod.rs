@@ -62,6 +62,8 @@ pub struct Config {
     pub auth: Option<AuthSettings>,
     /// The casbin model and policy files (checked at load).
     pub policy: Option<crate::policy::PolicyFiles>,
+    /// Emergency access.
+    pub breakglass: Option<std::sync::Arc<crate::breakglass::Settings>>,
     pub routes: Vec<Route>,
 }
 
@@ -601,6 +603,71 @@ impl Validator<'_> {
                 Some(files)
             }
         };
+        let breakglass = match &raw.breakglass {
+            None => None,
+            Some(b) => {
+                if policy.is_none() {
+                    return Err(self.err(
+                        "breakglass",
+                        "needs [policy] (and [oidc]): the policy says who may declare an emergency and what it opens",
+                    ));
+                }
+                if b.max_secs == 0 || b.default_secs == 0 || b.default_secs > b.max_secs {
+                    return Err(
+                        self.err("breakglass.default_secs", "must be at least 1 and at most breakglass.max_secs")
+                    );
+                }
+                if b.justification_max < 10 {
+                    return Err(self.err("breakglass.justification_max", "must be at least 10"));
+                }
+                if b.max_per_day == 0 {
+                    return Err(self.err("breakglass.max_per_day", "must be at least 1"));
+                }
+                if b.retention_days == 0 {
+                    return Err(self.err("breakglass.retention_days", "must be at least 1"));
+                }
+                let mut alerts = Vec::new();
+                for (i, a) in b.alerts.iter().enumerate() {
+                    let key = format!("breakglass.alerts[{i}]");
+                    let url = self.http_url(&format!("{key}.url"), &a.url, "an alert receiver")?;
+                    let format = match a.format.as_str() {
+                        "slack" => crate::breakglass::AlertFormat::Slack,
+                        "json" => crate::breakglass::AlertFormat::Json,
+                        other => {
+                            return Err(self.err(format!("{key}.format"), format!("`slack` or `json`, not `{other}`")))
+                        }
+                    };
+                    let secret = match &a.secret {
+                        Some(r) => Some(r.load(self.base).map_err(|m| self.err(format!("{key}.secret"), m))?),
+                        None if format == crate::breakglass::AlertFormat::Json => {
+                            return Err(self.err(
+                                format!("{key}.secret"),
+                                "a `json` alert is signed: give `secret = { file = … }` or `{ env = … }`",
+                            ))
+                        }
+                        None => None,
+                    };
+                    if a.max_tries == 0 {
+                        return Err(self.err(format!("{key}.max_tries"), "must be at least 1"));
+                    }
+                    alerts.push(crate::breakglass::Alert {
+                        url: url.to_string(),
+                        format,
+                        secret,
+                        max_tries: a.max_tries,
+                    });
+                }
+                Some(std::sync::Arc::new(crate::breakglass::Settings {
+                    default: Duration::from_secs(b.default_secs),
+                    max: Duration::from_secs(b.max_secs),
+                    justification_max: b.justification_max,
+                    max_per_day: b.max_per_day,
+                    retention: Duration::from_secs(b.retention_days * 86_400),
+                    audit_justification: b.audit_justification,
+                    alerts,
+                }))
+            }
+        };
         if auth.is_none() {
             if let Some(i) = routes.iter().position(|r| !r.public) {
                 return Err(self.err(
@@ -626,6 +693,7 @@ impl Validator<'_> {
             audit,
             auth,
             policy,
+            breakglass,
             routes,
         })
     }

@@ -29,6 +29,8 @@ pub struct File {
     /// `[upstream_identity]`: the signed identity assertion sent to upstreams.
     #[serde(default)]
     pub upstream_identity: UpstreamIdentity,
+    /// `[breakglass]`: emergency access (needs `[oidc]` and `[policy]`).
+    pub breakglass: Option<BreakglassCfg>,
     #[serde(default)]
     pub routes: Vec<Route>,
 }
@@ -170,6 +172,69 @@ pub struct PolicyCfg {
 
 fn default_policy_poll() -> u64 {
     1000
+}
+
+/// `[breakglass]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakglassCfg {
+    /// Seconds a declared emergency grant lasts unless the user asks for less. Default
+    /// 3600 (60 minutes).
+    #[serde(default = "default_bg_secs")]
+    pub default_secs: u64,
+    /// The longest grant (declared, or a sealed link's TTL), seconds. Default 14400 (4 h).
+    #[serde(default = "default_bg_max_secs")]
+    pub max_secs: u64,
+    /// The longest justification, characters. Default 2000.
+    #[serde(default = "default_bg_justification")]
+    pub justification_max: usize,
+    /// Declarations per user per day (UTC). Default 3.
+    #[serde(default = "default_bg_per_day")]
+    pub max_per_day: u64,
+    /// Days the review record (with the justification) is kept in Redis. Default 2190.
+    #[serde(default = "default_bg_retention")]
+    pub retention_days: u64,
+    /// Put the justification's text in audit records and alerts (it may hold PHI).
+    /// Default false: its SHA-256 and length only.
+    #[serde(default)]
+    pub audit_justification: bool,
+    /// `[[breakglass.alerts]]`: real-time alerts on every start and sealed-link use.
+    #[serde(default)]
+    pub alerts: Vec<BreakglassAlert>,
+}
+
+/// `[[breakglass.alerts]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakglassAlert {
+    /// `https://…` (plain `http://` only to a loopback address).
+    pub url: String,
+    /// `slack` (an incoming-webhook message) or `json` (Custos's alert object).
+    pub format: String,
+    /// The HMAC-SHA256 key: `{ file = … }` or `{ env = … }`. Required for `json`.
+    pub secret: Option<SecretRef>,
+    /// Tries before giving up (each audited when it fails). Default 5.
+    #[serde(default = "default_bg_tries")]
+    pub max_tries: u32,
+}
+
+fn default_bg_secs() -> u64 {
+    3600
+}
+fn default_bg_max_secs() -> u64 {
+    14_400
+}
+fn default_bg_justification() -> usize {
+    2000
+}
+fn default_bg_per_day() -> u64 {
+    3
+}
+fn default_bg_retention() -> u64 {
+    2190
+}
+fn default_bg_tries() -> u32 {
+    5
 }
 
 /// `[upstream_identity]`

@@ -5,6 +5,9 @@
 //! GET  /sessions?user=SUBJECT                 a user's live sessions (JSON)
 //! POST /sessions/revoke?user=SUBJECT          end all of them
 //! POST /sessions/revoke?session=HASH          end one (the hash `list` shows)
+//! POST /breakglass/links?user=U&route=R&ttl_secs=N[&totp=1]   a sealed emergency link
+//! GET  /breakglass[?unreviewed=1]             emergency grants, with justifications
+//! POST /breakglass/review?id=ID&verdict=justified|unjustified   (body: the note)
 //! ```
 //!
 //! `Authorization: Bearer <token>`; the tokens file (`[admin] tokens`) holds one
@@ -29,6 +32,7 @@ pub struct Admin {
     pub audit: Option<Audit>,
     /// sha256 hex of a token → the administrator's name.
     pub tokens: HashMap<String, String>,
+    pub breakglass: Option<Arc<crate::breakglass::Settings>>,
 }
 
 /// Reads a tokens file: `NAME SHA256HEX` per line, `#` comments.
@@ -145,6 +149,143 @@ impl Admin {
                     json!({ "revoked": ended.len(), "sessions": ended.iter().map(|(h, _)| h).collect::<Vec<_>>() }),
                 )
             }
+            (_, p) if p.starts_with("/breakglass") => {
+                let Some(settings) = self.breakglass.clone() else {
+                    return json_reply(404, json!({ "error": "[breakglass] is not configured" }));
+                };
+                let mut body = Vec::new();
+                while let Ok(Some(chunk)) = session.read_request_body().await {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > 16 * 1024 {
+                        return json_reply(413, json!({ "error": "the body is too large" }));
+                    }
+                }
+                self.breakglass(&settings, auth, &admin, client, method.as_str(), p, &params, body).await
+            }
+            _ => json_reply(404, json!({ "error": "not found" })),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn breakglass(
+        &self,
+        settings: &crate::breakglass::Settings,
+        auth: &Auth,
+        admin: &str,
+        client: Option<String>,
+        method: &str,
+        path: &str,
+        params: &HashMap<String, String>,
+        body: Vec<u8>,
+    ) -> Response<Vec<u8>> {
+        use crate::breakglass::{Link, Store};
+        let store = Store(&auth.store);
+        let unavailable = || json_reply(503, json!({ "error": "the session store is unreachable" }));
+        match (method, path) {
+            ("POST", "/breakglass/links") => {
+                let (Some(user), Some(route)) = (params.get("user"), params.get("route")) else {
+                    return json_reply(400, json!({ "error": "give ?user=SUBJECT&route=NAME&ttl_secs=N" }));
+                };
+                let ttl = params.get("ttl_secs").and_then(|t| t.parse::<u64>().ok()).unwrap_or(3600);
+                if ttl == 0 || ttl > settings.max.as_secs() {
+                    return json_reply(
+                        400,
+                        json!({ "error": format!("ttl_secs is 1 to {} (breakglass.max_secs)", settings.max.as_secs()) }),
+                    );
+                }
+                if user.trim().is_empty() || user.starts_with(crate::policy::GROUP_PREFIX) {
+                    return json_reply(400, json!({ "error": "the user is a subject, not a group" }));
+                }
+                let (Ok(token), Ok(secret)) = (crate::breakglass::new_token(), crate::breakglass::new_totp_secret())
+                else {
+                    return json_reply(500, json!({ "error": "no randomness" }));
+                };
+                let now = crate::session::now_secs();
+                let totp = params.get("totp").is_some_and(|v| v == "1" || v == "true").then_some(secret);
+                let link = Link {
+                    user: user.clone(),
+                    route: route.clone(),
+                    ttl_secs: ttl,
+                    expires: now + ttl,
+                    totp: totp.clone(),
+                    issued_by: admin.to_string(),
+                    issued_at: now,
+                };
+                if store.put_link(&sha256_hex(token.as_bytes()), &link).await.is_err() {
+                    return unavailable();
+                }
+                self.record(Kind::BreakglassLinkIssued, Some(admin), client, |ev| {
+                    ev.target = Some(user.clone());
+                    ev.route = Some(route.clone());
+                    ev.breakglass = Some(true);
+                    ev.reason = Some(format!("ttl_secs={ttl} totp={}", totp.is_some()));
+                });
+                let url = format!("{}{}?t={token}", auth.settings.oidc.origin, super::breakglass::LINK_PATH);
+                json_reply(
+                    200,
+                    json!({ "url": url, "user": user, "route": route, "expires": link.expires, "totp_secret": totp,
+                            "otpauth": totp.as_ref().map(|s| format!("otpauth://totp/Custos:{}?secret={s}&issuer=Custos", url::form_urlencoded::byte_serialize(user.as_bytes()).collect::<String>())) }),
+                )
+            }
+            ("GET", "/breakglass") => {
+                let Ok(mut list) = store.records().await else { return unavailable() };
+                if params.get("unreviewed").is_some_and(|v| v == "1" || v == "true") {
+                    list.retain(|r| r.review.is_none());
+                }
+                self.record(Kind::AdminSessionsListed, Some(admin), client, |ev| {
+                    ev.reason = Some("breakglass_reviews".into());
+                    ev.breakglass = Some(true);
+                });
+                json_reply(200, json!({ "grants": list }))
+            }
+            ("POST", "/breakglass/review") => {
+                let Some(id) = params.get("id") else { return json_reply(400, json!({ "error": "give ?id=GRANT" })) };
+                let verdict = params.get("verdict").map(String::as_str).unwrap_or("");
+                if verdict != "justified" && verdict != "unjustified" {
+                    return json_reply(400, json!({ "error": "verdict is justified or unjustified" }));
+                }
+                let note = String::from_utf8_lossy(&body).trim().to_string();
+                if note.is_empty() || note.chars().count() > 4000 {
+                    return json_reply(
+                        400,
+                        json!({ "error": "a note (the request body, 1 to 4000 characters) is needed" }),
+                    );
+                }
+                let Ok(found) = store.record(id).await else { return unavailable() };
+                let Some(mut r) = found else { return json_reply(404, json!({ "error": "no such grant" })) };
+                if r.subject == admin || r.issued_by.as_deref() == Some(admin) {
+                    self.record(Kind::BreakglassDenied, Some(admin), client, |ev| {
+                        ev.grant = Some(r.id.clone());
+                        ev.target = Some(r.subject.clone());
+                        ev.reason = Some("self_review".into());
+                        ev.breakglass = Some(true);
+                    });
+                    return json_reply(
+                        403,
+                        json!({ "error": "nobody may review an emergency access they used or issued" }),
+                    );
+                }
+                if r.review.is_some() {
+                    return json_reply(409, json!({ "error": "already reviewed" }));
+                }
+                r.review = Some(crate::breakglass::Review {
+                    verdict: verdict.to_string(),
+                    reviewer: admin.to_string(),
+                    note,
+                    at: crate::session::now_secs(),
+                });
+                if store.save_record(&r).await.is_err() {
+                    return unavailable();
+                }
+                self.record(Kind::BreakglassReviewed, Some(admin), client, |ev| {
+                    ev.grant = Some(r.id.clone());
+                    ev.target = Some(r.subject.clone());
+                    ev.route = Some(r.route.clone());
+                    ev.reason = Some(verdict.to_string());
+                    ev.breakglass = Some(true);
+                });
+                json_reply(200, json!({ "grant": r.id, "verdict": verdict }))
+            }
             _ => json_reply(404, json!({ "error": "not found" })),
         }
     }
@@ -162,7 +303,7 @@ impl ServeHttp for Admin {
                 Err(_) => reply(500, "text/plain", b"metrics encoding failed\n".to_vec()),
             };
         }
-        if path.starts_with("/sessions") {
+        if path.starts_with("/sessions") || path.starts_with("/breakglass") {
             return self.sessions(session).await;
         }
         reply(404, "text/plain", b"not found\n".to_vec())

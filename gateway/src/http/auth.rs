@@ -200,7 +200,7 @@ impl Gateway {
         }
     }
 
-    fn secure(&self, session: &Session) -> bool {
+    pub(super) fn secure(&self, session: &Session) -> bool {
         self.auth().is_some_and(|a| a.settings.oidc.secure_cookies) || self.is_tls(session)
     }
 
@@ -237,6 +237,19 @@ impl Gateway {
                 Err(e) => {
                     tracing::warn!(error = %e, "session store unavailable; refusing protected request");
                     return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
+                }
+                Ok(Lookup::Active(s))
+                    if s.breakglass.as_ref().is_some_and(|g| g.sealed && g.expires <= crate::session::now_secs()) =>
+                {
+                    // A sealed link's session exists for its grant only: it ends with it.
+                    let _ = auth.store.end_by_hash(&hash, None).await;
+                    ctx.session_hash = Some(hash.clone());
+                    ctx.user = Some(Arc::from(s.clone()));
+                    if let Some(g) = &s.breakglass {
+                        self.grant_ended(session, ctx, g, "expired");
+                    }
+                    ctx.user = None;
+                    ctx.session_hash = None;
                 }
                 Ok(Lookup::Active(mut s)) => {
                     if !self.revalidate(session, ctx, &hash, &mut s).await {
@@ -376,7 +389,7 @@ impl Gateway {
     }
 
     /// No usable session: a browser goes to sign in, anything else gets 401.
-    async fn challenge(
+    pub(super) async fn challenge(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
@@ -578,6 +591,7 @@ impl Gateway {
             sid: claims.sid,
             idp_sub: claims.idp_sub,
             validated: 0,
+            breakglass: None,
         };
         let id = match auth.store.create(record, auth.settings.session.max_per_user, claims_rt).await {
             Ok(id) => id,
@@ -631,10 +645,13 @@ impl Gateway {
         let id = cookies::get(session.req_header(), &auth.settings.session.cookie_name).and_then(SessionId::parse);
         let mut ended = true;
         if let Some(id) = id {
-            let who = match auth.store.peek(&id).await {
-                Ok(Some(s)) => Some(actor_of(&s)),
-                _ => None,
+            let (who, grant) = match auth.store.peek(&id).await {
+                Ok(Some(s)) => (Some(actor_of(&s)), s.breakglass.clone()),
+                _ => (None, None),
             };
+            if let Some(g) = grant.filter(|g| g.expires > crate::session::now_secs()) {
+                self.grant_ended(session, ctx, &g, "logout");
+            }
             ended = auth.store.delete(&id).await.is_ok();
             if let Some(audit) = &self.audit {
                 let mut ev = self.auth_event(session, ctx, Kind::AuthLogout);

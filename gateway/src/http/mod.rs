@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod breakglass;
 pub mod cookies;
 pub mod framing;
 pub mod headers;
@@ -80,6 +81,8 @@ pub struct RequestCtx {
     credential_hash: Option<String>,
     /// The policy rule that allowed the request.
     rule: Option<std::sync::Arc<str>>,
+    /// The emergency grant the request runs under.
+    grant: Option<String>,
     _in_flight: InFlight,
 }
 
@@ -98,6 +101,7 @@ pub struct Gateway {
     audit: Option<Audit>,
     auth: Option<Arc<auth::Auth>>,
     policy: Option<Arc<crate::policy::Policy>>,
+    breakglass: Option<Arc<crate::breakglass::Settings>>,
 }
 
 impl Gateway {
@@ -116,6 +120,7 @@ impl Gateway {
             audit,
             auth,
             policy,
+            breakglass: cfg.breakglass.clone(),
         }
     }
 
@@ -159,6 +164,10 @@ impl Gateway {
         }
         ev.session.clone_from(&ctx.session_hash);
         ev.mfa = ctx.mfa;
+        if ctx.grant.is_some() {
+            ev.breakglass = Some(true);
+            ev.grant.clone_from(&ctx.grant);
+        }
         ev.request_id = ctx.forwarding.as_ref().and_then(|f| f.request_id.to_str().ok()).map(str::to_string);
         if let Some(t) = &ctx.trace {
             ev.trace_id = Some(t.trace_id.clone());
@@ -237,6 +246,9 @@ impl Gateway {
             hour,
             route: &route.name,
         };
+        let grant = if self.breakglass.is_some() { self.active_grant(session, ctx).await } else { None };
+        let req = crate::policy::Request { breakglass: grant.is_some(), ..req };
+        ctx.grant = grant.map(|g| g.id);
         let d = policy.decide(&req);
         if d.allow {
             ctx.rule = d.rule;
@@ -283,6 +295,10 @@ impl Gateway {
             "/.custos/jwks.json" => return self.jwks_endpoint(session).await,
             crate::identity::BACKCHANNEL_LOGOUT_PATH if self.auth.is_some() => {
                 return self.backchannel_logout_endpoint(session, ctx).await
+            }
+            breakglass::PATH if self.breakglass.is_some() => return self.breakglass_endpoint(session, ctx).await,
+            breakglass::LINK_PATH if self.breakglass.is_some() => {
+                return self.breakglass_link_endpoint(session, ctx).await
             }
             _ => respond::refuse(session, Refusal::NoRoute).await?,
         }
@@ -336,6 +352,7 @@ impl ProxyHttp for Gateway {
             bearer: false,
             credential_hash: None,
             rule: None,
+            grant: None,
             _in_flight: InFlight::enter(),
         }
     }

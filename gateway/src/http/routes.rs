@@ -80,6 +80,16 @@ impl Router {
     }
 
     /// `host` is lower-case without port (see [`host_of`]).
+    /// The route called `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<RouteEntry>> {
+        self.exact
+            .values()
+            .flatten()
+            .chain(self.wildcard.iter().flat_map(|(_, v)| v))
+            .chain(&self.any)
+            .find(|r| r.name == name)
+    }
+
     pub fn find(&self, host: &str, path: &NormPath) -> Option<&Arc<RouteEntry>> {
         let group = self
             .exact

@@ -162,6 +162,7 @@ impl Identity {
             sid: None,
             idp_sub: None,
             validated: 0,
+            breakglass: None,
         });
         let claims = Arc::new(BearerClaims {
             subject,

@@ -85,6 +85,9 @@ pub struct Session {
     /// authoritative time live in their own key, which a last-seen write cannot undo.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub validated: u64,
+    /// An emergency grant held by this session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakglass: Option<crate::breakglass::Grant>,
 }
 
 /// What re-validation keeps per session, in its own key.
@@ -622,6 +625,54 @@ impl SessionStore {
         raw.map(|r| serde_json::from_str(&r).map_err(|_| SessionError::Corrupt)).transpose()
     }
 
+    fn bg_key(&self, name: &str) -> String {
+        format!("{}:bg:{name}", self.inner.cfg.prefix)
+    }
+
+    /// Break-glass records: sets `name` for `ttl`.
+    pub async fn bg_set(&self, name: &str, value: &str, ttl: Duration) -> Result<(), SessionError> {
+        let _: Option<String> =
+            self.query(redis::cmd("SET").arg(self.bg_key(name)).arg(value).arg("EX").arg(ttl.as_secs().max(1))).await?;
+        Ok(())
+    }
+
+    /// Replaces `name`, keeping its time to live.
+    pub async fn bg_replace(&self, name: &str, value: &str) -> Result<(), SessionError> {
+        let _: Option<String> =
+            self.query(redis::cmd("SET").arg(self.bg_key(name)).arg(value).arg("XX").arg("KEEPTTL")).await?;
+        Ok(())
+    }
+
+    pub async fn bg_get(&self, name: &str) -> Result<Option<String>, SessionError> {
+        self.query(redis::cmd("GET").arg(self.bg_key(name))).await
+    }
+
+    /// Deletes `name`: true for the one caller that did.
+    pub async fn bg_del(&self, name: &str) -> Result<bool, SessionError> {
+        let n: i64 = self.query(redis::cmd("DEL").arg(self.bg_key(name))).await?;
+        Ok(n == 1)
+    }
+
+    /// Adds one to a counter that lives `ttl`; the count.
+    pub async fn bg_incr(&self, name: &str, ttl: Duration) -> Result<u64, SessionError> {
+        let key = self.bg_key(name);
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("INCR").arg(&key).cmd("EXPIRE").arg(&key).arg(ttl.as_secs().max(1)).ignore();
+        let mut conn = self.conn().await?;
+        pipe.query_async::<(u64,)>(&mut conn).await.map(|(n,)| n).map_err(unavailable)
+    }
+
+    /// Adds `member` to an index ordered by `score`.
+    pub async fn bg_index_add(&self, index: &str, score: u64, member: &str) -> Result<(), SessionError> {
+        let _: i64 = self.query(redis::cmd("ZADD").arg(self.bg_key(index)).arg(score).arg(member)).await?;
+        Ok(())
+    }
+
+    /// An index's members, lowest score first.
+    pub async fn bg_index(&self, index: &str) -> Result<Vec<String>, SessionError> {
+        self.query(redis::cmd("ZRANGE").arg(self.bg_key(index)).arg(0).arg(-1)).await
+    }
+
     /// Uses up a sign-in in progress: true for exactly one caller.
     pub async fn consume_login(&self, state: &str) -> Result<bool, SessionError> {
         let n: i64 = self.query(redis::cmd("DEL").arg(self.login_key(state))).await?;
@@ -669,6 +720,7 @@ mod tests {
             sid: None,
             idp_sub: None,
             validated: 0,
+            breakglass: None,
         }
     }
 

@@ -1,0 +1,524 @@
+//! The break-glass pages: `/.custos/breakglass?route=NAME[&path=/…]` (declare an
+//! emergency: a signed-in user with MFA whose policy allows `breakglass` on the route's
+//! object states why and gets a time-bound grant) and `/.custos/breakglass/link?t=…` (a
+//! sealed link, for when the identity provider is down). Every step is audited and
+//! alerted; the justification stays in the review record.
+
+use super::cookies;
+use super::respond::{self, Refusal};
+use super::{Gateway, RequestCtx};
+use crate::audit::{Actor, Decision, Event, Kind};
+use crate::breakglass::{self as bg, AlertEvent, Grant, LinkState, Record, Store};
+use crate::session::{now_secs, sha256_hex, Session as UserSession};
+use bytes::Bytes;
+use pingora::proxy::Session;
+use pingora::Result;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub const PATH: &str = "/.custos/breakglass";
+pub const LINK_PATH: &str = "/.custos/breakglass/link";
+/// The most a break-glass form may send.
+const MAX_FORM: usize = 16 * 1024;
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+async fn page(session: &mut Session, status: u16, title: &str, body: &str) -> Result<bool> {
+    let html =
+        format!("<!doctype html><meta charset=\"utf-8\"><title>{t}</title><h1>{t}</h1>\n{body}\n", t = esc(title));
+    let extra = vec![("content-type", "text/html; charset=utf-8".to_string())];
+    respond::write_full(session, status, Bytes::from(html), false, &extra).await?;
+    Ok(true)
+}
+
+fn query(session: &Session) -> HashMap<String, String> {
+    session
+        .req_header()
+        .uri
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// Reads an `application/x-www-form-urlencoded` body, at most `MAX_FORM` bytes.
+async fn form(session: &mut Session) -> Option<HashMap<String, String>> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = session.read_request_body().await {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_FORM {
+            return None;
+        }
+    }
+    Some(url::form_urlencoded::parse(&body).into_owned().collect())
+}
+
+fn rfc3339(secs: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs as i64)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// A justification: trimmed, not empty, at most `max` characters, no control characters
+/// but line breaks.
+fn justification(raw: Option<&String>, max: usize) -> Option<String> {
+    let t = raw?.trim();
+    let ok = !t.is_empty() && t.chars().count() <= max && t.chars().all(|c| !c.is_control() || c == '\n' || c == '\r');
+    ok.then(|| t.to_string())
+}
+
+/// A case reference: short, printable.
+fn case_ref(raw: Option<&String>) -> Result<Option<String>, ()> {
+    match raw.map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) if s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic() || c == ' ') => Ok(Some(s.to_string())),
+        Some(_) => Err(()),
+    }
+}
+
+impl Gateway {
+    fn bg_event(&self, session: &Session, ctx: &RequestCtx, kind: Kind) -> Event {
+        let mut ev = self.access_event(session, ctx, kind);
+        ev.upstream = None;
+        ev.breakglass = Some(true);
+        ev
+    }
+
+    async fn bg_denied(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        status: u16,
+        reason: &str,
+        msg: &str,
+    ) -> Result<bool> {
+        if let Some(a) = &self.audit {
+            let mut ev = self.bg_event(session, ctx, Kind::BreakglassDenied);
+            ev.decision = Some(Decision::Deny);
+            ev.reason = Some(reason.into());
+            ev.status = Some(status);
+            a.append(ev);
+        }
+        page(session, status, "Emergency access refused", &format!("<p>{}</p>", esc(msg))).await
+    }
+
+    /// Whether the policy lets the signed-in user declare an emergency on `route` for
+    /// `path`: the action `breakglass` on the route's object.
+    fn may_declare(&self, ctx: &RequestCtx, route: &crate::config::Route, path: &str) -> bool {
+        let (Some(policy), Some(user)) = (&self.policy, &ctx.user) else { return false };
+        let obj = format!("{}:{path}", route.resource);
+        policy
+            .decide(&crate::policy::Request {
+                sub: &user.subject,
+                groups: &user.groups,
+                dom: &route.domain,
+                obj: &obj,
+                act: "breakglass",
+                mfa: ctx.mfa.unwrap_or(false),
+                breakglass: false,
+                client: "",
+                hour: (now_secs() / 3600 % 24) as i64,
+                route: &route.name,
+            })
+            .allow
+    }
+
+    /// `/.custos/breakglass`: the declaration form (GET) and the declaration (POST).
+    pub(super) async fn breakglass_endpoint(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let (Some(settings), Some(auth)) = (self.breakglass.clone(), self.auth.clone()) else {
+            return self.refuse(session, ctx, Refusal::NoRoute).await;
+        };
+        // Signed in, with MFA: a browser without a session is sent to sign in and back.
+        if self.authenticate(session, ctx).await? {
+            return Ok(true);
+        }
+        if ctx.mfa != Some(true) {
+            let max_age = auth.settings.oidc.mfa.step_up_max_age.unwrap_or(std::time::Duration::ZERO);
+            return Box::pin(self.challenge(session, ctx, true, true, Some(max_age))).await;
+        }
+        let post = session.req_header().method == http::Method::POST;
+        let params = if post {
+            match form(session).await {
+                Some(f) => f,
+                None => return self.bg_denied(session, ctx, 413, "form_too_large", "The form is too large.").await,
+            }
+        } else {
+            query(session)
+        };
+        let route_name = params.get("route").cloned().unwrap_or_default();
+        let Some(route) = self.router.by_name(&route_name).map(|r| r.route.clone()) else {
+            return self.bg_denied(session, ctx, 404, "no_route", "There is no such route.").await;
+        };
+        ctx.route = self.router.by_name(&route_name).cloned();
+        let path = params
+            .get("path")
+            .filter(|p| p.starts_with('/') && !p.contains(['?', '#', '\\']) && !p.contains("//"))
+            .and_then(|p| super::path::NormPath::parse(p.as_bytes()).ok())
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| route.path.clone());
+        if !self.may_declare(ctx, &route, &path) {
+            return self
+                .bg_denied(session, ctx, 403, "policy", "Your account may not declare an emergency on this route.")
+                .await;
+        }
+        let cookie = cookies::get(session.req_header(), &auth.settings.session.cookie_name).unwrap_or("").to_string();
+        let csrf = bg::csrf_token(&cookie);
+        if !post {
+            let max_min = settings.max.as_secs().div_ceil(60);
+            let body = format!(
+                "<p><strong>Emergency access is recorded, alerted to the security team at once, and reviewed.</strong> Use it only when a patient's care cannot wait for normal access.</p>\
+                 <form method=\"post\" action=\"{PATH}\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"route\" value=\"{r}\"><input type=\"hidden\" name=\"path\" value=\"{p}\">\
+                 <p><label>Why do you need this access now? (required)<br><textarea name=\"justification\" required maxlength=\"{max}\" rows=\"5\" cols=\"60\"></textarea></label></p>\
+                 <p><label>Case or ticket reference (optional) <input name=\"case_ref\" maxlength=\"64\"></label></p>\
+                 <p><label>Minutes <input name=\"minutes\" type=\"number\" min=\"1\" max=\"{max_min}\" value=\"{d}\"></label></p>\
+                 <p><button>Declare emergency and open {r}</button></p></form>",
+                r = esc(&route.name),
+                p = esc(&path),
+                max = settings.justification_max,
+                d = settings.default.as_secs().div_ceil(60).min(max_min),
+            );
+            return page(session, 200, "Emergency access", &body).await;
+        }
+        // The form: its token (bound to this session), and from this origin.
+        if !params.get("csrf").is_some_and(|t| bg::same_token(t, &csrf)) || cookie.is_empty() {
+            return self
+                .bg_denied(session, ctx, 403, "csrf", "The form has expired; open the emergency link again.")
+                .await;
+        }
+        if let Some(origin) = session.req_header().headers.get("origin").and_then(|o| o.to_str().ok()) {
+            if origin != auth.settings.oidc.origin {
+                return self.bg_denied(session, ctx, 403, "csrf", "The form was sent from another site.").await;
+            }
+        }
+        let Some(why) = justification(params.get("justification"), settings.justification_max) else {
+            let msg = format!("Say why you need emergency access (1 to {} characters).", settings.justification_max);
+            return self.bg_denied(session, ctx, 400, "justification", &msg).await;
+        };
+        let Ok(case) = case_ref(params.get("case_ref")) else {
+            return self
+                .bg_denied(session, ctx, 400, "case_ref", "A case reference is at most 64 printable characters.")
+                .await;
+        };
+        let secs = params
+            .get("minutes")
+            .and_then(|m| m.trim().parse::<u64>().ok())
+            .map_or(settings.default, |m| std::time::Duration::from_secs(m.max(1) * 60))
+            .min(settings.max);
+        let store = Store(&auth.store);
+        let (Some(user), Some(hash)) = (ctx.user.clone(), ctx.session_hash.clone()) else {
+            return self.refuse(session, ctx, Refusal::Internal).await;
+        };
+        match store.count_today(&user.subject).await {
+            Ok(n) if n > settings.max_per_day => {
+                let msg = "You have declared the most emergencies allowed today. Call the security team.";
+                return self.bg_denied(session, ctx, 429, "daily_limit", msg).await;
+            }
+            Ok(_) => {}
+            Err(_) => return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await,
+        }
+        let now = now_secs();
+        let grant = Grant {
+            id: uuid::Uuid::new_v4().to_string(),
+            route: route.name.clone(),
+            expires: now + secs.as_secs(),
+            sealed: false,
+        };
+        let record = Record {
+            id: grant.id.clone(),
+            subject: user.subject.clone(),
+            route: route.name.clone(),
+            kind: "declared".into(),
+            started: now,
+            expires: grant.expires,
+            case_ref: case.clone(),
+            justification_sha256: sha256_hex(why.as_bytes()),
+            justification_len: why.chars().count(),
+            justification: why,
+            session: Some(hash.clone()),
+            issued_by: None,
+            review: None,
+        };
+        let mut s: UserSession = (*user).clone();
+        s.breakglass = Some(grant.clone());
+        if store.put_record(&record, settings.retention).await.is_err() || auth.store.save(&hash, &s).await.is_err() {
+            return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
+        }
+        self.started(session, ctx, &settings, &record, "declared", &user.subject);
+        let location = path.clone();
+        respond::write_full(session, 303, Bytes::from_static(b"303 See Other\n"), false, &[("location", location)])
+            .await?;
+        Ok(true)
+    }
+
+    /// Audits and alerts a grant's start.
+    fn started(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        settings: &Arc<bg::Settings>,
+        r: &Record,
+        how: &str,
+        who: &str,
+    ) {
+        let text = settings.audit_justification.then(|| r.justification.clone());
+        if let Some(a) = &self.audit {
+            let mut ev = self.bg_event(session, ctx, Kind::BreakglassStarted);
+            ev.actor.get_or_insert_with(|| Actor { subject: who.to_string(), groups: Vec::new() });
+            ev.route = Some(r.route.clone());
+            ev.grant = Some(r.id.clone());
+            ev.case_ref.clone_from(&r.case_ref);
+            ev.justification_sha256 = Some(r.justification_sha256.clone());
+            ev.justification_len = Some(r.justification_len);
+            ev.justification.clone_from(&text);
+            ev.reason = Some(how.into());
+            ev.session.clone_from(&r.session);
+            a.append(ev);
+        }
+        tracing::warn!(user = who, route = %r.route, grant = %r.id, how, "break-glass emergency access started");
+        bg::alert(
+            settings,
+            AlertEvent {
+                event: if how == "sealed_link" { "breakglass.link_used" } else { "breakglass.started" }.into(),
+                who: who.to_string(),
+                route: r.route.clone(),
+                when: rfc3339(r.started),
+                grant: Some(r.id.clone()),
+                case_ref: r.case_ref.clone(),
+                expires: Some(r.expires),
+                justification_sha256: Some(r.justification_sha256.clone()),
+                justification_len: Some(r.justification_len),
+                justification: text,
+            },
+            self.audit.clone(),
+        );
+    }
+
+    /// `/.custos/breakglass/link?t=…`: a sealed link. GET shows the form (nothing is used
+    /// up by a link scanner); POST with the justification (and the TOTP code when the link
+    /// has one) uses it, once.
+    pub(super) async fn breakglass_link_endpoint(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let (Some(settings), Some(auth)) = (self.breakglass.clone(), self.auth.clone()) else {
+            return self.refuse(session, ctx, Refusal::NoRoute).await;
+        };
+        let post = session.req_header().method == http::Method::POST;
+        let params = if post {
+            match form(session).await {
+                Some(f) => f,
+                None => return self.bg_denied(session, ctx, 413, "form_too_large", "The form is too large.").await,
+            }
+        } else {
+            query(session)
+        };
+        let token = params.get("t").cloned().unwrap_or_default();
+        let hash = sha256_hex(token.as_bytes());
+        let store = Store(&auth.store);
+        let link = match store.link(&hash).await {
+            Ok(LinkState::Valid(l)) => l,
+            Ok(LinkState::Used) => {
+                if let Some(a) = &self.audit {
+                    let mut ev = self.bg_event(session, ctx, Kind::BreakglassDenied);
+                    ev.reason = Some("link_used".into());
+                    ev.decision = Some(Decision::Deny);
+                    a.append(ev);
+                }
+                tracing::error!("ALERT: a used sealed emergency link was presented again");
+                bg::alert(
+                    &settings,
+                    AlertEvent {
+                        event: "breakglass.link_reused".into(),
+                        who: "unknown (the link's holder)".into(),
+                        route: String::new(),
+                        when: rfc3339(now_secs()),
+                        grant: None,
+                        case_ref: None,
+                        expires: None,
+                        justification_sha256: None,
+                        justification_len: None,
+                        justification: None,
+                    },
+                    self.audit.clone(),
+                );
+                return page(
+                    session,
+                    410,
+                    "Emergency link already used",
+                    "<p>This link has been used. It works once. The security team has been alerted.</p>",
+                )
+                .await;
+            }
+            Ok(LinkState::Expired) => {
+                return self
+                    .bg_denied(
+                        session,
+                        ctx,
+                        410,
+                        "link_expired",
+                        "This emergency link has expired. Ask the on-call administrator for a new one.",
+                    )
+                    .await
+            }
+            Ok(LinkState::Unknown) => {
+                return self.bg_denied(session, ctx, 404, "link_unknown", "This is not a valid emergency link.").await
+            }
+            Err(_) => return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await,
+        };
+        let Some(route) = self.router.by_name(&link.route).cloned() else {
+            return self.bg_denied(session, ctx, 404, "no_route", "The link's route no longer exists.").await;
+        };
+        ctx.route = Some(route.clone());
+        if !post {
+            let code = if link.totp.is_some() {
+                "<p><label>Code from your authenticator <input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required></label></p>"
+            } else {
+                ""
+            };
+            let body = format!(
+                "<p>Emergency access to <strong>{r}</strong> as <strong>{u}</strong>, once. It is recorded, alerted and reviewed.</p>\
+                 <form method=\"post\" action=\"{LINK_PATH}\"><input type=\"hidden\" name=\"t\" value=\"{t}\">{code}\
+                 <p><label>Why do you need this access now? (required)<br><textarea name=\"justification\" required maxlength=\"{max}\" rows=\"5\" cols=\"60\"></textarea></label></p>\
+                 <p><label>Case or ticket reference (optional) <input name=\"case_ref\" maxlength=\"64\"></label></p>\
+                 <p><button>Open {r}</button></p></form>",
+                r = esc(&route.name),
+                u = esc(&link.user),
+                t = esc(&token),
+                max = settings.justification_max,
+            );
+            return page(session, 200, "Sealed emergency access", &body).await;
+        }
+        if let Some(secret) = &link.totp {
+            if !params.get("code").is_some_and(|c| bg::totp_ok(secret, c)) {
+                // A few tries, then the link is spent.
+                if store.wrong_code(&hash).await.is_ok_and(|n| n >= 5) {
+                    let _ = store.consume_link(&hash).await;
+                }
+                return self.bg_denied(session, ctx, 403, "totp", "The code is not right.").await;
+            }
+        }
+        let Some(why) = justification(params.get("justification"), settings.justification_max) else {
+            let msg = format!("Say why you need emergency access (1 to {} characters).", settings.justification_max);
+            return self.bg_denied(session, ctx, 400, "justification", &msg).await;
+        };
+        let Ok(case) = case_ref(params.get("case_ref")) else {
+            return self
+                .bg_denied(session, ctx, 400, "case_ref", "A case reference is at most 64 printable characters.")
+                .await;
+        };
+        match store.consume_link(&hash).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return page(
+                    session,
+                    410,
+                    "Emergency link already used",
+                    "<p>This link has been used. It works once.</p>",
+                )
+                .await
+            }
+            Err(_) => return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await,
+        }
+        let now = now_secs();
+        let secs = link.ttl_secs.min(settings.max.as_secs());
+        let grant = Grant {
+            id: uuid::Uuid::new_v4().to_string(),
+            route: link.route.clone(),
+            expires: now + secs,
+            sealed: true,
+        };
+        // Roles come from the policy's `g` lines only: no groups without the provider.
+        let s = UserSession {
+            subject: link.user.clone(),
+            email: None,
+            name: None,
+            groups: Vec::new(),
+            amr: if link.totp.is_some() { vec!["mfa".into()] } else { vec!["breakglass_link".into()] },
+            acr: None,
+            auth_time: Some(now),
+            created: now,
+            last_seen: now,
+            client: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()),
+            sid: None,
+            idp_sub: None,
+            validated: now,
+            breakglass: Some(grant.clone()),
+        };
+        let id = match auth.store.create(s, None, None).await {
+            Ok(id) => id,
+            Err(_) => return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await,
+        };
+        let record = Record {
+            id: grant.id.clone(),
+            subject: link.user.clone(),
+            route: link.route.clone(),
+            kind: "sealed".into(),
+            started: now,
+            expires: grant.expires,
+            case_ref: case,
+            justification_sha256: sha256_hex(why.as_bytes()),
+            justification_len: why.chars().count(),
+            justification: why,
+            session: Some(id.hash()),
+            issued_by: Some(link.issued_by.clone()),
+            review: None,
+        };
+        if store.put_record(&record, settings.retention).await.is_err() {
+            return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
+        }
+        ctx.session_hash = Some(id.hash());
+        if let Some(a) = &self.audit {
+            let mut ev = self.bg_event(session, ctx, Kind::BreakglassLinkUsed);
+            ev.actor = Some(Actor { subject: link.user.clone(), groups: Vec::new() });
+            ev.grant = Some(grant.id.clone());
+            ev.target = Some(format!("admin:{}", link.issued_by));
+            ev.session = Some(id.hash());
+            a.append(ev);
+        }
+        self.started(session, ctx, &settings, &record, "sealed_link", &link.user);
+        let secure = self.secure(session);
+        let cookie = cookies::set(&auth.settings.session.cookie_name, id.cookie_value(), None, secure);
+        let extra = vec![("location", route.path.clone()), ("set-cookie", cookie)];
+        respond::write_full(session, 303, Bytes::from_static(b"303 See Other\n"), false, &extra).await?;
+        Ok(true)
+    }
+
+    /// The grant a request runs under: the session's, for this route, while it lasts. An
+    /// ended one is taken off the session and its end audited (once).
+    pub(super) async fn active_grant(&self, session: &Session, ctx: &RequestCtx) -> Option<Grant> {
+        let (Some(user), Some(route), Some(auth)) = (&ctx.user, &ctx.route, &self.auth) else { return None };
+        let g = user.breakglass.as_ref()?;
+        if g.expires > now_secs() {
+            return (g.route == route.name).then(|| g.clone());
+        }
+        if let Some(hash) = &ctx.session_hash {
+            let mut s: UserSession = (**user).clone();
+            s.breakglass = None;
+            let _ = auth.store.save(hash, &s).await;
+            self.grant_ended(session, ctx, g, "expired");
+        }
+        None
+    }
+
+    pub(super) fn grant_ended(&self, session: &Session, ctx: &RequestCtx, g: &Grant, why: &str) {
+        if let Some(a) = &self.audit {
+            let mut ev = self.bg_event(session, ctx, Kind::BreakglassEnded);
+            ev.route = Some(g.route.clone());
+            ev.grant = Some(g.id.clone());
+            ev.reason = Some(why.into());
+            a.append(ev);
+        }
+        tracing::warn!(grant = %g.id, route = %g.route, why, "break-glass grant ended");
+    }
+}
