@@ -209,14 +209,14 @@ async fn audit_tail_follows_the_stream_and_the_spool() {
 /// A SIEM's webhook endpoint: verifies each request's signature the way a receiver must
 /// (HMAC-SHA256 over `v1:{timestamp}:{body}`, constant-time, timestamp within 5 min),
 /// answers 500 to the first `fail_first` requests (or to all), and keeps what it took.
-struct Receiver {
-    addr: std::net::SocketAddr,
-    taken: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    bad_signatures: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+pub(crate) struct Receiver {
+    pub addr: std::net::SocketAddr,
+    pub taken: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub bad_signatures: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     _task: tokio::task::JoinHandle<()>,
 }
 
-async fn receiver(secret: &'static [u8], fail_first: usize) -> Receiver {
+pub(crate) async fn receiver(secret: &'static [u8], fail_first: usize) -> Receiver {
     use http_body_util::{BodyExt, Full};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};

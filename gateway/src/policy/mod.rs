@@ -146,6 +146,10 @@ fn err(file: &Path, line: Option<usize>, message: impl Into<String>) -> PolicyEr
     PolicyError { file: file.to_path_buf(), line, message: message.into() }
 }
 
+/// The subject the example model gives to anyone under an emergency grant: no user may
+/// be called this.
+pub const BREAKGLASS_SUBJECT: &str = "breakglass";
+
 /// The group prefix: IdP group `X` is the identity `group:X`.
 pub const GROUP_PREFIX: &str = "group:";
 
@@ -407,7 +411,11 @@ impl PolicySet {
         group_roles: &std::collections::BTreeMap<String, String>,
     ) -> Decision {
         // A user whose name is a role's (or looks like a group identity) would hold it.
-        if r.sub.starts_with(GROUP_PREFIX) || self.roles.contains(r.sub) || group_roles.values().any(|v| v == r.sub) {
+        if r.sub.starts_with(GROUP_PREFIX)
+            || r.sub == BREAKGLASS_SUBJECT
+            || self.roles.contains(r.sub)
+            || group_roles.values().any(|v| v == r.sub)
+        {
             return Decision { allow: false, rule: Some("subject is a role name".into()), via: None };
         }
         let mut allowed: Option<Decision> = None;
