@@ -21,6 +21,8 @@ pub struct Settings {
     pub max_per_day: u64,
     pub retention: Duration,
     pub audit_justification: bool,
+    /// The policy domain the review page's `review` check is made in.
+    pub review_domain: String,
     pub alerts: Vec<Alert>,
 }
 
@@ -184,6 +186,74 @@ impl Store<'_> {
     pub async fn wrong_code(&self, token_hash: &str) -> Result<u64, crate::session::SessionError> {
         self.0.bg_incr(&format!("lw:{token_hash}"), Duration::from_secs(MARKER_SECS)).await
     }
+}
+
+/// Why a review was not taken.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReviewError {
+    BadVerdict,
+    BadNote,
+    NoSuchGrant,
+    /// The reviewer used or issued this emergency access.
+    OwnUse,
+    AlreadyReviewed,
+    Unavailable,
+}
+
+impl ReviewError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ReviewError::BadVerdict | ReviewError::BadNote => 400,
+            ReviewError::NoSuchGrant => 404,
+            ReviewError::OwnUse => 403,
+            ReviewError::AlreadyReviewed => 409,
+            ReviewError::Unavailable => 503,
+        }
+    }
+
+    pub fn message(&self) -> &'static str {
+        match self {
+            ReviewError::BadVerdict => "the verdict is justified or unjustified",
+            ReviewError::BadNote => "a note of 1 to 4000 characters is needed",
+            ReviewError::NoSuchGrant => "no such grant",
+            ReviewError::OwnUse => "nobody may review an emergency access they used or issued",
+            ReviewError::AlreadyReviewed => "already reviewed",
+            ReviewError::Unavailable => "the session store is unreachable",
+        }
+    }
+}
+
+/// Records `reviewer`'s verdict on grant `id` (once; never on their own use).
+pub async fn review(
+    store: &Store<'_>,
+    id: &str,
+    reviewer: &str,
+    verdict: &str,
+    note: &str,
+) -> Result<Record, ReviewError> {
+    if verdict != "justified" && verdict != "unjustified" {
+        return Err(ReviewError::BadVerdict);
+    }
+    let note = note.trim();
+    if note.is_empty() || note.chars().count() > 4000 {
+        return Err(ReviewError::BadNote);
+    }
+    let mut r = store.record(id).await.map_err(|_| ReviewError::Unavailable)?.ok_or(ReviewError::NoSuchGrant)?;
+    let same = |a: &str| a.trim().eq_ignore_ascii_case(reviewer.trim());
+    if same(&r.subject) || r.issued_by.as_deref().is_some_and(same) {
+        return Err(ReviewError::OwnUse);
+    }
+    if r.review.is_some() {
+        return Err(ReviewError::AlreadyReviewed);
+    }
+    r.review = Some(Review {
+        verdict: verdict.to_string(),
+        reviewer: reviewer.to_string(),
+        note: note.to_string(),
+        at: crate::session::now_secs(),
+    });
+    store.save_record(&r).await.map_err(|_| ReviewError::Unavailable)?;
+    Ok(r)
 }
 
 /// A new random token, 256 bits, URL-safe base64.

@@ -43,6 +43,10 @@ async fn bg_site(
     let tokens = dir.join("tokens");
     std::fs::write(&tokens, format!("{l1}\n{l2}\n")).unwrap();
     let p = policies();
+    // The example policy, plus: alice audits (she reviews on the page), dave is a nurse.
+    let policy = dir.join("policy.csv");
+    let text = std::fs::read_to_string(p.join("hipaa_policy.csv")).unwrap();
+    std::fs::write(&policy, format!("{text}\ng, alice, auditor, cardiology\ng, dave, nurse, cardiology\n")).unwrap();
     let demo = demo().await;
     let routes = format!(
         "[[routes]]\nname = \"ehr\"\nupstream = \"http://{}\"\nrequire_mfa = false\nresource = \"ehr\"\ndomain = \"cardiology\"\n",
@@ -53,7 +57,7 @@ async fn bg_site(
          [[breakglass.alerts]]\nurl = \"http://{rx}/slack\"\nformat = \"slack\"\nsecret = {{ file = \"{s}\" }}\n\
          [[breakglass.alerts]]\nurl = \"http://{rx}/json\"\nformat = \"json\"\nsecret = {{ file = \"{s}\" }}\n",
         m = p.join("hipaa_model.conf").display(),
-        p = p.join("hipaa_policy.csv").display(),
+        p = policy.display(),
         s = secret.display(),
     );
     let s =
@@ -103,8 +107,13 @@ async fn alerts(rx: &crate::sinks::Receiver, n: usize) -> Vec<String> {
 async fn a_declared_emergency_opens_a_refused_record_loudly_and_only_for_its_time() {
     let rx = receiver(ALERT_SECRET, 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let (s, _demo, carol, alice_admin) =
-        bg_site(idp_url(), "max_secs = 4\ndefault_secs = 4\nmax_per_day = 2", rx.addr, dir.path()).await;
+    let (s, _demo, carol, alice_admin) = bg_site(
+        idp_url(),
+        "max_secs = 4\ndefault_secs = 4\nmax_per_day = 2\nreview_domain = \"cardiology\"",
+        rx.addr,
+        dir.path(),
+    )
+    .await;
     let audit = s.gw.audit_dir();
     let c = browser();
     assert_eq!(sign_in(&s, &c, "/patients/1", "alice", "alice-password", Some("123456")).await.status(), 302);

@@ -87,6 +87,9 @@ pub enum Kind {
     /// An auditor reviewed an emergency grant (`grant`, `reason`: the verdict).
     #[serde(rename = "breakglass.reviewed")]
     BreakglassReviewed,
+    /// Someone read the emergency review records (they hold the justifications).
+    #[serde(rename = "breakglass.reviews_read")]
+    BreakglassReviewsRead,
     /// A break-glass alert could not be delivered.
     #[serde(rename = "breakglass.alert_failed")]
     BreakglassAlertFailed,

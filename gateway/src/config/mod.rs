@@ -664,6 +664,7 @@ impl Validator<'_> {
                     max_per_day: b.max_per_day,
                     retention: Duration::from_secs(b.retention_days * 86_400),
                     audit_justification: b.audit_justification,
+                    review_domain: b.review_domain.clone(),
                     alerts,
                 }))
             }

@@ -198,6 +198,10 @@ pub struct BreakglassCfg {
     /// Default false: its SHA-256 and length only.
     #[serde(default)]
     pub audit_justification: bool,
+    /// The policy domain in which the review page asks whether a user may `review`
+    /// (object `custos:/breakglass/reviews`). Default empty.
+    #[serde(default)]
+    pub review_domain: String,
     /// `[[breakglass.alerts]]`: real-time alerts on every start and sealed-link use.
     #[serde(default)]
     pub alerts: Vec<BreakglassAlert>,

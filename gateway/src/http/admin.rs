@@ -232,59 +232,35 @@ impl Admin {
                 if params.get("unreviewed").is_some_and(|v| v == "1" || v == "true") {
                     list.retain(|r| r.review.is_none());
                 }
-                self.record(Kind::AdminSessionsListed, Some(admin), client, |ev| {
-                    ev.reason = Some("breakglass_reviews".into());
-                    ev.breakglass = Some(true);
-                });
+                self.record(Kind::BreakglassReviewsRead, Some(admin), client, |ev| ev.breakglass = Some(true));
                 json_reply(200, json!({ "grants": list }))
             }
             ("POST", "/breakglass/review") => {
                 let Some(id) = params.get("id") else { return json_reply(400, json!({ "error": "give ?id=GRANT" })) };
                 let verdict = params.get("verdict").map(String::as_str).unwrap_or("");
-                if verdict != "justified" && verdict != "unjustified" {
-                    return json_reply(400, json!({ "error": "verdict is justified or unjustified" }));
+                let note = String::from_utf8_lossy(&body).to_string();
+                match crate::breakglass::review(&store, id, admin, verdict, &note).await {
+                    Ok(r) => {
+                        self.record(Kind::BreakglassReviewed, Some(admin), client, |ev| {
+                            ev.grant = Some(r.id.clone());
+                            ev.target = Some(r.subject.clone());
+                            ev.route = Some(r.route.clone());
+                            ev.reason = Some(verdict.to_string());
+                            ev.breakglass = Some(true);
+                        });
+                        json_reply(200, json!({ "grant": r.id, "verdict": verdict }))
+                    }
+                    Err(e) => {
+                        if e == crate::breakglass::ReviewError::OwnUse {
+                            self.record(Kind::BreakglassDenied, Some(admin), client, |ev| {
+                                ev.grant = Some(id.clone());
+                                ev.reason = Some("self_review".into());
+                                ev.breakglass = Some(true);
+                            });
+                        }
+                        json_reply(e.status(), json!({ "error": e.message() }))
+                    }
                 }
-                let note = String::from_utf8_lossy(&body).trim().to_string();
-                if note.is_empty() || note.chars().count() > 4000 {
-                    return json_reply(
-                        400,
-                        json!({ "error": "a note (the request body, 1 to 4000 characters) is needed" }),
-                    );
-                }
-                let Ok(found) = store.record(id).await else { return unavailable() };
-                let Some(mut r) = found else { return json_reply(404, json!({ "error": "no such grant" })) };
-                if r.subject == admin || r.issued_by.as_deref() == Some(admin) {
-                    self.record(Kind::BreakglassDenied, Some(admin), client, |ev| {
-                        ev.grant = Some(r.id.clone());
-                        ev.target = Some(r.subject.clone());
-                        ev.reason = Some("self_review".into());
-                        ev.breakglass = Some(true);
-                    });
-                    return json_reply(
-                        403,
-                        json!({ "error": "nobody may review an emergency access they used or issued" }),
-                    );
-                }
-                if r.review.is_some() {
-                    return json_reply(409, json!({ "error": "already reviewed" }));
-                }
-                r.review = Some(crate::breakglass::Review {
-                    verdict: verdict.to_string(),
-                    reviewer: admin.to_string(),
-                    note,
-                    at: crate::session::now_secs(),
-                });
-                if store.save_record(&r).await.is_err() {
-                    return unavailable();
-                }
-                self.record(Kind::BreakglassReviewed, Some(admin), client, |ev| {
-                    ev.grant = Some(r.id.clone());
-                    ev.target = Some(r.subject.clone());
-                    ev.route = Some(r.route.clone());
-                    ev.reason = Some(verdict.to_string());
-                    ev.breakglass = Some(true);
-                });
-                json_reply(200, json!({ "grant": r.id, "verdict": verdict }))
             }
             _ => json_reply(404, json!({ "error": "not found" })),
         }

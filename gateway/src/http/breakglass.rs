@@ -18,6 +18,9 @@ use std::sync::Arc;
 
 pub const PATH: &str = "/.custos/breakglass";
 pub const LINK_PATH: &str = "/.custos/breakglass/link";
+pub const REVIEWS_PATH: &str = "/.custos/breakglass/reviews";
+/// What the review page asks the policy about: the action `review` on this object.
+pub const REVIEWS_OBJECT: &str = "custos:/breakglass/reviews";
 /// The most a break-glass form may send.
 const MAX_FORM: usize = 16 * 1024;
 
@@ -492,6 +495,125 @@ impl Gateway {
         let extra = vec![("location", route.path.clone()), ("set-cookie", cookie)];
         respond::write_full(session, 303, Bytes::from_static(b"303 See Other\n"), false, &extra).await?;
         Ok(true)
+    }
+
+    /// `/.custos/breakglass/reviews`: the review queue for auditors (signed in with MFA,
+    /// and the policy allows them `review` on `custos:/breakglass/reviews`). GET lists
+    /// every kept emergency with its justification; POST records a verdict.
+    pub(super) async fn breakglass_reviews_endpoint(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let (Some(settings), Some(auth), Some(policy)) =
+            (self.breakglass.clone(), self.auth.clone(), self.policy.clone())
+        else {
+            return self.refuse(session, ctx, Refusal::NoRoute).await;
+        };
+        if self.authenticate(session, ctx).await? {
+            return Ok(true);
+        }
+        if ctx.mfa != Some(true) {
+            let max_age = auth.settings.oidc.mfa.step_up_max_age.unwrap_or(std::time::Duration::ZERO);
+            return Box::pin(self.challenge(session, ctx, true, true, Some(max_age))).await;
+        }
+        let Some(user) = ctx.user.clone() else { return self.refuse(session, ctx, Refusal::Internal).await };
+        let may = policy
+            .decide(&crate::policy::Request {
+                sub: &user.subject,
+                groups: &user.groups,
+                dom: &settings.review_domain,
+                obj: REVIEWS_OBJECT,
+                act: "review",
+                mfa: true,
+                breakglass: false,
+                client: "",
+                hour: (now_secs() / 3600 % 24) as i64,
+                route: "",
+            })
+            .allow;
+        if !may {
+            return self.bg_denied(session, ctx, 403, "not_auditor", "Only auditors review emergency access.").await;
+        }
+        let cookie = cookies::get(session.req_header(), &auth.settings.session.cookie_name).unwrap_or("").to_string();
+        let csrf = bg::csrf_token(&cookie);
+        let store = Store(&auth.store);
+        if session.req_header().method == http::Method::POST {
+            let Some(f) = form(session).await else {
+                return self.bg_denied(session, ctx, 413, "form_too_large", "The form is too large.").await;
+            };
+            let origin_ok = session
+                .req_header()
+                .headers
+                .get("origin")
+                .and_then(|o| o.to_str().ok())
+                .is_none_or(|o| o == auth.settings.oidc.origin);
+            if cookie.is_empty() || !origin_ok || !f.get("csrf").is_some_and(|t| bg::same_token(t, &csrf)) {
+                return self
+                    .bg_denied(session, ctx, 403, "csrf", "The form has expired; open the review page again.")
+                    .await;
+            }
+            let id = f.get("id").map(String::as_str).unwrap_or("");
+            let verdict = f.get("verdict").map(String::as_str).unwrap_or("");
+            let note = f.get("note").map(String::as_str).unwrap_or("");
+            return match bg::review(&store, id, &user.subject, verdict, note).await {
+                Ok(r) => {
+                    if let Some(a) = &self.audit {
+                        let mut ev = self.bg_event(session, ctx, Kind::BreakglassReviewed);
+                        ev.grant = Some(r.id.clone());
+                        ev.target = Some(r.subject.clone());
+                        ev.route = Some(r.route.clone());
+                        ev.reason = Some(verdict.to_string());
+                        a.append(ev);
+                    }
+                    let extra = [("location", REVIEWS_PATH.to_string())];
+                    respond::write_full(session, 303, Bytes::from_static(b"303 See Other\n"), false, &extra).await?;
+                    Ok(true)
+                }
+                Err(e) => {
+                    let reason = if e == bg::ReviewError::OwnUse { "self_review" } else { "review_refused" };
+                    self.bg_denied(session, ctx, e.status(), reason, e.message()).await
+                }
+            };
+        }
+        let Ok(mut list) = store.records().await else {
+            return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
+        };
+        if let Some(a) = &self.audit {
+            a.append(self.bg_event(session, ctx, Kind::BreakglassReviewsRead));
+        }
+        list.reverse();
+        let mut body = String::from("<p>Every emergency access Custos has kept, newest first. The justification may hold PHI: this page is for auditors, and reading it is recorded.</p>");
+        for r in &list {
+            body.push_str(&format!(
+                "<section><h2>{route}: {who}</h2><p>{kind}, {start} to {end}, grant <code>{id}</code>{case}{by}</p><blockquote>{why}</blockquote>",
+                route = esc(&r.route),
+                who = esc(&r.subject),
+                kind = esc(&r.kind),
+                start = rfc3339(r.started),
+                end = rfc3339(r.expires),
+                id = esc(&r.id),
+                case = r.case_ref.as_ref().map(|c| format!(", case {}", esc(c))).unwrap_or_default(),
+                by = r.issued_by.as_ref().map(|b| format!(", link issued by {}", esc(b))).unwrap_or_default(),
+                why = esc(&r.justification),
+            ));
+            match &r.review {
+                Some(v) => body.push_str(&format!(
+                    "<p>Reviewed: <strong>{}</strong> by {} at {}: {}</p></section>",
+                    esc(&v.verdict),
+                    esc(&v.reviewer),
+                    rfc3339(v.at),
+                    esc(&v.note)
+                )),
+                None => body.push_str(&format!(
+                    "<form method=\"post\" action=\"{REVIEWS_PATH}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"id\" value=\"{id}\">\
+                     <select name=\"verdict\"><option>justified</option><option>unjustified</option></select> \
+                     <input name=\"note\" required maxlength=\"4000\" placeholder=\"note\"> <button>Record review</button></form></section>",
+                    id = esc(&r.id)
+                )),
+            }
+        }
+        page(session, 200, "Emergency access reviews", &body).await
     }
 
     /// The grant a request runs under: the session's, for this route, while it lasts. An

@@ -300,6 +300,9 @@ impl Gateway {
             breakglass::LINK_PATH if self.breakglass.is_some() => {
                 return self.breakglass_link_endpoint(session, ctx).await
             }
+            breakglass::REVIEWS_PATH if self.breakglass.is_some() => {
+                return self.breakglass_reviews_endpoint(session, ctx).await
+            }
             _ => respond::refuse(session, Refusal::NoRoute).await?,
         }
         Ok(true)
