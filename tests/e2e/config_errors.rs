@@ -20,6 +20,18 @@ fn oidc(extra: &str) -> String {
     )
 }
 
+/// A config with `[oidc]`, `[session]`, the example `[policy]` and `[breakglass]` with
+/// `extra` lines.
+fn breakglass(extra: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n[breakglass]\n{extra}{ROUTE}",
+        oidc(""),
+        p.join("hipaa_model.conf").display(),
+        p.join("hipaa_policy.csv").display()
+    )
+}
+
 const ROUTE: &str = "[[routes]]\npublic = true\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\n";
 
 #[test]
@@ -58,6 +70,11 @@ fn each_config_error_names_the_file_and_the_key() {
         ("upstream_tls on http", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}[routes.upstream_tls]\nsni = \"x\"\n"), "`routes[0].upstream_tls`"),
         ("header limit per route", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}[routes.limits]\nmax_headers = 5\n"), "`routes[0].limits.max_headers`"),
         ("not TOML", "[listen\nhttp = 1".to_string(), ""),
+        ("[breakglass] without [policy]", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\n[breakglass]\n{ROUTE}", oidc("")), "`breakglass`"),
+        ("break-glass grant longer than the maximum", breakglass("default_secs = 600\nmax_secs = 60\n"), "`breakglass.default_secs`"),
+        ("alert format", breakglass("[[breakglass.alerts]]\nurl = \"http://127.0.0.1:9/a\"\nformat = \"teams\"\n"), "`breakglass.alerts[0].format`"),
+        ("unsigned json alert", breakglass("[[breakglass.alerts]]\nurl = \"http://127.0.0.1:9/a\"\nformat = \"json\"\n"), "`breakglass.alerts[0].secret`"),
+        ("plain-http alert off the machine", breakglass("[[breakglass.alerts]]\nurl = \"http://alerts.example.org/a\"\nformat = \"slack\"\n"), "`breakglass.alerts[0].url`"),
     ];
     for (name, config, key) in cases {
         for sub in ["check", "serve"] {
