@@ -103,8 +103,8 @@ pub struct Link {
 /// What using a sealed link found.
 pub enum LinkState {
     Valid(Link),
-    /// Used before: a second use.
-    Used,
+    /// Used before: a second use (the link as it was).
+    Used(Link),
     /// Issued, not used, past its time.
     Expired,
     Unknown,
@@ -127,7 +127,9 @@ impl Store<'_> {
     pub async fn put_record(&self, r: &Record, retention: Duration) -> Result<(), crate::session::SessionError> {
         let body = serde_json::to_string(r).map_err(|_| crate::session::SessionError::Corrupt)?;
         self.0.bg_set(&format!("r:{}", r.id), &body, retention).await?;
-        self.0.bg_index_add("reviews", r.started, &r.id).await
+        self.0.bg_index_add("reviews", r.started, &r.id).await?;
+        // Records past their retention are gone from Redis; so are their index entries.
+        self.0.bg_index_trim("reviews", r.started.saturating_sub(retention.as_secs())).await
     }
 
     pub async fn record(&self, id: &str) -> Result<Option<Record>, crate::session::SessionError> {
@@ -164,8 +166,10 @@ impl Store<'_> {
                 return Ok(LinkState::Valid(l));
             }
         }
-        if self.0.bg_get(&format!("lu:{token_hash}")).await?.is_some() {
-            return Ok(LinkState::Used);
+        if let Some(l) = self.0.bg_get(&format!("lu:{token_hash}")).await? {
+            if let Ok(l) = serde_json::from_str(&l) {
+                return Ok(LinkState::Used(l));
+            }
         }
         if self.0.bg_get(&format!("li:{token_hash}")).await?.is_some() {
             return Ok(LinkState::Expired);
@@ -173,18 +177,26 @@ impl Store<'_> {
         Ok(LinkState::Unknown)
     }
 
-    /// Uses a link up: true for exactly one caller.
+    /// Uses a link up: true for exactly one caller. The used marker keeps the link's
+    /// user and route (for the alert on a second use).
     pub async fn consume_link(&self, token_hash: &str) -> Result<bool, crate::session::SessionError> {
+        let raw = self.0.bg_get(&format!("l:{token_hash}")).await?;
         let won = self.0.bg_del(&format!("l:{token_hash}")).await?;
         if won {
-            self.0.bg_set(&format!("lu:{token_hash}"), "1", Duration::from_secs(MARKER_SECS)).await?;
+            let body = raw.unwrap_or_default();
+            self.0.bg_set(&format!("lu:{token_hash}"), &body, Duration::from_secs(MARKER_SECS)).await?;
         }
         Ok(won)
     }
 
-    /// Counts a wrong code for a link; the count so far.
-    pub async fn wrong_code(&self, token_hash: &str) -> Result<u64, crate::session::SessionError> {
+    /// Counts a code try for a link; the count so far.
+    pub async fn code_try(&self, token_hash: &str) -> Result<u64, crate::session::SessionError> {
         self.0.bg_incr(&format!("lw:{token_hash}"), Duration::from_secs(MARKER_SECS)).await
+    }
+
+    /// True the first time a used link is presented again (one alert per link).
+    pub async fn first_reuse(&self, token_hash: &str) -> Result<bool, crate::session::SessionError> {
+        Ok(self.0.bg_incr(&format!("lr:{token_hash}"), Duration::from_secs(MARKER_SECS)).await? == 1)
     }
 }
 
@@ -223,6 +235,12 @@ impl ReviewError {
     }
 }
 
+/// The person behind an administrator name or an IdP subject: case aside, and `alice`
+/// is `alice@hospital.org`.
+pub fn person(a: &str) -> String {
+    a.trim().split('@').next().unwrap_or("").to_ascii_lowercase()
+}
+
 /// Records `reviewer`'s verdict on grant `id` (once; never on their own use).
 pub async fn review(
     store: &Store<'_>,
@@ -238,8 +256,25 @@ pub async fn review(
     if note.is_empty() || note.chars().count() > 4000 {
         return Err(ReviewError::BadNote);
     }
+    // One reviewer at a time per grant: the second finds it reviewed.
+    let lock = format!("bg-review:{id}");
+    if !store.0.lock(&lock, Duration::from_secs(10)).await.map_err(|_| ReviewError::Unavailable)? {
+        return Err(ReviewError::AlreadyReviewed);
+    }
+    let result = review_locked(store, id, reviewer, verdict, note).await;
+    store.0.unlock(&lock).await;
+    result
+}
+
+async fn review_locked(
+    store: &Store<'_>,
+    id: &str,
+    reviewer: &str,
+    verdict: &str,
+    note: &str,
+) -> Result<Record, ReviewError> {
     let mut r = store.record(id).await.map_err(|_| ReviewError::Unavailable)?.ok_or(ReviewError::NoSuchGrant)?;
-    let same = |a: &str| a.trim().eq_ignore_ascii_case(reviewer.trim());
+    let same = |a: &str| person(a) == person(reviewer);
     if same(&r.subject) || r.issued_by.as_deref().is_some_and(same) {
         return Err(ReviewError::OwnUse);
     }
@@ -340,6 +375,11 @@ fn slack_text(e: &AlertEvent) -> String {
     t
 }
 
+/// A receiver's host, for logs (webhook URLs carry secrets in their paths).
+fn host_of(url: &str) -> String {
+    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default()
+}
+
 /// Sends `e` to every configured receiver, each in its own task, retried with backoff;
 /// a receiver that never answers is an audit record (`breakglass.alert_failed`).
 pub fn alert(settings: &Arc<Settings>, e: AlertEvent, audit: Option<Audit>) {
@@ -366,22 +406,24 @@ pub fn alert(settings: &Arc<Settings>, e: AlertEvent, audit: Option<Audit>) {
                 match req.send().await {
                     Ok(r) if r.status().is_success() => return,
                     Ok(r) => {
-                        tracing::warn!(url = %a.url, status = r.status().as_u16(), attempt, "break-glass alert refused")
+                        tracing::warn!(receiver = %host_of(&a.url), status = r.status().as_u16(), attempt, "break-glass alert refused")
                     }
-                    Err(err) => tracing::warn!(url = %a.url, error = %err, attempt, "break-glass alert not delivered"),
+                    Err(err) => {
+                        tracing::warn!(receiver = %host_of(&a.url), error = %err.without_url(), attempt, "break-glass alert not delivered")
+                    }
                 }
                 if attempt < a.max_tries {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
             }
-            tracing::error!(url = %a.url, grant = ?e.grant, "ALERT: a break-glass alert could not be delivered");
+            tracing::error!(receiver = %host_of(&a.url), grant = ?e.grant, "ALERT: a break-glass alert could not be delivered");
             if let Some(audit) = audit {
                 let mut ev = Event::new(Kind::BreakglassAlertFailed);
                 ev.target = Some(e.who.clone());
                 ev.route = Some(e.route.clone());
                 ev.grant = e.grant.clone();
-                ev.reason = Some(format!("{} tries to {}", a.max_tries, a.url));
+                ev.reason = Some(format!("{} tries to {}", a.max_tries, host_of(&a.url)));
                 audit.append(ev);
             }
         });

@@ -274,7 +274,20 @@ async fn with_the_idp_down_a_sealed_link_works_once_and_an_expired_one_not_at_al
     assert_eq!(r.status(), 410);
     let got = alerts(&rx, 4).await;
     assert!(got.iter().any(|l| l.contains("breakglass.link_reused")), "{got:?}");
-    assert!(got.iter().any(|l| l.contains("SECOND USE")), "{got:?}");
+    assert!(got.iter().any(|l| l.contains("SECOND USE") && l.contains("alice")), "{got:?}");
+    // Presented again: no second alert (one per link), still refused.
+    let r = again
+        .post(format!("{}/.custos/breakglass/link", s.origin))
+        .form(&[("t", token.clone()), ("justification", WHY.to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.taken.lock().unwrap().len(), 4, "a second alert for the same link");
+    // carol may not issue a link to herself.
+    let (ok, out) = cli(&s, &carol, &["issue", "--user", "Carol@hospital.example", "--route", "ehr", "--ttl", "10m"]);
+    assert!(!ok && out.contains("403"), "{out}");
     audit_has(&audit, |e| e["kind"] == "breakglass.denied" && e["reason"] == "link_used").await;
 
     // Past its time: refused as expired, not as unknown.

@@ -22,6 +22,7 @@ fn user() -> Session {
         idp_sub: None,
         validated: 0,
         breakglass: None,
+        sealed: false,
     }
 }
 

@@ -196,6 +196,12 @@ impl Admin {
                 if user.trim().is_empty() || user.starts_with(crate::policy::GROUP_PREFIX) {
                     return json_reply(400, json!({ "error": "the user is a subject, not a group" }));
                 }
+                if crate::breakglass::person(user) == crate::breakglass::person(admin) {
+                    return json_reply(
+                        403,
+                        json!({ "error": "an administrator may not issue an emergency link to themselves" }),
+                    );
+                }
                 let (Ok(token), Ok(secret)) = (crate::breakglass::new_token(), crate::breakglass::new_totp_secret())
                 else {
                     return json_reply(500, json!({ "error": "no randomness" }));

@@ -239,7 +239,7 @@ impl Gateway {
                     return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
                 }
                 Ok(Lookup::Active(s))
-                    if s.breakglass.as_ref().is_some_and(|g| g.sealed && g.expires <= crate::session::now_secs()) =>
+                    if s.sealed && s.breakglass.as_ref().is_none_or(|g| g.expires <= crate::session::now_secs()) =>
                 {
                     // A sealed link's session exists for its grant only: it ends with it.
                     let _ = auth.store.end_by_hash(&hash, None).await;
@@ -592,6 +592,7 @@ impl Gateway {
             idp_sub: claims.idp_sub,
             validated: 0,
             breakglass: None,
+            sealed: false,
         };
         let id = match auth.store.create(record, auth.settings.session.max_per_user, claims_rt).await {
             Ok(id) => id,

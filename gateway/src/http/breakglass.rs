@@ -59,10 +59,17 @@ fn query(session: &Session) -> HashMap<String, String> {
 /// Reads an `application/x-www-form-urlencoded` body, at most `MAX_FORM` bytes.
 async fn form(session: &mut Session) -> Option<HashMap<String, String>> {
     let mut body = Vec::new();
-    while let Ok(Some(chunk)) = session.read_request_body().await {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_FORM {
-            return None;
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_FORM {
+                    return None;
+                }
+            }
+            Ok(None) => break,
+            // A body cut off is not a form.
+            Err(_) => return None,
         }
     }
     Some(url::form_urlencoded::parse(&body).into_owned().collect())
@@ -83,11 +90,15 @@ fn justification(raw: Option<&String>, max: usize) -> Option<String> {
     ok.then(|| t.to_string())
 }
 
-/// A case reference: short, printable.
+/// A case reference: short, plain.
 fn case_ref(raw: Option<&String>) -> Result<Option<String>, ()> {
     match raw.map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(s) if s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic() || c == ' ') => Ok(Some(s.to_string())),
+        // Letters, digits and a little punctuation: nothing that formats or links in a
+        // Slack message or a page.
+        Some(s) if s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || " ._:/#-".contains(c)) => {
+            Ok(Some(s.to_string()))
+        }
         Some(_) => Err(()),
     }
 }
@@ -122,7 +133,12 @@ impl Gateway {
     /// `path`: the action `breakglass` on the route's object.
     fn may_declare(&self, ctx: &RequestCtx, route: &crate::config::Route, path: &str) -> bool {
         let (Some(policy), Some(user)) = (&self.policy, &ctx.user) else { return false };
-        let obj = format!("{}:{path}", route.resource);
+        // The object as `authorize` makes it: the path the upstream receives.
+        let seen = match (&route.strip_prefix, super::path::NormPath::parse(path.as_bytes())) {
+            (Some(p), Ok(n)) => n.strip_segments(p).to_string(),
+            _ => path.to_string(),
+        };
+        let obj = format!("{}:{seen}", route.resource);
         policy
             .decide(&crate::policy::Request {
                 sub: &user.subject,
@@ -166,11 +182,21 @@ impl Gateway {
             return self.bg_denied(session, ctx, 404, "no_route", "There is no such route.").await;
         };
         ctx.route = self.router.by_name(&route_name).cloned();
+        if ctx.user.as_ref().is_some_and(|u| u.sealed) {
+            let msg = "A sealed emergency session cannot declare another emergency.";
+            return self.bg_denied(session, ctx, 403, "sealed_session", msg).await;
+        }
+        // A path inside the route (the page the user lands on, and the object the
+        // declaration is checked for), never one of the gateway's own.
+        let inside = |p: &str| {
+            route.path == "/" || p == route.path || p.starts_with(&format!("{}/", route.path.trim_end_matches('/')))
+        };
         let path = params
             .get("path")
             .filter(|p| p.starts_with('/') && !p.contains(['?', '#', '\\']) && !p.contains("//"))
             .and_then(|p| super::path::NormPath::parse(p.as_bytes()).ok())
             .map(|p| p.as_str().to_string())
+            .filter(|p| inside(p) && !p.starts_with("/.custos"))
             .unwrap_or_else(|| route.path.clone());
         if !self.may_declare(ctx, &route, &path) {
             return self
@@ -219,7 +245,7 @@ impl Gateway {
         let secs = params
             .get("minutes")
             .and_then(|m| m.trim().parse::<u64>().ok())
-            .map_or(settings.default, |m| std::time::Duration::from_secs(m.max(1) * 60))
+            .map_or(settings.default, |m| std::time::Duration::from_secs(m.clamp(1, 1 << 32).saturating_mul(60)))
             .min(settings.max);
         let store = Store(&auth.store);
         let (Some(user), Some(hash)) = (ctx.user.clone(), ctx.session_hash.clone()) else {
@@ -256,11 +282,14 @@ impl Gateway {
             review: None,
         };
         let mut s: UserSession = (*user).clone();
+        if let Some(old) = s.breakglass.as_ref().filter(|g| g.expires > now) {
+            self.grant_ended(session, ctx, old, "replaced");
+        }
         s.breakglass = Some(grant.clone());
         if store.put_record(&record, settings.retention).await.is_err() || auth.store.save(&hash, &s).await.is_err() {
             return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
         }
-        self.started(session, ctx, &settings, &record, "declared", &user.subject);
+        self.started(session, ctx, &settings, &record, "declared", &user.subject).await;
         let location = path.clone();
         respond::write_full(session, 303, Bytes::from_static(b"303 See Other\n"), false, &[("location", location)])
             .await?;
@@ -268,7 +297,7 @@ impl Gateway {
     }
 
     /// Audits and alerts a grant's start.
-    fn started(
+    async fn started(
         &self,
         session: &Session,
         ctx: &RequestCtx,
@@ -289,7 +318,10 @@ impl Gateway {
             ev.justification.clone_from(&text);
             ev.reason = Some(how.into());
             ev.session.clone_from(&r.session);
-            a.append(ev);
+            // Durable before the user is sent on, like an access decision.
+            if let Err(e) = a.append_durable(ev).await {
+                tracing::error!(error = %e, grant = %r.id, "ALERT: the start of a break-glass grant is not durable in the audit trail");
+            }
         }
         tracing::warn!(user = who, route = %r.route, grant = %r.id, how, "break-glass emergency access started");
         bg::alert(
@@ -331,30 +363,34 @@ impl Gateway {
         let store = Store(&auth.store);
         let link = match store.link(&hash).await {
             Ok(LinkState::Valid(l)) => l,
-            Ok(LinkState::Used) => {
+            Ok(LinkState::Used(used)) => {
                 if let Some(a) = &self.audit {
                     let mut ev = self.bg_event(session, ctx, Kind::BreakglassDenied);
                     ev.reason = Some("link_used".into());
                     ev.decision = Some(Decision::Deny);
                     a.append(ev);
                 }
-                tracing::error!("ALERT: a used sealed emergency link was presented again");
-                bg::alert(
-                    &settings,
-                    AlertEvent {
-                        event: "breakglass.link_reused".into(),
-                        who: "unknown (the link's holder)".into(),
-                        route: String::new(),
-                        when: rfc3339(now_secs()),
-                        grant: None,
-                        case_ref: None,
-                        expires: None,
-                        justification_sha256: None,
-                        justification_len: None,
-                        justification: None,
-                    },
-                    self.audit.clone(),
-                );
+                // Alerted once per link, and only for a real attempt (a POST), not for
+                // a link scanner fetching the page.
+                if post && store.first_reuse(&hash).await.unwrap_or(false) {
+                    tracing::error!(user = %used.user, route = %used.route, "ALERT: a used sealed emergency link was presented again");
+                    bg::alert(
+                        &settings,
+                        AlertEvent {
+                            event: "breakglass.link_reused".into(),
+                            who: used.user.clone(),
+                            route: used.route.clone(),
+                            when: rfc3339(now_secs()),
+                            grant: None,
+                            case_ref: None,
+                            expires: None,
+                            justification_sha256: None,
+                            justification_len: None,
+                            justification: None,
+                        },
+                        self.audit.clone(),
+                    );
+                }
                 return page(
                     session,
                     410,
@@ -403,11 +439,18 @@ impl Gateway {
             return page(session, 200, "Sealed emergency access", &body).await;
         }
         if let Some(secret) = &link.totp {
+            // Every try is counted before the code is looked at: five, then the link is
+            // spent (parallel guesses cannot get past the count).
+            let tries = match store.code_try(&hash).await {
+                Ok(n) => n,
+                Err(_) => return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await,
+            };
+            if tries > 5 {
+                let _ = store.consume_link(&hash).await;
+                let msg = "Too many wrong codes: this link is spent.";
+                return self.bg_denied(session, ctx, 403, "totp_tries", msg).await;
+            }
             if !params.get("code").is_some_and(|c| bg::totp_ok(secret, c)) {
-                // A few tries, then the link is spent.
-                if store.wrong_code(&hash).await.is_ok_and(|n| n >= 5) {
-                    let _ = store.consume_link(&hash).await;
-                }
                 return self.bg_denied(session, ctx, 403, "totp", "The code is not right.").await;
             }
         }
@@ -457,6 +500,7 @@ impl Gateway {
             idp_sub: None,
             validated: now,
             breakglass: Some(grant.clone()),
+            sealed: true,
         };
         let id = match auth.store.create(s, None, None).await {
             Ok(id) => id,
@@ -489,7 +533,7 @@ impl Gateway {
             ev.session = Some(id.hash());
             a.append(ev);
         }
-        self.started(session, ctx, &settings, &record, "sealed_link", &link.user);
+        self.started(session, ctx, &settings, &record, "sealed_link", &link.user).await;
         let secure = self.secure(session);
         let cookie = cookies::set(&auth.settings.session.cookie_name, id.cookie_value(), None, secure);
         let extra = vec![("location", route.path.clone()), ("set-cookie", cookie)];
@@ -625,9 +669,15 @@ impl Gateway {
             return (g.route == route.name).then(|| g.clone());
         }
         if let Some(hash) = &ctx.session_hash {
-            let mut s: UserSession = (**user).clone();
-            s.breakglass = None;
-            let _ = auth.store.save(hash, &s).await;
+            if user.sealed {
+                // A sealed link's session ends with its grant (checked again here: the
+                // grant may have run out since the session was read).
+                let _ = auth.store.end_by_hash(hash, None).await;
+            } else {
+                let mut s: UserSession = (**user).clone();
+                s.breakglass = None;
+                let _ = auth.store.save(hash, &s).await;
+            }
             self.grant_ended(session, ctx, g, "expired");
         }
         None

@@ -163,6 +163,7 @@ impl Identity {
             idp_sub: None,
             validated: 0,
             breakglass: None,
+            sealed: false,
         });
         let claims = Arc::new(BearerClaims {
             subject,

@@ -88,6 +88,9 @@ pub struct Session {
     /// An emergency grant held by this session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breakglass: Option<crate::breakglass::Grant>,
+    /// Made by a sealed emergency link: the session lives only as long as its grant.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
 }
 
 /// What re-validation keeps per session, in its own key.
@@ -668,6 +671,14 @@ impl SessionStore {
         Ok(())
     }
 
+    /// Drops index members scored below `min`.
+    pub async fn bg_index_trim(&self, index: &str, min: u64) -> Result<(), SessionError> {
+        let _: i64 = self
+            .query(redis::cmd("ZREMRANGEBYSCORE").arg(self.bg_key(index)).arg("-inf").arg(format!("({min}")))
+            .await?;
+        Ok(())
+    }
+
     /// An index's members, lowest score first.
     pub async fn bg_index(&self, index: &str) -> Result<Vec<String>, SessionError> {
         self.query(redis::cmd("ZRANGE").arg(self.bg_key(index)).arg(0).arg(-1)).await
@@ -721,6 +732,7 @@ mod tests {
             idp_sub: None,
             validated: 0,
             breakglass: None,
+            sealed: false,
         }
     }
 
