@@ -129,6 +129,27 @@ impl Gateway {
         page(session, status, "Emergency access refused", &format!("<p>{}</p>", esc(msg))).await
     }
 
+    /// The justification and case reference of a form; `None` when refused (answered).
+    async fn statement(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        params: &HashMap<String, String>,
+        max: usize,
+    ) -> Result<Option<(String, Option<String>)>> {
+        let Some(why) = justification(params.get("justification"), max) else {
+            let msg = format!("Say why you need emergency access (1 to {max} characters).");
+            self.bg_denied(session, ctx, 400, "justification", &msg).await?;
+            return Ok(None);
+        };
+        let Ok(case) = case_ref(params.get("case_ref")) else {
+            let msg = "A case reference is at most 64 letters, digits, spaces and . _ : / # -";
+            self.bg_denied(session, ctx, 400, "case_ref", msg).await?;
+            return Ok(None);
+        };
+        Ok(Some((why, case)))
+    }
+
     /// Whether the policy lets the signed-in user declare an emergency on `route` for
     /// `path`: the action `breakglass` on the route's object.
     fn may_declare(&self, ctx: &RequestCtx, route: &crate::config::Route, path: &str) -> bool {
@@ -233,14 +254,8 @@ impl Gateway {
                 return self.bg_denied(session, ctx, 403, "csrf", "The form was sent from another site.").await;
             }
         }
-        let Some(why) = justification(params.get("justification"), settings.justification_max) else {
-            let msg = format!("Say why you need emergency access (1 to {} characters).", settings.justification_max);
-            return self.bg_denied(session, ctx, 400, "justification", &msg).await;
-        };
-        let Ok(case) = case_ref(params.get("case_ref")) else {
-            return self
-                .bg_denied(session, ctx, 400, "case_ref", "A case reference is at most 64 printable characters.")
-                .await;
+        let Some((why, case)) = self.statement(session, ctx, &params, settings.justification_max).await? else {
+            return Ok(true);
         };
         let secs = params
             .get("minutes")
@@ -454,14 +469,8 @@ impl Gateway {
                 return self.bg_denied(session, ctx, 403, "totp", "The code is not right.").await;
             }
         }
-        let Some(why) = justification(params.get("justification"), settings.justification_max) else {
-            let msg = format!("Say why you need emergency access (1 to {} characters).", settings.justification_max);
-            return self.bg_denied(session, ctx, 400, "justification", &msg).await;
-        };
-        let Ok(case) = case_ref(params.get("case_ref")) else {
-            return self
-                .bg_denied(session, ctx, 400, "case_ref", "A case reference is at most 64 printable characters.")
-                .await;
+        let Some((why, case)) = self.statement(session, ctx, &params, settings.justification_max).await? else {
+            return Ok(true);
         };
         match store.consume_link(&hash).await {
             Ok(true) => {}
