@@ -203,6 +203,64 @@ async fn a_declared_emergency_opens_a_refused_record_loudly_and_only_for_its_tim
         .await;
     audit_has(&audit, |e| e["kind"] == "breakglass.denied" && e["reason"] == "self_review").await;
 
+    // The review page: dave used a sealed link (no code); alice, an auditor with MFA,
+    // reviews it there; her own emergency she may not; bob (one factor) must step up.
+    let (ok, out) = cli(&s, &carol, &["issue", "--user", "dave", "--route", "ehr", "--ttl", "4s"]);
+    assert!(ok, "{out}");
+    let link: Value = serde_json::from_str(&out).unwrap();
+    let d = browser();
+    let token = field(&nav(&d, link["url"].as_str().unwrap()).await.text().await.unwrap(), "t");
+    let r = d
+        .post(format!("{}/.custos/breakglass/link", s.origin))
+        .form(&[("t", token), ("justification", "Night shift, chart needed".to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let daves = audit_has(&audit, |e| e["kind"] == "breakglass.link_used" && e["actor"]["subject"] == "dave").await;
+    let daves = daves["grant"].as_str().unwrap().to_string();
+    let reviews = format!("{}/.custos/breakglass/reviews", s.origin);
+    let page = nav(&c, &reviews).await.text().await.unwrap();
+    assert!(page.contains(&daves) && page.contains("Night shift, chart needed"), "{page}");
+    audit_has(&audit, |e| e["kind"] == "breakglass.reviews_read" && e["actor"]["subject"] == "alice").await;
+    let csrf = field(&page, "csrf");
+    let review = |id: String| {
+        c.post(&reviews)
+            .header("origin", s.origin.clone())
+            .form(&[
+                ("csrf", csrf.clone()),
+                ("id", id),
+                ("verdict", "unjustified".to_string()),
+                ("note", "no patient on that ward".to_string()),
+            ])
+            .send()
+    };
+    assert_eq!(review(daves.clone()).await.unwrap().status(), 303);
+    audit_has(&audit, |e| {
+        e["kind"] == "breakglass.reviewed"
+            && e["grant"] == daves
+            && e["actor"]["subject"] == "alice"
+            && e["reason"] == "unjustified"
+    })
+    .await;
+    let second = audit_has(&audit, |e| {
+        e["kind"] == "breakglass.started" && e["grant"] != grant && e["actor"]["subject"] == "alice"
+    })
+    .await;
+    let second = second["grant"].as_str().unwrap().to_string();
+    assert_eq!(review(second.clone()).await.unwrap().status(), 403, "her own");
+    assert_eq!(nav(&b, &reviews).await.status(), 302, "bob has one factor: step up first");
+    // Signing out ends the grant, on the record.
+    let r = c.post(format!("{}/.custos/logout", s.origin)).send().await.unwrap();
+    assert!(r.status().is_redirection() || r.status() == 200, "{}", r.status());
+    audit_has(&audit, |e| e["kind"] == "breakglass.ended" && e["grant"] == second && e["reason"] == "logout").await;
+
+    // dave's sealed session lives only as long as its grant: then he is sent to sign in.
+    assert_eq!(nav(&d, &format!("{}/patients/1", s.origin)).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    assert_eq!(nav(&d, &format!("{}/patients/1", s.origin)).await.status(), 302);
+    audit_has(&audit, |e| e["kind"] == "breakglass.ended" && e["grant"] == daves && e["reason"] == "expired").await;
+
     // The trail holds every step, and never the justification's text.
     let text = audit_text(&audit);
     assert!(!text.contains("allergy"), "the audit trail holds the justification");

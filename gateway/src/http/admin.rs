@@ -142,6 +142,17 @@ impl Admin {
                         ev.target = Some(s.subject.clone());
                         ev.session = Some(h.clone());
                     });
+                    // An emergency grant ends with its session.
+                    if let Some(g) = s.breakglass.as_ref().filter(|g| g.expires > crate::session::now_secs()) {
+                        self.record(Kind::BreakglassEnded, Some(&admin), client.clone(), |ev| {
+                            ev.target = Some(s.subject.clone());
+                            ev.session = Some(h.clone());
+                            ev.grant = Some(g.id.clone());
+                            ev.route = Some(g.route.clone());
+                            ev.breakglass = Some(true);
+                            ev.reason = Some("revoked".into());
+                        });
+                    }
                 }
                 tracing::info!(admin, revoked = ended.len(), "sessions revoked");
                 json_reply(
