@@ -36,6 +36,17 @@ async fn bg_site(
     rx: std::net::SocketAddr,
     dir: &Path,
 ) -> (Site, demo_ephi::Demo, PathBuf, PathBuf) {
+    bg_site_with(idp, "", extra, rx, dir).await
+}
+
+/// [`bg_site`] with extra `[session]` lines.
+async fn bg_site_with(
+    idp: &str,
+    session_lines: &str,
+    extra: &str,
+    rx: std::net::SocketAddr,
+    dir: &Path,
+) -> (Site, demo_ephi::Demo, PathBuf, PathBuf) {
     let secret = dir.join("alert-secret");
     std::fs::write(&secret, ALERT_SECRET).unwrap();
     let (carol, l1) = admin_token(dir, "carol");
@@ -53,7 +64,7 @@ async fn bg_site(
         demo.addr
     );
     let session = format!(
-        "\n[policy]\nmodel = \"{m}\"\npolicy = \"{p}\"\n[policy.group_roles]\nclinicians = \"nurse\"\n\n[breakglass]\n{extra}\n\
+        "{session_lines}\n[policy]\nmodel = \"{m}\"\npolicy = \"{p}\"\n[policy.group_roles]\nclinicians = \"nurse\"\n\n[breakglass]\n{extra}\n\
          [[breakglass.alerts]]\nurl = \"http://{rx}/slack\"\nformat = \"slack\"\nsecret = {{ file = \"{s}\" }}\n\
          [[breakglass.alerts]]\nurl = \"http://{rx}/json\"\nformat = \"json\"\nsecret = {{ file = \"{s}\" }}\n",
         m = p.join("hipaa_model.conf").display(),
@@ -356,4 +367,33 @@ async fn with_the_idp_down_a_sealed_link_works_once_and_an_expired_one_not_at_al
     let r = nav(&browser(), &format!("{}/.custos/breakglass/link?t=forged", s.origin)).await;
     assert_eq!(r.status(), 404);
     assert!(!audit_text(&audit).contains("allergy"), "the audit trail holds the justification");
+}
+
+/// A grant whose session times out (automatic logoff) ends with it, on the record.
+#[tokio::test]
+async fn a_grant_ends_with_its_session_on_idle_timeout() {
+    let rx = receiver(ALERT_SECRET, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = "idle_timeout_secs = 2\ntouch_interval_secs = 1\n";
+    let (s, _demo, _, _) = bg_site_with(idp_url(), session, "", rx.addr, dir.path()).await;
+    let audit = s.gw.audit_dir();
+    let c = browser();
+    assert_eq!(sign_in(&s, &c, "/patients/1", "alice", "alice-password", Some("123456")).await.status(), 302);
+    let url = format!("{}/.custos/breakglass?route=ehr&path=/patients/3", s.origin);
+    let csrf = field(&nav(&c, &url).await.text().await.unwrap(), "csrf");
+    let r = c
+        .post(format!("{}/.custos/breakglass", s.origin))
+        .form(&[("csrf", csrf), ("route", "ehr".into()), ("path", "/patients/3".into()), ("justification", WHY.into())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let started = audit_has(&audit, |e| e["kind"] == "breakglass.started").await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // Idle past the timeout: sent to sign in again, and the grant's end is recorded.
+    assert_eq!(nav(&c, &format!("{}/patients/3", s.origin)).await.status(), 302);
+    audit_has(&audit, |e| {
+        e["kind"] == "breakglass.ended" && e["grant"] == started["grant"] && e["reason"] == "session_idle_timeout"
+    })
+    .await;
 }

@@ -386,6 +386,11 @@ impl Gateway {
             ev.session = Some(hash);
             audit.append(ev);
         }
+        // A grant still on the session ends with it (its end was not recorded yet).
+        if let Some(g) = &s.breakglass {
+            let why = if kind == Kind::SessionIdleTimeout { "session_idle_timeout" } else { "session_expired" };
+            self.grant_ended(session, ctx, g, why);
+        }
     }
 
     /// No usable session: a browser goes to sign in, anything else gets 401.
