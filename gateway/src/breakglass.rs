@@ -98,6 +98,9 @@ pub struct Link {
     pub totp: Option<String>,
     pub issued_by: String,
     pub issued_at: u64,
+    /// Where the user lands (and what the policy was asked about at issue).
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 /// What using a sealed link found.

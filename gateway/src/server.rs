@@ -195,6 +195,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         }
     };
     let admin_auth = auth.clone();
+    let admin_policy = policy.clone();
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         Gateway::new(&cfg, audit.clone(), auth, policy),
@@ -214,6 +215,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
             audit: audit.clone(),
             tokens: cfg.admin_tokens.clone(),
             breakglass: cfg.breakglass.clone(),
+            policy: admin_policy,
+            routes: cfg.routes.clone(),
         };
         let mut admin = Service::new("custos-admin".to_string(), HttpServer::new_app(app));
         admin.add_tcp(&addr.to_string());

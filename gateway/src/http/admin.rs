@@ -33,6 +33,9 @@ pub struct Admin {
     /// sha256 hex of a token → the administrator's name.
     pub tokens: HashMap<String, String>,
     pub breakglass: Option<Arc<crate::breakglass::Settings>>,
+    /// To ask, before issuing a sealed link, whether its user may declare an emergency.
+    pub policy: Option<Arc<crate::policy::Policy>>,
+    pub routes: Vec<crate::config::Route>,
 }
 
 /// Reads a tokens file: `NAME SHA256HEX` per line, `#` comments.
@@ -213,6 +216,23 @@ impl Admin {
                         json!({ "error": "an administrator may not issue an emergency link to themselves" }),
                     );
                 }
+                // The user must be one the policy lets declare an emergency there, with the
+                // roles a sealed session has: those of `g` lines (no IdP groups).
+                let Some(r) = self.routes.iter().find(|r| &r.name == route) else {
+                    return json_reply(404, json!({ "error": format!("no route `{route}`") }));
+                };
+                let path = params.get("path").cloned().unwrap_or_else(|| r.path.clone());
+                let totp_wanted = params.get("totp").is_some_and(|v| v == "1" || v == "true");
+                let allowed = self
+                    .policy
+                    .as_ref()
+                    .is_some_and(|p| super::breakglass::may_declare(p, r, &path, user, &[], totp_wanted));
+                if !allowed {
+                    return json_reply(
+                        403,
+                        json!({ "error": format!("the policy does not let `{user}` declare an emergency on `{route}` at `{path}` (a sealed session has the roles of the policy's g lines only)") }),
+                    );
+                }
                 let (Ok(token), Ok(secret)) = (crate::breakglass::new_token(), crate::breakglass::new_totp_secret())
                 else {
                     return json_reply(500, json!({ "error": "no randomness" }));
@@ -227,6 +247,7 @@ impl Admin {
                     totp: totp.clone(),
                     issued_by: admin.to_string(),
                     issued_at: now,
+                    path: Some(path.clone()),
                 };
                 if store.put_link(&sha256_hex(token.as_bytes()), &link).await.is_err() {
                     return unavailable();

@@ -103,6 +103,41 @@ fn case_ref(raw: Option<&String>) -> Result<Option<String>, ()> {
     }
 }
 
+/// Whether `policy` lets `sub` (with `groups`) declare an emergency on `route` for `path`:
+/// the action `breakglass` on the object as `authorize` makes it (the path the upstream
+/// receives). A path outside the route never.
+pub fn may_declare(
+    policy: &crate::policy::Policy,
+    route: &crate::config::Route,
+    path: &str,
+    sub: &str,
+    groups: &[String],
+    mfa: bool,
+) -> bool {
+    let inside =
+        route.path == "/" || path == route.path || path.starts_with(&format!("{}/", route.path.trim_end_matches('/')));
+    let Ok(norm) = super::path::NormPath::parse(path.as_bytes()) else { return false };
+    if !inside || norm.as_str() != path || path.starts_with("/.custos") {
+        return false;
+    }
+    let seen = route.strip_prefix.as_deref().map_or(path, |p| norm.strip_segments(p));
+    let obj = format!("{}:{seen}", route.resource);
+    policy
+        .decide(&crate::policy::Request {
+            sub,
+            groups,
+            dom: &route.domain,
+            obj: &obj,
+            act: "breakglass",
+            mfa,
+            breakglass: false,
+            client: "",
+            hour: (now_secs() / 3600 % 24) as i64,
+            route: &route.name,
+        })
+        .allow
+}
+
 impl Gateway {
     fn bg_event(&self, session: &Session, ctx: &RequestCtx, kind: Kind) -> Event {
         let mut ev = self.access_event(session, ctx, kind);
@@ -151,29 +186,10 @@ impl Gateway {
     }
 
     /// Whether the policy lets the signed-in user declare an emergency on `route` for
-    /// `path`: the action `breakglass` on the route's object.
+    /// `path`.
     fn may_declare(&self, ctx: &RequestCtx, route: &crate::config::Route, path: &str) -> bool {
         let (Some(policy), Some(user)) = (&self.policy, &ctx.user) else { return false };
-        // The object as `authorize` makes it: the path the upstream receives.
-        let seen = match (&route.strip_prefix, super::path::NormPath::parse(path.as_bytes())) {
-            (Some(p), Ok(n)) => n.strip_segments(p).to_string(),
-            _ => path.to_string(),
-        };
-        let obj = format!("{}:{seen}", route.resource);
-        policy
-            .decide(&crate::policy::Request {
-                sub: &user.subject,
-                groups: &user.groups,
-                dom: &route.domain,
-                obj: &obj,
-                act: "breakglass",
-                mfa: ctx.mfa.unwrap_or(false),
-                breakglass: false,
-                client: "",
-                hour: (now_secs() / 3600 % 24) as i64,
-                route: &route.name,
-            })
-            .allow
+        may_declare(policy, route, path, &user.subject, &user.groups, ctx.mfa.unwrap_or(false))
     }
 
     /// `/.custos/breakglass`: the declaration form (GET) and the declaration (POST).
@@ -545,7 +561,7 @@ impl Gateway {
         self.started(session, ctx, &settings, &record, "sealed_link", &link.user).await;
         let secure = self.secure(session);
         let cookie = cookies::set(&auth.settings.session.cookie_name, id.cookie_value(), None, secure);
-        let extra = vec![("location", route.path.clone()), ("set-cookie", cookie)];
+        let extra = vec![("location", link.path.clone().unwrap_or_else(|| route.path.clone())), ("set-cookie", cookie)];
         respond::write_full(session, 303, Bytes::from_static(b"303 See Other\n"), false, &extra).await?;
         Ok(true)
     }
