@@ -400,9 +400,10 @@ async fn with_the_idp_down_a_sealed_link_works_once_and_an_expired_one_not_at_al
     assert!(!audit_text(&audit).contains("allergy"), "the audit trail holds the justification");
 }
 
-/// A grant whose session times out (automatic logoff) ends with it, on the record.
+/// A grant whose session times out (automatic logoff), or that the provider signs out
+/// over the back channel, ends with it, on the record.
 #[tokio::test]
-async fn a_grant_ends_with_its_session_on_idle_timeout() {
+async fn a_grant_ends_with_its_session_on_idle_timeout_and_provider_logout() {
     let rx = receiver(ALERT_SECRET, 0).await;
     let dir = tempfile::tempdir().unwrap();
     let session = "idle_timeout_secs = 2\ntouch_interval_secs = 1\n";
@@ -425,6 +426,37 @@ async fn a_grant_ends_with_its_session_on_idle_timeout() {
     assert_eq!(nav(&c, &format!("{}/patients/3", s.origin)).await.status(), 302);
     audit_has(&audit, |e| {
         e["kind"] == "breakglass.ended" && e["grant"] == started["grant"] && e["reason"] == "session_idle_timeout"
+    })
+    .await;
+
+    // Again, then the provider ends alice's sessions over the back channel.
+    assert_eq!(sign_in(&s, &c, "/patients/1", "alice", "alice-password", Some("123456")).await.status(), 302);
+    let csrf = field(&nav(&c, &url).await.text().await.unwrap(), "csrf");
+    let r = c
+        .post(format!("{}/.custos/breakglass", s.origin))
+        .form(&[("csrf", csrf), ("route", "ehr".into()), ("path", "/patients/3".into()), ("justification", WHY.into())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let again = audit_has(&audit, |e| e["kind"] == "breakglass.started" && e["grant"] != started["grant"]).await;
+    let client_id = {
+        let text = std::fs::read_to_string(s.gw.dir.path().join("custos.toml")).unwrap();
+        text.lines().find_map(|l| l.strip_prefix("client_id = \"")).unwrap().trim_end_matches('"').to_string()
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let payload = serde_json::json!({ "iss": s.idp, "aud": client_id, "iat": now, "jti": uuid::Uuid::new_v4().to_string(),
+        "events": { "http://schemas.openid.net/event/backchannel-logout": {} }, "sub": "alice" });
+    let token = crate::bearer::signed(&s.idp, serde_json::json!({ "typ": "logout+jwt" }), payload).await;
+    let r = client()
+        .post(format!("{}/.custos/backchannel-logout", s.origin))
+        .form(&[("logout_token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    audit_has(&audit, |e| {
+        e["kind"] == "breakglass.ended" && e["grant"] == again["grant"] && e["reason"] == "backchannel_logout"
     })
     .await;
 }

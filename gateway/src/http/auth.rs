@@ -738,6 +738,10 @@ impl Gateway {
                         ev.actor = Some(actor_of(s));
                         ev.session = Some(h.clone());
                         audit.append(ev);
+                        // An emergency grant ends with its session.
+                        if let Some(g) = s.breakglass.as_ref().filter(|g| g.expires > crate::session::now_secs()) {
+                            self.grant_ended(session, ctx, g, "backchannel_logout");
+                        }
                     }
                 }
                 tracing::info!(ended = ended.len(), "back-channel logout");
