@@ -24,6 +24,9 @@ pub enum Pattern {
     Auto(Auto),
     /// A regular expression (regexMatch, or keyMatch2/3 with regex syntax in it).
     Re(regex::Regex),
+    /// A regexMatch pattern that is only an alternation of literal words
+    /// (`^(?:GET|HEAD)$`, `(GET)|(POST)`): compared as text.
+    Words(Words),
     Ip(IpPattern),
 }
 
@@ -44,7 +47,10 @@ impl Pattern {
                     None => regex::Regex::new(&re).map(Pattern::Re).map_err(regex_error),
                 }
             }
-            Func::RegexMatch => regex::Regex::new(pattern).map(Pattern::Re).map_err(regex_error),
+            Func::RegexMatch => match Words::parse(pattern) {
+                Some(w) => Ok(Pattern::Words(w)),
+                None => regex::Regex::new(pattern).map(Pattern::Re).map_err(regex_error),
+            },
             Func::IpMatch => IpPattern::parse(pattern).map(Pattern::Ip),
             Func::G(_) => Err("not a pattern function".into()),
         }
@@ -56,7 +62,7 @@ impl Pattern {
             Pattern::Key { text, star: Some(i) } => Some(&text[..*i]),
             Pattern::Key { text, star: None } => Some(text),
             Pattern::Auto(a) => Some(&a.prefix),
-            Pattern::Re(_) | Pattern::Ip(_) => None,
+            Pattern::Re(_) | Pattern::Ip(_) | Pattern::Words(_) => None,
         }
     }
 
@@ -65,6 +71,7 @@ impl Pattern {
             Pattern::Key { text, .. } => key_match(key, text),
             Pattern::Auto(a) => a.matches(key),
             Pattern::Re(re) => re.is_match(key),
+            Pattern::Words(w) => w.matches(key),
             Pattern::Ip(p) => p.matches(key),
         }
     }
@@ -191,6 +198,51 @@ impl Auto {
     }
 }
 
+/// An alternation of literal words, anchored at the start, the end, both or neither.
+#[derive(Debug)]
+pub struct Words {
+    words: Vec<Box<str>>,
+    start: bool,
+    end: bool,
+}
+
+impl Words {
+    /// `None` for anything but `[^](?:a|b)[$]`, `[^](a|b)[$]`, `(a)|(b)`, `a|b`, `^a$`…
+    fn parse(p: &str) -> Option<Words> {
+        // `(X)` or `(?:X)` around the whole of `s`, with no group inside.
+        fn group(s: &str) -> Option<&str> {
+            let inner = s.strip_prefix("(?:").or_else(|| s.strip_prefix('('))?.strip_suffix(')')?;
+            (!inner.contains(['(', ')'])).then_some(inner)
+        }
+        let (start, rest) = p.strip_prefix('^').map_or((false, p), |r| (true, r));
+        let (end, body) = rest.strip_suffix('$').map_or((false, rest), |r| (true, r));
+        let inner = match group(body) {
+            Some(g) => g,
+            // `^a|b$` anchors each branch, not the whole: left to the regex.
+            None if (start || end) && body.contains('|') => return None,
+            None => body,
+        };
+        let mut words = Vec::new();
+        for b in inner.split('|') {
+            let w = group(b).unwrap_or(b);
+            if w.is_empty() || w.chars().any(|c| META.contains(&c)) {
+                return None;
+            }
+            words.push(w.into());
+        }
+        Some(Words { words, start, end })
+    }
+
+    fn matches(&self, key: &str) -> bool {
+        self.words.iter().any(|w| match (self.start, self.end) {
+            (true, true) => key == &**w,
+            (true, false) => key.starts_with(&**w),
+            (false, true) => key.ends_with(&**w),
+            (false, false) => key.contains(&**w),
+        })
+    }
+}
+
 /// ipMatch's second argument: an address, or a network `addr/bits`.
 #[derive(Debug)]
 pub struct IpPattern {
@@ -311,6 +363,42 @@ mod tests {
             }
         }
         assert!(compared > 300);
+    }
+
+    /// Action patterns compared as words decide as the regex does.
+    #[test]
+    fn word_alternations_decide_as_the_regex_does() {
+        let patterns = [
+            "^(?:GET|HEAD)$",
+            "(GET)|(POST)",
+            "GET",
+            "^GET$",
+            "^(GET)$",
+            "GET|POST",
+            "^GET",
+            "GET$",
+            "^(?:GET)$",
+            "^GET|POST$",
+            "^(?:(GET)|(POST))$",
+            ".*",
+            "GET|",
+            "(?:DELETE)",
+            "[A-Z]+",
+            "^(?:breakglass)$",
+            "a b",
+        ];
+        let keys = ["GET", "POST", "HEAD", "FORGET", "GETS", "get", "", "DELETE", "breakglass", "a b", "xGETx"];
+        let mut words = 0;
+        for p in patterns {
+            let ours = Pattern::compile(Func::RegexMatch, p);
+            let Ok(re) = regex::Regex::new(p) else { continue };
+            let ours = ours.unwrap();
+            words += usize::from(matches!(ours, Pattern::Words(_)));
+            for k in keys {
+                assert_eq!(ours.matches(k), re.is_match(k), "{p:?} {k:?} ({ours:?})");
+            }
+        }
+        assert!(words >= 10, "only {words} patterns took the word path");
     }
 
     #[test]
