@@ -400,6 +400,16 @@ async fn with_the_idp_down_a_sealed_link_works_once_and_an_expired_one_not_at_al
     assert!(!audit_text(&audit).contains("allergy"), "the audit trail holds the justification");
 }
 
+/// Declares an emergency through the form at `url` (ehr, /patients/3).
+async fn declare(s: &Site, c: &reqwest::Client, url: &str) -> reqwest::Response {
+    let csrf = field(&nav(c, url).await.text().await.unwrap(), "csrf");
+    c.post(format!("{}/.custos/breakglass", s.origin))
+        .form(&[("csrf", csrf), ("route", "ehr".into()), ("path", "/patients/3".into()), ("justification", WHY.into())])
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A grant whose session times out (automatic logoff), or that the provider signs out
 /// over the back channel, ends with it, on the record.
 #[tokio::test]
@@ -412,14 +422,7 @@ async fn a_grant_ends_with_its_session_on_idle_timeout_and_provider_logout() {
     let c = browser();
     assert_eq!(sign_in(&s, &c, "/patients/1", "alice", "alice-password", Some("123456")).await.status(), 302);
     let url = format!("{}/.custos/breakglass?route=ehr&path=/patients/3", s.origin);
-    let csrf = field(&nav(&c, &url).await.text().await.unwrap(), "csrf");
-    let r = c
-        .post(format!("{}/.custos/breakglass", s.origin))
-        .form(&[("csrf", csrf), ("route", "ehr".into()), ("path", "/patients/3".into()), ("justification", WHY.into())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
+    assert_eq!(declare(&s, &c, &url).await.status(), 303);
     let started = audit_has(&audit, |e| e["kind"] == "breakglass.started").await;
     tokio::time::sleep(Duration::from_millis(3000)).await;
     // Idle past the timeout: sent to sign in again, and the grant's end is recorded.
@@ -431,14 +434,7 @@ async fn a_grant_ends_with_its_session_on_idle_timeout_and_provider_logout() {
 
     // Again, then the provider ends alice's sessions over the back channel.
     assert_eq!(sign_in(&s, &c, "/patients/1", "alice", "alice-password", Some("123456")).await.status(), 302);
-    let csrf = field(&nav(&c, &url).await.text().await.unwrap(), "csrf");
-    let r = c
-        .post(format!("{}/.custos/breakglass", s.origin))
-        .form(&[("csrf", csrf), ("route", "ehr".into()), ("path", "/patients/3".into()), ("justification", WHY.into())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
+    assert_eq!(declare(&s, &c, &url).await.status(), 303);
     let again = audit_has(&audit, |e| e["kind"] == "breakglass.started" && e["grant"] != started["grant"]).await;
     let client_id = {
         let text = std::fs::read_to_string(s.gw.dir.path().join("custos.toml")).unwrap();

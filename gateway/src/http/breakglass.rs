@@ -164,6 +164,24 @@ impl Gateway {
         page(session, status, "Emergency access refused", &format!("<p>{}</p>", esc(msg))).await
     }
 
+    /// Signed in with MFA, else sent to sign in (or step up) and back: `Some` when the
+    /// request was answered here.
+    async fn signed_in_with_mfa(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        auth: &super::auth::Auth,
+    ) -> Result<Option<bool>> {
+        if self.authenticate(session, ctx).await? {
+            return Ok(Some(true));
+        }
+        if ctx.mfa != Some(true) {
+            let max_age = auth.settings.oidc.mfa.step_up_max_age.unwrap_or(std::time::Duration::ZERO);
+            return Box::pin(self.challenge(session, ctx, true, true, Some(max_age))).await.map(Some);
+        }
+        Ok(None)
+    }
+
     /// The justification and case reference of a form; `None` when refused (answered).
     async fn statement(
         &self,
@@ -198,21 +216,12 @@ impl Gateway {
             return self.refuse(session, ctx, Refusal::NoRoute).await;
         };
         // Signed in, with MFA: a browser without a session is sent to sign in and back.
-        if self.authenticate(session, ctx).await? {
-            return Ok(true);
-        }
-        if ctx.mfa != Some(true) {
-            let max_age = auth.settings.oidc.mfa.step_up_max_age.unwrap_or(std::time::Duration::ZERO);
-            return Box::pin(self.challenge(session, ctx, true, true, Some(max_age))).await;
+        if let Some(answered) = self.signed_in_with_mfa(session, ctx, &auth).await? {
+            return Ok(answered);
         }
         let post = session.req_header().method == http::Method::POST;
-        let params = if post {
-            match form(session).await {
-                Some(f) => f,
-                None => return self.bg_denied(session, ctx, 413, "form_too_large", "The form is too large.").await,
-            }
-        } else {
-            query(session)
+        let Some(params) = (if post { form(session).await } else { Some(query(session)) }) else {
+            return self.bg_denied(session, ctx, 413, "form_too_large", "The form is too large.").await;
         };
         let route_name = params.get("route").cloned().unwrap_or_default();
         let Some(route) = self.router.by_name(&route_name).map(|r| r.route.clone()) else {
@@ -381,13 +390,8 @@ impl Gateway {
             return self.refuse(session, ctx, Refusal::NoRoute).await;
         };
         let post = session.req_header().method == http::Method::POST;
-        let params = if post {
-            match form(session).await {
-                Some(f) => f,
-                None => return self.bg_denied(session, ctx, 413, "form_too_large", "The form is too large.").await,
-            }
-        } else {
-            query(session)
+        let Some(params) = (if post { form(session).await } else { Some(query(session)) }) else {
+            return self.bg_denied(session, ctx, 413, "form_too_large", "The form is too large.").await;
         };
         let token = params.get("t").cloned().unwrap_or_default();
         let hash = sha256_hex(token.as_bytes());
@@ -579,12 +583,8 @@ impl Gateway {
         else {
             return self.refuse(session, ctx, Refusal::NoRoute).await;
         };
-        if self.authenticate(session, ctx).await? {
-            return Ok(true);
-        }
-        if ctx.mfa != Some(true) {
-            let max_age = auth.settings.oidc.mfa.step_up_max_age.unwrap_or(std::time::Duration::ZERO);
-            return Box::pin(self.challenge(session, ctx, true, true, Some(max_age))).await;
+        if let Some(answered) = self.signed_in_with_mfa(session, ctx, &auth).await? {
+            return Ok(answered);
         }
         let Some(user) = ctx.user.clone() else { return self.refuse(session, ctx, Refusal::Internal).await };
         let may = policy
