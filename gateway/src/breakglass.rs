@@ -183,13 +183,9 @@ impl Store<'_> {
     /// Uses a link up: true for exactly one caller. The used marker keeps the link's
     /// user and route (for the alert on a second use).
     pub async fn consume_link(&self, token_hash: &str) -> Result<bool, crate::session::SessionError> {
-        let raw = self.0.bg_get(&format!("l:{token_hash}")).await?;
-        let won = self.0.bg_del(&format!("l:{token_hash}")).await?;
-        if won {
-            let body = raw.unwrap_or_default();
-            self.0.bg_set(&format!("lu:{token_hash}"), &body, Duration::from_secs(MARKER_SECS)).await?;
-        }
-        Ok(won)
+        let Some(body) = self.0.bg_take(&format!("l:{token_hash}")).await? else { return Ok(false) };
+        self.0.bg_set(&format!("lu:{token_hash}"), &body, Duration::from_secs(MARKER_SECS)).await?;
+        Ok(true)
     }
 
     /// Counts a code try for a link; the count so far.
@@ -264,34 +260,27 @@ pub async fn review(
     if !store.0.lock(&lock, Duration::from_secs(10)).await.map_err(|_| ReviewError::Unavailable)? {
         return Err(ReviewError::AlreadyReviewed);
     }
-    let result = review_locked(store, id, reviewer, verdict, note).await;
+    let result = async {
+        let mut r = store.record(id).await.map_err(|_| ReviewError::Unavailable)?.ok_or(ReviewError::NoSuchGrant)?;
+        let same = |a: &str| person(a) == person(reviewer);
+        if same(&r.subject) || r.issued_by.as_deref().is_some_and(same) {
+            return Err(ReviewError::OwnUse);
+        }
+        if r.review.is_some() {
+            return Err(ReviewError::AlreadyReviewed);
+        }
+        r.review = Some(Review {
+            verdict: verdict.to_string(),
+            reviewer: reviewer.to_string(),
+            note: note.to_string(),
+            at: crate::session::now_secs(),
+        });
+        store.save_record(&r).await.map_err(|_| ReviewError::Unavailable)?;
+        Ok(r)
+    }
+    .await;
     store.0.unlock(&lock).await;
     result
-}
-
-async fn review_locked(
-    store: &Store<'_>,
-    id: &str,
-    reviewer: &str,
-    verdict: &str,
-    note: &str,
-) -> Result<Record, ReviewError> {
-    let mut r = store.record(id).await.map_err(|_| ReviewError::Unavailable)?.ok_or(ReviewError::NoSuchGrant)?;
-    let same = |a: &str| person(a) == person(reviewer);
-    if same(&r.subject) || r.issued_by.as_deref().is_some_and(same) {
-        return Err(ReviewError::OwnUse);
-    }
-    if r.review.is_some() {
-        return Err(ReviewError::AlreadyReviewed);
-    }
-    r.review = Some(Review {
-        verdict: verdict.to_string(),
-        reviewer: reviewer.to_string(),
-        note: note.to_string(),
-        at: crate::session::now_secs(),
-    });
-    store.save_record(&r).await.map_err(|_| ReviewError::Unavailable)?;
-    Ok(r)
 }
 
 /// A new random token, 256 bits, URL-safe base64.

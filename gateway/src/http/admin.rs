@@ -102,11 +102,7 @@ impl Admin {
         let Some(auth) = &self.auth else {
             return json_reply(404, json!({ "error": "sign-in is not configured" }));
         };
-        let params: HashMap<String, String> = req
-            .uri
-            .query()
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
+        let params = super::breakglass::query(req);
         let unavailable = || json_reply(503, json!({ "error": "the session store is unreachable" }));
         match (method.as_str(), path.as_str()) {
             ("GET", "/sessions") => {

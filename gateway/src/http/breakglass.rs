@@ -47,13 +47,9 @@ async fn page(session: &mut Session, status: u16, title: &str, body: &str) -> Re
     Ok(true)
 }
 
-fn query(session: &Session) -> HashMap<String, String> {
-    session
-        .req_header()
-        .uri
-        .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
+/// A request's query string, decoded (the pages here and the admin listener).
+pub(super) fn query(req: &pingora::http::RequestHeader) -> HashMap<String, String> {
+    req.uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
 
 /// Reads an `application/x-www-form-urlencoded` body, at most `MAX_FORM` bytes.
@@ -220,7 +216,7 @@ impl Gateway {
             return Ok(answered);
         }
         let post = session.req_header().method == http::Method::POST;
-        let Some(params) = (if post { form(session).await } else { Some(query(session)) }) else {
+        let Some(params) = (if post { form(session).await } else { Some(query(session.req_header())) }) else {
             return self.bg_denied(session, ctx, 413, "form_too_large", "The form is too large.").await;
         };
         let route_name = params.get("route").cloned().unwrap_or_default();
@@ -390,7 +386,7 @@ impl Gateway {
             return self.refuse(session, ctx, Refusal::NoRoute).await;
         };
         let post = session.req_header().method == http::Method::POST;
-        let Some(params) = (if post { form(session).await } else { Some(query(session)) }) else {
+        let Some(params) = (if post { form(session).await } else { Some(query(session.req_header())) }) else {
             return self.bg_denied(session, ctx, 413, "form_too_large", "The form is too large.").await;
         };
         let token = params.get("t").cloned().unwrap_or_default();

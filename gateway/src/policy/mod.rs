@@ -121,7 +121,7 @@ pub struct PolicySet {
     /// SHA-256 (hex) of the model and the policy file.
     pub hashes: (String, String),
     /// Names granted as roles (second field of `g` lines): no user may be one.
-    roles: std::collections::HashSet<String>,
+    roles: rustc_hash::FxHashSet<String>,
 }
 
 /// A policy error with the file (and line when known).
@@ -215,7 +215,7 @@ impl PolicySet {
         }
         let columns = lint::p_columns(&model_text);
         let eft = columns.iter().position(|c| c == "eft");
-        let mut roles = std::collections::HashSet::new();
+        let mut roles = rustc_hash::FxHashSet::default();
         for (i, line) in policy_text.lines().enumerate() {
             let f: Vec<&str> = line.trim().split(',').map(str::trim).collect();
             match f.first() {

@@ -597,9 +597,13 @@ impl SessionStore {
     /// Counts a sign-in started by `client` in the current minute; the count so far.
     pub async fn count_login(&self, client: &str) -> Result<u64, SessionError> {
         let minute = now_secs() / 60;
-        let key = format!("{}:r:{client}:{minute}", self.inner.cfg.prefix);
+        self.incr(&format!("{}:r:{client}:{minute}", self.inner.cfg.prefix), Duration::from_secs(120)).await
+    }
+
+    /// Adds one to a counter that lives `ttl` from its last change; the count.
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, SessionError> {
         let mut pipe = redis::pipe();
-        pipe.atomic().cmd("INCR").arg(&key).cmd("EXPIRE").arg(&key).arg(120).ignore();
+        pipe.atomic().cmd("INCR").arg(key).cmd("EXPIRE").arg(key).arg(ttl.as_secs().max(1)).ignore();
         let mut conn = self.conn().await?;
         match tokio::time::timeout(self.inner.cfg.timeout, pipe.query_async::<(u64,)>(&mut conn)).await {
             Ok(r) => r.map(|(n,)| n).map_err(unavailable),
@@ -650,19 +654,14 @@ impl SessionStore {
         self.query(redis::cmd("GET").arg(self.bg_key(name))).await
     }
 
-    /// Deletes `name`: true for the one caller that did.
-    pub async fn bg_del(&self, name: &str) -> Result<bool, SessionError> {
-        let n: i64 = self.query(redis::cmd("DEL").arg(self.bg_key(name))).await?;
-        Ok(n == 1)
+    /// Takes `name` away (`GETDEL`): its value for the one caller that got it.
+    pub async fn bg_take(&self, name: &str) -> Result<Option<String>, SessionError> {
+        self.query(redis::cmd("GETDEL").arg(self.bg_key(name))).await
     }
 
     /// Adds one to a counter that lives `ttl`; the count.
     pub async fn bg_incr(&self, name: &str, ttl: Duration) -> Result<u64, SessionError> {
-        let key = self.bg_key(name);
-        let mut pipe = redis::pipe();
-        pipe.atomic().cmd("INCR").arg(&key).cmd("EXPIRE").arg(&key).arg(ttl.as_secs().max(1)).ignore();
-        let mut conn = self.conn().await?;
-        pipe.query_async::<(u64,)>(&mut conn).await.map(|(n,)| n).map_err(unavailable)
+        self.incr(&self.bg_key(name), ttl).await
     }
 
     /// Adds `member` to an index ordered by `score`.
