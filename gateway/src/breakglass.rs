@@ -4,10 +4,18 @@
 //! identity provider is down (single use, 256-bit token stored as a hash, optional TOTP),
 //! real-time alerts, and a review queue. The justification may hold PHI: it lives only in
 //! the review record in Redis; audit records and alerts carry its SHA-256 and length.
+//!
+//! A grant covers what was declared: the record at a path (and what is below it), or the
+//! whole route when the person chose so. Its end is recorded exactly once across the
+//! gateways sharing the Redis: every end (expiry, logout, revocation, …) first claims the
+//! grant with `SET NX`, and expiries are found on time without a further request, by a
+//! timer in the gateway that made the grant and by a sweep of a sorted set of grant ends
+//! that every gateway runs each second (so a grant whose gateway died still ends on the
+//! record).
 
-use crate::audit::{Audit, Event, Kind};
+use crate::audit::{Actor, Audit, Event, Kind};
 use crate::secret::Secret;
-use crate::session::{sha256_hex, SessionStore};
+use crate::session::{now_secs, sha256_hex, SessionStore};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +58,37 @@ pub struct Grant {
     /// Made by a sealed link (the session exists only for the grant).
     #[serde(default)]
     pub sealed: bool,
+    /// The path declared (the grant covers it and what is below it); `None`: the whole
+    /// route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// The scope of a grant covering the whole route, as records and alerts name it.
+pub const WHOLE_ROUTE: &str = "route";
+
+impl Grant {
+    /// Whether a request for `path` (normalised, as the client sent it) on `route` runs
+    /// under this grant.
+    pub fn covers(&self, route: &str, path: &str) -> bool {
+        self.route == route && self.scope.as_deref().is_none_or(|p| within(p, path))
+    }
+
+    /// `route`, or the path declared.
+    pub fn scope_name(&self) -> String {
+        self.scope.clone().unwrap_or_else(|| WHOLE_ROUTE.to_string())
+    }
+}
+
+/// Whether `path` is `base` or below it, by whole segments (`/patients/1` holds
+/// `/patients/1/notes`, not `/patients/10`).
+pub fn within(base: &str, path: &str) -> bool {
+    let b = base.trim_end_matches('/');
+    b.is_empty() || path == b || path.strip_prefix(b).is_some_and(|rest| rest.starts_with('/'))
+}
+
+fn whole_route() -> String {
+    WHOLE_ROUTE.to_string()
 }
 
 /// The review record: who, what, why (the text), and the auditor's verdict.
@@ -62,6 +101,9 @@ pub struct Record {
     pub kind: String,
     pub started: u64,
     pub expires: u64,
+    /// What the grant covers: `route`, or the path declared.
+    #[serde(default = "whole_route")]
+    pub scope: String,
     #[serde(default)]
     pub case_ref: Option<String>,
     pub justification: String,
@@ -101,6 +143,9 @@ pub struct Link {
     /// Where the user lands (and what the policy was asked about at issue).
     #[serde(default)]
     pub path: Option<String>,
+    /// The grant covers the whole route, not only `path`.
+    #[serde(default)]
+    pub whole_route: bool,
 }
 
 /// What using a sealed link found.
@@ -108,6 +153,8 @@ pub enum LinkState {
     Valid(Link),
     /// Used before: a second use (the link as it was).
     Used(Link),
+    /// Spent by wrong TOTP codes (the link as it was).
+    SpentByCodes(Link),
     /// Issued, not used, past its time.
     Expired,
     Unknown,
@@ -174,6 +221,11 @@ impl Store<'_> {
                 return Ok(LinkState::Used(l));
             }
         }
+        if let Some(l) = self.0.bg_get(&format!("lf:{token_hash}")).await? {
+            if let Ok(l) = serde_json::from_str(&l) {
+                return Ok(LinkState::SpentByCodes(l));
+            }
+        }
         if self.0.bg_get(&format!("li:{token_hash}")).await?.is_some() {
             return Ok(LinkState::Expired);
         }
@@ -188,6 +240,15 @@ impl Store<'_> {
         Ok(true)
     }
 
+    /// Spends a link after too many wrong codes: true for exactly one caller (the one
+    /// that alerts). The marker keeps the link as it was, so that a later presentation
+    /// is told apart from a second use.
+    pub async fn spend_link(&self, token_hash: &str) -> Result<bool, crate::session::SessionError> {
+        let Some(body) = self.0.bg_take(&format!("l:{token_hash}")).await? else { return Ok(false) };
+        self.0.bg_set(&format!("lf:{token_hash}"), &body, Duration::from_secs(MARKER_SECS)).await?;
+        Ok(true)
+    }
+
     /// Counts a code try for a link; the count so far.
     pub async fn code_try(&self, token_hash: &str) -> Result<u64, crate::session::SessionError> {
         self.0.bg_incr(&format!("lw:{token_hash}"), Duration::from_secs(MARKER_SECS)).await
@@ -197,6 +258,182 @@ impl Store<'_> {
     pub async fn first_reuse(&self, token_hash: &str) -> Result<bool, crate::session::SessionError> {
         Ok(self.0.bg_incr(&format!("lr:{token_hash}"), Duration::from_secs(MARKER_SECS)).await? == 1)
     }
+
+    /// Puts a new grant's end on the shared schedule (what the sweep needs to record it
+    /// without the session). Before the grant is given: a grant that could not be
+    /// scheduled is not given.
+    pub async fn schedule_end(&self, e: &Scheduled) -> Result<(), crate::session::SessionError> {
+        let body = serde_json::to_string(e).map_err(|_| crate::session::SessionError::Corrupt)?;
+        let ttl = e.expires.saturating_sub(now_secs()) + SCHEDULED_KEEP_SECS;
+        self.0.bg_set(&format!("g:{}", e.grant), &body, Duration::from_secs(ttl)).await?;
+        self.0.bg_index_add(ENDS, e.expires, &e.grant).await
+    }
+
+    /// Claims the end of grant `id` for `why`: true for exactly one caller, whichever end
+    /// (expiry on any gateway, logout, revocation) comes first.
+    pub async fn claim_end(&self, id: &str, why: &str) -> Result<bool, crate::session::SessionError> {
+        self.0.bg_set_once(&format!("end:{id}"), why, Duration::from_secs(MARKER_SECS)).await
+    }
+
+    /// Takes an ended grant off the schedule.
+    async fn unschedule(&self, id: &str) {
+        let _ = self.0.bg_index_remove(ENDS, id).await;
+        let _ = self.0.bg_del(&format!("g:{id}")).await;
+    }
+}
+
+/// The sorted set of grant ends (score: unix seconds), shared by the gateways.
+const ENDS: &str = "ends";
+/// A scheduled end's details outlive the grant by this much (gateways all down that long
+/// still record it, with what the schedule holds).
+const SCHEDULED_KEEP_SECS: u64 = 7 * 86_400;
+/// The most grant ends one sweep records (the rest, the next second).
+const SWEEP_BATCH: usize = 100;
+
+/// What the shared schedule keeps of a grant, to record its end without its session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Scheduled {
+    pub grant: String,
+    pub subject: String,
+    pub route: String,
+    pub scope: String,
+    /// SHA-256 of the session holding the grant.
+    pub session: Option<String>,
+    pub sealed: bool,
+    pub expires: u64,
+}
+
+impl Scheduled {
+    pub fn of(g: &Grant, subject: &str, session: Option<&str>) -> Scheduled {
+        Scheduled {
+            grant: g.id.clone(),
+            subject: subject.to_string(),
+            route: g.route.clone(),
+            scope: g.scope_name(),
+            session: session.map(str::to_string),
+            sealed: g.sealed,
+            expires: g.expires,
+        }
+    }
+}
+
+/// Records a grant's end (`ev`, a `breakglass.ended` with its `grant` and `reason`) if
+/// this is the first end claimed for it; in a task of its own (the claim is a Redis
+/// round trip). Without Redis the end is recorded anyway: a second record of an end is
+/// better than none.
+pub fn record_end(store: Option<SessionStore>, audit: Option<Audit>, ev: Event) {
+    let Some(id) = ev.grant.clone() else { return };
+    tokio::spawn(async move {
+        let why = ev.reason.clone().unwrap_or_default();
+        if let Some(store) = &store {
+            let st = Store(store);
+            match st.claim_end(&id, &why).await {
+                Ok(true) => st.unschedule(&id).await,
+                Ok(false) => return,
+                Err(e) => tracing::warn!(error = %e, grant = %id, "could not claim a grant's end; recording it anyway"),
+            }
+        }
+        tracing::warn!(grant = %id, route = ?ev.route, why, "break-glass grant ended");
+        if let Some(a) = audit {
+            a.append(ev);
+        }
+    });
+}
+
+/// Ends a grant found due on the schedule, if no other end was claimed first: its
+/// sealed session goes with it, and `breakglass.ended` (`expired`) is made durable.
+async fn expire(store: &SessionStore, audit: Option<&Audit>, id: &str) -> Result<(), crate::session::SessionError> {
+    let st = Store(store);
+    let scheduled: Option<Scheduled> =
+        store.bg_get(&format!("g:{id}")).await?.and_then(|b| serde_json::from_str(&b).ok());
+    if !st.claim_end(id, "expired").await? {
+        st.unschedule(id).await;
+        return Ok(());
+    }
+    if let Some(h) = scheduled.as_ref().filter(|s| s.sealed).and_then(|s| s.session.as_deref()) {
+        // A sealed link's session exists for its grant only. Claimed: the end is
+        // recorded whatever happens here.
+        if let Err(e) = store.end_by_hash(h, None).await {
+            tracing::warn!(error = %e, grant = %id, "could not end a sealed session with its grant; it is refused on its next request");
+        }
+    }
+    let mut ev = Event::new(Kind::BreakglassEnded);
+    ev.grant = Some(id.to_string());
+    ev.breakglass = Some(true);
+    ev.reason = Some("expired".into());
+    if let Some(s) = &scheduled {
+        ev.actor = Some(Actor { subject: s.subject.clone(), groups: Vec::new() });
+        ev.session.clone_from(&s.session);
+        ev.route = Some(s.route.clone());
+        ev.scope = Some(s.scope.clone());
+    }
+    tracing::warn!(grant = %id, route = ?ev.route, "break-glass grant expired");
+    if let Some(a) = audit {
+        if let Err(e) = a.append_durable(ev).await {
+            tracing::error!(error = %e, grant = %id, "ALERT: the end of a break-glass grant is not durable in the audit trail");
+        }
+    }
+    st.unschedule(id).await;
+    Ok(())
+}
+
+/// The gateway that made a grant ends it on time: a timer, in a task of its own.
+pub fn end_on_time(store: SessionStore, audit: Option<Audit>, id: String, expires: u64) {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(expires.saturating_sub(now_secs()))).await;
+        // The schedule's clock is whole seconds: wait into the second the grant ends in.
+        while now_secs() < expires {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Err(e) = expire(&store, audit.as_ref(), &id).await {
+            tracing::warn!(error = %e, grant = %id, "could not record a grant's end on time; the sweep will");
+        }
+    });
+}
+
+/// Every second, in a thread of its own: records the ends of grants due on the shared
+/// schedule (at most [`SWEEP_BATCH`] a second), whichever gateway made them.
+pub fn start_sweep(store: SessionStore, audit: Option<Audit>) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("custos-breakglass-sweep".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "ALERT: no break-glass sweep: grant ends are recorded only by timers and requests");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let mut failing = false;
+                loop {
+                    tick.tick().await;
+                    let result = async {
+                        for id in store.bg_index_due(ENDS, now_secs(), SWEEP_BATCH).await? {
+                            expire(&store, audit.as_ref(), &id).await?;
+                        }
+                        Ok::<_, crate::session::SessionError>(())
+                    }
+                    .await;
+                    // Said once per outage, not every second.
+                    match result {
+                        Err(e) if !failing => {
+                            tracing::warn!(error = %e, "break-glass sweep: the session store is unreachable");
+                            failing = true;
+                        }
+                        Ok(()) if failing => {
+                            tracing::info!("break-glass sweep: the session store answers again");
+                            failing = false;
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the break-glass sweep: {e}"))
 }
 
 /// Why a review was not taken.
@@ -225,13 +462,25 @@ impl ReviewError {
     pub fn message(&self) -> &'static str {
         match self {
             ReviewError::BadVerdict => "the verdict is justified or unjustified",
-            ReviewError::BadNote => "a note of 1 to 4000 characters is needed",
+            ReviewError::BadNote => "a note of 1 to 4000 characters, without control characters, is needed",
             ReviewError::NoSuchGrant => "no such grant",
             ReviewError::OwnUse => "nobody may review an emergency access they used or issued",
             ReviewError::AlreadyReviewed => "already reviewed",
             ReviewError::Unavailable => "the session store is unreachable",
         }
     }
+}
+
+/// The longest review note, in characters.
+pub const NOTE_MAX: usize = 4000;
+
+/// Text a person wrote for the record (a justification, a review note): trimmed, not
+/// empty, at most `max` characters, no control characters but line breaks (nothing that
+/// moves a terminal's cursor or hides text in a log or a page).
+pub fn plain_text(raw: &str, max: usize) -> Option<String> {
+    let t = raw.trim();
+    let ok = !t.is_empty() && t.chars().count() <= max && t.chars().all(|c| !c.is_control() || c == '\n' || c == '\r');
+    ok.then(|| t.to_string())
 }
 
 /// The person behind an administrator name or an IdP subject: case aside, and `alice`
@@ -251,10 +500,7 @@ pub async fn review(
     if verdict != "justified" && verdict != "unjustified" {
         return Err(ReviewError::BadVerdict);
     }
-    let note = note.trim();
-    if note.is_empty() || note.chars().count() > 4000 {
-        return Err(ReviewError::BadNote);
-    }
+    let Some(note) = plain_text(note, NOTE_MAX) else { return Err(ReviewError::BadNote) };
     // One reviewer at a time per grant: the second finds it reviewed.
     let lock = format!("bg-review:{id}");
     if !store.0.lock(&lock, Duration::from_secs(10)).await.map_err(|_| ReviewError::Unavailable)? {
@@ -272,8 +518,8 @@ pub async fn review(
         r.review = Some(Review {
             verdict: verdict.to_string(),
             reviewer: reviewer.to_string(),
-            note: note.to_string(),
-            at: crate::session::now_secs(),
+            note,
+            at: now_secs(),
         });
         store.save_record(&r).await.map_err(|_| ReviewError::Unavailable)?;
         Ok(r)
@@ -322,13 +568,17 @@ pub fn same_token(a: &str, b: &str) -> bool {
     constant_time_eq::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
-/// What an alert says. No PHI: who, which route, when, the grant, the case reference.
+/// What an alert says. No PHI: who, which route and scope, when, the grant, the case
+/// reference.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertEvent {
-    /// `breakglass.started`, `breakglass.link_used`, `breakglass.link_reused`.
+    /// `breakglass.started`, `breakglass.link_used`, `breakglass.link_reused`,
+    /// `breakglass.link_spent` (spent by wrong codes).
     pub event: String,
     pub who: String,
     pub route: String,
+    /// `route` (the whole route) or the path declared.
+    pub scope: Option<String>,
     /// RFC 3339.
     pub when: String,
     pub grant: Option<String>,
@@ -339,6 +589,33 @@ pub struct AlertEvent {
     /// Only with `audit_justification = true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
+}
+
+impl AlertEvent {
+    /// An alert of `event` about `who` on `route`, now; the rest to fill in.
+    pub fn new(event: &str, who: &str, route: &str) -> AlertEvent {
+        AlertEvent {
+            event: event.to_string(),
+            who: who.to_string(),
+            route: route.to_string(),
+            scope: None,
+            when: rfc3339(now_secs()),
+            grant: None,
+            case_ref: None,
+            expires: None,
+            justification_sha256: None,
+            justification_len: None,
+            justification: None,
+        }
+    }
+}
+
+/// Unix seconds as RFC 3339 (UTC).
+pub fn rfc3339(secs: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs as i64)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
 }
 
 /// Signs an alert body as Custos does: `x-custos-signature: v1=<hex HMAC-SHA256(secret,
@@ -355,9 +632,14 @@ fn slack_text(e: &AlertEvent) -> String {
     let what = match e.event.as_str() {
         "breakglass.link_used" => "Sealed emergency link used",
         "breakglass.link_reused" => "SECOND USE of a sealed emergency link refused",
+        "breakglass.link_spent" => "Sealed emergency link SPENT by wrong TOTP codes (guessing?)",
         _ => "Break-glass emergency access started",
     };
-    let mut t = format!(":rotating_light: *{what}*: `{}` on route `{}` at {}", e.who, e.route, e.when);
+    let mut t = format!(":rotating_light: *{what}*: `{}` on route `{}`", e.who, e.route);
+    if let Some(s) = &e.scope {
+        t.push_str(&format!(" (scope `{s}`)"));
+    }
+    t.push_str(&format!(" at {}", e.when));
     if let Some(g) = &e.grant {
         t.push_str(&format!(", grant `{g}`"));
     }

@@ -151,11 +151,15 @@ enum BreakglassCommand {
         user: String,
         #[arg(long)]
         route: String,
-        /// The page the user lands on (and the object the policy is asked about); default
-        /// the route's path.
+        /// The page the user lands on, the object the policy is asked about, and the
+        /// record the access covers (with what is below it); default the route's path.
         #[arg(long)]
         path: Option<String>,
-        /// How long the link stays usable and the longest the access lasts: 90s, 30m, 4h.
+        /// The access covers the whole route, not only --path.
+        #[arg(long)]
+        whole_route: bool,
+        /// How long from now the link and the access it gives last, however late it is
+        /// used: 90s, 30m, 4h. The end is printed (`expires`, `access_ends`).
         #[arg(long, default_value = "1h")]
         ttl: String,
         #[arg(long)]
@@ -416,16 +420,17 @@ fn breakglass_command(command: BreakglassCommand, admin: &str, token_file: Optio
     let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
     let base = admin.trim_end_matches('/');
     let (method, url, body) = match &command {
-        BreakglassCommand::Issue { user, route, path, ttl, totp } => {
+        BreakglassCommand::Issue { user, route, path, whole_route, ttl, totp } => {
             let Some(secs) = duration_secs(ttl) else {
                 eprintln!("custos: --ttl is a duration like 90s, 30m, 4h, not `{ttl}`");
                 return ExitCode::from(2);
             };
             let url = format!(
-                "{base}/breakglass/links?user={}&route={}&ttl_secs={secs}{}{}",
+                "{base}/breakglass/links?user={}&route={}&ttl_secs={secs}{}{}{}",
                 enc(user),
                 enc(route),
                 path.as_deref().map(|p| format!("&path={}", enc(p))).unwrap_or_default(),
+                if *whole_route { "&scope=route" } else { "" },
                 if *totp { "&totp=1" } else { "" }
             );
             (reqwest::Method::POST, url, String::new())

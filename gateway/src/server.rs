@@ -194,6 +194,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
             Some(policy)
         }
     };
+    // Grant ends are recorded on time on every gateway, also for grants another (dead)
+    // gateway made.
+    if let (Some(_), Some(a)) = (&cfg.breakglass, &auth) {
+        crate::breakglass::start_sweep(a.store.clone(), audit.clone())?;
+    }
     let admin_auth = auth.clone();
     let admin_policy = policy.clone();
     let mut proxy = pingora::proxy::http_proxy_service_with_name(

@@ -1,11 +1,13 @@
 //! Break-glass emergency access, end to end with Redis, the IdP and the browser pages: a
 //! declared emergency lets a nurse open the record policy refuses her, loudly (audit and
 //! signed alerts, no justification text in either) and only for its time; with the IdP
-//! stopped a sealed link works once and never twice, an expired one not at all; nobody
-//! reviews their own emergency.
+//! stopped a sealed link works once and never twice, an expired one not at all, and its
+//! printed end is the end of access; a grant opens only what was declared; wrong codes
+//! spend a link loudly; every end is recorded on time, once, across gateways; nobody
+//! reviews their own emergency, and a sealed session reviews nothing.
 
 use crate::harness::*;
-use crate::login::{audit_has, browser, nav, sign_in, site, Opts, Site};
+use crate::login::{audit_has, browser, cookie_value, nav, sign_in, site, Opts, Site};
 use crate::policy::policies;
 use crate::sinks::receiver;
 use serde_json::Value;
@@ -47,6 +49,19 @@ async fn bg_site_with(
     rx: std::net::SocketAddr,
     dir: &Path,
 ) -> (Site, demo_ephi::Demo, PathBuf, PathBuf) {
+    bg_site_sharing(idp, session_lines, extra, rx, dir, None).await
+}
+
+/// [`bg_site_with`] on the Redis key prefix `prefix` (gateways that share it share
+/// sessions and grants).
+async fn bg_site_sharing(
+    idp: &str,
+    session_lines: &str,
+    extra: &str,
+    rx: std::net::SocketAddr,
+    dir: &Path,
+    prefix: Option<String>,
+) -> (Site, demo_ephi::Demo, PathBuf, PathBuf) {
     let secret = dir.join("alert-secret");
     std::fs::write(&secret, ALERT_SECRET).unwrap();
     let (carol, l1) = admin_token(dir, "carol");
@@ -76,9 +91,15 @@ async fn bg_site_with(
         p = policy.display(),
         s = secret.display(),
     );
-    let s =
-        site(Opts { idp, session: &session, routes: Some(routes), admin_tokens: Some(&tokens), ..Default::default() })
-            .await;
+    let s = site(Opts {
+        idp,
+        session: &session,
+        routes: Some(routes),
+        admin_tokens: Some(&tokens),
+        prefix,
+        ..Default::default()
+    })
+    .await;
     (s, demo, carol, alice)
 }
 
@@ -112,6 +133,36 @@ fn audit_text(dir: &Path) -> String {
         all.push_str(&String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default()));
     }
     all
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Waits until the clock reads `secs` (unix seconds) or later.
+async fn until(secs: u64) {
+    while now_secs() < secs {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The audit records in `dirs` for which `pred` holds.
+fn records_in(dirs: &[PathBuf], pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    dirs.iter().flat_map(|d| audit_records(d)).map(|r| r["event"].clone()).filter(|e| pred(e)).collect()
+}
+
+/// Polls the audit trails in `dirs` until `pred` holds for a record, at the latest until
+/// the clock reads `deadline` (unix seconds).
+async fn audit_by(dirs: &[PathBuf], deadline: u64, pred: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        if let Some(v) = records_in(dirs, &pred).into_iter().next() {
+            return v;
+        }
+        if now_secs() > deadline {
+            panic!("no such audit record by {deadline} (now {}) in {dirs:?}", now_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn alerts(rx: &crate::sinks::Receiver, n: usize) -> Vec<String> {
@@ -212,9 +263,14 @@ async fn a_declared_emergency_opens_a_refused_record_loudly_and_only_for_its_tim
     let r = nav(&b, &url).await;
     assert_eq!(r.status(), 302, "one factor is not enough to declare");
 
-    // Review: alice may not review her own emergency; carol may, once.
+    // Review: alice may not review her own emergency; carol may, once. A note is plain
+    // text, like a justification: no control characters.
     let (ok, out) = cli(&s, &carol, &["list", "--unreviewed"]);
     assert!(ok && out.contains(&grant) && out.contains(WHY), "{out}");
+    for note in ["fine\u{1b}[2J\u{1b}[Hall clear", "ok\u{7}", "ok\u{7f}"] {
+        let (ok, out) = cli(&s, &carol, &["review", &grant, "--verdict", "justified", "--note", note]);
+        assert!(!ok && out.contains("400") && out.contains("control characters"), "{note:?}: {out}");
+    }
     let (ok, out) = cli(&s, &alice_admin, &["review", &grant, "--verdict", "justified", "--note", "mine"]);
     assert!(!ok && out.contains("403"), "{out}");
     let (ok, out) = cli(&s, &carol, &["review", &grant, "--verdict", "justified", "--note", "code blue, confirmed"]);
@@ -247,6 +303,7 @@ async fn a_declared_emergency_opens_a_refused_record_loudly_and_only_for_its_tim
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
+    assert_eq!(nav(&d, &format!("{}/patients/1", s.origin)).await.status(), 200);
     let daves = audit_has(&audit, |e| e["kind"] == "breakglass.link_used" && e["actor"]["subject"] == "dave").await;
     let daves = daves["grant"].as_str().unwrap().to_string();
     let reviews = format!("{}/.custos/breakglass/reviews", s.origin);
@@ -254,17 +311,21 @@ async fn a_declared_emergency_opens_a_refused_record_loudly_and_only_for_its_tim
     assert!(page.contains(&daves) && page.contains("Night shift, chart needed"), "{page}");
     audit_has(&audit, |e| e["kind"] == "breakglass.reviews_read" && e["actor"]["subject"] == "alice").await;
     let csrf = field(&page, "csrf");
-    let review = |id: String| {
+    let review_with = |id: String, note: &str| {
         c.post(&reviews)
             .header("origin", s.origin.clone())
             .form(&[
                 ("csrf", csrf.clone()),
                 ("id", id),
                 ("verdict", "unjustified".to_string()),
-                ("note", "no patient on that ward".to_string()),
+                ("note", note.to_string()),
             ])
             .send()
     };
+    let review = |id: String| review_with(id, "no patient on that ward");
+    let r = review_with(daves.clone(), "no patient\u{8}\u{8}\u{8}ward cleared").await.unwrap();
+    assert_eq!(r.status(), 400, "a note with control characters");
+    assert!(r.text().await.unwrap().contains("control characters"));
     assert_eq!(review(daves.clone()).await.unwrap().status(), 303);
     audit_has(&audit, |e| {
         e["kind"] == "breakglass.reviewed"
@@ -286,10 +347,12 @@ async fn a_declared_emergency_opens_a_refused_record_loudly_and_only_for_its_tim
     audit_has(&audit, |e| e["kind"] == "breakglass.ended" && e["grant"] == second && e["reason"] == "logout").await;
 
     // dave's sealed session lives only as long as its grant: then he is sent to sign in.
-    assert_eq!(nav(&d, &format!("{}/patients/1", s.origin)).await.status(), 200);
-    tokio::time::sleep(Duration::from_millis(4200)).await;
+    let end = link["expires"].as_u64().unwrap();
+    audit_by(&[audit.clone()], end + 10, |e| {
+        e["kind"] == "breakglass.ended" && e["grant"] == daves && e["reason"] == "expired"
+    })
+    .await;
     assert_eq!(nav(&d, &format!("{}/patients/1", s.origin)).await.status(), 302);
-    audit_has(&audit, |e| e["kind"] == "breakglass.ended" && e["grant"] == daves && e["reason"] == "expired").await;
 
     // The trail holds every step, and never the justification's text.
     let text = audit_text(&audit);
@@ -455,4 +518,240 @@ async fn a_grant_ends_with_its_session_on_idle_timeout_and_provider_logout() {
         e["kind"] == "breakglass.ended" && e["grant"] == again["grant"] && e["reason"] == "backchannel_logout"
     })
     .await;
+}
+
+/// The grant is what was declared: the record asked for (the form's default), or the
+/// whole route when the person chose so; the scope is in the audit record, the alert
+/// and the review record.
+#[tokio::test]
+async fn a_grant_opens_only_the_record_declared_unless_the_whole_route_was() {
+    let rx = receiver(ALERT_SECRET, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _demo, carol, _) = bg_site(idp_url(), "", rx.addr, dir.path()).await;
+    let audit = s.gw.audit_dir();
+    let c = browser();
+    assert_eq!(sign_in(&s, &c, "/patients/1", "alice", "alice-password", Some("123456")).await.status(), 302);
+    let url = format!("{}/.custos/breakglass?route=ehr&path=/patients/1", s.origin);
+    let form = nav(&c, &url).await.text().await.unwrap();
+    assert!(
+        form.contains("name=\"scope\" value=\"path\" checked") && form.contains("name=\"scope\" value=\"route\""),
+        "the form offers this record (the default) or the whole route: {form}"
+    );
+    let csrf = field(&form, "csrf");
+    let declare = |scope: Option<&str>| {
+        let mut f = vec![
+            ("csrf", csrf.clone()),
+            ("route", "ehr".to_string()),
+            ("path", "/patients/1".to_string()),
+            ("justification", WHY.to_string()),
+        ];
+        if let Some(v) = scope {
+            f.push(("scope", v.to_string()));
+        }
+        c.post(format!("{}/.custos/breakglass", s.origin)).header("origin", s.origin.clone()).form(&f).send()
+    };
+    // Declared for /patients/1: the restricted /patients/3 stays refused.
+    let r = declare(None).await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/patients/1");
+    let first = audit_has(&audit, |e| e["kind"] == "breakglass.started").await;
+    assert_eq!(first["scope"], "/patients/1");
+    let first = first["grant"].as_str().unwrap().to_string();
+    assert_eq!(nav(&c, &format!("{}/patients/1", s.origin)).await.status(), 200);
+    assert_eq!(nav(&c, &format!("{}/patients/3", s.origin)).await.status(), 403, "outside what was declared");
+    audit_has(&audit, |e| e["kind"] == "access.decision" && e["path"] == "/patients/1" && e["grant"] == first).await;
+    let outside = records_in(&[audit.clone()], |e| e["kind"] == "access.decision" && e["path"] == "/patients/3");
+    assert!(outside.iter().all(|e| e["decision"] == "deny" && e["grant"].is_null()), "{outside:?}");
+    // The alert and the review record say what it covers.
+    let got = alerts(&rx, 2).await;
+    let json: Value =
+        got.iter().find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v["grant"] == first.as_str())).unwrap();
+    assert_eq!(json["scope"], "/patients/1");
+    assert!(got.iter().any(|l| l.contains("\"text\"") && l.contains("/patients/1")), "{got:?}");
+    let (ok, out) = cli(&s, &carol, &["list"]);
+    let listed: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{ok} {out}"));
+    let rec = listed["grants"].as_array().unwrap().iter().find(|g| g["id"] == first.as_str()).unwrap().clone();
+    assert_eq!(rec["scope"], "/patients/1", "{out}");
+
+    // Declared for the whole route: it opens, and the first grant ends, replaced.
+    assert_eq!(declare(Some("route")).await.unwrap().status(), 303);
+    let second = audit_has(&audit, |e| e["kind"] == "breakglass.started" && e["grant"] != first.as_str()).await;
+    assert_eq!(second["scope"], "route");
+    assert_eq!(nav(&c, &format!("{}/patients/3", s.origin)).await.status(), 200);
+    audit_has(&audit, |e| e["kind"] == "breakglass.ended" && e["grant"] == first && e["reason"] == "replaced").await;
+}
+
+/// A sealed link's printed end is the end of access, however late it is used; it covers
+/// the record it was issued for; its session neither reads nor writes reviews (alice is
+/// an auditor by a `g` line, so her sealed session has the role); its end is recorded
+/// without a further request.
+#[tokio::test]
+async fn a_sealed_link_ends_at_its_printed_time_opens_its_record_only_and_cannot_review() {
+    let rx = receiver(ALERT_SECRET, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _demo, carol, _) =
+        bg_site(idp_url(), "max_secs = 3600\nreview_domain = \"cardiology\"", rx.addr, dir.path()).await;
+    let audit = s.gw.audit_dir();
+    let (ok, out) = cli(
+        &s,
+        &carol,
+        &["issue", "--user", "alice", "--route", "ehr", "--path", "/patients/1", "--ttl", "8s", "--totp"],
+    );
+    assert!(ok, "{out}");
+    let issued: Value = serde_json::from_str(&out).unwrap();
+    let end = issued["expires"].as_u64().unwrap();
+    let shown = issued["access_ends"].as_str().unwrap_or_else(|| panic!("no access_ends printed: {out}")).to_string();
+    assert_eq!(issued["scope"], "/patients/1");
+    // Used late, with 5 of its 8 seconds gone.
+    until(end - 3).await;
+    let c = browser();
+    let page = nav(&c, issued["url"].as_str().unwrap()).await.text().await.unwrap();
+    assert!(page.contains(&shown), "the page shows when access ends: {page}");
+    let r = c
+        .post(format!("{}/.custos/breakglass/link", s.origin))
+        .form(&[
+            ("t", field(&page, "t")),
+            ("code", totp_now(issued["totp_secret"].as_str().unwrap())),
+            ("justification", WHY.to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = cookie_value(&r, "custos_session").unwrap();
+    let used = audit_has(&audit, |e| e["kind"] == "breakglass.link_used").await;
+    let grant = used["grant"].as_str().unwrap().to_string();
+    assert_eq!(used["scope"], "/patients/1");
+    assert_eq!(nav(&c, &format!("{}/patients/1", s.origin)).await.status(), 200);
+    assert_eq!(nav(&c, &format!("{}/patients/3", s.origin)).await.status(), 403, "outside the link's record");
+
+    // No reviews: not the queue, not a verdict (with a valid form token), not the admin
+    // API (administrators' tokens only; a session cookie opens nothing there).
+    let reviews = format!("{}/.custos/breakglass/reviews", s.origin);
+    assert_eq!(nav(&c, &reviews).await.status(), 403, "a sealed session read the review queue");
+    let csrf = crate::login::sha256(&format!("custos-breakglass-form:{cookie}"));
+    let r = c
+        .post(&reviews)
+        .header("origin", s.origin.clone())
+        .form(&[
+            ("csrf", csrf),
+            ("id", uuid::Uuid::new_v4().to_string()),
+            ("verdict", "justified".to_string()),
+            ("note", "fine".to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a sealed session reviewed");
+    let sealed = |e: &Value| e["kind"] == "breakglass.denied" && e["reason"] == "sealed_session";
+    let deadline = now_secs() + 5;
+    while records_in(&[audit.clone()], sealed).len() < 2 {
+        assert!(now_secs() <= deadline, "no two sealed_session refusals on the record");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = client()
+        .get(format!("http://{}/breakglass", s.gw.admin))
+        .header("cookie", format!("custos_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // At the printed end, not 8 s after its use (end + 5 at the earliest): the end is on
+    // the record without a further request (the grant's timer; the sweep otherwise), and
+    // access is over.
+    let ended = audit_by(&[audit.clone()], end + 4, |e| {
+        e["kind"] == "breakglass.ended" && e["grant"] == grant.as_str() && e["reason"] == "expired"
+    })
+    .await;
+    assert_eq!(ended["actor"]["subject"], "alice");
+    assert_eq!(ended["scope"], "/patients/1");
+    assert_eq!(nav(&c, &format!("{}/patients/1", s.origin)).await.status(), 302, "the sealed session outlived its end");
+}
+
+/// Five wrong codes spend a sealed link, with a real-time alert; whoever presents the
+/// link later is told it was spent by failed codes (not "used"), on the page and in the
+/// audit record.
+#[tokio::test]
+async fn a_sealed_link_spent_by_wrong_codes_is_alerted_and_says_so_later() {
+    let rx = receiver(ALERT_SECRET, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _demo, carol, _) = bg_site(idp_url(), "max_secs = 3600", rx.addr, dir.path()).await;
+    let audit = s.gw.audit_dir();
+    let (ok, out) = cli(
+        &s,
+        &carol,
+        &["issue", "--user", "alice", "--route", "ehr", "--path", "/patients/1", "--ttl", "30m", "--totp"],
+    );
+    assert!(ok, "{out}");
+    let issued: Value = serde_json::from_str(&out).unwrap();
+    let c = browser();
+    let token = field(&nav(&c, issued["url"].as_str().unwrap()).await.text().await.unwrap(), "t");
+    let try_code = |code: String| {
+        c.post(format!("{}/.custos/breakglass/link", s.origin))
+            .form(&[("t", token.clone()), ("code", code), ("justification", WHY.to_string())])
+            .send()
+    };
+    let wrong = if totp_now(issued["totp_secret"].as_str().unwrap()) == "000000" { "111111" } else { "000000" };
+    for i in 1..=5 {
+        let r = try_code(wrong.into()).await.unwrap();
+        assert_eq!(r.status(), 403);
+        let text = r.text().await.unwrap();
+        assert_eq!(text.contains("spent"), i == 5, "try {i}: {text}");
+    }
+    audit_has(&audit, |e| e["kind"] == "breakglass.denied" && e["reason"] == "totp_tries").await;
+    let got = alerts(&rx, 2).await;
+    assert!(got.iter().any(|l| l.contains("\"breakglass.link_spent\"") && l.contains("alice")), "{got:?}");
+    assert!(got.iter().any(|l| l.contains("SPENT") && l.contains("/patients/1")), "{got:?}");
+
+    // The right code now: refused, and why.
+    let r = try_code(totp_now(issued["totp_secret"].as_str().unwrap())).await.unwrap();
+    assert_eq!(r.status(), 410);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("spent by failed codes") && !text.contains("has been used"), "{text}");
+    audit_has(&audit, |e| e["kind"] == "breakglass.denied" && e["reason"] == "link_spent_by_failed_codes").await;
+    assert!(records_in(&[audit.clone()], |e| e["reason"] == "link_used").is_empty(), "told as a second use");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.taken.lock().unwrap().len(), 2, "{:?}", rx.taken.lock().unwrap());
+}
+
+/// A grant's end is recorded when it comes, with no further request, exactly once
+/// across two gateways sharing the Redis; and still when the gateway that made the
+/// grant died before its end.
+#[tokio::test]
+async fn every_grant_end_is_recorded_on_time_once_across_gateways_even_if_its_gateway_died() {
+    let rx = receiver(ALERT_SECRET, 0).await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let prefix = format!("custos:test:{}", uuid::Uuid::now_v7().simple());
+    let limits = "max_secs = 2\ndefault_secs = 2";
+    let (a, _demo_a, _, _) = bg_site_sharing(idp_url(), "", limits, rx.addr, da.path(), Some(prefix.clone())).await;
+    let (b, _demo_b, _, _) = bg_site_sharing(idp_url(), "", limits, rx.addr, db.path(), Some(prefix)).await;
+    let dirs = [a.gw.audit_dir(), b.gw.audit_dir()];
+    let c = browser();
+    assert_eq!(sign_in(&a, &c, "/patients/1", "alice", "alice-password", Some("123456")).await.status(), 302);
+    let url = format!("{}/.custos/breakglass?route=ehr&path=/patients/3", a.origin);
+    let ended = |g: String| move |e: &Value| e["kind"] == "breakglass.ended" && e["grant"] == g.as_str();
+
+    // Both gateways up: one `expired`, within seconds of the end, and never a second.
+    assert_eq!(declare(&a, &c, &url).await.status(), 303);
+    let end = now_secs() + 2;
+    let g1 = audit_has(&dirs[0], |e| e["kind"] == "breakglass.started").await["grant"].as_str().unwrap().to_string();
+    let e = audit_by(&dirs, end + 5, ended(g1.clone())).await;
+    assert_eq!(e["reason"], "expired");
+    assert_eq!(e["actor"]["subject"], "alice");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(records_in(&dirs, ended(g1.clone())).len(), 1, "one end, once");
+
+    // The gateway that made the grant dies: the other records its end.
+    assert_eq!(declare(&a, &c, &url).await.status(), 303);
+    let end = now_secs() + 2;
+    let g2 = audit_has(&dirs[0], |e| e["kind"] == "breakglass.started" && e["grant"] != g1.as_str()).await["grant"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _ = Command::new("kill").args(["-KILL", &a.gw.pid().to_string()]).status();
+    let e = audit_by(&dirs[1..], end + 5, ended(g2.clone())).await;
+    assert_eq!(e["reason"], "expired");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(records_in(&dirs, ended(g2)).len(), 1, "one end, once");
 }

@@ -71,7 +71,8 @@ pub enum Kind {
     /// length, `case_ref`; `reason`: `declared` or `sealed_link`).
     #[serde(rename = "breakglass.started")]
     BreakglassStarted,
-    /// An emergency grant ended (`reason`: `expired`, `logout`).
+    /// An emergency grant ended (`reason`: `expired`, `logout`, `replaced`, `revoked`,
+    /// `session_idle_timeout`, …), recorded once per grant across gateways.
     #[serde(rename = "breakglass.ended")]
     BreakglassEnded,
     /// A declaration or a sealed link was refused (`reason`: `policy`, `daily_limit`,
@@ -206,6 +207,10 @@ pub struct Event {
     /// The emergency grant's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
+    /// What an emergency grant covers: `route` (the whole route) or the path of the
+    /// record declared (and what is below it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub case_ref: Option<String>,
     /// SHA-256 (hex) and length of an emergency justification; the text itself only with
@@ -252,6 +257,7 @@ impl Event {
             target: None,
             breakglass: None,
             grant: None,
+            scope: None,
             case_ref: None,
             justification_sha256: None,
             justification_len: None,

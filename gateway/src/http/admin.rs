@@ -5,7 +5,9 @@
 //! GET  /sessions?user=SUBJECT                 a user's live sessions (JSON)
 //! POST /sessions/revoke?user=SUBJECT          end all of them
 //! POST /sessions/revoke?session=HASH          end one (the hash `list` shows)
-//! POST /breakglass/links?user=U&route=R&ttl_secs=N[&totp=1]   a sealed emergency link
+//! POST /breakglass/links?user=U&route=R&ttl_secs=N[&path=P][&scope=route][&totp=1]
+//!                                             a sealed emergency link (access ends at
+//!                                             issue + ttl_secs: `expires`)
 //! GET  /breakglass[?unreviewed=1]             emergency grants, with justifications
 //! POST /breakglass/review?id=ID&verdict=justified|unjustified   (body: the note)
 //! ```
@@ -141,16 +143,20 @@ impl Admin {
                         ev.target = Some(s.subject.clone());
                         ev.session = Some(h.clone());
                     });
-                    // An emergency grant ends with its session.
+                    // An emergency grant ends with its session (recorded once: its expiry
+                    // may have been recorded already).
                     if let Some(g) = s.breakglass.as_ref().filter(|g| g.expires > crate::session::now_secs()) {
-                        self.record(Kind::BreakglassEnded, Some(&admin), client.clone(), |ev| {
-                            ev.target = Some(s.subject.clone());
-                            ev.session = Some(h.clone());
-                            ev.grant = Some(g.id.clone());
-                            ev.route = Some(g.route.clone());
-                            ev.breakglass = Some(true);
-                            ev.reason = Some("revoked".into());
-                        });
+                        let mut ev = Event::new(Kind::BreakglassEnded);
+                        ev.actor = Some(Actor { subject: format!("admin:{admin}"), groups: Vec::new() });
+                        ev.client.clone_from(&client);
+                        ev.target = Some(s.subject.clone());
+                        ev.session = Some(h.clone());
+                        ev.grant = Some(g.id.clone());
+                        ev.scope = Some(g.scope_name());
+                        ev.route = Some(g.route.clone());
+                        ev.breakglass = Some(true);
+                        ev.reason = Some("revoked".into());
+                        crate::breakglass::record_end(Some(auth.store.clone()), self.audit.clone(), ev);
                     }
                 }
                 tracing::info!(admin, revoked = ended.len(), "sessions revoked");
@@ -218,6 +224,9 @@ impl Admin {
                     return json_reply(404, json!({ "error": format!("no route `{route}`") }));
                 };
                 let path = params.get("path").cloned().unwrap_or_else(|| r.path.clone());
+                // The grant covers that record unless the whole route is asked for (a link
+                // for the route's own path covers the route anyway).
+                let whole_route = path == r.path || params.get("scope").is_some_and(|v| v == crate::breakglass::WHOLE_ROUTE);
                 let totp_wanted = params.get("totp").is_some_and(|v| v == "1" || v == "true");
                 let allowed = self
                     .policy
@@ -244,7 +253,9 @@ impl Admin {
                     issued_by: admin.to_string(),
                     issued_at: now,
                     path: Some(path.clone()),
+                    whole_route,
                 };
+                let scope = if whole_route { crate::breakglass::WHOLE_ROUTE.to_string() } else { path.clone() };
                 if store.put_link(&sha256_hex(token.as_bytes()), &link).await.is_err() {
                     return unavailable();
                 }
@@ -252,12 +263,15 @@ impl Admin {
                     ev.target = Some(user.clone());
                     ev.route = Some(route.clone());
                     ev.breakglass = Some(true);
+                    ev.scope = Some(scope.clone());
                     ev.reason = Some(format!("ttl_secs={ttl} totp={}", totp.is_some()));
                 });
                 let url = format!("{}{}?t={token}", auth.settings.oidc.origin, super::breakglass::LINK_PATH);
                 json_reply(
                     200,
-                    json!({ "url": url, "user": user, "route": route, "expires": link.expires, "totp_secret": totp,
+                    json!({ "url": url, "user": user, "route": route, "scope": scope,
+                            // The link and the access it gives both end then, however late it is used.
+                            "expires": link.expires, "access_ends": crate::breakglass::rfc3339(link.expires), "totp_secret": totp,
                             "otpauth": totp.as_ref().map(|s| format!("otpauth://totp/Custos:{}?secret={s}&issuer=Custos", url::form_urlencoded::byte_serialize(user.as_bytes()).collect::<String>())) }),
                 )
             }
@@ -272,7 +286,9 @@ impl Admin {
             ("POST", "/breakglass/review") => {
                 let Some(id) = params.get("id") else { return json_reply(400, json!({ "error": "give ?id=GRANT" })) };
                 let verdict = params.get("verdict").map(String::as_str).unwrap_or("");
-                let note = String::from_utf8_lossy(&body).to_string();
+                let Ok(note) = String::from_utf8(body) else {
+                    return json_reply(400, json!({ "error": crate::breakglass::ReviewError::BadNote.message() }));
+                };
                 match crate::breakglass::review(&store, id, admin, verdict, &note).await {
                     Ok(r) => {
                         self.record(Kind::BreakglassReviewed, Some(admin), client, |ev| {

@@ -2,7 +2,8 @@
 //! emergency: a signed-in user with MFA whose policy allows `breakglass` on the route's
 //! object states why and gets a time-bound grant) and `/.custos/breakglass/link?t=…` (a
 //! sealed link, for when the identity provider is down). Every step is audited and
-//! alerted; the justification stays in the review record.
+//! alerted; the justification stays in the review record. A declaration covers the record
+//! at the path given unless the person chooses the whole route on the form.
 
 use super::cookies;
 use super::respond::{self, Refusal};
@@ -23,6 +24,16 @@ pub const REVIEWS_PATH: &str = "/.custos/breakglass/reviews";
 pub const REVIEWS_OBJECT: &str = "custos:/breakglass/reviews";
 /// The most a break-glass form may send.
 const MAX_FORM: usize = 16 * 1024;
+/// Wrong TOTP codes that spend a sealed link.
+const CODE_TRIES: u64 = 5;
+
+/// What a sealed link's grant covers: `route`, or the path it was issued for.
+fn link_scope(l: &bg::Link) -> String {
+    match &l.path {
+        Some(p) if !l.whole_route => p.clone(),
+        _ => bg::WHOLE_ROUTE.to_string(),
+    }
+}
 
 fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -71,20 +82,7 @@ async fn form(session: &mut Session) -> Option<HashMap<String, String>> {
     Some(url::form_urlencoded::parse(&body).into_owned().collect())
 }
 
-fn rfc3339(secs: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs as i64)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
-
-/// A justification: trimmed, not empty, at most `max` characters, no control characters
-/// but line breaks.
-fn justification(raw: Option<&String>, max: usize) -> Option<String> {
-    let t = raw?.trim();
-    let ok = !t.is_empty() && t.chars().count() <= max && t.chars().all(|c| !c.is_control() || c == '\n' || c == '\r');
-    ok.then(|| t.to_string())
-}
+use bg::rfc3339;
 
 /// A case reference: short, plain.
 fn case_ref(raw: Option<&String>) -> Result<Option<String>, ()> {
@@ -186,7 +184,7 @@ impl Gateway {
         params: &HashMap<String, String>,
         max: usize,
     ) -> Result<Option<(String, Option<String>)>> {
-        let Some(why) = justification(params.get("justification"), max) else {
+        let Some(why) = params.get("justification").and_then(|j| bg::plain_text(j, max)) else {
             let msg = format!("Say why you need emergency access (1 to {max} characters).");
             self.bg_denied(session, ctx, 400, "justification", &msg).await?;
             return Ok(None);
@@ -247,12 +245,27 @@ impl Gateway {
         }
         let cookie = cookies::get(session.req_header(), &auth.settings.session.cookie_name).unwrap_or("").to_string();
         let csrf = bg::csrf_token(&cookie);
+        // A record (the default) or, when the person says so, the whole route. A path that
+        // is the route's own covers the route anyway.
+        let whole = path == route.path || params.get("scope").is_some_and(|v| v == bg::WHOLE_ROUTE);
         if !post {
             let max_min = settings.max.as_secs().div_ceil(60);
+            let scope = if path == route.path {
+                format!("<input type=\"hidden\" name=\"scope\" value=\"{}\">", bg::WHOLE_ROUTE)
+            } else {
+                format!(
+                    "<fieldset><legend>What do you need to open?</legend>\
+                     <label><input type=\"radio\" name=\"scope\" value=\"path\" checked> This record only: <code>{p}</code></label><br>\
+                     <label><input type=\"radio\" name=\"scope\" value=\"{w}\"> The whole route <code>{r}</code></label></fieldset>",
+                    p = esc(&path),
+                    w = bg::WHOLE_ROUTE,
+                    r = esc(&route.name),
+                )
+            };
             let body = format!(
                 "<p><strong>Emergency access is recorded, alerted to the security team at once, and reviewed.</strong> Use it only when a patient's care cannot wait for normal access.</p>\
                  <form method=\"post\" action=\"{PATH}\">\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"route\" value=\"{r}\"><input type=\"hidden\" name=\"path\" value=\"{p}\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"route\" value=\"{r}\"><input type=\"hidden\" name=\"path\" value=\"{p}\">{scope}\
                  <p><label>Why do you need this access now? (required)<br><textarea name=\"justification\" required maxlength=\"{max}\" rows=\"5\" cols=\"60\"></textarea></label></p>\
                  <p><label>Case or ticket reference (optional) <input name=\"case_ref\" maxlength=\"64\"></label></p>\
                  <p><label>Minutes <input name=\"minutes\" type=\"number\" min=\"1\" max=\"{max_min}\" value=\"{d}\"></label></p>\
@@ -301,6 +314,7 @@ impl Gateway {
             route: route.name.clone(),
             expires: now + secs.as_secs(),
             sealed: false,
+            scope: (!whole).then(|| path.clone()),
         };
         let record = Record {
             id: grant.id.clone(),
@@ -309,6 +323,7 @@ impl Gateway {
             kind: "declared".into(),
             started: now,
             expires: grant.expires,
+            scope: grant.scope_name(),
             case_ref: case.clone(),
             justification_sha256: sha256_hex(why.as_bytes()),
             justification_len: why.chars().count(),
@@ -322,9 +337,15 @@ impl Gateway {
             self.grant_ended(session, ctx, old, "replaced");
         }
         s.breakglass = Some(grant.clone());
-        if store.put_record(&record, settings.retention).await.is_err() || auth.store.save(&hash, &s).await.is_err() {
+        // Its end on the schedule before the grant is given: every end is recorded.
+        let scheduled = bg::Scheduled::of(&grant, &user.subject, Some(&hash));
+        if store.schedule_end(&scheduled).await.is_err()
+            || store.put_record(&record, settings.retention).await.is_err()
+            || auth.store.save(&hash, &s).await.is_err()
+        {
             return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
         }
+        bg::end_on_time(auth.store.clone(), self.audit.clone(), grant.id.clone(), grant.expires);
         self.started(session, ctx, &settings, &record, "declared", &user.subject).await;
         let location = path.clone();
         respond::write_full(session, 303, Bytes::from_static(b"303 See Other\n"), false, &[("location", location)])
@@ -348,6 +369,7 @@ impl Gateway {
             ev.actor.get_or_insert_with(|| Actor { subject: who.to_string(), groups: Vec::new() });
             ev.route = Some(r.route.clone());
             ev.grant = Some(r.id.clone());
+            ev.scope = Some(r.scope.clone());
             ev.case_ref.clone_from(&r.case_ref);
             ev.justification_sha256 = Some(r.justification_sha256.clone());
             ev.justification_len = Some(r.justification_len);
@@ -360,22 +382,19 @@ impl Gateway {
             }
         }
         tracing::warn!(user = who, route = %r.route, grant = %r.id, how, "break-glass emergency access started");
-        bg::alert(
-            settings,
-            AlertEvent {
-                event: if how == "sealed_link" { "breakglass.link_used" } else { "breakglass.started" }.into(),
-                who: who.to_string(),
-                route: r.route.clone(),
-                when: rfc3339(r.started),
-                grant: Some(r.id.clone()),
-                case_ref: r.case_ref.clone(),
-                expires: Some(r.expires),
-                justification_sha256: Some(r.justification_sha256.clone()),
-                justification_len: Some(r.justification_len),
-                justification: text,
-            },
-            self.audit.clone(),
-        );
+        let event = if how == "sealed_link" { "breakglass.link_used" } else { "breakglass.started" };
+        let alert = AlertEvent {
+            scope: Some(r.scope.clone()),
+            when: rfc3339(r.started),
+            grant: Some(r.id.clone()),
+            case_ref: r.case_ref.clone(),
+            expires: Some(r.expires),
+            justification_sha256: Some(r.justification_sha256.clone()),
+            justification_len: Some(r.justification_len),
+            justification: text,
+            ..AlertEvent::new(event, who, &r.route)
+        };
+        bg::alert(settings, alert, self.audit.clone());
     }
 
     /// `/.custos/breakglass/link?t=…`: a sealed link. GET shows the form (nothing is used
@@ -405,22 +424,11 @@ impl Gateway {
                 // a link scanner fetching the page.
                 if post && store.first_reuse(&hash).await.unwrap_or(false) {
                     tracing::error!(user = %used.user, route = %used.route, "ALERT: a used sealed emergency link was presented again");
-                    bg::alert(
-                        &settings,
-                        AlertEvent {
-                            event: "breakglass.link_reused".into(),
-                            who: used.user.clone(),
-                            route: used.route.clone(),
-                            when: rfc3339(now_secs()),
-                            grant: None,
-                            case_ref: None,
-                            expires: None,
-                            justification_sha256: None,
-                            justification_len: None,
-                            justification: None,
-                        },
-                        self.audit.clone(),
-                    );
+                    let alert = AlertEvent {
+                        scope: Some(link_scope(&used)),
+                        ..AlertEvent::new("breakglass.link_reused", &used.user, &used.route)
+                    };
+                    bg::alert(&settings, alert, self.audit.clone());
                 }
                 return page(
                     session,
@@ -429,6 +437,11 @@ impl Gateway {
                     "<p>This link has been used. It works once. The security team has been alerted.</p>",
                 )
                 .await;
+            }
+            Ok(LinkState::SpentByCodes(_)) => {
+                // Its spending was alerted; this is someone holding the link afterwards.
+                let msg = "This emergency link was spent by failed codes: too many wrong authenticator codes were entered with it. The security team has been alerted. Ask the on-call administrator for a new one.";
+                return self.bg_denied(session, ctx, 410, "link_spent_by_failed_codes", msg).await;
             }
             Ok(LinkState::Expired) => {
                 return self
@@ -457,12 +470,17 @@ impl Gateway {
                 ""
             };
             let body = format!(
-                "<p>Emergency access to <strong>{r}</strong> as <strong>{u}</strong>, once. It is recorded, alerted and reviewed.</p>\
+                "<p>Emergency access to <strong>{r}</strong> ({scope}) as <strong>{u}</strong>, once, until {end}. It is recorded, alerted and reviewed.</p>\
                  <form method=\"post\" action=\"{LINK_PATH}\"><input type=\"hidden\" name=\"t\" value=\"{t}\">{code}\
                  <p><label>Why do you need this access now? (required)<br><textarea name=\"justification\" required maxlength=\"{max}\" rows=\"5\" cols=\"60\"></textarea></label></p>\
                  <p><label>Case or ticket reference (optional) <input name=\"case_ref\" maxlength=\"64\"></label></p>\
                  <p><button>Open {r}</button></p></form>",
                 r = esc(&route.name),
+                scope = match link_scope(&link).as_str() {
+                    bg::WHOLE_ROUTE => "the whole route".to_string(),
+                    p => format!("the record <code>{}</code>", esc(p)),
+                },
+                end = rfc3339(link.expires),
                 u = esc(&link.user),
                 t = esc(&token),
                 max = settings.justification_max,
@@ -470,18 +488,32 @@ impl Gateway {
             return page(session, 200, "Sealed emergency access", &body).await;
         }
         if let Some(secret) = &link.totp {
-            // Every try is counted before the code is looked at: five, then the link is
-            // spent (parallel guesses cannot get past the count).
+            // Every try is counted before the code is looked at: the fifth wrong one
+            // spends the link (parallel guesses cannot get past the count), loudly.
             let tries = match store.code_try(&hash).await {
                 Ok(n) => n,
                 Err(_) => return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await,
             };
-            if tries > 5 {
-                let _ = store.consume_link(&hash).await;
-                let msg = "Too many wrong codes: this link is spent.";
+            let right = tries <= CODE_TRIES && params.get("code").is_some_and(|c| bg::totp_ok(secret, c));
+            if !right && tries >= CODE_TRIES {
+                match store.spend_link(&hash).await {
+                    Ok(true) => {
+                        tracing::error!(user = %link.user, route = %link.route, "ALERT: a sealed emergency link was spent by wrong codes");
+                        let alert = AlertEvent {
+                            scope: Some(link_scope(&link)),
+                            expires: Some(link.expires),
+                            ..AlertEvent::new("breakglass.link_spent", &link.user, &link.route)
+                        };
+                        bg::alert(&settings, alert, self.audit.clone());
+                    }
+                    // Spent or used meanwhile by another try: that one said so.
+                    Ok(false) => {}
+                    Err(_) => return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await,
+                }
+                let msg = "Too many wrong codes: this link is spent. The security team has been alerted.";
                 return self.bg_denied(session, ctx, 403, "totp_tries", msg).await;
             }
-            if !params.get("code").is_some_and(|c| bg::totp_ok(secret, c)) {
+            if !right {
                 return self.bg_denied(session, ctx, 403, "totp", "The code is not right.").await;
             }
         }
@@ -502,12 +534,14 @@ impl Gateway {
             Err(_) => return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await,
         }
         let now = now_secs();
-        let secs = link.ttl_secs.min(settings.max.as_secs());
+        // The end printed at issue is the end of access, however late the link is used
+        // (and never past the longest grant from now, should the maximum have dropped).
         let grant = Grant {
             id: uuid::Uuid::new_v4().to_string(),
             route: link.route.clone(),
-            expires: now + secs,
+            expires: link.expires.min(now + settings.max.as_secs()),
             sealed: true,
+            scope: (link_scope(&link) != bg::WHOLE_ROUTE).then(|| link_scope(&link)),
         };
         // Roles come from the policy's `g` lines only: no groups without the provider.
         let s = UserSession {
@@ -531,6 +565,12 @@ impl Gateway {
             Ok(id) => id,
             Err(_) => return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await,
         };
+        if store.schedule_end(&bg::Scheduled::of(&grant, &link.user, Some(&id.hash()))).await.is_err() {
+            // Not given unless its end is scheduled.
+            let _ = auth.store.end_by_hash(&id.hash(), None).await;
+            return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
+        }
+        bg::end_on_time(auth.store.clone(), self.audit.clone(), grant.id.clone(), grant.expires);
         let record = Record {
             id: grant.id.clone(),
             subject: link.user.clone(),
@@ -538,6 +578,7 @@ impl Gateway {
             kind: "sealed".into(),
             started: now,
             expires: grant.expires,
+            scope: grant.scope_name(),
             case_ref: case,
             justification_sha256: sha256_hex(why.as_bytes()),
             justification_len: why.chars().count(),
@@ -556,6 +597,7 @@ impl Gateway {
             ev.grant = Some(grant.id.clone());
             ev.target = Some(format!("admin:{}", link.issued_by));
             ev.session = Some(id.hash());
+            ev.scope = Some(grant.scope_name());
             a.append(ev);
         }
         self.started(session, ctx, &settings, &record, "sealed_link", &link.user).await;
@@ -583,6 +625,12 @@ impl Gateway {
             return Ok(answered);
         }
         let Some(user) = ctx.user.clone() else { return self.refuse(session, ctx, Refusal::Internal).await };
+        // A sealed link's session is for its emergency only: it neither reads the
+        // justifications nor judges them, whatever roles its user holds.
+        if user.sealed {
+            let msg = "A sealed emergency session cannot review emergency access.";
+            return self.bg_denied(session, ctx, 403, "sealed_session", msg).await;
+        }
         let may = policy
             .decide(&crate::policy::Request {
                 sub: &user.subject,
@@ -651,8 +699,13 @@ impl Gateway {
         let mut body = String::from("<p>Every emergency access Custos has kept, newest first. The justification may hold PHI: this page is for auditors, and reading it is recorded.</p>");
         for r in &list {
             body.push_str(&format!(
-                "<section><h2>{route}: {who}</h2><p>{kind}, {start} to {end}, grant <code>{id}</code>{case}{by}</p><blockquote>{why}</blockquote>",
+                "<section><h2>{route}: {who}</h2><p>{kind}, {scope}, {start} to {end}, grant <code>{id}</code>{case}{by}</p><blockquote>{why}</blockquote>",
                 route = esc(&r.route),
+                scope = if r.scope == bg::WHOLE_ROUTE {
+                    "the whole route".to_string()
+                } else {
+                    format!("the record <code>{}</code>", esc(&r.scope))
+                },
                 who = esc(&r.subject),
                 kind = esc(&r.kind),
                 start = rfc3339(r.started),
@@ -673,8 +726,9 @@ impl Gateway {
                 None => body.push_str(&format!(
                     "<form method=\"post\" action=\"{REVIEWS_PATH}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"id\" value=\"{id}\">\
                      <select name=\"verdict\"><option>justified</option><option>unjustified</option></select> \
-                     <input name=\"note\" required maxlength=\"4000\" placeholder=\"note\"> <button>Record review</button></form></section>",
-                    id = esc(&r.id)
+                     <input name=\"note\" required maxlength=\"{max}\" placeholder=\"note\"> <button>Record review</button></form></section>",
+                    id = esc(&r.id),
+                    max = bg::NOTE_MAX,
                 )),
             }
         }
@@ -687,7 +741,9 @@ impl Gateway {
         let (Some(user), Some(route), Some(auth)) = (&ctx.user, &ctx.route, &self.auth) else { return None };
         let g = user.breakglass.as_ref()?;
         if g.expires > now_secs() {
-            return (g.route == route.name).then(|| g.clone());
+            // Only what was declared: another record on the route is decided as usual.
+            let path = ctx.path.as_ref()?;
+            return g.covers(&route.name, path.as_str()).then(|| g.clone());
         }
         if let Some(hash) = &ctx.session_hash {
             if user.sealed {
@@ -704,14 +760,14 @@ impl Gateway {
         None
     }
 
+    /// Records the end of `g` for `why`, unless another end of it was recorded first
+    /// (on any gateway).
     pub(super) fn grant_ended(&self, session: &Session, ctx: &RequestCtx, g: &Grant, why: &str) {
-        if let Some(a) = &self.audit {
-            let mut ev = self.bg_event(session, ctx, Kind::BreakglassEnded);
-            ev.route = Some(g.route.clone());
-            ev.grant = Some(g.id.clone());
-            ev.reason = Some(why.into());
-            a.append(ev);
-        }
-        tracing::warn!(grant = %g.id, route = %g.route, why, "break-glass grant ended");
+        let mut ev = self.bg_event(session, ctx, Kind::BreakglassEnded);
+        ev.route = Some(g.route.clone());
+        ev.grant = Some(g.id.clone());
+        ev.scope = Some(g.scope_name());
+        ev.reason = Some(why.into());
+        bg::record_end(self.auth.as_ref().map(|a| a.store.clone()), self.audit.clone(), ev);
     }
 }

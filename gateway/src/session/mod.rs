@@ -683,6 +683,33 @@ impl SessionStore {
         self.query(redis::cmd("ZRANGE").arg(self.bg_key(index)).arg(0).arg(-1)).await
     }
 
+    /// Sets `name` for `ttl` unless it exists (`SET NX`): true for exactly one caller.
+    pub async fn bg_set_once(&self, name: &str, value: &str, ttl: Duration) -> Result<bool, SessionError> {
+        let set: Option<String> = self
+            .query(redis::cmd("SET").arg(self.bg_key(name)).arg(value).arg("NX").arg("EX").arg(ttl.as_secs().max(1)))
+            .await?;
+        Ok(set.is_some())
+    }
+
+    pub async fn bg_del(&self, name: &str) -> Result<(), SessionError> {
+        let _: i64 = self.query(redis::cmd("DEL").arg(self.bg_key(name))).await?;
+        Ok(())
+    }
+
+    /// Up to `limit` index members scored at most `max`, lowest first.
+    pub async fn bg_index_due(&self, index: &str, max: u64, limit: usize) -> Result<Vec<String>, SessionError> {
+        self.query(
+            redis::cmd("ZRANGEBYSCORE").arg(self.bg_key(index)).arg("-inf").arg(max).arg("LIMIT").arg(0).arg(limit),
+        )
+        .await
+    }
+
+    /// Takes `member` out of an index.
+    pub async fn bg_index_remove(&self, index: &str, member: &str) -> Result<(), SessionError> {
+        let _: i64 = self.query(redis::cmd("ZREM").arg(self.bg_key(index)).arg(member)).await?;
+        Ok(())
+    }
+
     /// Uses up a sign-in in progress: true for exactly one caller.
     pub async fn consume_login(&self, state: &str) -> Result<bool, SessionError> {
         let n: i64 = self.query(redis::cmd("DEL").arg(self.login_key(state))).await?;
