@@ -275,8 +275,8 @@ impl Store<'_> {
         self.0.bg_set_once(&format!("end:{id}"), why, Duration::from_secs(MARKER_SECS)).await
     }
 
-    /// Takes an ended grant off the schedule.
-    async fn unschedule(&self, id: &str) {
+    /// Takes an ended (or never given) grant off the schedule.
+    pub async fn unschedule(&self, id: &str) {
         let _ = self.0.bg_index_remove(ENDS, id).await;
         let _ = self.0.bg_del(&format!("g:{id}")).await;
     }
@@ -515,12 +515,7 @@ pub async fn review(
         if r.review.is_some() {
             return Err(ReviewError::AlreadyReviewed);
         }
-        r.review = Some(Review {
-            verdict: verdict.to_string(),
-            reviewer: reviewer.to_string(),
-            note,
-            at: now_secs(),
-        });
+        r.review = Some(Review { verdict: verdict.to_string(), reviewer: reviewer.to_string(), note, at: now_secs() });
         store.save_record(&r).await.map_err(|_| ReviewError::Unavailable)?;
         Ok(r)
     }
@@ -701,5 +696,42 @@ pub fn alert(settings: &Arc<Settings>, e: AlertEvent, audit: Option<Audit>) {
                 audit.append(ev);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_scope_holds_its_record_and_what_is_below_it_only() {
+        let g = |scope: Option<&str>| Grant {
+            id: "g".into(),
+            route: "ehr".into(),
+            expires: 0,
+            sealed: false,
+            scope: scope.map(str::to_string),
+        };
+        let one = g(Some("/patients/1"));
+        assert!(one.covers("ehr", "/patients/1"));
+        assert!(one.covers("ehr", "/patients/1/notes"));
+        for other in ["/patients/10", "/patients/3", "/patients", "/patients/1x", "/"] {
+            assert!(!one.covers("ehr", other), "{other}");
+        }
+        assert!(!one.covers("billing", "/patients/1"));
+        assert!(g(Some("/patients/1/")).covers("ehr", "/patients/1/notes"));
+        let route = g(None);
+        assert!(route.covers("ehr", "/patients/3") && !route.covers("billing", "/patients/3"));
+        assert_eq!(route.scope_name(), WHOLE_ROUTE);
+        assert!(g(Some("/")).covers("ehr", "/anything"));
+    }
+
+    #[test]
+    fn plain_text_refuses_control_characters_but_line_breaks() {
+        assert_eq!(plain_text("  ok, seen\r\nconfirmed ", 100).as_deref(), Some("ok, seen\r\nconfirmed"));
+        for bad in ["\u{1b}[2J", "a\u{7}", "a\u{0}b", "a\u{7f}", "a\u{85}b", "a\tb", "   ", ""] {
+            assert_eq!(plain_text(bad, 100), None, "{bad:?}");
+        }
+        assert_eq!(plain_text("abcde", 4), None);
     }
 }

@@ -147,13 +147,13 @@ async fn until(secs: u64) {
 }
 
 /// The audit records in `dirs` for which `pred` holds.
-fn records_in(dirs: &[PathBuf], pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-    dirs.iter().flat_map(|d| audit_records(d)).map(|r| r["event"].clone()).filter(|e| pred(e)).collect()
+fn records_in(dirs: &[impl AsRef<Path>], pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    dirs.iter().flat_map(|d| audit_records(d.as_ref())).map(|r| r["event"].clone()).filter(|e| pred(e)).collect()
 }
 
 /// Polls the audit trails in `dirs` until `pred` holds for a record, at the latest until
 /// the clock reads `deadline` (unix seconds).
-async fn audit_by(dirs: &[PathBuf], deadline: u64, pred: impl Fn(&Value) -> bool) -> Value {
+async fn audit_by(dirs: &[impl AsRef<Path> + std::fmt::Debug], deadline: u64, pred: impl Fn(&Value) -> bool) -> Value {
     loop {
         if let Some(v) = records_in(dirs, &pred).into_iter().next() {
             return v;
@@ -348,7 +348,7 @@ async fn a_declared_emergency_opens_a_refused_record_loudly_and_only_for_its_tim
 
     // dave's sealed session lives only as long as its grant: then he is sent to sign in.
     let end = link["expires"].as_u64().unwrap();
-    audit_by(&[audit.clone()], end + 10, |e| {
+    audit_by(&[&audit], end + 10, |e| {
         e["kind"] == "breakglass.ended" && e["grant"] == daves && e["reason"] == "expired"
     })
     .await;
@@ -560,12 +560,14 @@ async fn a_grant_opens_only_the_record_declared_unless_the_whole_route_was() {
     assert_eq!(nav(&c, &format!("{}/patients/1", s.origin)).await.status(), 200);
     assert_eq!(nav(&c, &format!("{}/patients/3", s.origin)).await.status(), 403, "outside what was declared");
     audit_has(&audit, |e| e["kind"] == "access.decision" && e["path"] == "/patients/1" && e["grant"] == first).await;
-    let outside = records_in(&[audit.clone()], |e| e["kind"] == "access.decision" && e["path"] == "/patients/3");
+    let outside = records_in(&[&audit], |e| e["kind"] == "access.decision" && e["path"] == "/patients/3");
     assert!(outside.iter().all(|e| e["decision"] == "deny" && e["grant"].is_null()), "{outside:?}");
     // The alert and the review record say what it covers.
     let got = alerts(&rx, 2).await;
-    let json: Value =
-        got.iter().find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v["grant"] == first.as_str())).unwrap();
+    let json: Value = got
+        .iter()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v["grant"] == first.as_str()))
+        .unwrap();
     assert_eq!(json["scope"], "/patients/1");
     assert!(got.iter().any(|l| l.contains("\"text\"") && l.contains("/patients/1")), "{got:?}");
     let (ok, out) = cli(&s, &carol, &["list"]);
@@ -645,7 +647,7 @@ async fn a_sealed_link_ends_at_its_printed_time_opens_its_record_only_and_cannot
     assert_eq!(r.status(), 403, "a sealed session reviewed");
     let sealed = |e: &Value| e["kind"] == "breakglass.denied" && e["reason"] == "sealed_session";
     let deadline = now_secs() + 5;
-    while records_in(&[audit.clone()], sealed).len() < 2 {
+    while records_in(&[&audit], sealed).len() < 2 {
         assert!(now_secs() <= deadline, "no two sealed_session refusals on the record");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -660,7 +662,7 @@ async fn a_sealed_link_ends_at_its_printed_time_opens_its_record_only_and_cannot
     // At the printed end, not 8 s after its use (end + 5 at the earliest): the end is on
     // the record without a further request (the grant's timer; the sweep otherwise), and
     // access is over.
-    let ended = audit_by(&[audit.clone()], end + 4, |e| {
+    let ended = audit_by(&[&audit], end + 4, |e| {
         e["kind"] == "breakglass.ended" && e["grant"] == grant.as_str() && e["reason"] == "expired"
     })
     .await;
@@ -710,7 +712,7 @@ async fn a_sealed_link_spent_by_wrong_codes_is_alerted_and_says_so_later() {
     let text = r.text().await.unwrap();
     assert!(text.contains("spent by failed codes") && !text.contains("has been used"), "{text}");
     audit_has(&audit, |e| e["kind"] == "breakglass.denied" && e["reason"] == "link_spent_by_failed_codes").await;
-    assert!(records_in(&[audit.clone()], |e| e["reason"] == "link_used").is_empty(), "told as a second use");
+    assert!(records_in(&[&audit], |e| e["reason"] == "link_used").is_empty(), "told as a second use");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.taken.lock().unwrap().len(), 2, "{:?}", rx.taken.lock().unwrap());
 }

@@ -226,7 +226,8 @@ impl Admin {
                 let path = params.get("path").cloned().unwrap_or_else(|| r.path.clone());
                 // The grant covers that record unless the whole route is asked for (a link
                 // for the route's own path covers the route anyway).
-                let whole_route = path == r.path || params.get("scope").is_some_and(|v| v == crate::breakglass::WHOLE_ROUTE);
+                let whole_route =
+                    path == r.path || params.get("scope").is_some_and(|v| v == crate::breakglass::WHOLE_ROUTE);
                 let totp_wanted = params.get("totp").is_some_and(|v| v == "1" || v == "true");
                 let allowed = self
                     .policy

@@ -333,17 +333,19 @@ impl Gateway {
             review: None,
         };
         let mut s: UserSession = (*user).clone();
-        if let Some(old) = s.breakglass.as_ref().filter(|g| g.expires > now) {
-            self.grant_ended(session, ctx, old, "replaced");
-        }
-        s.breakglass = Some(grant.clone());
+        let old = s.breakglass.replace(grant.clone()).filter(|g| g.expires > now);
         // Its end on the schedule before the grant is given: every end is recorded.
         let scheduled = bg::Scheduled::of(&grant, &user.subject, Some(&hash));
         if store.schedule_end(&scheduled).await.is_err()
             || store.put_record(&record, settings.retention).await.is_err()
             || auth.store.save(&hash, &s).await.is_err()
         {
+            // Not given: nothing to end later (best effort; Redis is failing).
+            store.unschedule(&grant.id).await;
             return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
+        }
+        if let Some(old) = &old {
+            self.grant_ended(session, ctx, old, "replaced");
         }
         bg::end_on_time(auth.store.clone(), self.audit.clone(), grant.id.clone(), grant.expires);
         self.started(session, ctx, &settings, &record, "declared", &user.subject).await;
@@ -567,10 +569,10 @@ impl Gateway {
         };
         if store.schedule_end(&bg::Scheduled::of(&grant, &link.user, Some(&id.hash()))).await.is_err() {
             // Not given unless its end is scheduled.
+            store.unschedule(&grant.id).await;
             let _ = auth.store.end_by_hash(&id.hash(), None).await;
             return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
         }
-        bg::end_on_time(auth.store.clone(), self.audit.clone(), grant.id.clone(), grant.expires);
         let record = Record {
             id: grant.id.clone(),
             subject: link.user.clone(),
@@ -588,8 +590,11 @@ impl Gateway {
             review: None,
         };
         if store.put_record(&record, settings.retention).await.is_err() {
+            store.unschedule(&grant.id).await;
+            let _ = auth.store.end_by_hash(&id.hash(), None).await;
             return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
         }
+        bg::end_on_time(auth.store.clone(), self.audit.clone(), grant.id.clone(), grant.expires);
         ctx.session_hash = Some(id.hash());
         if let Some(a) = &self.audit {
             let mut ev = self.bg_event(session, ctx, Kind::BreakglassLinkUsed);
