@@ -581,6 +581,21 @@ async fn a_grant_opens_only_the_record_declared_unless_the_whole_route_was() {
     assert_eq!(second["scope"], "route");
     assert_eq!(nav(&c, &format!("{}/patients/3", s.origin)).await.status(), 200);
     audit_has(&audit, |e| e["kind"] == "breakglass.ended" && e["grant"] == first && e["reason"] == "replaced").await;
+
+    // An administrator ends the session: the grant ends with it, recorded once.
+    let second = second["grant"].as_str().unwrap().to_string();
+    let out = Command::new(CUSTOS)
+        .args(["session", "revoke", "--user", "alice", "--admin", &format!("http://{}", s.gw.admin), "--token-file"])
+        .arg(&carol)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let e = audit_has(&audit, |e| e["kind"] == "breakglass.ended" && e["grant"] == second.as_str()).await;
+    assert_eq!((e["reason"].as_str(), e["scope"].as_str()), (Some("revoked"), Some("route")));
+    assert_eq!(nav(&c, &format!("{}/patients/3", s.origin)).await.status(), 302);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ends = records_in(&[&audit], |e| e["kind"] == "breakglass.ended");
+    assert_eq!(ends.len(), 2, "{ends:?}");
 }
 
 /// A sealed link's printed end is the end of access, however late it is used; it covers
