@@ -9,7 +9,7 @@ use super::cookies;
 use super::respond::{self, Refusal};
 use super::{Gateway, RequestCtx};
 use crate::audit::{Actor, Decision, Event, Kind};
-use crate::breakglass::{self as bg, AlertEvent, Grant, LinkState, Record, Store};
+use crate::breakglass::{self as bg, rfc3339, AlertEvent, Grant, LinkState, Record, Store};
 use crate::session::{now_secs, sha256_hex, Session as UserSession};
 use bytes::Bytes;
 use pingora::proxy::Session;
@@ -81,8 +81,6 @@ async fn form(session: &mut Session) -> Option<HashMap<String, String>> {
     }
     Some(url::form_urlencoded::parse(&body).into_owned().collect())
 }
-
-use bg::rfc3339;
 
 /// A case reference: short, plain.
 fn case_ref(raw: Option<&String>) -> Result<Option<String>, ()> {
