@@ -612,15 +612,15 @@ async fn a_sealed_link_ends_at_its_printed_time_opens_its_record_only_and_cannot
     let (ok, out) = cli(
         &s,
         &carol,
-        &["issue", "--user", "alice", "--route", "ehr", "--path", "/patients/1", "--ttl", "8s", "--totp"],
+        &["issue", "--user", "alice", "--route", "ehr", "--path", "/patients/1", "--ttl", "12s", "--totp"],
     );
     assert!(ok, "{out}");
     let issued: Value = serde_json::from_str(&out).unwrap();
     let end = issued["expires"].as_u64().unwrap();
     let shown = issued["access_ends"].as_str().unwrap_or_else(|| panic!("no access_ends printed: {out}")).to_string();
     assert_eq!(issued["scope"], "/patients/1");
-    // Used late, with 5 of its 8 seconds gone.
-    until(end - 3).await;
+    // Used late, with 5 of its 12 seconds gone.
+    until(end - 7).await;
     let c = browser();
     let page = nav(&c, issued["url"].as_str().unwrap()).await.text().await.unwrap();
     assert!(page.contains(&shown), "the page shows when access ends: {page}");
@@ -674,7 +674,7 @@ async fn a_sealed_link_ends_at_its_printed_time_opens_its_record_only_and_cannot
         .unwrap();
     assert_eq!(r.status(), 401);
 
-    // At the printed end, not 8 s after its use (end + 5 at the earliest): the end is on
+    // At the printed end, not 12 s after its use (end + 5 at the earliest): the end is on
     // the record without a further request (the grant's timer; the sweep otherwise), and
     // access is over.
     let ended = audit_by(&[&audit], end + 4, |e| {
