@@ -98,6 +98,14 @@ async fn bearer_tokens_are_checked_like_sessions_and_hostile_ones_refused() {
         ("signature", format!("{}.{}.{}", parts[0], b64(altered_claims.to_string().as_bytes()), parts[2])),
         ("unknown_key", signed(&s.idp, json!({ "typ": "at+jwt", "kid": "no-such-key" }), good(json!({}))).await),
     ];
+    // Every variant is tried before any failure is reported: all that get through, at once.
+    let mut accepted = Vec::new();
+    for (i, (reason, token)) in cases.iter().enumerate() {
+        if get(&s, "/", token).await.status() != 401 {
+            accepted.push(format!("case {i} ({reason})"));
+        }
+    }
+    assert!(accepted.is_empty(), "hostile tokens accepted: {accepted:?}");
     for (reason, token) in &cases {
         let r = get(&s, "/", token).await;
         assert_eq!(r.status(), 401, "{reason}");
