@@ -128,14 +128,17 @@ impl Audit {
     /// writer thread.
     pub fn start(s: &AuditSettings) -> Result<Audit, AuditError> {
         // Private before anything is written there (see `private`).
-        match private::secure_dir(&s.dir) {
-            Ok(tightened) if !tightened.is_empty() => tracing::warn!(
+        let secured = private::secure_dir(&s.dir)
+            .map_err(|e| AuditError::Io(format!("cannot create {}: {e}", s.dir.display())))?;
+        if !secured.tightened.is_empty() {
+            tracing::warn!(
                 dir = %s.dir.display(),
-                paths = tightened.len(),
+                paths = secured.tightened.len(),
                 "the audit directory was readable by others: made 0700, its files 0600"
-            ),
-            Ok(_) => {}
-            Err(e) => return Err(AuditError::Io(format!("{}: {e}", s.dir.display()))),
+            );
+        }
+        for why in secured.left.iter().take(10) {
+            tracing::error!(dir = %s.dir.display(), "others may read the audit trail: {why}");
         }
         let key = Arc::new(load_or_make_key(s)?);
         let instance = instance_id(&s.dir)?;

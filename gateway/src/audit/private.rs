@@ -2,8 +2,10 @@
 //! addresses and record ids. The directory is made 0700 and every file Custos writes
 //! there (segments, cursors, dead letters, the instance id, the keys, the lock) 0600,
 //! whatever the process's umask (a mode given at creation is only ever narrowed by it).
-//! A directory Custos owns that is wider already, or files in it, are tightened when the
-//! audit trail opens; `custos check` warns about them ([`too_open`]).
+//! A wider audit directory that is Custos's (empty, or holding its `instance` file), or
+//! files in it, are tightened when the audit trail opens; a directory that holds other
+//! things, or that the gateway's user cannot change, is left as it is and logged. `custos
+//! check` warns about both ([`too_open`]).
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::{self, Write};
@@ -56,17 +58,41 @@ pub fn too_open(dir: &Path) -> Vec<(PathBuf, u32)> {
         .collect()
 }
 
+/// What [`secure_dir`] did.
+#[derive(Debug, Default)]
+pub struct Secured {
+    /// Paths whose group and other permissions were taken away.
+    pub tightened: Vec<PathBuf>,
+    /// Paths others may still read, and why they were left.
+    pub left: Vec<String>,
+}
+
 /// Makes `dir` private: created 0700 when missing; group and other permissions taken
-/// from it and from what it holds when they are there. Returns what was tightened.
-pub fn secure_dir(dir: &Path) -> io::Result<Vec<PathBuf>> {
+/// from it and from what it holds, when it is Custos's (empty, or holding the `instance`
+/// file only an audit trail writes). A directory that holds other things is not changed
+/// (it may be shared: never chmod a system directory named by mistake).
+pub fn secure_dir(dir: &Path) -> io::Result<Secured> {
     create_dir(dir)?;
-    let mut done = Vec::new();
-    for (path, mode) in too_open(dir) {
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & !OPEN_BITS))
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot make {} private: {e}", path.display())))?;
-        done.push(path);
+    let mut out = Secured::default();
+    let open = too_open(dir);
+    if open.is_empty() {
+        return Ok(out);
     }
-    Ok(done)
+    let ours = dir.join("instance").is_file() || std::fs::read_dir(dir)?.next().is_none();
+    for (path, mode) in open {
+        if !ours {
+            out.left.push(format!(
+                "{} is mode {mode:o} and the directory holds files that are not an audit trail's: left as it is",
+                path.display()
+            ));
+            continue;
+        }
+        match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & !OPEN_BITS)) {
+            Ok(()) => out.tightened.push(path),
+            Err(e) => out.left.push(format!("{} is mode {mode:o} and cannot be made private: {e}", path.display())),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -83,7 +109,13 @@ mod tests {
         std::fs::set_permissions(dir.join("00000000000000000001.jsonl"), std::fs::Permissions::from_mode(0o644))
             .unwrap();
         assert_eq!(too_open(&dir).len(), 2);
-        assert_eq!(secure_dir(&dir).unwrap().len(), 2);
+        // Not yet an audit trail's: left alone.
+        let s = secure_dir(&dir).unwrap();
+        assert!(s.tightened.is_empty() && s.left.len() == 2, "{s:?}");
+        std::fs::write(dir.join("instance"), b"id\n").unwrap();
+        std::fs::set_permissions(dir.join("instance"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = secure_dir(&dir).unwrap();
+        assert!(s.tightened.len() == 2 && s.left.is_empty(), "{s:?}");
         assert!(too_open(&dir).is_empty());
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);

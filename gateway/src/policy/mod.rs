@@ -823,7 +823,14 @@ impl PolicyFiles {
     pub async fn load_and_test(&self) -> Result<PolicySet, PolicyError> {
         let set = PolicySet::load(&self.model, &self.policy).await?;
         if let Some(c) = &self.cases {
-            let list = cases::load(c).map_err(|m| PolicyError { file: c.clone(), line: None, message: m })?;
+            // `cases::load` names the file (and line) in its message: once is enough.
+            let list = cases::load(c).map_err(|m| {
+                let rest = m.strip_prefix(&format!("{}:", c.display())).unwrap_or(&m).trim_start();
+                match rest.split_once(": ").map(|(l, msg)| (l.parse::<usize>(), msg)) {
+                    Some((Ok(line), msg)) => err(c, Some(line), msg),
+                    _ => err(c, None, rest),
+                }
+            })?;
             let failed =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cases::run(&set, &list, &self.group_roles)))
                     .map_err(|_| err(c, None, "running the cases panicked"))?;
