@@ -373,7 +373,10 @@ async fn audit_files_are_private_whatever_the_umask() {
     for f in want {
         assert!(all.iter().any(|(p, _)| p.ends_with(f)), "no {f} in {all:?}");
     }
-    assert!(all.iter().filter(|(p, _)| p.extension().is_some_and(|x| x == "jsonl")).count() >= 2, "one segment: {all:?}");
+    assert!(
+        all.iter().filter(|(p, _)| p.extension().is_some_and(|x| x == "jsonl")).count() >= 2,
+        "one segment: {all:?}"
+    );
     for (path, mode) in &all {
         let private = if path.is_dir() { 0o700 } else { 0o600 };
         assert_eq!(*mode, private, "{} is {mode:o}", path.display());
@@ -390,7 +393,12 @@ async fn audit_files_are_private_whatever_the_umask() {
     assert!(out.status.success(), "{text}");
     let warning = text.lines().find(|l| l.contains("warning")).unwrap_or_else(|| panic!("no warning:\n{text}"));
     assert!(warning.contains(&format!("{} is mode 755", dir.display())), "{warning}");
-    let gw = Gateway::start_full(&cfg.replace("[audit]\n", &format!("[audit]\ndir = \"{}\"\n", dir.display())), 2, Some("umask 000")).await;
+    let gw = Gateway::start_full(
+        &cfg.replace("[audit]\n", &format!("[audit]\ndir = \"{}\"\n", dir.display())),
+        2,
+        Some("umask 000"),
+    )
+    .await;
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "serve left the audit directory {mode:o}: {}", gw.log());
 }

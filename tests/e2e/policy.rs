@@ -249,7 +249,11 @@ async fn policy_reloads_only_when_it_loads_and_passes_its_cases() {
     let (m_line, e_line) = (line_starting(&good_model, "m = "), line_starting(&good_model, "e = "));
     for (bad, at, what) in [
         (good_model.replace("|| r.mfa)", "|| r.foo)"), m_line, "`r.foo`"),
-        (good_model.replace("e = some(where (p.eft == allow)) &&", "e = some(where (p.eft == allowed)) &&"), e_line, "effect"),
+        (
+            good_model.replace("e = some(where (p.eft == allow)) &&", "e = some(where (p.eft == allowed)) &&"),
+            e_line,
+            "effect",
+        ),
     ] {
         let before = count("policy.reload_rejected");
         std::fs::write(&model, bad).unwrap();
@@ -260,7 +264,11 @@ async fn policy_reloads_only_when_it_loads_and_passes_its_cases() {
                 && r["reason"].as_str().is_some_and(|m| m.contains(at.as_str()) && m.contains(what))
         })
         .await;
-        assert!(s.gw.log().lines().any(|l| l.contains("policy reload refused") && l.contains(at.as_str())), "{}", s.gw.log());
+        assert!(
+            s.gw.log().lines().any(|l| l.contains("policy reload refused") && l.contains(at.as_str())),
+            "{}",
+            s.gw.log()
+        );
         assert_eq!(status("/patients/2").await, 403, "the last good policy is no longer in force");
     }
     assert!(!s.gw.log().contains("panicked"), "{}", s.gw.log());
@@ -381,16 +389,41 @@ fn broken_policies_are_reported_with_their_file_and_line_never_a_panic() {
         std::fs::write(&m, model_text).unwrap();
         std::fs::write(&p, policy_text).unwrap();
         let runs = [
-            ("policy lint", 1, vec!["policy".as_ref(), "lint".as_ref(), "--model".as_ref(), m.as_os_str(), "--policy".as_ref(), p.as_os_str()]),
-            ("policy test", 2, vec!["policy".as_ref(), "test".as_ref(), "--model".as_ref(), m.as_os_str(), "--policy".as_ref(), p.as_os_str(), "--cases".as_ref(), cases_file.as_os_str()]),
+            (
+                "policy lint",
+                1,
+                vec![
+                    "policy".as_ref(),
+                    "lint".as_ref(),
+                    "--model".as_ref(),
+                    m.as_os_str(),
+                    "--policy".as_ref(),
+                    p.as_os_str(),
+                ],
+            ),
+            (
+                "policy test",
+                2,
+                vec![
+                    "policy".as_ref(),
+                    "test".as_ref(),
+                    "--model".as_ref(),
+                    m.as_os_str(),
+                    "--policy".as_ref(),
+                    p.as_os_str(),
+                    "--cases".as_ref(),
+                    cases_file.as_os_str(),
+                ],
+            ),
             ("check", 2, vec!["check".as_ref(), "--config".as_ref(), config.as_os_str()]),
         ];
         for (command, want_code, args) in runs {
             let (code, out) = custos(&args);
             assert_eq!(code, want_code, "{what}: `custos {command}` exit code: {out}");
-            let line = out.lines().find(|l| l.contains(at.as_str())).unwrap_or_else(|| {
-                panic!("{what}: `custos {command}` does not name `{at}`:\n{out}")
-            });
+            let line = out
+                .lines()
+                .find(|l| l.contains(at.as_str()))
+                .unwrap_or_else(|| panic!("{what}: `custos {command}` does not name `{at}`:\n{out}"));
             assert!(line.contains(message), "{what}: `custos {command}`: `{message}` is not in: {line}");
             assert!(!out.contains("panicked") && !out.contains("RUST_BACKTRACE"), "{what}: `custos {command}`:\n{out}");
         }

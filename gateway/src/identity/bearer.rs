@@ -258,11 +258,8 @@ pub(crate) struct Keys {
 
 impl Keys {
     fn new(set: JwkSet, allowed: &[String]) -> Keys {
-        let algs = set
-            .keys
-            .iter()
-            .map(|j| serde_json::to_value(j).ok().and_then(|v| key_algorithm(&v, allowed)))
-            .collect();
+        let algs =
+            set.keys.iter().map(|j| serde_json::to_value(j).ok().and_then(|v| key_algorithm(&v, allowed))).collect();
         Keys { set, algs }
     }
 }

@@ -172,9 +172,7 @@ impl PolicySet {
         // line of its `m =` and the column casbin names.
         let mut enforcer = Enforcer::new(m, adapter).await.map_err(|e| match &e {
             casbin::Error::ModelError(casbin::error::ModelError::M(msg)) => matcher_error(model, &model_text, msg),
-            casbin::Error::ModelError(_) | casbin::Error::RhaiParseError(_) => {
-                err(model, None, casbin_message(&e))
-            }
+            casbin::Error::ModelError(_) | casbin::Error::RhaiParseError(_) => err(model, None, casbin_message(&e)),
             _ => err(policy, None, casbin_message(&e)),
         })?;
         check_effect(&enforcer, model, &model_text)?;
@@ -661,7 +659,10 @@ fn check_arity(m: &casbin::DefaultModel, policy: &Path, text: &str) -> Result<()
             return Err(err(
                 policy,
                 Some(i + 1),
-                format!("this `{kind}` line has {} fields; the model's `{kind} = {spelled}` has {want}", fields.len() - 1),
+                format!(
+                    "this `{kind}` line has {} fields; the model's `{kind} = {spelled}` has {want}",
+                    fields.len() - 1
+                ),
             ));
         }
     }
@@ -750,11 +751,8 @@ fn check_names(enforcer: &Enforcer, model: &Path, model_text: &str) -> Result<()
     match matcher::unknown_name(&matcher.value, &vars, known_fn) {
         None => Ok(()),
         Some(matcher::Unknown::Var(v)) => {
-            let (sec, def) = if v.starts_with('p') {
-                ("[policy_definition]", "p")
-            } else {
-                ("[request_definition]", "r")
-            };
+            let (sec, def) =
+                if v.starts_with('p') { ("[policy_definition]", "p") } else { ("[request_definition]", "r") };
             let tokens: Vec<String> = m
                 .get(def)
                 .and_then(|s| s.get(def))
@@ -781,7 +779,6 @@ fn check_names(enforcer: &Enforcer, model: &Path, model_text: &str) -> Result<()
         }
     }
 }
-
 
 /// The policy file line by line: each line `p, …` or `g, …` (or `g2`…, `p2`…), comments
 /// and blank lines allowed. Errors name the line.
