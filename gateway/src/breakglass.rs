@@ -341,12 +341,14 @@ pub fn record_end(store: Option<SessionStore>, audit: Option<Audit>, ev: Event) 
 }
 
 /// Ends a grant found due on the schedule, if no other end was claimed first: its
-/// sealed session goes with it, and `breakglass.ended` (`expired`) is made durable.
+/// sealed session goes with it, and `breakglass.ended` (`expired`, or how its session
+/// ended before) is made durable.
 async fn expire(store: &SessionStore, audit: Option<&Audit>, id: &str) -> Result<(), crate::session::SessionError> {
     let st = Store(store);
     let scheduled: Option<Scheduled> =
         store.bg_get(&format!("g:{id}")).await?.and_then(|b| serde_json::from_str(&b).ok());
-    if !st.claim_end(id, "expired").await? {
+    let why = ended_why(store, scheduled.as_ref()).await;
+    if !st.claim_end(id, why).await? {
         st.unschedule(id).await;
         return Ok(());
     }
@@ -360,14 +362,14 @@ async fn expire(store: &SessionStore, audit: Option<&Audit>, id: &str) -> Result
     let mut ev = Event::new(Kind::BreakglassEnded);
     ev.grant = Some(id.to_string());
     ev.breakglass = Some(true);
-    ev.reason = Some("expired".into());
+    ev.reason = Some(why.into());
     if let Some(s) = &scheduled {
         ev.actor = Some(Actor { subject: s.subject.clone(), groups: Vec::new() });
         ev.session.clone_from(&s.session);
         ev.route = Some(s.route.clone());
         ev.scope = Some(s.scope.clone());
     }
-    tracing::warn!(grant = %id, route = ?ev.route, "break-glass grant expired");
+    tracing::warn!(grant = %id, route = ?ev.route, why, "break-glass grant ended");
     if let Some(a) = audit {
         if let Err(e) = a.append_durable(ev).await {
             tracing::error!(error = %e, grant = %id, "ALERT: the end of a break-glass grant is not durable in the audit trail");
@@ -375,6 +377,19 @@ async fn expire(store: &SessionStore, audit: Option<&Audit>, id: &str) -> Result
     }
     st.unschedule(id).await;
     Ok(())
+}
+
+/// Why a grant due on the schedule ended: `expired`, or, when the session holding a
+/// declared grant timed out first (its key outlives its end for a while), as that
+/// session's own end is recorded.
+async fn ended_why(store: &SessionStore, s: Option<&Scheduled>) -> &'static str {
+    let Some(hash) = s.filter(|s| !s.sealed).and_then(|s| s.session.as_deref()) else { return "expired" };
+    let Ok(Some(session)) = store.peek_by_hash(hash).await else { return "expired" };
+    match crate::session::judge(&session, now_secs(), &store.timeouts).0 {
+        Some(crate::session::Lookup::IdleTimeout(_)) => "session_idle_timeout",
+        Some(crate::session::Lookup::Expired(_)) => "session_expired",
+        _ => "expired",
+    }
 }
 
 /// The gateway that made a grant ends it on time: a timer, in a task of its own.

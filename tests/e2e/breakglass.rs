@@ -772,3 +772,23 @@ async fn every_grant_end_is_recorded_on_time_once_across_gateways_even_if_its_ga
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(records_in(&dirs, ended(g2)).len(), 1, "one end, once");
 }
+
+/// A grant whose session times out before the grant's end, with no request after: its
+/// end is still recorded at the grant's time, and as the session's timeout.
+#[tokio::test]
+async fn a_grant_outlived_by_no_request_ends_on_the_record_as_its_session_timed_out() {
+    let rx = receiver(ALERT_SECRET, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = "idle_timeout_secs = 2\ntouch_interval_secs = 1\n";
+    let (s, _demo, _, _) =
+        bg_site_with(idp_url(), session, "max_secs = 4\ndefault_secs = 4", rx.addr, dir.path()).await;
+    let audit = s.gw.audit_dir();
+    let c = browser();
+    assert_eq!(sign_in(&s, &c, "/patients/1", "alice", "alice-password", Some("123456")).await.status(), 302);
+    let url = format!("{}/.custos/breakglass?route=ehr&path=/patients/3", s.origin);
+    assert_eq!(declare(&s, &c, &url).await.status(), 303);
+    let end = now_secs() + 4;
+    let g = audit_has(&audit, |e| e["kind"] == "breakglass.started").await["grant"].as_str().unwrap().to_string();
+    let e = audit_by(&[&audit], end + 5, |e| e["kind"] == "breakglass.ended" && e["grant"] == g.as_str()).await;
+    assert_eq!(e["reason"], "session_idle_timeout");
+}

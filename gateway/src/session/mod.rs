@@ -594,6 +594,12 @@ impl SessionStore {
         raw.map(|r| serde_json::from_str(&r).map_err(|_| SessionError::Corrupt)).transpose()
     }
 
+    /// [`SessionStore::peek`] by the id's hash.
+    pub async fn peek_by_hash(&self, hash: &str) -> Result<Option<Session>, SessionError> {
+        let raw: Option<String> = self.query(redis::cmd("GET").arg(self.key_of_hash(hash))).await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|_| SessionError::Corrupt)).transpose()
+    }
+
     /// Counts a sign-in started by `client` in the current minute; the count so far.
     pub async fn count_login(&self, client: &str) -> Result<u64, SessionError> {
         let minute = now_secs() / 60;
