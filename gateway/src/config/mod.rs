@@ -229,6 +229,8 @@ pub struct Route {
     pub resource: String,
     pub domain: String,
     pub audit_query: bool,
+    /// WebSocket upgrades are tunnelled (else refused).
+    pub websocket: bool,
     pub limits: Limits,
 }
 
@@ -1045,6 +1047,12 @@ impl Validator<'_> {
         }
         let limits = site.overlay(&r.limits);
         self.check_limits(&k("limits"), &limits)?;
+        if r.websocket && r.public {
+            return Err(self.err(
+                k("websocket"),
+                "needs a signed-in route (`public = false`): a tunnel lives no longer than its session",
+            ));
+        }
         Ok(Route {
             name: r.name.clone(),
             host,
@@ -1058,6 +1066,7 @@ impl Validator<'_> {
             resource: r.resource.clone().unwrap_or_else(|| r.name.clone()),
             domain: r.domain.clone().unwrap_or_default(),
             audit_query: r.audit_query,
+            websocket: r.websocket,
             limits,
         })
     }
