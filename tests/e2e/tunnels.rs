@@ -145,7 +145,8 @@ fn policy_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (model, policy)
 }
 
-const ALLOW: &str = "p, clinician, cardiology, ws:/live/feed, GET, allow\ng, group:clinicians, clinician, cardiology\n";
+/// The policy allows `GET /app` too: the route, not the policy, refuses its upgrades.
+const ALLOW: &str = "p, clinician, cardiology, ws:/live/feed, GET, allow\np, clinician, cardiology, app:/app, GET, allow\ng, group:clinicians, clinician, cardiology\n";
 const WITHDRAWN: &str = "p, clinician, cardiology, ws:/live/other, GET, allow\ng, group:clinicians, clinician, cardiology\n";
 
 fn routes(up: SocketAddr) -> String {
@@ -154,6 +155,7 @@ fn routes(up: SocketAddr) -> String {
 name = "app"
 upstream = "http://{up}"
 require_mfa = false
+domain = "cardiology"
 
 [[routes]]
 name = "live"
@@ -226,6 +228,19 @@ async fn upgrades_are_refused_unless_the_route_opts_in_and_idle_sessions_close_t
     audit_has(&dir, |r| r["kind"] == "tunnel.opened" && r["status"] == 101 && r["route"] == "live").await;
 }
 
+/// A tunnel, once the policy (reloaded a moment ago) allows it.
+async fn open_when_allowed(s: &Site, id: &str) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, t) = upgrade(s.gw.http, "/live/feed", WS, Some(id)).await;
+        if st == 101 {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "no tunnel: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// An administrator token file (its hash) and the token, in `dir`.
 fn admin_token(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let out = Command::new(CUSTOS).args(["admin-token", "ops-oncall"]).output().unwrap();
@@ -291,15 +306,25 @@ async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutd
     audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["reason"] == "policy_reload").await;
     assert_eq!(upgrade(a.gw.http, "/live/feed", WS, Some(&id)).await.0, 403);
 
-    // SIGTERM: open tunnels are closed at the end of the grace period (5 s), recorded.
+    // Pub/sub drops what is published while a subscriber reconnects: after subscribing
+    // again, every held session is read again. Here the subscriptions are cut and the
+    // session vanishes with no announcement at all; the re-check finds it.
     std::fs::write(&policy, ALLOW).unwrap();
-    let mut t = loop {
-        let (st, t) = upgrade(a.gw.http, "/live/feed", WS, Some(&id)).await;
-        if st == 101 {
-            break t;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let id = session(&a, 600).await;
+    let mut t = open_when_allowed(&a, &id).await;
+    echoes(&mut t, b"ping").await;
+    let mut c = redis::Client::open(a.redis.as_str()).unwrap().get_connection().unwrap();
+    let _: redis::Value = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query(&mut c).unwrap();
+    let _: i64 = redis::cmd("DEL").arg(format!("{}:s:{}", a.prefix, crate::login::sha256(&id))).query(&mut c).unwrap();
+    let took = closed_within(&mut t, Duration::from_secs(10)).await.expect("a session ended while unsubscribed kept its tunnel");
+    assert!(took < Duration::from_secs(5), "found only after {took:?} (by the periodic sweep, not the re-check)");
+    let hash = crate::login::sha256(&id);
+    audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["session"] == hash.as_str() && r["reason"] == "session_ended")
+        .await;
+
+    // SIGTERM: open tunnels are closed at the end of the grace period (5 s), recorded.
+    let id = session(&a, 600).await;
+    let mut t = open_when_allowed(&a, &id).await;
     echoes(&mut t, b"ping").await;
     let _ = Command::new("kill").args(["-TERM", &a.gw.pid().to_string()]).status();
     let took = closed_within(&mut t, Duration::from_secs(15)).await.expect("the tunnel outlived the shutdown");
@@ -308,8 +333,8 @@ async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutd
     audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["reason"] == "shutdown").await;
     // The upstream side of every tunnel was closed too.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while echo.closed.load(std::sync::atomic::Ordering::SeqCst) < 4 && Instant::now() < deadline {
+    while echo.closed.load(std::sync::atomic::Ordering::SeqCst) < 5 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(echo.closed.load(std::sync::atomic::Ordering::SeqCst), 4, "an upstream connection was left open");
+    assert_eq!(echo.closed.load(std::sync::atomic::Ordering::SeqCst), 5, "an upstream connection was left open");
 }
