@@ -117,13 +117,16 @@ fn exit_when_drained(grace: Duration, audit: Option<Audit>) {
     // close (`tunnel.closed`, reason `shutdown`) before the chain is closed.
     let tunnels = crate::http::tunnel::OPEN.load(Ordering::Acquire);
     if tunnels > 0 {
+        let before = IN_FLIGHT.load(Ordering::Acquire);
         crate::http::tunnel::close_all();
+        // Until each has closed and finished its request (its completion record queued).
         let until = Instant::now() + crate::http::tunnel::CLOSE_WAIT;
-        while crate::http::tunnel::OPEN.load(Ordering::Acquire) > 0 && Instant::now() < until {
+        while (crate::http::tunnel::OPEN.load(Ordering::Acquire) > 0
+            || IN_FLIGHT.load(Ordering::Acquire) > before.saturating_sub(tunnels))
+            && Instant::now() < until
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
-        // Their completion records follow the close records.
-        std::thread::sleep(Duration::from_millis(50));
     }
     tracing::warn!(in_flight = IN_FLIGHT.load(Ordering::Acquire), tunnels, "grace period over; exiting with requests in flight");
     close_audit(audit.as_ref(), "SIGTERM, grace period over", Duration::from_secs(1));

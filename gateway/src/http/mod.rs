@@ -125,6 +125,10 @@ impl Gateway {
         policy: Option<Arc<crate::policy::Policy>>,
     ) -> Gateway {
         metrics::init();
+        if let Some(a) = auth.as_ref().filter(|_| cfg.routes.iter().any(|r| r.websocket)) {
+            // Tunnels hold sessions: be subscribed to their ends before the first opens.
+            a.store.start_subscriber();
+        }
         Gateway {
             router: Router::new(&cfg.routes),
             limits: cfg.limits,

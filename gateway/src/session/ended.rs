@@ -110,10 +110,13 @@ impl EndReason {
     }
 }
 
+/// One registered hold: its id and where its end goes.
+type Waiter = (u64, oneshot::Sender<EndReason>);
+
 /// The holds of one store, by session hash.
 #[derive(Default)]
 pub(super) struct Registry {
-    holds: Mutex<HashMap<String, Vec<(u64, oneshot::Sender<EndReason>)>>>,
+    holds: Mutex<HashMap<String, Vec<Waiter>>>,
     next: AtomicU64,
     subscriber: std::sync::atomic::AtomicBool,
 }
@@ -241,7 +244,9 @@ impl SessionStore {
         Ok(())
     }
 
-    fn start_subscriber(&self) {
+    /// Starts this store's subscriber now (else it starts with the first hold), so that
+    /// the first hold does not wait for a subscription.
+    pub fn start_subscriber(&self) {
         if self.inner.holds.subscriber.swap(true, Ordering::AcqRel) {
             return;
         }
