@@ -128,13 +128,17 @@ fn user() -> Session {
 
 /// A session made directly in the gateway's Redis (sign-in itself is tested elsewhere).
 async fn session(s: &Site, idle: u64) -> String {
+    session_of(s, idle, user()).await
+}
+
+async fn session_of(s: &Site, idle: u64, u: Session) -> String {
     let t = Timeouts {
         idle: Duration::from_secs(idle),
         absolute: Duration::from_secs(3600),
         touch_interval: Duration::from_secs(1),
     };
     let store = SessionStore::connect(&s.redis, &s.prefix, t).await.unwrap();
-    store.create(user(), None, None).await.unwrap().cookie_value().to_string()
+    store.create(u, None, None).await.unwrap().cookie_value().to_string()
 }
 
 fn policy_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -203,6 +207,28 @@ async fn upgrades_are_refused_unless_the_route_opts_in_and_idle_sessions_close_t
     assert_eq!(upgrade(s.gw.http, "/live/secret", WS, Some(&id)).await.0, 403);
     assert!(echo.heads.lock().unwrap().is_empty(), "a refused upgrade reached the upstream");
 
+    // The provider ends the user's sessions over the back channel: the tunnel closes.
+    let bc = session_of(&s, 3, Session { idp_sub: Some("alice-at-idp".into()), ..user() }).await;
+    let (st, mut t) = upgrade(s.gw.http, "/live/feed", WS, Some(&bc)).await;
+    assert_eq!(st, 101);
+    echoes(&mut t, b"ping").await;
+    let client_id = {
+        let text = std::fs::read_to_string(s.gw.dir.path().join("custos.toml")).unwrap();
+        text.lines().find_map(|l| l.strip_prefix("client_id = \"")).unwrap().trim_end_matches('"').to_string()
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let logout = serde_json::json!({ "iss": s.idp, "aud": client_id, "iat": now, "jti": uuid::Uuid::now_v7().to_string(),
+        "events": { "http://schemas.openid.net/event/backchannel-logout": {} }, "sub": "alice-at-idp" });
+    let token = crate::bearer::signed(&s.idp, serde_json::json!({ "typ": "logout+jwt" }), logout).await;
+    let r = client().post(s.gw.url("/.custos/backchannel-logout")).form(&[("logout_token", token)]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let took = closed_within(&mut t, Duration::from_secs(5)).await.expect("the tunnel outlived a back-channel logout");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let hash = crate::login::sha256(&bc);
+    let ev = audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["session"] == hash.as_str()).await;
+    assert_eq!(ev["reason"], "backchannel_logout");
+    echo.heads.lock().unwrap().clear();
+
     // Allowed: a tunnel. The upstream gets the handshake without the gateway's cookie.
     let (st, mut t) = upgrade(s.gw.http, "/live/feed", WS, Some(&id)).await;
     assert_eq!(st, 101);
@@ -219,7 +245,8 @@ async fn upgrades_are_refused_unless_the_route_opts_in_and_idle_sessions_close_t
     }
     let took = closed_within(&mut t, Duration::from_secs(10)).await.expect("the tunnel outlived its idle session");
     assert!(started.elapsed() + took < Duration::from_secs(9), "closed after {:?}", started.elapsed());
-    let closed = audit_has(&dir, |r| r["kind"] == "tunnel.closed").await;
+    let idle = crate::login::sha256(&id);
+    let closed = audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["session"] == idle.as_str()).await;
     assert_eq!(closed["reason"], "session_idle_timeout", "{closed}");
     assert_eq!(closed["bytes_in"], 24 + 3 * 10);
     assert_eq!(closed["bytes_out"], 24 + 3 * 10);
