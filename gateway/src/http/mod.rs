@@ -1,6 +1,7 @@
 //! The pingora `ProxyHttp` service. `request_filter` reads like the request path in
 //! DESIGN.md, one call per step: refuse ambiguous framing → normalise the path once →
-//! gateway endpoints → strip identity headers → match the route → limits → the session
+//! gateway endpoints → strip identity headers → match the route → limits → protocol
+//! upgrades (refused, or a WebSocket tunnel once allowed: `tunnel`) → the session
 //! and the route's MFA rule (`auth`) → decision record made durable in the audit spool. Then `upstream_peer` picks the route's
 //! upstream, `upstream_request_filter` writes the normalised path and the forwarding
 //! headers and removes the gateway's cookies, and `logging` appends the completion record and counts metrics. Every

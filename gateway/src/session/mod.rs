@@ -6,7 +6,9 @@
 //! `last_seen` is written at most once per `touch_interval`, so idle expiry is accurate
 //! to within that interval. Never a connection per request: one multiplexed connection
 //! per worker thread. Sign-ins in progress are kept
-//! here too, under a hash of their `state`, single-use.
+//! here too, under a hash of their `state`, single-use. Every end of a session is
+//! announced on the session-end channel ([`ended`]), so that what a session holds open
+//! closes with it on every gateway.
 
 pub mod ended;
 
