@@ -1,9 +1,11 @@
 //! Protocol upgrades. Refused unless the route opts in (`websocket = true`), `h2c`
 //! always; an allowed WebSocket upgrade is decided by the policy and becomes a tunnel
 //! that lives no longer than its session: closed within 1 s of `custos session revoke`
-//! on another gateway sharing the Redis, at logout, at the idle timeout, when a reload
-//! withdraws the permission, and at the end of the SIGTERM grace period; its opening
-//! and close are on the record (bytes each way, duration, why).
+//! on another gateway sharing the Redis, at logout, at a back-channel logout, at the
+//! idle timeout (tunnel traffic is not activity), at a bearer token's `exp`, when a
+//! reload withdraws the permission, when a session ended while the gateway was not
+//! subscribed, and at the end of the SIGTERM grace period; its opening and close are on
+//! the record (bytes each way, duration, why).
 //!
 //! The upstream is a tiny WebSocket stand-in: it answers the handshake with `101` and
 //! then echoes raw bytes (the gateway does not read frames, so bytes are enough).
@@ -183,11 +185,12 @@ async fn live_site(up: SocketAddr, policy: &Path, model: &Path, extra: &str, o: 
 }
 
 #[tokio::test]
-async fn upgrades_are_refused_unless_the_route_opts_in_and_idle_sessions_close_their_tunnel() {
+async fn upgrades_are_refused_unless_the_route_opts_in_and_a_tunnel_ends_with_its_credential() {
     let (up, echo) = echo_upstream().await;
     let tmp = tempfile::tempdir().unwrap();
     let (model, policy) = policy_files(tmp.path());
-    let s = live_site(up, &policy, &model, "idle_timeout_secs = 3\ntouch_interval_secs = 1", Opts::default()).await;
+    let o = Opts { oidc: "api_audience = \"urn:custos:api\"", ..Default::default() };
+    let s = live_site(up, &policy, &model, "idle_timeout_secs = 3\ntouch_interval_secs = 1", o).await;
     let dir = s.gw.audit_dir();
     let id = session(&s, 3).await;
 
@@ -253,6 +256,22 @@ async fn upgrades_are_refused_unless_the_route_opts_in_and_idle_sessions_close_t
     assert_eq!(closed["actor"]["subject"], "alice");
     assert!(closed["duration_ms"].as_f64().unwrap() > 1000.0, "{closed}");
     audit_has(&dir, |r| r["kind"] == "tunnel.opened" && r["status"] == 101 && r["route"] == "live").await;
+
+    // A bearer token is no session: its tunnel ends at the token's `exp`.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = serde_json::json!({ "iss": s.idp, "aud": "urn:custos:api", "sub": "carol", "iat": now, "exp": now + 3,
+        "groups": ["clinicians"], "amr": ["pwd"] });
+    let token = crate::bearer::signed(&s.idp, serde_json::json!({ "typ": "at+jwt" }), claims).await;
+    let (st, mut t) = upgrade(s.gw.http, "/live/feed", &format!("{WS}Authorization: Bearer {token}\r\n"), None).await;
+    assert_eq!(st, 101);
+    echoes(&mut t, b"ping").await;
+    assert!(closed_within(&mut t, Duration::from_secs(10)).await.is_some(), "the tunnel outlived its token");
+    let ev = audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["actor"]["subject"] == "carol").await;
+    assert_eq!(ev["reason"], "credential_expired");
+    assert!(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() >= now + 3,
+        "closed before the token expired"
+    );
 }
 
 /// A tunnel, once the policy (reloaded a moment ago) allows it.
