@@ -128,7 +128,11 @@ fn exit_when_drained(grace: Duration, audit: Option<Audit>) {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    tracing::warn!(in_flight = IN_FLIGHT.load(Ordering::Acquire), tunnels, "grace period over; exiting with requests in flight");
+    tracing::warn!(
+        in_flight = IN_FLIGHT.load(Ordering::Acquire),
+        tunnels,
+        "grace period over; exiting with requests in flight"
+    );
     close_audit(audit.as_ref(), "SIGTERM, grace period over", Duration::from_secs(1));
     std::process::exit(0);
 }

@@ -153,7 +153,8 @@ fn policy_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 
 /// The policy allows `GET /app` too: the route, not the policy, refuses its upgrades.
 const ALLOW: &str = "p, clinician, cardiology, ws:/live/feed, GET, allow\np, clinician, cardiology, app:/app, GET, allow\ng, group:clinicians, clinician, cardiology\n";
-const WITHDRAWN: &str = "p, clinician, cardiology, ws:/live/other, GET, allow\ng, group:clinicians, clinician, cardiology\n";
+const WITHDRAWN: &str =
+    "p, clinician, cardiology, ws:/live/other, GET, allow\ng, group:clinicians, clinician, cardiology\n";
 
 fn routes(up: SocketAddr) -> String {
     format!(
@@ -223,7 +224,8 @@ async fn upgrades_are_refused_unless_the_route_opts_in_and_a_tunnel_ends_with_it
     let logout = serde_json::json!({ "iss": s.idp, "aud": client_id, "iat": now, "jti": uuid::Uuid::now_v7().to_string(),
         "events": { "http://schemas.openid.net/event/backchannel-logout": {} }, "sub": "alice-at-idp" });
     let token = crate::bearer::signed(&s.idp, serde_json::json!({ "typ": "logout+jwt" }), logout).await;
-    let r = client().post(s.gw.url("/.custos/backchannel-logout")).form(&[("logout_token", token)]).send().await.unwrap();
+    let r =
+        client().post(s.gw.url("/.custos/backchannel-logout")).form(&[("logout_token", token)]).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let took = closed_within(&mut t, Duration::from_secs(5)).await.expect("the tunnel outlived a back-channel logout");
     assert!(took < Duration::from_secs(1), "{took:?}");
@@ -306,8 +308,14 @@ async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutd
     let (tokens, token) = admin_token(tmp.path());
     let prefix = format!("custos:test:{}", uuid::Uuid::now_v7().simple());
     let mut a = live_site(up, &policy, &model, "", Opts { prefix: Some(prefix.clone()), ..Default::default() }).await;
-    let b = live_site(up, &policy, &model, "", Opts { prefix: Some(prefix), admin_tokens: Some(&tokens), ..Default::default() })
-        .await;
+    let b = live_site(
+        up,
+        &policy,
+        &model,
+        "",
+        Opts { prefix: Some(prefix), admin_tokens: Some(&tokens), ..Default::default() },
+    )
+    .await;
     let dir = a.gw.audit_dir();
 
     // Revoked through the other gateway: closed on this one within 1 s of the command.
@@ -362,11 +370,15 @@ async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutd
     let mut c = redis::Client::open(a.redis.as_str()).unwrap().get_connection().unwrap();
     let _: redis::Value = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query(&mut c).unwrap();
     let _: i64 = redis::cmd("DEL").arg(format!("{}:s:{}", a.prefix, crate::login::sha256(&id))).query(&mut c).unwrap();
-    let took = closed_within(&mut t, Duration::from_secs(10)).await.expect("a session ended while unsubscribed kept its tunnel");
+    let took = closed_within(&mut t, Duration::from_secs(10))
+        .await
+        .expect("a session ended while unsubscribed kept its tunnel");
     assert!(took < Duration::from_secs(5), "found only after {took:?} (by the periodic sweep, not the re-check)");
     let hash = crate::login::sha256(&id);
-    audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["session"] == hash.as_str() && r["reason"] == "session_ended")
-        .await;
+    audit_has(&dir, |r| {
+        r["kind"] == "tunnel.closed" && r["session"] == hash.as_str() && r["reason"] == "session_ended"
+    })
+    .await;
 
     // SIGTERM: open tunnels are closed at the end of the grace period (5 s), recorded.
     let id = session(&a, 600).await;

@@ -42,8 +42,7 @@ use std::time::{Duration, Instant};
 pub static OPEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Set once, at the end of the SIGTERM grace period: every tunnel closes.
-static SHUTDOWN: LazyLock<tokio::sync::watch::Sender<bool>> =
-    LazyLock::new(|| tokio::sync::watch::Sender::new(false));
+static SHUTDOWN: LazyLock<tokio::sync::watch::Sender<bool>> = LazyLock::new(|| tokio::sync::watch::Sender::new(false));
 
 /// Closes every tunnel (reason `shutdown`); each records its close.
 pub fn close_all() {
@@ -98,7 +97,8 @@ fn asks_upgrade(req: &RequestHeader) -> bool {
 }
 
 /// Headers that belong to one hop and are not what the upstream must see.
-const HOP_BY_HOP: [&str; 6] = ["keep-alive", "proxy-connection", "te", "trailer", "http2-settings", "transfer-encoding"];
+const HOP_BY_HOP: [&str; 6] =
+    ["keep-alive", "proxy-connection", "te", "trailer", "http2-settings", "transfer-encoding"];
 
 impl Gateway {
     /// `Ok(true)`: a WebSocket handshake to tunnel once allowed; `Ok(false)`: no upgrade
@@ -135,8 +135,11 @@ impl Gateway {
         let stream = match self.tunnels.new_stream(&*peer).await {
             Ok(s) => s,
             Err(e) => {
-                let r =
-                    if e.etype() == &ErrorType::ConnectTimedout { Refusal::UpstreamTimeout } else { Refusal::UpstreamUnavailable };
+                let r = if e.etype() == &ErrorType::ConnectTimedout {
+                    Refusal::UpstreamTimeout
+                } else {
+                    Refusal::UpstreamUnavailable
+                };
                 return self.tunnel_failed(session, ctx, r).await;
             }
         };
@@ -149,7 +152,11 @@ impl Gateway {
         let mut informational = 0;
         let resp = loop {
             if let Err(e) = up.read_response().await {
-                let r = if e.etype() == &ErrorType::ReadTimedout { Refusal::UpstreamTimeout } else { Refusal::UpstreamUnavailable };
+                let r = if e.etype() == &ErrorType::ReadTimedout {
+                    Refusal::UpstreamTimeout
+                } else {
+                    Refusal::UpstreamUnavailable
+                };
                 return self.tunnel_failed(session, ctx, r).await;
             }
             match up.resp_header() {
@@ -225,11 +232,8 @@ impl Gateway {
     async fn hold_for(&self, ctx: &RequestCtx) -> Option<crate::session::Hold> {
         let store = &self.auth.as_ref()?.store;
         let user = ctx.user.as_ref()?;
-        let grant_end = ctx
-            .grant
-            .as_ref()
-            .and_then(|id| user.breakglass.as_ref().filter(|g| &g.id == id))
-            .map(|g| g.expires);
+        let grant_end =
+            ctx.grant.as_ref().and_then(|id| user.breakglass.as_ref().filter(|g| &g.id == id)).map(|g| g.expires);
         if ctx.bearer {
             let exp = ctx.credential_expires?;
             return Some(store.hold_until(grant_end.map_or(exp, |g| g.min(exp))));
@@ -415,7 +419,11 @@ mod tests {
         assert_eq!(refused(&req(&ws), true, true), None);
         assert!(refused(&req(&ws), true, false).is_some(), "a route without websocket = true");
         assert!(refused(&req(&ws), false, true).is_some(), "not HTTP/1.1");
-        let h2c = [("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c"), ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA")];
+        let h2c = [
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+        ];
         assert_eq!(refused(&req(&h2c), true, true), Some("h2c"));
         for other in ["websocket, h2c", "TLS/1.0", "websocketx", "h2c"] {
             assert!(refused(&req(&[("connection", "upgrade"), ("upgrade", other)]), true, true).is_some(), "{other}");
@@ -431,7 +439,12 @@ mod tests {
 
     #[test]
     fn the_upstream_request_asks_for_websocket_and_nothing_else_hop_by_hop() {
-        let mut r = req(&[("connection", "Upgrade, x-secret"), ("upgrade", "websocket"), ("x-secret", "1"), ("keep-alive", "5")]);
+        let mut r = req(&[
+            ("connection", "Upgrade, x-secret"),
+            ("upgrade", "websocket"),
+            ("x-secret", "1"),
+            ("keep-alive", "5"),
+        ]);
         prepare(&mut r).unwrap();
         assert_eq!(r.headers.get("connection").unwrap(), "Upgrade");
         assert_eq!(r.headers.get("upgrade").unwrap(), "websocket");

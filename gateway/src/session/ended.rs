@@ -176,9 +176,8 @@ impl SessionStore {
     /// gateway's holds at once.
     pub(super) async fn announce(&self, hash: &str, why: EndReason) -> Result<(), super::SessionError> {
         self.inner.holds.notify(hash, why);
-        let _: i64 = self
-            .query(redis::cmd("PUBLISH").arg(self.ended_channel()).arg(format!("{} {hash}", why.as_str())))
-            .await?;
+        let _: i64 =
+            self.query(redis::cmd("PUBLISH").arg(self.ended_channel()).arg(format!("{} {hash}", why.as_str()))).await?;
         Ok(())
     }
 
