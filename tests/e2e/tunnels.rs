@@ -395,4 +395,7 @@ async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutd
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(echo.closed.load(std::sync::atomic::Ordering::SeqCst), 5, "an upstream connection was left open");
+    // The other gateway's subscription was cut once (above), never by its own pings.
+    let lost = b.gw.log().matches("subscribing again").count();
+    assert!(lost <= 1, "the subscription was re-made {lost} times:\n{}", b.gw.log());
 }

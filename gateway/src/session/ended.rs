@@ -309,8 +309,9 @@ impl SessionStore {
                         }
                         None => healthy = false,
                     },
+                    // Any reply will do (subscribed, RESP2 answers `["pong", ""]`).
                     _ = ping.tick() => {
-                        healthy = matches!(tokio::time::timeout(t * 2, sink.ping::<String>()).await, Ok(Ok(_)));
+                        healthy = matches!(tokio::time::timeout(t * 2, sink.ping::<redis::Value>()).await, Ok(Ok(_)));
                     }
                     _ = sweep.tick() => {
                         healthy = self.recheck_all().await.is_ok();
