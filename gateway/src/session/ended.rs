@@ -284,7 +284,10 @@ impl SessionStore {
                         Ok(Err(e)) => e.to_string(),
                         _ => "timed out".to_string(),
                     };
-                    tracing::warn!(error = %e, "session-end channel: cannot subscribe; retrying");
+                    // Once per outage, not at every try.
+                    if backoff == Duration::from_millis(100) {
+                        tracing::warn!(error = %e, "session-end channel: cannot subscribe; retrying");
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
