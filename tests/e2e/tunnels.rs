@@ -323,6 +323,8 @@ async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutd
     let (st, mut t) = upgrade(a.gw.http, "/live/feed", WS, Some(&id)).await;
     assert_eq!(st, 101);
     echoes(&mut t, b"ping").await;
+    let metrics = client().get(format!("http://{}/metrics", a.gw.admin)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("custos_tunnels_open 1"), "{metrics}");
     let hash = crate::login::sha256(&id);
     let out = Command::new(CUSTOS)
         .args(["session", "revoke", "--session", &hash, "--admin", &format!("http://{}", b.gw.admin), "--token-file"])

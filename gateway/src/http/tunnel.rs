@@ -41,6 +41,12 @@ use std::time::{Duration, Instant};
 /// Tunnels open now.
 pub static OPEN: AtomicUsize = AtomicUsize::new(0);
 
+/// `custos_tunnels_open`, on the admin listener.
+static OPEN_GAUGE: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    prometheus::register_int_gauge!("custos_tunnels_open", "WebSocket tunnels open now.")
+        .expect("metric registers once")
+});
+
 /// Set once, at the end of the SIGTERM grace period: every tunnel closes.
 static SHUTDOWN: LazyLock<tokio::sync::watch::Sender<bool>> = LazyLock::new(|| tokio::sync::watch::Sender::new(false));
 
@@ -53,12 +59,14 @@ struct Open;
 impl Open {
     fn enter() -> Open {
         OPEN.fetch_add(1, Ordering::AcqRel);
+        OPEN_GAUGE.inc();
         Open
     }
 }
 impl Drop for Open {
     fn drop(&mut self) {
         OPEN.fetch_sub(1, Ordering::AcqRel);
+        OPEN_GAUGE.dec();
     }
 }
 
