@@ -18,6 +18,7 @@ mod lifecycle;
 mod login;
 mod paths;
 mod policy;
+mod pipelining;
 mod policy_engines;
 mod proxy;
 mod revocation;

@@ -360,6 +360,15 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+        // HTTP/1.1 pipelining (RFC 9112 §9.3.2): the bytes of requests written behind this
+        // one are kept for the next request on the connection, answered in order after
+        // this one, whoever answers it. Off (pingora's default), they are dropped when the
+        // connection is closed after a response that said `keep-alive`.
+        session.as_downstream_mut().set_pipelining_enabled(true);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         // 1. Ambiguous framing, on the raw bytes pingora kept (HTTP/1.x only; HTTP/2
         //    frames carry their own lengths).
