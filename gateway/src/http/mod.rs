@@ -379,7 +379,7 @@ impl ProxyHttp for Gateway {
             _ if session.req_header().headers.len() > self.limits.max_headers => {
                 Err(framing::FramingError::TooManyHeaders)
             }
-            _ => Ok(()),
+            _ => framing::check_h2(session.req_header()),
         };
         if let Err(e) = framing {
             let r = if e.status() == 431 { Refusal::HeaderTooLarge } else { Refusal::BadFraming };
