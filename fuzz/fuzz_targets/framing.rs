@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(hosts.len(), 1, "accepted an HTTP/1.1 request without Host");
         }
         for h in hosts {
-            assert!(!h[5..].iter().any(|b| matches!(b, b'@' | b'/' | b'?' | b'#') || *b >= 0x80), "accepted Host {h:?}");
+            assert!(
+                !h[5..].iter().any(|b| matches!(b, b'@' | b'/' | b'?' | b'#') || *b >= 0x80),
+                "accepted Host {h:?}"
+            );
         }
     }
 });

@@ -170,8 +170,7 @@ pub fn is_authority(v: &[u8]) -> bool {
             None => (v, &v[..0]),
         }
     };
-    let port_ok = port.is_empty()
-        || (port[0] == b':' && port.len() <= 6 && port[1..].iter().all(u8::is_ascii_digit));
+    let port_ok = port.is_empty() || (port[0] == b':' && port.len() <= 6 && port[1..].iter().all(u8::is_ascii_digit));
     let mut i = 0;
     while i < host.len() {
         match host[i] {
@@ -246,7 +245,9 @@ mod tests {
         assert_eq!(c("GET / HTTP/1.1\r\n\r\n"), Err(MissingHost));
         assert_eq!(c("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"), Err(DuplicateHost));
         assert_eq!(c("GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n"), Err(DuplicateHost));
-        for host in ["admin.example/x", "a@b", "a b", "a:80x", "a:1234567", "[::1", "[zz]", "a?b", "a#b", "caf\u{e9}", "%4"] {
+        for host in
+            ["admin.example/x", "a@b", "a b", "a:80x", "a:1234567", "[::1", "[zz]", "a?b", "a#b", "caf\u{e9}", "%4"]
+        {
             assert_eq!(c(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")), Err(InvalidHost), "{host:?}");
         }
         assert_eq!(check(b"GET / HTTP/1.1\r\nHost: a\xff\r\n\r\n", 16384, 100), Err(InvalidHost));
