@@ -8,6 +8,7 @@ mod harness;
 mod audit;
 mod backchannel;
 mod bearer;
+mod bodies;
 mod breakglass;
 mod casbin_fidelity;
 mod compose;
