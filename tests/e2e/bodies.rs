@@ -54,18 +54,23 @@ impl Recorder {
         Recorder { addr, conns, task }
     }
 
+    /// What the connection whose request line names `path` received so far, and whether
+    /// the gateway closed it.
+    fn conn(&self, path: &str) -> Option<(Vec<u8>, bool)> {
+        let line = format!("POST {path} HTTP/1.1\r");
+        self.conns.lock().unwrap().iter().find_map(|c| {
+            let c = c.lock().unwrap();
+            let head = c.bytes.split(|&b| b == b'\n').next().unwrap_or(b"");
+            (head == line.as_bytes()).then(|| (c.bytes.clone(), c.closed))
+        })
+    }
+
     /// The connection whose request line names `path`, once the gateway has closed it
     /// (panics after 10 s): what it received.
     async fn closed_conn(&self, path: &str) -> Vec<u8> {
-        let line = format!(" {path} HTTP/1.1\r\n");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let found = self.conns.lock().unwrap().iter().find_map(|c| {
-                let c = c.lock().unwrap();
-                let head = c.bytes.split(|&b| b == b'\n').next().unwrap_or(b"");
-                (String::from_utf8_lossy(head).contains(line.trim_end())).then(|| (c.bytes.clone(), c.closed))
-            });
-            match found {
+            match self.conn(path) {
                 Some((bytes, true)) => return bytes,
                 state => assert!(
                     Instant::now() < deadline,
@@ -140,27 +145,42 @@ async fn bad_chunked_framing_and_oversized_bodies_stop_at_once() {
     ))
     .await;
     let head = |path: &str| format!("POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
-    // Each body starts with a good chunk ("hello"), then the fault, then what must never
-    // reach the upstream ("SECRET").
-    let bad: Vec<(&str, &[u8])> = vec![
-        ("/not-hex", b"5\r\nhello\r\nzz\r\nSECRET\r\n0\r\n\r\n"),
-        ("/negative", b"5\r\nhello\r\n-6\r\nSECRET\r\n0\r\n\r\n"),
-        ("/huge", b"5\r\nhello\r\nfffffffffffffffff\r\nSECRET\r\n0\r\n\r\n"),
-        ("/overflow", b"5\r\nhello\r\nffffffffffffffff\r\nSECRET\r\n0\r\n\r\n"),
-        ("/bare-lf-size", b"5\r\nhello\r\n6\nSECRET\r\n0\r\n\r\n"),
-        ("/bare-lf-data", b"5\r\nhello\r\n6\r\nSECRET\n0\r\n\r\n"),
-        ("/no-crlf-after-data", b"5\r\nhello\r\n6\r\nSECRETxx0\r\n\r\n"),
-        ("/bare-cr-ext", b"5\r\nhello\r\n6;a\rb\r\nSECRET\r\n0\r\n\r\n"),
-        ("/bare-lf-ext", b"5\r\nhello\r\n6;a\nb\r\nSECRET\r\n0\r\n\r\n"),
-        ("/nul-ext", b"5\r\nhello\r\n6;\0\r\nSECRET\r\n0\r\n\r\n"),
-        ("/empty-size", b"5\r\nhello\r\n\r\nSECRET\r\n0\r\n\r\n"),
+    // Each fault is followed by what must never reach the upstream ("SECRET"), and sent
+    // twice: as the first chunk line, and after a good chunk ("hello").
+    let faults: Vec<(&str, &[u8])> = vec![
+        ("not-hex", b"zz\r\n"),
+        ("negative", b"-6\r\n"),
+        ("huge", b"fffffffffffffffff\r\n"),
+        ("overflow", b"ffffffffffffffff\r\n"),
+        ("bare-lf-size", b"6\n"),
+        ("bare-cr-ext", b"6;a\rb\r\n"),
+        ("bare-lf-ext", b"6;a\nb\r\n"),
+        ("nul-ext", b"6;\0\r\n"),
+        ("space-in-ext", b"6;a b\r\n"),
+        ("empty-size", b"\r\n"),
     ];
+    let mut bad = Vec::new();
+    for (name, line) in &faults {
+        let tail = [*line, b"SECRET\r\n0\r\n\r\n"].concat();
+        bad.push((format!("/first/{name}"), tail.clone()));
+        bad.push((format!("/second/{name}"), [&b"5\r\nhello\r\n"[..], &tail].concat()));
+    }
+    for (path, body) in
+        [("bare-lf-data", &b"6\r\nSECRET\n0\r\n\r\n"[..]), ("no-crlf-after-data", b"6\r\nSECRETxx0\r\n\r\n")]
+    {
+        bad.push((format!("/first/{path}"), body.to_vec()));
+    }
     for (path, body) in &bad {
         let (status, closed) = send(gw.http, &head(path), body, body.len()).await;
         assert!(status == 400 && closed, "{path}: want 400 and a closed connection, got {status} (closed {closed})");
-        let got = up.closed_conn(path).await;
-        let (data, done) = dechunk(&got);
-        assert!(!done && data.len() <= 5, "{path}: the upstream received {:?}", String::from_utf8_lossy(&got));
+        if path.starts_with("/first/") {
+            // Refused before anything went upstream, the head included.
+            assert!(up.conn(path).is_none(), "{path}: the upstream received {:?}", up.conn(path));
+        } else {
+            let got = up.closed_conn(path).await;
+            let (data, done) = dechunk(&got);
+            assert!(!done && data.len() <= 5, "{path}: the upstream received {:?}", String::from_utf8_lossy(&got));
+        }
     }
 
     // Over the limit: 30 chunks of 100 bytes, sent slowly enough that the upstream
@@ -199,7 +219,8 @@ async fn bad_chunked_framing_and_oversized_bodies_stop_at_once() {
             .map(|r| r["event"].clone())
             .unwrap_or_else(|| panic!("no {kind} record for {path}"))
     };
-    for (path, reason) in bad.iter().map(|(p, _)| (*p, "bad_framing")).chain([("/too-large", "body_too_large")]) {
+    for (path, reason) in bad.iter().map(|(p, _)| (p.as_str(), "bad_framing")).chain([("/too-large", "body_too_large")])
+    {
         assert_eq!(find("access.decision", path)["decision"], "allow", "{path}");
         let done = find("access.completed", path);
         assert_eq!(done["reason"], reason, "{path}: {done}");

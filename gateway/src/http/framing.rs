@@ -149,6 +149,28 @@ pub fn check_h2(req: &pingora::http::RequestHeader) -> Result<(), FramingError> 
     }
 }
 
+/// Reads the first piece of a chunked HTTP/1.1 request body before anything is sent
+/// upstream, so that a bad chunk line that came with the head (a request written at
+/// once, as attacks are) is refused with nothing forwarded, not even the head. pingora
+/// sends the piece upstream from its retry buffer (as for a retried request, through
+/// `request_body_filter`) and streams the rest. Skipped with `Expect: 100-continue`,
+/// where the client waits for the upstream's `100` before it sends the body.
+pub async fn read_first_chunk(session: &mut pingora::proxy::Session) -> pingora::Result<()> {
+    let req = session.req_header();
+    let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    if !chunked || req.headers.contains_key(http::header::EXPECT) {
+        return Ok(());
+    }
+    let down = session.as_downstream_mut();
+    if !matches!(down, pingora::protocols::http::ServerSession::H1(_)) {
+        return Ok(());
+    }
+    // At most one read of 64 KiB of the body: within the retry buffer's 64 KiB, so
+    // nothing read here can be lost to a truncated buffer.
+    down.enable_retry_buffering();
+    down.read_request_body().await.map(|_| ()).map_err(|e| e.into_down())
+}
+
 /// Whether `v` is a `Host` value: `uri-host [ ":" port ]` (RFC 9110 §7.2), where
 /// `uri-host` is an IP literal in brackets or a reg-name / IPv4 address of unreserved
 /// characters, sub-delims and percent-escapes (RFC 3986 §3.2.2). The empty value is

@@ -1,7 +1,7 @@
 //! The pingora `ProxyHttp` service. `request_filter` reads like the request path in
 //! DESIGN.md, one call per step: refuse ambiguous framing → normalise the path once →
 //! gateway endpoints → strip identity headers → match the route → limits → the session
-//! and the route's MFA rule (`auth`) → decision record made durable in the audit spool. Then `upstream_peer` picks the route's
+//! and the route's MFA rule (`auth`) → decision record made durable in the audit spool → a chunked body's first chunk framed. Then `upstream_peer` picks the route's
 //! upstream, `upstream_request_filter` writes the normalised path and the forwarding
 //! headers and removes the gateway's cookies, and `logging` appends the completion record and counts metrics. Every
 //! refusal is recorded too (health endpoints excepted).
@@ -451,6 +451,18 @@ impl ProxyHttp for Gateway {
         if !self.record_allow(session, ctx).await {
             ctx.refusal = Some(Refusal::AuditUnavailable);
             respond::refuse(session, Refusal::AuditUnavailable).await?;
+            return Ok(true);
+        }
+
+        // 10. A chunked body's first chunk, framed before the head goes upstream. A failure
+        //     is the completion of an allowed request (bad_framing, client_timeout).
+        if let Err(e) = framing::read_first_chunk(session).await {
+            let r = classify(&e);
+            ctx.refusal = Some(r);
+            session.set_keepalive(None);
+            if let Err(err) = respond::refuse(session, r).await {
+                tracing::debug!(error = %err, "could not send the error page");
+            }
             return Ok(true);
         }
         Ok(false)
