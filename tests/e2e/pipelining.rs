@@ -78,6 +78,10 @@ fn assert_in_order(name: &str, got: &[Resp], want: &[(u16, &str)]) {
     );
 }
 
+/// A name, the requests written together, and the answers wanted (status, a piece of
+/// the body).
+type Case<'a> = (&'a str, String, Vec<(u16, &'a str)>);
+
 const CLOSE: &str = "Connection: close\r\n";
 
 fn get(path: &str, extra: &str) -> String {
@@ -92,7 +96,7 @@ async fn pipelined_requests_are_answered_in_order() {
         demo.addr
     ))
     .await;
-    let cases: Vec<(&str, String, Vec<(u16, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "GET then GET",
             get("/debug/one", "") + get("/debug/two", CLOSE).as_str(),
@@ -148,7 +152,7 @@ async fn pipelined_requests_behind_a_sign_in_refusal_or_redirect_are_answered() 
     let s = site(Opts::default()).await;
     let addr = s.gw.http;
     // 401 for a client that is not a browser, 302 to sign in for one that is.
-    let cases: Vec<(&str, String, Vec<(u16, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         ("401 then GET", get("/patients/1", "") + get("/plain", CLOSE).as_str(), vec![(401, "Sign in"), (200, "ok")]),
         (
             "302 then GET",

@@ -1,7 +1,8 @@
 //! The pingora `ProxyHttp` service. `request_filter` reads like the request path in
 //! DESIGN.md, one call per step: refuse ambiguous framing → normalise the path once →
 //! gateway endpoints → strip identity headers → match the route → limits → the session
-//! and the route's MFA rule (`auth`) → decision record made durable in the audit spool → a chunked body's first chunk framed. Then `upstream_peer` picks the route's
+//! and the route's MFA rule (`auth`) → decision record made durable in the audit spool →
+//! a chunked body's first chunk framed. Then `upstream_peer` picks the route's
 //! upstream, `upstream_request_filter` writes the normalised path and the forwarding
 //! headers and removes the gateway's cookies, and `logging` appends the completion record and counts metrics. Every
 //! refusal is recorded too (health endpoints excepted).

@@ -6,8 +6,9 @@
 //! `%2E` → `.`), upper-cases the hex of every other escape, merges repeated slashes,
 //! removes `.` and `..` segments. What it refuses, because no single reading exists:
 //! encoded `/` or `\` (`%2F`, `%5C`), a literal `\`, NUL (raw or `%00`), other control
-//! characters (raw, or encoded: `%01`-`%1F`, `%7F`) and raw spaces, malformed escapes, bytes that do not decode to UTF-8, a `..`
-//! that climbs above the root, and anything that is not an origin-form path.
+//! characters (raw, or encoded: `%01`-`%1F`, `%7F`) and raw spaces, malformed escapes,
+//! bytes that do not decode to UTF-8, a `..` that climbs above the root, and anything
+//! that is not an origin-form path.
 
 use std::fmt;
 
