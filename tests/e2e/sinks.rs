@@ -297,7 +297,7 @@ pub(crate) async fn metric(gw: &Gateway, name: &str) -> Option<f64> {
 
 /// Delivery retries back off to at most this (instead of 5 s), so a test sees many tries
 /// in little time.
-pub(crate) const FAST_RETRY: &str = "";
+pub(crate) const FAST_RETRY: &str = "retry_max_ms = 200\n";
 
 const WEBHOOK_SECRET: &[u8] = b"a-shared-webhook-secret-for-tests";
 
@@ -710,7 +710,7 @@ async fn a_full_spool_refuses_access_loudly_until_the_sink_catches_up() {
     let url = format!("redis://127.0.0.1:{port}/");
     let stream = unique("full");
     let mut gw = Gateway::start(&format!(
-        "[audit]\n{FAST_RETRY}segment_bytes = 4096\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n{}",
+        "[audit]\n{FAST_RETRY}segment_bytes = 4096\nspool_max_bytes = 32768\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n{}",
         route_all(demo.addr)
     ))
     .await;
