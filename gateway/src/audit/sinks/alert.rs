@@ -17,8 +17,9 @@ pub struct AlertSink {
     name: String,
     alert: Alert,
     client: reqwest::Client,
-    /// The last alert this receiver took (a retried batch skips those before it).
-    taken: u64,
+    /// (first seq of the batch being tried, the last alert of it this receiver took):
+    /// a retry of that batch skips what was taken.
+    taken: Option<(u64, u64)>,
 }
 
 impl AlertSink {
@@ -28,7 +29,7 @@ impl AlertSink {
             .no_proxy()
             .build()
             .map_err(|e| format!("breakglass.alerts: {e}"))?;
-        Ok(AlertSink { name: sink_name(&alert.url), alert: alert.clone(), client, taken: 0 })
+        Ok(AlertSink { name: sink_name(&alert.url), alert: alert.clone(), client, taken: None })
     }
 }
 
@@ -66,9 +67,11 @@ impl Sink for AlertSink {
     }
 
     async fn deliver(&mut self, batch: &[Line]) -> Result<(), Failure> {
+        let Some(first) = batch.first().map(|l| l.record.seq) else { return Ok(()) };
+        let skip = self.taken.filter(|t| t.0 == first).map_or(0, |t| t.1);
         for l in batch {
             let ev = &l.record.event;
-            if l.record.seq <= self.taken {
+            if l.record.seq <= skip {
                 continue;
             }
             let Some(alert) = ev.alert.as_ref().filter(|_| ev.kind == Kind::BreakglassAlert) else { continue };
@@ -81,13 +84,14 @@ impl Sink for AlertSink {
                     .header("x-custos-signature", crate::breakglass::sign(s.expose(), ts, &body));
             }
             match req.body(body).send().await {
-                Ok(r) if r.status().is_success() => self.taken = l.record.seq,
+                Ok(r) if r.status().is_success() => self.taken = Some((first, l.record.seq)),
                 Ok(r) => {
                     return Err(http_failure(r.status().as_u16(), format!("the alert receiver answered {}", r.status())))
                 }
                 Err(e) => return Err(Failure::Retry(format!("cannot reach the alert receiver: {}", e.without_url()))),
             }
         }
+        self.taken = None;
         Ok(())
     }
 }

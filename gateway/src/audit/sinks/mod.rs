@@ -441,7 +441,9 @@ async fn redeliver(d: &Delivery, sink: &mut dyn Sink, name: &str, path: &Path) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(sink = %name, file = %path.display(), error = %e, "ALERT: a queued dead letter cannot be read; moved back to the dead letters");
-            let _ = std::fs::rename(path, dead_letter_dir(&d.dir, name).join(path.file_name().unwrap_or_default()));
+            let back = dead_letter_dir(&d.dir, name);
+            let _ = std::fs::create_dir_all(&back);
+            let _ = std::fs::rename(path, back.join(path.file_name().unwrap_or_default()));
             return;
         }
     };
@@ -465,7 +467,7 @@ pub async fn run(d: Arc<Delivery>, mut sink: Box<dyn Sink>, cursor: Cursor) {
     let name = sink.name().to_string();
     let mut reader = SpoolReader::new(&d.dir, cursor.seq.load(Ordering::Acquire) + 1);
     let queue = redeliver_dir(&d.dir, &name);
-    let mut looked = Instant::now() - Duration::from_secs(10);
+    let mut looked: Option<Instant> = None;
     loop {
         let head = d.committed.load(Ordering::Acquire);
         let slowest = d.all_cursors.iter().map(|c| c.load(Ordering::Acquire)).min().unwrap_or(head);
@@ -474,11 +476,12 @@ pub async fn run(d: Arc<Delivery>, mut sink: Box<dyn Sink>, cursor: Cursor) {
             .with_label_values(&[&name])
             .set(head.saturating_sub(cursor.seq.load(Ordering::Acquire)) as i64);
         // Dead letters queued again by `custos audit redeliver`, looked for once a second.
-        if looked.elapsed() >= Duration::from_secs(1) {
-            looked = Instant::now();
+        if looked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            looked = Some(Instant::now());
             if let Some(path) = letters(&queue).ok().and_then(|v| v.into_iter().next()) {
                 redeliver(&d, sink.as_mut(), &name, &path).await;
-                looked -= Duration::from_secs(1);
+                // The next one at once.
+                looked = None;
                 continue;
             }
         }
