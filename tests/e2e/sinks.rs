@@ -374,7 +374,7 @@ async fn a_webhook_down_for_longer_than_any_retry_budget_gets_every_record_once(
     std::fs::write(dir.path().join("hook.secret"), WEBHOOK_SECRET).unwrap();
     let port = free_port();
     let mut gw = Gateway::start(&format!(
-        "[audit]\n{FAST_RETRY}[audit.webhook]\nurl = \"http://127.0.0.1:{port}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
+        "[audit]\n{FAST_RETRY}sink_alert_secs = 1\n[audit.webhook]\nurl = \"http://127.0.0.1:{port}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
         dir.path().join("hook.secret").display(),
         route_all(demo.addr)
     ))
@@ -391,6 +391,10 @@ async fn a_webhook_down_for_longer_than_any_retry_budget_gets_every_record_once(
     let tried = metric(&gw, failures).await.unwrap_or(0.0);
     assert!(tried >= 24.0, "the sink stopped trying after {tried} failures");
     assert_eq!(dead_letters(&gw.audit_dir(), "webhook"), Vec::<String>::new(), "dead-lettered while the receiver was down");
+    // Loud: an ALERT after sink_alert_secs, and the age of the oldest waiting record.
+    assert!(gw.log().contains("ALERT: an audit sink has taken nothing"), "{}", gw.log());
+    let oldest = "custos_audit_sink_oldest_seconds{sink=\"webhook\"}";
+    assert!(metric(&gw, oldest).await.unwrap_or(0.0) >= 1.0, "no age shown for the waiting records");
 
     // The receiver comes back, and more requests arrive.
     let rx = receiver_on(port, WEBHOOK_SECRET, 0).await;
@@ -402,6 +406,7 @@ async fn a_webhook_down_for_longer_than_any_retry_budget_gets_every_record_once(
     while (rx.taken.lock().unwrap().is_empty() || metric(&gw, lag).await != Some(0.0)) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(metric(&gw, oldest).await, Some(0.0), "the age stays shown after the sink is back");
     gw.stop().await;
     let records = audit_records(&gw.audit_dir());
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -535,6 +535,17 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[test]
+    fn only_a_refusal_of_the_payload_is_final() {
+        for status in [400, 422] {
+            assert!(matches!(http_failure(status, String::new()), Failure::Refused(_)), "{status}");
+        }
+        assert!(matches!(http_failure(413, String::new()), Failure::TooLarge(_)));
+        for status in [401, 403, 404, 408, 409, 410, 429, 500, 502, 503, 504, 302] {
+            assert!(matches!(http_failure(status, String::new()), Failure::Retry(_)), "{status}");
+        }
+    }
+
     fn tempfile_dir() -> PathBuf {
         let d = std::env::temp_dir().join(format!("custos-gc-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&d).unwrap();
