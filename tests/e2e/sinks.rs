@@ -714,11 +714,13 @@ async fn a_full_spool_refuses_access_loudly_until_the_sink_catches_up() {
     let port = free_port();
     let url = format!("redis://127.0.0.1:{port}/");
     let stream = unique("full");
-    let mut gw = Gateway::start(&format!(
-        "[audit]\n{FAST_RETRY}segment_bytes = 4096\nspool_max_bytes = 32768\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n{}",
+    let audit = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[audit]\ndir = \"{}\"\n{FAST_RETRY}segment_bytes = 4096\nspool_max_bytes = 32768\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n{}",
+        audit.path().display(),
         route_all(demo.addr)
-    ))
-    .await;
+    );
+    let mut gw = Gateway::start(&cfg).await;
     let mut served = 0;
     let mut refused = false;
     for _ in 0..400 {
@@ -738,6 +740,11 @@ async fn a_full_spool_refuses_access_loudly_until_the_sink_catches_up() {
     assert!(gw.log().contains("ALERT") && gw.log().contains("spool_max_bytes"), "{}", gw.log());
     let bytes = metric(&gw, "custos_audit_spool_bytes ").await.unwrap_or(0.0);
     assert!(bytes > 16384.0 && bytes <= 32768.0, "custos_audit_spool_bytes {bytes}");
+    // A restart with a full spool still starts (its sinks are what drain it), and still
+    // refuses.
+    gw.stop().await;
+    let mut gw = Gateway::start(&cfg).await;
+    assert_eq!(client().get(gw.url("/patients/1")).send().await.unwrap().status(), 503);
 
     // The sink comes back: delivered segments are deleted and access resumes.
     let _redis = start_redis(port);
@@ -752,6 +759,6 @@ async fn a_full_spool_refuses_access_loudly_until_the_sink_catches_up() {
     }
     assert_eq!(status, 200, "still refused after the sink came back");
     gw.stop().await;
-    let (code, out) = audit_verify(&[OsStr::new("--partial"), gw.audit_dir().as_os_str()]);
+    let (code, out) = audit_verify(&[OsStr::new("--partial"), audit.path().as_os_str()]);
     assert_eq!(code, 0, "{out}");
 }

@@ -147,8 +147,10 @@ impl Writer {
     }
 
     /// Appends `events` with one write and one fsync. All or nothing: on failure the
-    /// file is cut back and the chain head restored.
-    fn commit(&mut self, events: &mut [Event], checkpoint: bool) -> Result<u64, AuditError> {
+    /// file is cut back and the chain head restored. `bounded`: refused past
+    /// `spool_max_bytes` (all but `audit.started`, which a full spool must not keep from
+    /// starting, since only a started gateway's sinks can drain it).
+    fn commit(&mut self, events: &mut [Event], checkpoint: bool, bounded: bool) -> Result<u64, AuditError> {
         if self.poisoned {
             return Err(AuditError::Io(
                 "an earlier failed write could not be cut back; restart to repair the spool".into(),
@@ -179,10 +181,13 @@ impl Writer {
             self.seq += 1;
             self.last_hash = chain::encode(&mut self.buf, self.seq, &self.last_hash, &cp);
         }
-        if let Err(e) = self.room_for(self.buf.len() as u64) {
-            self.seq = seq0;
-            self.last_hash = hash0;
-            return Err(e);
+        match self.room_for(self.buf.len() as u64) {
+            Err(e) if bounded => {
+                self.seq = seq0;
+                self.last_hash = hash0;
+                return Err(e);
+            }
+            _ => {}
         }
         let written = self.file.write_all(&self.buf).and_then(|_| self.file.sync_data());
         if let Err(e) = written {
@@ -256,7 +261,7 @@ impl Writer {
 
     /// Appends one event now (used for `audit.started`).
     pub fn append_now(&mut self, mut ev: Event) -> Result<u64, AuditError> {
-        self.commit(std::slice::from_mut(&mut ev), false)
+        self.commit(std::slice::from_mut(&mut ev), false, false)
     }
 
     /// The writer loop: runs until every sender is gone, then writes a last checkpoint.
@@ -269,13 +274,13 @@ impl Writer {
                 Ok(a) => a,
                 Err(RecvTimeoutError::Timeout) => {
                     if self.checkpoint_due() {
-                        let _ = self.commit(&mut [], true);
+                        let _ = self.commit(&mut [], true, true);
                     }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     if self.since_checkpoint > 0 {
-                        let _ = self.commit(&mut [], true);
+                        let _ = self.commit(&mut [], true, true);
                     }
                     return;
                 }
@@ -296,7 +301,7 @@ impl Writer {
             let checkpoint = self.since_checkpoint + batch.len() as u64 >= self.s.checkpoint_every
                 || self.last_checkpoint.elapsed() >= self.s.checkpoint_interval
                 || batch.iter().any(|e| e.kind == Kind::AuditStopped);
-            let result = self.commit(&mut batch, checkpoint);
+            let result = self.commit(&mut batch, checkpoint, true);
             on_commit(started.elapsed(), batch.len(), result.as_ref().map(|_| ()));
             // Each record learns its own sequence number.
             let last = result.as_ref().ok().map(|&s| s - checkpoint as u64);
