@@ -490,7 +490,8 @@ async fn an_alert_reaches_a_receiver_that_comes_back_later() {
     let got = rx.taken.lock().unwrap().clone();
     assert_eq!(got.len(), 2, "alerts received once the receivers were back: {got:?}");
     assert_eq!(rx.bad_signatures.load(std::sync::atomic::Ordering::SeqCst), 0);
-    let json: Value = got.iter().find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v["grant"].is_string())).unwrap();
+    let json: Value =
+        got.iter().find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v["grant"].is_string())).unwrap();
     assert_eq!(json["grant"], started["grant"]);
     assert_eq!(json["who"], "alice");
     assert!(json["id"].is_string(), "the alert has an id a receiver can de-duplicate by: {json}");

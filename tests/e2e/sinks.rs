@@ -354,7 +354,10 @@ fn dead_letters(audit: &std::path::Path, sink: &str) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(audit.join("dead-letters").join(sink)) else { return Vec::new() };
     let mut files: Vec<_> = rd.flatten().map(|e| e.path()).collect();
     files.sort();
-    files.iter().flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(String::from).collect::<Vec<_>>()).collect()
+    files
+        .iter()
+        .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(String::from).collect::<Vec<_>>())
+        .collect()
 }
 
 fn ids_of(lines: &[String]) -> Vec<String> {
@@ -390,7 +393,11 @@ async fn a_webhook_down_for_longer_than_any_retry_budget_gets_every_record_once(
     }
     let tried = metric(&gw, failures).await.unwrap_or(0.0);
     assert!(tried >= 24.0, "the sink stopped trying after {tried} failures");
-    assert_eq!(dead_letters(&gw.audit_dir(), "webhook"), Vec::<String>::new(), "dead-lettered while the receiver was down");
+    assert_eq!(
+        dead_letters(&gw.audit_dir(), "webhook"),
+        Vec::<String>::new(),
+        "dead-lettered while the receiver was down"
+    );
     // Loud: an ALERT after sink_alert_secs, and the age of the oldest waiting record.
     assert!(gw.log().contains("ALERT: an audit sink has taken nothing"), "{}", gw.log());
     let oldest = "custos_audit_sink_oldest_seconds{sink=\"webhook\"}";

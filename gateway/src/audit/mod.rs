@@ -147,7 +147,18 @@ impl Audit {
             checkpoint_interval: s.checkpoint_interval,
             key,
             committed: committed.clone(),
-            max_bytes: s.spool_max_bytes,
+            // Without sinks nothing is ever deleted: the spool is the archive, and only
+            // the disk bounds it.
+            max_bytes: if s.file.is_some()
+                || s.redis.is_some()
+                || s.otlp.is_some()
+                || s.webhook.is_some()
+                || !alerts.is_empty()
+            {
+                s.spool_max_bytes
+            } else {
+                0
+            },
             bytes: spool_bytes.clone(),
         })?;
         let (seq, _) = writer.head();

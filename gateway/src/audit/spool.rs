@@ -203,8 +203,8 @@ impl Writer {
             return Err(AuditError::Io(format!("cannot write the audit spool: {e}")));
         }
         self.len += self.buf.len() as u64;
-        let total = self.s.bytes.fetch_add(self.buf.len() as u64, std::sync::atomic::Ordering::AcqRel)
-            + self.buf.len() as u64;
+        let total =
+            self.s.bytes.fetch_add(self.buf.len() as u64, std::sync::atomic::Ordering::AcqRel) + self.buf.len() as u64;
         crate::http::metrics::AUDIT_SPOOL_BYTES.set(total as i64);
         self.s.committed.store(self.seq, std::sync::atomic::Ordering::Release);
         if checkpoint {

@@ -1000,7 +1000,12 @@ impl Validator<'_> {
                 ),
             ));
         }
-        Ok(crate::audit::WebhookSinkSettings { url: w.url.clone(), secret, ca, timeout: Duration::from_secs(w.timeout_secs) })
+        Ok(crate::audit::WebhookSinkSettings {
+            url: w.url.clone(),
+            secret,
+            ca,
+            timeout: Duration::from_secs(w.timeout_secs),
+        })
     }
 
     fn check_limits(&self, key: &str, l: &Limits) -> Result<(), ConfigError> {

@@ -24,9 +24,10 @@ pub struct AlertSink {
 
 impl AlertSink {
     pub fn new(alert: &Alert) -> Result<AlertSink, String> {
+        // Alerts go out through the host's proxy settings, as before (a chat service is
+        // usually off-site).
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
-            .no_proxy()
             .build()
             .map_err(|e| format!("breakglass.alerts: {e}"))?;
         Ok(AlertSink { name: sink_name(&alert.url), alert: alert.clone(), client, taken: None })
@@ -86,7 +87,10 @@ impl Sink for AlertSink {
             match req.body(body).send().await {
                 Ok(r) if r.status().is_success() => self.taken = Some((first, l.record.seq)),
                 Ok(r) => {
-                    return Err(http_failure(r.status().as_u16(), format!("the alert receiver answered {}", r.status())))
+                    return Err(http_failure(
+                        r.status().as_u16(),
+                        format!("the alert receiver answered {}", r.status()),
+                    ))
                 }
                 Err(e) => return Err(Failure::Retry(format!("cannot reach the alert receiver: {}", e.without_url()))),
             }

@@ -297,7 +297,9 @@ pub fn queue_redelivery(dir: &Path, sink: Option<&str>) -> std::io::Result<Vec<(
     let sinks: Vec<String> = match sink {
         Some(s) => vec![s.to_string()],
         None => match std::fs::read_dir(&root) {
-            Ok(rd) => rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into()).collect(),
+            Ok(rd) => {
+                rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into()).collect()
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         },
