@@ -1,7 +1,10 @@
-//! Audit sinks against a real redis-server: every record reaches the Redis Stream and the
-//! archive file exactly once, a sink that is down during load gets everything once it is
-//! back, delivered segments are deleted, and the checkpoint kept in Redis exposes a cut
-//! tail.
+//! Audit sinks against a real redis-server and local HTTP receivers: every record reaches
+//! the Redis Stream and the archive file exactly once, a sink that is down during load
+//! gets everything once it is back, delivered segments are deleted, and the checkpoint
+//! kept in Redis exposes a cut tail. The webhook signs its record range, retries for as
+//! long as its receiver is down and dead-letters only what the receiver refuses as bad
+//! (audited, redelivered on `custos audit redeliver`); OTLP retries send nothing twice
+//! and refused requests have spans; a full spool refuses access until a sink catches up.
 
 use crate::harness::*;
 use std::collections::HashSet;
