@@ -179,7 +179,7 @@ impl Cursor {
     /// Opens the cursor of `sink`, starting a new one at `from`.
     pub fn open_or(dir: &Path, sink: &str, from: u64) -> std::io::Result<Cursor> {
         let cdir = dir.join("cursors");
-        std::fs::create_dir_all(&cdir)?;
+        crate::audit::private::create_dir(&cdir)?;
         let path = cdir.join(sink);
         match std::fs::read_to_string(&path) {
             Ok(s) => {
@@ -201,7 +201,7 @@ impl Cursor {
     pub fn save(&self, seq: u64) -> std::io::Result<()> {
         use std::io::Write;
         let tmp = self.path.with_extension("tmp");
-        let mut f = File::create(&tmp)?;
+        let mut f = crate::audit::private::file().write(true).create(true).truncate(true).open(&tmp)?;
         writeln!(f, "{seq}")?;
         f.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
@@ -269,13 +269,12 @@ pub fn redeliver_dir(dir: &Path, sink: &str) -> PathBuf {
 /// synced, then renamed into place; 0600 in a 0700 folder: they name people).
 fn bury(dir: &Path, sink: &str, lines: &[Line]) -> std::io::Result<PathBuf> {
     use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let folder = dead_letter_dir(dir, sink);
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&folder)?;
+    crate::audit::private::create_dir(&folder)?;
     let (first, last) = (lines.first().map_or(0, |l| l.record.seq), lines.last().map_or(0, |l| l.record.seq));
     let path = folder.join(format!("{first:020}-{last:020}.jsonl"));
     let tmp = folder.join(format!(".{first:020}-{last:020}.tmp"));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = crate::audit::private::file().write(true).create(true).truncate(true).open(&tmp)?;
     for l in lines {
         f.write_all(&l.bytes)?;
         f.write_all(b"\n")?;
@@ -292,7 +291,6 @@ fn bury(dir: &Path, sink: &str, lines: &[Line]) -> std::io::Result<PathBuf> {
 /// running gateway's sinks take from (or the next start's). Returns (sink, batches,
 /// records) per sink.
 pub fn queue_redelivery(dir: &Path, sink: Option<&str>) -> std::io::Result<Vec<(String, usize, usize)>> {
-    use std::os::unix::fs::DirBuilderExt;
     let root = dir.join("dead-letters");
     let sinks: Vec<String> = match sink {
         Some(s) => vec![s.to_string()],
@@ -313,7 +311,7 @@ pub fn queue_redelivery(dir: &Path, sink: Option<&str>) -> std::io::Result<Vec<(
             continue;
         }
         let to = redeliver_dir(dir, &s);
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&to)?;
+        crate::audit::private::create_dir(&to)?;
         let mut records = 0;
         for f in &files {
             records += std::fs::read(f)?.iter().filter(|&&b| b == b'\n').count();
@@ -444,7 +442,7 @@ async fn redeliver(d: &Delivery, sink: &mut dyn Sink, name: &str, path: &Path) {
         Err(e) => {
             tracing::error!(sink = %name, file = %path.display(), error = %e, "ALERT: a queued dead letter cannot be read; moved back to the dead letters");
             let back = dead_letter_dir(&d.dir, name);
-            let _ = std::fs::create_dir_all(&back);
+            let _ = crate::audit::private::create_dir(&back);
             let _ = std::fs::rename(path, back.join(path.file_name().unwrap_or_default()));
             return;
         }
