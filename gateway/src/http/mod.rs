@@ -381,6 +381,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // Every request has its span, refused ones too (even for bad framing).
+        ctx.trace = Some(trace::TraceContext::from_request(session.req_header()));
         // 1. Ambiguous framing, on the raw bytes pingora kept (HTTP/1.x only; HTTP/2
         //    frames carry their own lengths).
         let framing = match session.as_downstream() {
@@ -413,7 +415,6 @@ impl ProxyHttp for Gateway {
         if path.starts_with_segments(RESERVED_PREFIX) {
             ctx.path = Some(path.clone());
             ctx.forwarding = Some(Forwarding::new(session, &self.headers.trusted_proxies, self.is_tls(session)));
-            ctx.trace = Some(trace::TraceContext::from_request(session.req_header()));
             return Box::pin(self.endpoint(session, ctx, &path)).await;
         }
 
@@ -422,7 +423,6 @@ impl ProxyHttp for Gateway {
         headers::strip_identity(session.req_header_mut(), &self.headers.strip);
         let tls = self.is_tls(session);
         ctx.forwarding = Some(Forwarding::new(session, &self.headers.trusted_proxies, tls));
-        ctx.trace = Some(trace::TraceContext::from_request(session.req_header()));
 
         // 5. The route.
         let host_raw = auth::authority(session.req_header());
