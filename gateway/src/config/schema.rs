@@ -198,7 +198,7 @@ pub struct BreakglassCfg {
     /// Default false: its SHA-256 and length only.
     #[serde(default)]
     pub audit_justification: bool,
-    /// The policy domain in which the review page asks whether a user may `review`
+    /// The policy domain in which the review page asks whether a user may `custos:review`
     /// (object `custos:/breakglass/reviews`). Default empty.
     #[serde(default)]
     pub review_domain: String,
