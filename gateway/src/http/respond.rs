@@ -14,6 +14,8 @@ pub enum Refusal {
     BadFraming,
     BadPath,
     HeaderTooLarge,
+    /// The request line alone is over `max_header_bytes`.
+    UriTooLong,
     NoRoute,
     BodyTooLarge,
     UpstreamUnavailable,
@@ -39,6 +41,12 @@ pub enum Refusal {
     InvalidToken,
     /// The policy denies this action (the page is written by the caller).
     PolicyDenied,
+    /// A method outside `server.methods` (or the route's `methods`): 501, as RFC 9110
+    /// §9.1 has a server answer a method it does not implement.
+    MethodNotAllowed,
+    /// A `_method` query parameter on a route with a policy: the policy judged the
+    /// method sent, not the one a framework would run.
+    MethodOverride,
 }
 
 impl Refusal {
@@ -48,6 +56,7 @@ impl Refusal {
             Refusal::BadFraming => (400, "400 Bad Request\n\nThe request's framing is ambiguous and was not forwarded.\n"),
             Refusal::BadPath => (400, "400 Bad Request\n\nThe request path cannot be read one way only and was not forwarded.\n"),
             Refusal::HeaderTooLarge => (431, "431 Request Header Fields Too Large\n"),
+            Refusal::UriTooLong => (414, "414 URI Too Long\n"),
             Refusal::NoRoute => (404, "404 Not Found\n\nNo service is configured for this address.\n"),
             Refusal::BodyTooLarge => (413, "413 Content Too Large\n"),
             Refusal::UpstreamUnavailable => (502, "502 Bad Gateway\n\nThe service behind the gateway is not reachable.\n"),
@@ -79,6 +88,11 @@ impl Refusal {
             ),
             Refusal::InvalidToken => (401, "401 Unauthorized\n\nThe bearer token was not accepted.\n"),
             Refusal::PolicyDenied => (403, "403 Forbidden\n"),
+            Refusal::MethodNotAllowed => (501, "501 Not Implemented\n\nThis request method is not served here.\n"),
+            Refusal::MethodOverride => (
+                400,
+                "400 Bad Request\n\nA method override (`_method`) is refused here: send the request with its real method.\n",
+            ),
             Refusal::TooManySignIns => (429, "429 Too Many Requests\n\nToo many sign-ins were started from your address. Wait a minute and try again.\n"),
             Refusal::MfaNotSatisfied => (
                 403,
@@ -93,6 +107,7 @@ impl Refusal {
             Refusal::BadFraming => "bad_framing",
             Refusal::BadPath => "bad_path",
             Refusal::HeaderTooLarge => "header_too_large",
+            Refusal::UriTooLong => "uri_too_long",
             Refusal::NoRoute => "no_route",
             Refusal::BodyTooLarge => "body_too_large",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
@@ -109,6 +124,8 @@ impl Refusal {
             Refusal::TooManySignIns => "login_rate",
             Refusal::InvalidToken => "bearer",
             Refusal::PolicyDenied => "policy",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::MethodOverride => "method_override",
         }
     }
 
@@ -180,7 +197,7 @@ pub async fn refuse(session: &mut Session, r: Refusal) -> Result<()> {
 /// Writes the page for `r` with extra headers; 401s carry their `WWW-Authenticate`.
 pub async fn refuse_with(session: &mut Session, r: Refusal, mut extra: Vec<(&'static str, String)>) -> Result<()> {
     let (status, body) = r.page();
-    let close = matches!(r, Refusal::BadFraming | Refusal::HeaderTooLarge | Refusal::BodyTooLarge);
+    let close = matches!(r, Refusal::BadFraming | Refusal::HeaderTooLarge | Refusal::UriTooLong | Refusal::BodyTooLarge);
     match r {
         Refusal::Unauthenticated => extra.push(("www-authenticate", "Bearer realm=\"custos\"".into())),
         Refusal::InvalidToken => extra.push(("www-authenticate", "Bearer realm=\"custos\", error=\"invalid_token\"".into())),
