@@ -186,8 +186,9 @@ impl PolicySet {
         policy_text: &str,
         main: bool,
     ) -> Result<PolicySet, PolicyError> {
+        let (model_text, policy_text) = (model_text.to_string(), policy_text.to_string());
         let m = casbin::DefaultModel::from_str(&model_text).await.map_err(|e| err(model, None, e.to_string()))?;
-        let adapter = casbin::StringAdapter::new(policy_text.to_string());
+        let adapter = casbin::StringAdapter::new(policy_text.clone());
         let mut enforcer = Enforcer::new(m, adapter).await.map_err(|e| err(policy, None, e.to_string()))?;
         // casbin's keyMatch and ipMatch panic on some request values (a non-ASCII path, a
         // client that is not an address); these give the same answers elsewhere and no
@@ -299,8 +300,10 @@ impl PolicySet {
             fields,
             model: model.to_path_buf(),
             policy: policy.to_path_buf(),
-            // The file's, set by `load`.
-            hashes: Default::default(),
+            hashes: (
+                crate::session::sha256_hex(model_text.as_bytes()),
+                crate::session::sha256_hex(policy_text.as_bytes()),
+            ),
             roles,
             actions: Default::default(),
         };
