@@ -51,8 +51,7 @@ async fn every_spelling_of_an_identity_header_is_dropped_and_client_names_need_a
         let seen = through(gw, &demo).await;
         let what = if from_proxy { "from a trusted proxy" } else { "from a client" };
         // Only the route's own underscored header passes.
-        let underscored: Vec<&str> =
-            seen.headers.iter().map(|(k, _)| k.as_str()).filter(|k| k.contains('_')).collect();
+        let underscored: Vec<&str> = seen.headers.iter().map(|(k, _)| k.as_str()).filter(|k| k.contains('_')).collect();
         assert_eq!(underscored, ["x_legacy_id"], "{what}");
         assert_eq!(seen.header("x_legacy_id"), Some("42"));
         // The gateway's own headers are its own, under any spelling sent.
@@ -71,7 +70,9 @@ async fn every_spelling_of_an_identity_header_is_dropped_and_client_names_need_a
 
     // A route may not let through an underscored spelling of a header Custos strips or
     // sets: a load error that names the key.
-    for name in ["x_custos_user", "remote_user", "X_Forwarded_For", "x_request_id", "x_http_method_override", "x_real_ip"] {
+    for name in
+        ["x_custos_user", "remote_user", "X_Forwarded_For", "x_request_id", "x_http_method_override", "x_real_ip"]
+    {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.toml");
         std::fs::write(

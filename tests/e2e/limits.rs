@@ -7,7 +7,8 @@ use crate::harness::*;
 #[tokio::test]
 async fn a_long_request_line_gets_414_and_large_headers_get_431() {
     let demo = demo().await;
-    let gw = Gateway::start(&format!("[limits]\nmax_header_bytes = 8192\nmax_headers = 50\n{}", route_all(demo.addr))).await;
+    let gw =
+        Gateway::start(&format!("[limits]\nmax_header_bytes = 8192\nmax_headers = 50\n{}", route_all(demo.addr))).await;
     let send = |head: String| {
         let addr = gw.http;
         async move { raw_status(addr, format!("{head}Host: t\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap() }

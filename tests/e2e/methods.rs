@@ -31,7 +31,9 @@ async fn no_method_reaches_a_gateway_action_and_unserved_methods_get_501() {
     assert_eq!(sign_in(&s, &c, "/patients/1", "alice", "alice-password", Some("123456")).await.status(), 302);
     let url = |path: &str| format!("{}{path}", s.origin);
     let send = |method: &str, path: &str| {
-        c.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url(path)).header("accept", "application/json").send()
+        c.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url(path))
+            .header("accept", "application/json")
+            .send()
     };
     // The nurse, with MFA, may read record 1 and not the restricted record 3.
     assert_eq!(send("GET", "/patients/1").await.unwrap().status(), 200);

@@ -1019,10 +1019,9 @@ impl Validator<'_> {
 
     fn check_limits(&self, key: &str, l: &Limits) -> Result<(), ConfigError> {
         if l.max_header_bytes < 1024 || l.max_header_bytes > MAX_HEADER_BYTES {
-            return Err(self.err(
-                format!("{key}.max_header_bytes"),
-                format!("must be between 1024 and {MAX_HEADER_BYTES}"),
-            ));
+            return Err(
+                self.err(format!("{key}.max_header_bytes"), format!("must be between 1024 and {MAX_HEADER_BYTES}"))
+            );
         }
         if l.max_headers == 0 || l.max_headers > 256 {
             return Err(self.err(format!("{key}.max_headers"), "must be between 1 and 256"));
@@ -1052,7 +1051,9 @@ impl Validator<'_> {
             let method = (!m.is_empty() && m.bytes().all(tchar))
                 .then(|| http::Method::from_bytes(m.as_bytes()).ok())
                 .flatten()
-                .ok_or_else(|| self.err(format!("{key}[{i}]"), format!("`{m}` is not a method name (an HTTP token)")))?;
+                .ok_or_else(|| {
+                    self.err(format!("{key}[{i}]"), format!("`{m}` is not a method name (an HTTP token)"))
+                })?;
             if out.contains(&method) {
                 return Err(self.err(format!("{key}[{i}]"), format!("`{m}` is listed twice")));
             }
@@ -1130,7 +1131,10 @@ impl Validator<'_> {
             if crate::http::headers::reserved(name.as_str(), strip) {
                 return Err(self.err(
                     &key,
-                    format!("`{h}` is read as `{}` by upstreams that map `_` to `-`: a header Custos strips or sets", name.as_str().replace('_', "-")),
+                    format!(
+                        "`{h}` is read as `{}` by upstreams that map `_` to `-`: a header Custos strips or sets",
+                        name.as_str().replace('_', "-")
+                    ),
                 ));
             }
             underscore_headers.push(name);

@@ -24,14 +24,8 @@ pub const IDENTITY_NAMESPACE: &str = "x-custos-";
 /// it as another method (Express, Rails, Laravel, Google APIs): the policy judged the
 /// method and the path it saw, so these are removed from every request, whatever
 /// `[headers] strip` says.
-pub const OVERRIDES: [&str; 6] = [
-    "x-original-url",
-    "x-rewrite-url",
-    "x-host",
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-];
+pub const OVERRIDES: [&str; 6] =
+    ["x-original-url", "x-rewrite-url", "x-host", "x-http-method-override", "x-http-method", "x-method-override"];
 
 /// Headers that name the client or the original scheme, host, port or prefix: kept only
 /// from a trusted proxy, like `X-Forwarded-For`.
@@ -90,9 +84,7 @@ pub fn strip_identity(req: &mut RequestHeader, configured: &[http::HeaderName]) 
 /// Removes every header whose name has a `_`, except those in `allowed` (a route's
 /// `underscore_headers`, checked at load against [`reserved`]).
 pub fn drop_underscored(req: &mut RequestHeader, allowed: &[http::HeaderName]) {
-    while let Some(name) =
-        req.headers.keys().find(|k| k.as_str().contains('_') && !allowed.contains(k)).cloned()
-    {
+    while let Some(name) = req.headers.keys().find(|k| k.as_str().contains('_') && !allowed.contains(k)).cloned() {
         req.remove_header(&name);
     }
 }
@@ -245,7 +237,16 @@ mod tests {
 
     #[test]
     fn method_overrides() {
-        for q in ["_method=DELETE", "a=1&_method=PUT", "_METHOD=x", "%5Fmethod=x", "a=1;_method=x", ".method=x", "_method[]=x", "_method"] {
+        for q in [
+            "_method=DELETE",
+            "a=1&_method=PUT",
+            "_METHOD=x",
+            "%5Fmethod=x",
+            "a=1;_method=x",
+            ".method=x",
+            "_method[]=x",
+            "_method",
+        ] {
             assert!(method_override(q), "{q}");
         }
         for q in ["", "method=x", "a=_method", "__method=x", "_methods=x", "x_method=1"] {
@@ -264,7 +265,9 @@ mod tests {
         names.sort_unstable();
         assert_eq!(names, ["accept", "x_legacy_id"]);
         let strip = [http::HeaderName::from_static("remote-user")];
-        for n in ["x_custos_user", "remote_user", "x_forwarded_for", "x_real_ip", "x_http_method_override", "x_request_id"] {
+        for n in
+            ["x_custos_user", "remote_user", "x_forwarded_for", "x_real_ip", "x_http_method_override", "x_request_id"]
+        {
             assert!(reserved(n, &strip), "{n}");
         }
         assert!(!reserved("x_legacy_id", &strip));

@@ -197,7 +197,8 @@ pub async fn refuse(session: &mut Session, r: Refusal) -> Result<()> {
 /// Writes the page for `r` with extra headers; 401s carry their `WWW-Authenticate`.
 pub async fn refuse_with(session: &mut Session, r: Refusal, mut extra: Vec<(&'static str, String)>) -> Result<()> {
     let (status, body) = r.page();
-    let close = matches!(r, Refusal::BadFraming | Refusal::HeaderTooLarge | Refusal::UriTooLong | Refusal::BodyTooLarge);
+    let close =
+        matches!(r, Refusal::BadFraming | Refusal::HeaderTooLarge | Refusal::UriTooLong | Refusal::BodyTooLarge);
     match r {
         Refusal::Unauthenticated => extra.push(("www-authenticate", "Bearer realm=\"custos\"".into())),
         Refusal::InvalidToken => extra.push(("www-authenticate", "Bearer realm=\"custos\", error=\"invalid_token\"".into())),

@@ -109,10 +109,8 @@ pub fn partition(text: &str, columns: &[String]) -> Result<Partition, (usize, St
         out
     };
     let requests = keep(&|c| matches!(c, Class::Shared | Class::Request));
-    let actions = names
-        .iter()
-        .map(|n| (n.to_string(), keep(&|c| c == Class::Shared || c == Class::Grant(n))))
-        .collect();
+    let actions =
+        names.iter().map(|n| (n.to_string(), keep(&|c| c == Class::Shared || c == Class::Grant(n)))).collect();
     Ok(Partition { requests, actions })
 }
 
@@ -136,7 +134,8 @@ mod tests {
 
     #[test]
     fn partitions_keep_line_numbers_and_denies() {
-        let text = "g, bob, nurse\np, nurse, /a, GET, allow\np, nurse, /a, custos:breakglass, allow\np, x, /a, .*, deny\n";
+        let text =
+            "g, bob, nurse\np, nurse, /a, GET, allow\np, nurse, /a, custos:breakglass, allow\np, x, /a, .*, deny\n";
         let p = partition(text, &cols()).unwrap();
         assert_eq!(p.requests, "g, bob, nurse\np, nurse, /a, GET, allow\n\np, x, /a, .*, deny\n");
         assert_eq!(p.actions.len(), 1);
