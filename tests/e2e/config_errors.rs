@@ -119,7 +119,7 @@ fn counts_methods_and_underscored_headers_are_checked() {
             "`routes[0].limits.upstream_read_timeout_secs`",
         ),
         ("sessions per user", session("max_sessions_per_user = 100000\n"), "`session.max_sessions_per_user`"),
-        ("audit queue", format!("{listen}[audit]\nqueue_limit = 0\n{ROUTE}"), "`audit.queue_limit`"),
+        ("audit queue", format!("{listen}[audit]\nqueue_limit = 100000000\n{ROUTE}"), "`audit.queue_limit`"),
         (
             "a method that is not a token",
             format!("{listen}[server]\nmethods = [\"GET\", \"custos:breakglass\"]\n{ROUTE}"),

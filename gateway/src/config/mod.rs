@@ -511,9 +511,6 @@ impl Validator<'_> {
         if a.checkpoint_secs == 0 {
             return Err(self.err("audit.checkpoint_secs", "must be at least 1"));
         }
-        if a.queue_limit == 0 {
-            return Err(self.err("audit.queue_limit", "must be at least 1"));
-        }
         self.at_most("audit.queue_limit", a.queue_limit, 10_000_000)?;
         let audit = crate::audit::AuditSettings {
             enabled: a.enabled,
