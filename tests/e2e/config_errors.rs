@@ -40,6 +40,8 @@ fn each_config_error_names_the_file_and_the_key() {
         ("unknown key", format!("[listen]\nhttp = \"127.0.0.1:0\"\nhtpp = \"x\"\n{ROUTE}"), "`listen.htpp`"),
         ("unknown top-level key", format!("colour = 1\n[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}"), "`colour`"),
         ("unknown route key", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}upstrem = \"x\"\n"), "`routes[0].upstrem`"),
+        ("websocket not a boolean", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}websocket = \"yes\"\n"), "`routes[0].websocket`"),
+        ("websocket on a public route", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}websocket = true\n"), "`routes[0].websocket`"),
         ("missing upstream", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\npublic = true\nname = \"a\"\n".to_string(), "`routes[0].upstream`"),
         ("malformed upstream", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\npublic = true\nname = \"a\"\nupstream = \"ftp://x:1\"\n".to_string(), "`routes[0].upstream`"),
         ("upstream with a path", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\npublic = true\nname = \"a\"\nupstream = \"http://127.0.0.1:1/x\"\n".to_string(), "`routes[0].upstream`"),
@@ -76,6 +78,9 @@ fn each_config_error_names_the_file_and_the_key() {
         ("alert format", breakglass("[[breakglass.alerts]]\nurl = \"http://127.0.0.1:9/a\"\nformat = \"teams\"\n"), "`breakglass.alerts[0].format`"),
         ("unsigned json alert", breakglass("[[breakglass.alerts]]\nurl = \"http://127.0.0.1:9/a\"\nformat = \"json\"\n"), "`breakglass.alerts[0].secret`"),
         ("plain-http alert off the machine", breakglass("[[breakglass.alerts]]\nurl = \"http://alerts.example.org/a\"\nformat = \"slack\"\n"), "`breakglass.alerts[0].url`"),
+        ("alerts no longer give up", breakglass("[[breakglass.alerts]]\nurl = \"http://127.0.0.1:9/a\"\nformat = \"slack\"\nmax_tries = 5\n"), "`breakglass.alerts[0].max_tries`"),
+        ("the webhook no longer gives up", format!("[listen]\nhttp = \"127.0.0.1:0\"\n[audit.webhook]\nurl = \"http://127.0.0.1:9/x\"\nsecret = {{ file = \"{}/ca.pem\" }}\nmax_tries = 8\n{ROUTE}", certs().display()), "`audit.webhook.max_tries`"),
+        ("a spool limit below four segments", format!("[listen]\nhttp = \"127.0.0.1:0\"\n[audit]\nspool_max_bytes = 100000\n{ROUTE}"), "`audit.spool_max_bytes`"),
     ];
     for (name, config, key) in cases {
         for sub in ["check", "serve"] {

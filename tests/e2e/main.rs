@@ -27,4 +27,5 @@ mod revocation;
 mod sessions;
 mod sinks;
 mod tls;
+mod tunnels;
 mod upstream_identity;

@@ -47,6 +47,9 @@ pub enum Refusal {
     /// A `_method` query parameter on a route with a policy: the policy judged the
     /// method sent, not the one a framework would run.
     MethodOverride,
+    /// A protocol upgrade this route does not accept (any but `websocket` on a route
+    /// with `websocket = true`; `h2c` always).
+    UpgradeRefused,
 }
 
 impl Refusal {
@@ -93,6 +96,9 @@ impl Refusal {
                 400,
                 "400 Bad Request\n\nA method override (`_method`) is refused here: send the request with its real method.\n",
             ),
+            Refusal::UpgradeRefused => {
+                (400, "400 Bad Request\n\nThis address does not accept this protocol upgrade. Nothing was forwarded.\n")
+            }
             Refusal::TooManySignIns => (429, "429 Too Many Requests\n\nToo many sign-ins were started from your address. Wait a minute and try again.\n"),
             Refusal::MfaNotSatisfied => (
                 403,
@@ -126,6 +132,7 @@ impl Refusal {
             Refusal::PolicyDenied => "policy",
             Refusal::MethodNotAllowed => "method_not_allowed",
             Refusal::MethodOverride => "method_override",
+            Refusal::UpgradeRefused => "upgrade_refused",
         }
     }
 
@@ -197,8 +204,11 @@ pub async fn refuse(session: &mut Session, r: Refusal) -> Result<()> {
 /// Writes the page for `r` with extra headers; 401s carry their `WWW-Authenticate`.
 pub async fn refuse_with(session: &mut Session, r: Refusal, mut extra: Vec<(&'static str, String)>) -> Result<()> {
     let (status, body) = r.page();
-    let close =
-        matches!(r, Refusal::BadFraming | Refusal::HeaderTooLarge | Refusal::UriTooLong | Refusal::BodyTooLarge);
+    // A client that asked to switch protocols may speak the new one next: closed.
+    let close = matches!(
+        r,
+        Refusal::BadFraming | Refusal::HeaderTooLarge | Refusal::UriTooLong | Refusal::BodyTooLarge | Refusal::UpgradeRefused
+    );
     match r {
         Refusal::Unauthenticated => extra.push(("www-authenticate", "Bearer realm=\"custos\"".into())),
         Refusal::InvalidToken => extra.push(("www-authenticate", "Bearer realm=\"custos\", error=\"invalid_token\"".into())),
