@@ -207,7 +207,11 @@ pub async fn refuse_with(session: &mut Session, r: Refusal, mut extra: Vec<(&'st
     // A client that asked to switch protocols may speak the new one next: closed.
     let close = matches!(
         r,
-        Refusal::BadFraming | Refusal::HeaderTooLarge | Refusal::UriTooLong | Refusal::BodyTooLarge | Refusal::UpgradeRefused
+        Refusal::BadFraming
+            | Refusal::HeaderTooLarge
+            | Refusal::UriTooLong
+            | Refusal::BodyTooLarge
+            | Refusal::UpgradeRefused
     );
     match r {
         Refusal::Unauthenticated => extra.push(("www-authenticate", "Bearer realm=\"custos\"".into())),
