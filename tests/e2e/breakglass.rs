@@ -233,7 +233,7 @@ async fn a_declared_emergency_opens_a_refused_record_loudly_and_only_for_its_tim
     let (ok, out) = cli(
         &s,
         &carol,
-        &["issue", "--user", "dave", "--route", "ehr", "--path", "/patients/1", "--ttl", "10s", "--totp"],
+        &["issue", "--user", "dave", "--route", "ehr", "--path", "/patients/1", "--ttl", "8s", "--totp"],
     );
     assert!(ok, "{out}");
     let link: Value = serde_json::from_str(&out).unwrap();

@@ -20,6 +20,7 @@ mod paths;
 mod policy;
 mod policy_engines;
 mod proxy;
+mod quickstart;
 mod revocation;
 mod sessions;
 mod sinks;

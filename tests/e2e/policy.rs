@@ -87,9 +87,12 @@ async fn the_policy_decides_every_request_and_names_its_rule() {
     assert!(seen.iter().all(|x| !x.target.starts_with("/patients/3") && x.method != "DELETE"), "{seen:?}");
 
     // Writes to clinical records need MFA: alice (group clinicians → physician) without
-    // her code is refused, with it allowed.
+    // her code is asked to step up (RFC 9470: the policy would allow it with MFA), with
+    // it allowed.
     let one_factor = tokens(&s.idp, "alice", "alice-password", "").await["access_token"].as_str().unwrap().to_string();
-    assert_eq!(call(&s, "POST", "/patients/1/notes", &one_factor).await.status(), 403);
+    let r = call(&s, "POST", "/patients/1/notes", &one_factor).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_user_authentication"));
     assert_eq!(call(&s, "GET", "/patients/1", &one_factor).await.status(), 200);
     let mfa = tokens(&s.idp, "alice", "alice-password", "123456").await["access_token"].as_str().unwrap().to_string();
     let r = call(&s, "POST", "/patients/1/notes", &mfa).await;

@@ -130,8 +130,11 @@ async fn a_sink_down_during_load_gets_every_record_once_it_is_back() {
     assert!(depth > 0, "no spool depth shown while the sink is down\n{m}");
     assert!(m.contains("custos_audit_sink_failures_total{sink=\"redis\"}"), "{m}");
 
-    // The sink comes back.
+    // The sink comes back, and catches up with what the spool holds (its retry backoff
+    // may be seconds; waited for here, not left to the shutdown's grace period).
     let _redis = start_redis(port);
+    let held = audit_records(&gw.audit_dir()).len();
+    assert!(wait_for_stream(&url, &stream, held).await.len() >= held, "the sink did not catch up once back");
     gw.stop().await;
     let records = audit_records(&gw.audit_dir());
     let entries = wait_for_stream(&url, &stream, records.len()).await;
