@@ -23,6 +23,7 @@ mod proxy;
 mod quickstart;
 mod revocation;
 mod sessions;
+mod setup;
 mod sinks;
 mod tls;
 mod upstream_identity;
