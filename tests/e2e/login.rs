@@ -93,7 +93,7 @@ step_up_max_age_secs = 300
 [session]
 redis_url = "{redis}"
 key_prefix = "{prefix}"
-redis_timeout_ms = 500
+redis_timeout_ms = 3000
 {session}
 
 {routes}

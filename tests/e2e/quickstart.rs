@@ -1,5 +1,6 @@
-//! The quickstart (examples/quickstart.sh, examples/quickstart.toml) shows what it says:
-//! its config checks, its printed steps name the people of the test provider, and those
+//! The quickstart (examples/quickstart.sh, examples/quickstart.toml) shows what it says
+//! (`custos check` on it: config_errors.rs): its printed steps name the people of the
+//! test provider, and those
 //! steps work on the quickstart's own policy, break-glass and route settings (here on
 //! ephemeral ports): a nurse reads notes, is asked to step up for a write, is refused a
 //! delete, declares an emergency for a restricted record; the security lead and a
@@ -8,7 +9,6 @@
 use crate::harness::*;
 use crate::login::{audit_has, browser, nav, sign_in, site, Opts};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -19,32 +19,8 @@ fn quickstart() -> toml::Table {
     text.parse().unwrap_or_else(|e| panic!("examples/quickstart.toml: {e}"))
 }
 
-/// Copies `from` (a directory of plain files) to `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        if e.path().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 #[test]
-fn the_quickstart_config_checks_and_its_message_names_the_providers_people() {
-    // The repository's layout as quickstart.sh leaves it: dev certificates, the client
-    // secret, the policy files beside the config.
-    let t = tempfile::tempdir().unwrap();
-    copy_dir(&root().join("examples"), &t.path().join("examples"));
-    copy_dir(&root().join("policies"), &t.path().join("policies"));
-    copy_dir(certs(), &t.path().join("certs/dev"));
-    std::fs::write(t.path().join("examples/quickstart-client-secret"), "a-test-secret").unwrap();
-    let out = Command::new(CUSTOS)
-        .args(["check", "--config"])
-        .arg(t.path().join("examples/quickstart.toml"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "custos check: {}", String::from_utf8_lossy(&out.stderr));
-
+fn the_quickstart_runs_the_policy_and_its_message_names_the_providers_people() {
     let cfg = quickstart();
     assert!(cfg.contains_key("policy") && cfg.contains_key("breakglass"), "the quickstart runs without a policy");
     let script = std::fs::read_to_string(root().join("examples/quickstart.sh")).unwrap();
