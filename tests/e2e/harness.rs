@@ -28,11 +28,15 @@ pub fn certs() -> &'static Path {
 /// The path of an outside program a test runs: on `PATH`, else where Debian installs it
 /// (`/usr/sbin`, `/sbin`, `/usr/lib/postgresql/<version>/bin`, newest version first).
 /// Missing, the test fails with one line naming the Debian package that has it.
-#[track_caller]
 pub fn tool(name: &str, package: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    find_tool(name, &path, Path::new("/"))
-        .unwrap_or_else(|| panic!("test needs `{name}` (Debian package {package}): run scripts/test"))
+    find_tool(name, &path, Path::new("/")).unwrap_or_else(|| {
+        let line = format!("test needs `{name}` (Debian package {package}): run scripts/test");
+        eprintln!("{line}");
+        // Unwinding without the panic hook: the test fails with this line alone, not a
+        // panic location and backtrace (RUST_BACKTRACE is often set).
+        std::panic::resume_unwind(Box::new(line))
+    })
 }
 
 /// [`tool`]'s search: the `path` list, then Debian's directories under `root`.
