@@ -9,11 +9,15 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     let demo = demo().await;
     let mut gw = Gateway::start_with(&route_all(demo.addr), 60).await;
     let url = gw.url("/slow?ms=6000");
-    let slow = tokio::spawn(async move { client().get(url).timeout(Duration::from_secs(60)).send().await.map(|r| r.status()) });
+    let slow =
+        tokio::spawn(
+            async move { client().get(url).timeout(Duration::from_secs(60)).send().await.map(|r| r.status()) },
+        );
     wait_until_upstream_has_it(&demo).await;
     assert_eq!(demo.seen().len(), 1, "the slow request never reached the upstream");
     let sent = Instant::now();
-    let kill = std::process::Command::new(tool("kill", "procps")).args(["-TERM", &gw.pid().to_string()]).status().unwrap();
+    let kill =
+        std::process::Command::new(tool("kill", "procps")).args(["-TERM", &gw.pid().to_string()]).status().unwrap();
     assert!(kill.success());
 
     // Draining, while the slow request is still in flight: new connections are no longer
@@ -66,7 +70,10 @@ async fn sigterm_ends_requests_that_outlast_the_grace_period() {
     let demo = demo().await;
     let mut gw = Gateway::start_with(&route_all(demo.addr), 1).await;
     let url = gw.url("/slow?ms=60000");
-    let slow = tokio::spawn(async move { client().get(url).timeout(Duration::from_secs(90)).send().await.map(|r| r.status()) });
+    let slow =
+        tokio::spawn(
+            async move { client().get(url).timeout(Duration::from_secs(90)).send().await.map(|r| r.status()) },
+        );
     wait_until_upstream_has_it(&demo).await;
     std::process::Command::new(tool("kill", "procps")).args(["-TERM", &gw.pid().to_string()]).status().unwrap();
     // Long before the request's 60 s.
