@@ -219,6 +219,19 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match load(&config) {
             Ok(cfg) => {
+                // Not an error (serve makes them private), but said: until then others
+                // can read who did what.
+                let audit_dir = if cfg.audit.enabled { Some(cfg.audit.dir.as_path()) } else { None };
+                let open = audit_dir.map(custos::audit::private::too_open).unwrap_or_default();
+                for (path, mode) in open.iter().take(5) {
+                    eprintln!(
+                        "custos: warning: {} is mode {mode:o}, readable by others (the audit trail names people and addresses); `custos serve` makes the audit directory 0700 and its files 0600",
+                        path.display()
+                    );
+                }
+                if open.len() > 5 {
+                    eprintln!("custos: warning: and {} more paths in the audit directory", open.len() - 5);
+                }
                 println!("{}: ok ({} routes)", config.display(), cfg.routes.len());
                 ExitCode::SUCCESS
             }

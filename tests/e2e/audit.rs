@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 fn by_request_id(records: &[Value]) -> HashMap<String, Vec<(u64, Value)>> {
     let mut m: HashMap<String, Vec<(u64, Value)>> = HashMap::new();
@@ -320,4 +321,87 @@ async fn a_collected_prefix_verifies_only_when_declared_partial() {
     assert!(out.contains("expected seq 1"), "{out}");
     let (code, out) = audit_verify(&[OsStr::new("--partial"), OsStr::new("--key"), key.as_os_str(), f.as_os_str()]);
     assert_eq!(code, 0, "{out}");
+}
+
+/// Everything in `dir` (two levels) with its permission bits.
+fn modes(dir: &Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = vec![(dir.to_path_buf(), std::fs::metadata(dir).unwrap().permissions().mode() & 0o777)];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(modes(&p));
+        } else {
+            out.push((p.clone(), std::fs::metadata(&p).unwrap().permissions().mode() & 0o777));
+        }
+    }
+    out
+}
+
+/// The audit trail names people and addresses: its directory is 0700 and every file in
+/// it 0600 (segments, cursors, the instance id, keys, lock, dead letters), whatever the
+/// umask. `custos check` warns about a wider directory, naming it; `serve` tightens it.
+#[tokio::test]
+async fn audit_files_are_private_whatever_the_umask() {
+    let demo = demo().await;
+    // A receiver that refuses everything: its batches end in the dead-letter file.
+    let rx = crate::sinks::receiver(b"a-secret-the-gateway-does-not-have", 0).await;
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("hook.secret"), b"a-shared-webhook-secret-for-tests").unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[audit]\nsegment_bytes = 4096\n[audit.file]\npath = \"{}\"\n[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\nmax_tries = 1\n{}",
+        archive.path().join("archive.jsonl").display(),
+        rx.addr,
+        secrets.path().join("hook.secret").display(),
+        route_all(demo.addr)
+    );
+    let mut gw = Gateway::start_full(&cfg, 2, Some("umask 000")).await;
+    for i in 0..40 {
+        client().get(gw.url(&format!("/patients/{i}"))).send().await.unwrap();
+    }
+    let dir = gw.audit_dir();
+    let want = ["instance", "lock", "signing-key.pem", "signing-key.pub", "cursors/file"];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while want.iter().any(|f| !dir.join(f).exists()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Dead letters, where a refused batch goes (checked with the rest when there).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !dir.join("webhook-dead-letter.ndjson").exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gw.stop().await;
+    let all = modes(&dir);
+    for f in want {
+        assert!(all.iter().any(|(p, _)| p.ends_with(f)), "no {f} in {all:?}");
+    }
+    assert!(
+        all.iter().filter(|(p, _)| p.extension().is_some_and(|x| x == "jsonl")).count() >= 2,
+        "one segment: {all:?}"
+    );
+    for (path, mode) in &all {
+        let private = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, private, "{} is {mode:o}", path.display());
+    }
+    let archived = archive.path().join("archive.jsonl");
+    assert_eq!(modes(archive.path()).iter().find(|(p, _)| *p == archived).map(|m| m.1), Some(0o600));
+
+    // An existing directory that others may read: `check` names it, `serve` fixes it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = gw.dir.path().join("custos.toml");
+    let out = std::process::Command::new(CUSTOS).args(["check", "--config"]).arg(&config).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    let warning = text.lines().find(|l| l.contains("warning")).unwrap_or_else(|| panic!("no warning:\n{text}"));
+    assert!(warning.contains(&format!("{} is mode 755", dir.display())), "{warning}");
+    let gw = Gateway::start_full(
+        &cfg.replace("[audit]\n", &format!("[audit]\ndir = \"{}\"\n", dir.display())),
+        2,
+        Some("umask 000"),
+    )
+    .await;
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "serve left the audit directory {mode:o}: {}", gw.log());
 }

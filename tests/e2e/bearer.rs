@@ -88,10 +88,24 @@ async fn bearer_tokens_are_checked_like_sessions_and_hostile_ones_refused() {
         ("typ", signed(&s.idp, json!({ "typ": "JWT" }), good(json!({}))).await),
         ("typ", alice["id_token"].as_str().unwrap().to_string()),
         ("expired", signed(&s.idp, at_header.clone(), good(json!({ "iat": now - 7200, "exp": now - 3600 }))).await),
+        // Beyond the default leeway (at most 30 s).
+        ("expired", signed(&s.idp, at_header.clone(), good(json!({ "iat": now - 600, "exp": now - 45 }))).await),
+        ("issued_in_future", signed(&s.idp, at_header.clone(), good(json!({ "iat": now + 3600 }))).await),
+        // The provider's key is an RS256 key (its JWK says so): a PS256 signature made
+        // with that same RSA key is not one it verifies (RFC 8725 §3.1).
+        ("key_algorithm", signed(&s.idp, json!({ "typ": "at+jwt", "alg": "PS256" }), good(json!({}))).await),
         ("not_yet_valid", signed(&s.idp, at_header.clone(), good(json!({ "nbf": now + 3600 }))).await),
         ("signature", format!("{}.{}.{}", parts[0], b64(altered_claims.to_string().as_bytes()), parts[2])),
         ("unknown_key", signed(&s.idp, json!({ "typ": "at+jwt", "kid": "no-such-key" }), good(json!({}))).await),
     ];
+    // Every variant is tried before any failure is reported: all that get through, at once.
+    let mut accepted = Vec::new();
+    for (i, (reason, token)) in cases.iter().enumerate() {
+        if get(&s, "/", token).await.status() != 401 {
+            accepted.push(format!("case {i} ({reason})"));
+        }
+    }
+    assert!(accepted.is_empty(), "hostile tokens accepted: {accepted:?}");
     for (reason, token) in &cases {
         let r = get(&s, "/", token).await;
         assert_eq!(r.status(), 401, "{reason}");
@@ -102,6 +116,36 @@ async fn bearer_tokens_are_checked_like_sessions_and_hostile_ones_refused() {
         audit_has(&s.gw.audit_dir(), |r| r["decision"] == "deny" && r["reason"] == want.as_str()).await;
     }
     assert!(s.demo.seen().iter().all(|x| x.header("authorization").is_none()));
+}
+
+/// `oidc.clock_skew_secs` is the leeway for `exp`, `nbf` and `iat` alike: a token off by
+/// less is accepted, one off by more refused, each with its reason.
+#[tokio::test]
+async fn the_clock_leeway_is_the_configured_one() {
+    let s = site(Opts { oidc: "api_audience = \"urn:custos:api\"\nclock_skew_secs = 20", ..Default::default() }).await;
+    // (claim, seconds from now, accepted?, the refusal's reason)
+    let cases = [
+        ("exp", -5, true, ""),
+        ("exp", -40, false, "bearer_expired"),
+        ("nbf", 5, true, ""),
+        ("nbf", 40, false, "bearer_not_yet_valid"),
+        ("iat", 5, true, ""),
+        ("iat", 40, false, "bearer_issued_in_future"),
+    ];
+    for (claim, shift, accepted, reason) in cases {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let mut p = json!({ "iss": s.idp, "aud": "urn:custos:api", "sub": "alice", "iat": now - 1, "exp": now + 600,
+                            "amr": ["pwd", "otp"] });
+        p[claim] = json!(now + shift);
+        let token = signed(&s.idp, json!({ "typ": "at+jwt" }), p).await;
+        let status = get(&s, "/", &token).await.status();
+        if accepted {
+            assert_eq!(status, 200, "{claim} {shift:+} s is within the leeway");
+        } else {
+            assert_eq!(status, 401, "{claim} {shift:+} s is beyond the leeway");
+            audit_has(&s.gw.audit_dir(), |r| r["decision"] == "deny" && r["reason"] == reason).await;
+        }
+    }
 }
 
 /// The subject comes from `oidc.subject_claim` only, and an e-mail address names a user

@@ -182,7 +182,11 @@ async function interaction(req, res, uid, action) {
 function testSign(header, payload) {
   const h = Buffer.from(JSON.stringify({ alg: 'RS256', kid: jwk.kid, ...header })).toString('base64url');
   const p = Buffer.from(JSON.stringify(payload)).toString('base64url');
-  const sig = crypto.sign('RSA-SHA256', Buffer.from(`${h}.${p}`), privateKey).toString('base64url');
+  // PS256 when asked (the same RSA key, PSS padding): a token its RS256 key must not verify.
+  const key = header.alg === 'PS256'
+    ? { key: privateKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }
+    : privateKey;
+  const sig = crypto.sign('RSA-SHA256', Buffer.from(`${h}.${p}`), key).toString('base64url');
   return `${h}.${p}.${sig}`;
 }
 

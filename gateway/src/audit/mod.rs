@@ -9,6 +9,7 @@
 
 pub mod chain;
 pub mod event;
+pub mod private;
 pub mod sinks;
 pub mod spool;
 pub mod verify;
@@ -126,6 +127,19 @@ impl Audit {
     /// Opens the spool (continuing its chain), records `audit.started`, and starts the
     /// writer thread.
     pub fn start(s: &AuditSettings) -> Result<Audit, AuditError> {
+        // Private before anything is written there (see `private`).
+        let secured = private::secure_dir(&s.dir)
+            .map_err(|e| AuditError::Io(format!("cannot create {}: {e}", s.dir.display())))?;
+        if !secured.tightened.is_empty() {
+            tracing::warn!(
+                dir = %s.dir.display(),
+                paths = secured.tightened.len(),
+                "the audit directory was readable by others: made 0700, its files 0600"
+            );
+        }
+        for why in secured.left.iter().take(10) {
+            tracing::error!(dir = %s.dir.display(), "others may read the audit trail: {why}");
+        }
         let key = Arc::new(load_or_make_key(s)?);
         let instance = instance_id(&s.dir)?;
         let committed = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -302,12 +316,12 @@ fn start_sinks(
 /// id survive restarts.
 fn instance_id(dir: &Path) -> Result<String, AuditError> {
     let path = dir.join("instance");
-    std::fs::create_dir_all(dir).map_err(|e| AuditError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    private::create_dir(dir).map_err(|e| AuditError::Io(format!("cannot create {}: {e}", dir.display())))?;
     match std::fs::read_to_string(&path) {
         Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
         _ => {
             let id = uuid::Uuid::now_v7().hyphenated().to_string();
-            std::fs::write(&path, format!("{id}\n"))
+            private::write(&path, format!("{id}\n").as_bytes())
                 .map_err(|e| AuditError::Io(format!("cannot write {}: {e}", path.display())))?;
             Ok(id)
         }
@@ -325,7 +339,7 @@ fn load_or_make_key(s: &AuditSettings) -> Result<Ed25519KeyPair, AuditError> {
             match std::fs::read(&path) {
                 Ok(pem) => pem,
                 Err(_) => {
-                    std::fs::create_dir_all(&s.dir)
+                    private::create_dir(&s.dir)
                         .map_err(|e| AuditError::Io(format!("cannot create {}: {e}", s.dir.display())))?;
                     let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
                         .map_err(|e| AuditError::Key(e.to_string()))?;
@@ -345,18 +359,16 @@ fn load_or_make_key(s: &AuditSettings) -> Result<Ed25519KeyPair, AuditError> {
     let public = s.dir.join("signing-key.pub");
     let hex_pub = format!("{}\n", hex::encode(key.public_key().as_ref()));
     if std::fs::read_to_string(&public).ok().as_deref() != Some(hex_pub.as_str()) {
-        let _ = std::fs::write(&public, hex_pub);
+        let _ = private::write(&public, hex_pub.as_bytes());
     }
     Ok(key)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
+    let mut f = private::file()
         .write(true)
         .create_new(true)
-        .mode(0o600)
         .open(path)
         .map_err(|e| AuditError::Io(format!("cannot write {}: {e}", path.display())))?;
     f.write_all(bytes)

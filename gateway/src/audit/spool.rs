@@ -75,8 +75,8 @@ pub(crate) struct Writer {
 impl Writer {
     pub fn open(s: SpoolSettings) -> Result<Writer, AuditError> {
         let io = |what: &str, e: std::io::Error| AuditError::Io(format!("{what} {}: {e}", s.dir.display()));
-        std::fs::create_dir_all(&s.dir).map_err(|e| io("cannot create", e))?;
-        let lock = OpenOptions::new()
+        super::private::create_dir(&s.dir).map_err(|e| io("cannot create", e))?;
+        let lock = super::private::file()
             .create(true)
             .truncate(false)
             .write(true)
@@ -99,7 +99,7 @@ impl Writer {
             Some(p) => p.clone(),
             None => s.dir.join(segment_name(seq + 1)),
         };
-        let file = OpenOptions::new()
+        let file = super::private::file()
             .create(true)
             .append(true)
             .open(&path)
@@ -191,7 +191,7 @@ impl Writer {
 
     fn rotate(&mut self) -> Result<(), AuditError> {
         let path = self.s.dir.join(segment_name(self.seq + 1));
-        self.file = OpenOptions::new()
+        self.file = super::private::file()
             .create(true)
             .append(true)
             .open(&path)

@@ -104,6 +104,8 @@ pub struct OidcSettings {
     pub max_logins_per_minute: u64,
     pub api_audience: Option<String>,
     pub jwks_min_refresh: Duration,
+    /// Allowed clock difference with the provider (`exp`, `nbf`, `iat`).
+    pub clock_skew: Duration,
     pub mfa: crate::identity::mfa::MfaRule,
 }
 
@@ -792,6 +794,11 @@ impl Validator<'_> {
         if o.max_logins_per_minute == 0 {
             return Err(self.err("oidc.max_logins_per_minute", "must be at least 1"));
         }
+        // A token expired minutes ago is an expired token, whatever the clocks say.
+        const MAX_CLOCK_SKEW_SECS: u64 = 300;
+        if o.clock_skew_secs > MAX_CLOCK_SKEW_SECS {
+            return Err(self.err("oidc.clock_skew_secs", format!("must be at most {MAX_CLOCK_SKEW_SECS}")));
+        }
         let m = &o.mfa;
         if m.amr.is_empty() && !m.amr_two_factors && m.acr.is_empty() {
             return Err(
@@ -824,6 +831,7 @@ impl Validator<'_> {
             max_logins_per_minute: o.max_logins_per_minute,
             api_audience: o.api_audience.as_deref().map(str::trim).filter(|a| !a.is_empty()).map(str::to_string),
             jwks_min_refresh: Duration::from_secs(o.jwks_min_refresh_secs),
+            clock_skew: Duration::from_secs(o.clock_skew_secs),
             mfa,
         };
 

@@ -79,6 +79,10 @@ pub struct Oidc {
     /// Default 30.
     #[serde(default = "default_jwks_refresh")]
     pub jwks_min_refresh_secs: u64,
+    /// Seconds of clock difference allowed with the provider for a token's `exp`, `nbf`
+    /// and `iat`. Default 30, at most 300.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_secs: u64,
     /// Sign-ins one client address may start per minute (each is a Redis record until
     /// it finishes or times out). Default 300.
     #[serde(default = "default_max_logins")]
@@ -136,6 +140,10 @@ fn default_algs() -> Vec<String> {
 fn default_login_timeout() -> u64 {
     600
 }
+fn default_clock_skew() -> u64 {
+    30
+}
+
 fn default_jwks_refresh() -> u64 {
     30
 }

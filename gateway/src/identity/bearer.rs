@@ -4,6 +4,10 @@
 //! Each refusal has its own reason for the audit trail; the client only hears
 //! `invalid_token`. A verified token is remembered per worker thread until it expires,
 //! so the signature is checked once per token, not once per request.
+//!
+//! Each of the provider's keys verifies one algorithm only (RFC 8725 §3.1), so a token
+//! cannot choose how its signature is read ([`key_algorithm`]): an `RS256` key does not
+//! verify a `PS256` token. Clock leeway for `exp`, `nbf` and `iat` is `oidc.clock_skew_secs`.
 
 use super::Identity;
 use base64::Engine;
@@ -73,9 +77,10 @@ impl Identity {
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
         let now = crate::session::now_secs();
+        let leeway = self.cfg.clock_skew.as_secs();
         if let Some(c) = VERIFIED.with(|v| v.borrow().get(&key).cloned()) {
-            // The same 60 s of clock leeway as the first check.
-            if c.exp + 60 > now {
+            // The same clock leeway as the first check.
+            if c.exp + leeway > now {
                 return Ok(c);
             }
             VERIFIED.with(|v| v.borrow_mut().remove(&key));
@@ -110,20 +115,23 @@ impl Identity {
         let kid = header.get("kid").and_then(Value::as_str);
 
         let mut keys = self.bearer_keys(false).await?;
-        let mut jwk = find(&keys, kid, alg);
-        if jwk.is_none() {
+        let mut jwk = find(&keys, kid, alg_name);
+        if jwk.is_err() {
             // An unknown key: perhaps the provider rotated (bounded refetch).
             keys = self.bearer_keys(true).await?;
-            jwk = find(&keys, kid, alg);
+            jwk = find(&keys, kid, alg_name);
         }
-        let decoding = jwk.and_then(|j| DecodingKey::from_jwk(j).ok()).ok_or(BearerError::Invalid("unknown_key"))?;
+        let decoding = match jwk {
+            Ok(j) => DecodingKey::from_jwk(j).map_err(|_| BearerError::Invalid("unknown_key"))?,
+            Err(reason) => return Err(BearerError::Invalid(reason)),
+        };
 
         let mut v = Validation::new(alg);
         v.set_issuer(&[self.cfg.issuer.as_str()]);
         v.set_audience(&[audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.validate_nbf = true;
-        v.leeway = 60;
+        v.leeway = leeway;
         let data = jsonwebtoken::decode::<Value>(token, &decoding, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             BearerError::Invalid(match e.kind() {
@@ -138,6 +146,14 @@ impl Identity {
             })
         })?;
         let c = data.claims;
+        // jsonwebtoken does not read `iat`: a token issued in the future (beyond the
+        // leeway) comes from a wrong clock or a forged time, and is refused.
+        match c.get("iat") {
+            None => {}
+            Some(Value::Number(n)) if n.as_f64().is_some_and(|iat| iat <= (now + leeway) as f64) => {}
+            Some(Value::Number(_)) => return Err(BearerError::Invalid("issued_in_future")),
+            Some(_) => return Err(BearerError::Invalid("malformed")),
+        }
         let strings = |k: &str| match c.get(k) {
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
             Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
@@ -191,7 +207,7 @@ impl Identity {
 
     /// The provider's keys for access tokens; fetched on first use and again (`refresh`)
     /// at most every `jwks_min_refresh`.
-    async fn bearer_keys(&self, refresh: bool) -> Result<Arc<JwkSet>, BearerError> {
+    async fn bearer_keys(&self, refresh: bool) -> Result<Arc<Keys>, BearerError> {
         let cached = self.bearer_jwks.read().ok().and_then(|k| k.clone());
         let last = self.bearer_jwks_fetched.lock().ok().and_then(|t| *t);
         let age = last.map(|t| t.elapsed());
@@ -216,7 +232,7 @@ impl Identity {
         .await;
         match fetched {
             Some(set) => {
-                let set = Arc::new(set);
+                let set = Arc::new(Keys::new(set, &self.cfg.id_token_algs));
                 if let Ok(mut slot) = self.bearer_jwks.write() {
                     *slot = Some(set.clone());
                 }
@@ -233,35 +249,63 @@ impl Identity {
 /// How long the provider's keys are used before they are fetched again.
 const KEYS_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
 
-fn find<'a>(set: &'a JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<&'a jsonwebtoken::jwk::Jwk> {
-    use jsonwebtoken::jwk::AlgorithmParameters as P;
-    let fits = |j: &jsonwebtoken::jwk::Jwk| {
-        matches!(
-            (&j.algorithm, alg),
-            (
-                P::RSA(_),
-                Algorithm::RS256
-                    | Algorithm::RS384
-                    | Algorithm::RS512
-                    | Algorithm::PS256
-                    | Algorithm::PS384
-                    | Algorithm::PS512
-            ) | (P::EllipticCurve(_), Algorithm::ES256 | Algorithm::ES384)
-                | (P::OctetKeyPair(_), Algorithm::EdDSA)
-        )
+/// The provider's keys, each with the one algorithm it verifies (worked out once per
+/// fetch).
+pub(crate) struct Keys {
+    set: JwkSet,
+    algs: Vec<Option<&'static str>>,
+}
+
+impl Keys {
+    fn new(set: JwkSet, allowed: &[String]) -> Keys {
+        let algs =
+            set.keys.iter().map(|j| serde_json::to_value(j).ok().and_then(|v| key_algorithm(&v, allowed))).collect();
+        Keys { set, algs }
+    }
+}
+
+/// The one algorithm a JWK (as JSON) verifies, if any (RFC 8725 §3.1: one key, one
+/// algorithm). A key for encryption (`use` other than `sig`) verifies nothing. A key that
+/// names its `alg` verifies that one, when it fits the key and is allowed. A key without
+/// `alg` is pinned by its type: an EC key to its curve's algorithm (P-256: ES256, P-384:
+/// ES384), an Ed25519 key to EdDSA, an RSA key to the first RSA algorithm (RS* or PS*)
+/// of `oidc.id_token_algs`. So with the default list an RSA key without `alg` verifies
+/// RS256 only; a provider that signs PS256 with such keys is allowed by listing PS256
+/// before RS256.
+pub(crate) fn key_algorithm(jwk: &Value, allowed: &[String]) -> Option<&'static str> {
+    let text = |k: &str| jwk.get(k).and_then(Value::as_str);
+    if text("use").is_some_and(|u| u != "sig") {
+        return None;
+    }
+    let (kty, crv) = (text("kty")?, text("crv"));
+    let fits = |a: &str| match kty {
+        "RSA" => a.starts_with("RS") || a.starts_with("PS"),
+        "EC" => matches!((crv, a), (Some("P-256"), "ES256") | (Some("P-384"), "ES384")),
+        "OKP" => crv == Some("Ed25519") && a == "EdDSA",
+        _ => false,
     };
-    let mut candidates = set.keys.iter().filter(|j| fits(j));
-    match kid {
-        Some(k) => candidates.find(|j| j.common.key_id.as_deref() == Some(k)),
-        None => {
-            let first = candidates.next();
-            // Without a kid, only an unambiguous key is used.
-            if candidates.next().is_some() {
-                None
-            } else {
-                first
-            }
-        }
+    let alg = match text("alg") {
+        Some(a) => a,
+        None => allowed.iter().map(String::as_str).find(|a| fits(a))?,
+    };
+    let known = super::ACCEPTABLE_ALGS.iter().copied().find(|x| *x == alg)?;
+    (fits(known) && allowed.iter().any(|a| a == known)).then_some(known)
+}
+
+/// The key for a token's `kid` and `alg`, or the audit reason why there is none:
+/// `key_algorithm` when the key is there but verifies another algorithm.
+fn find<'a>(keys: &'a Keys, kid: Option<&str>, alg: &str) -> Result<&'a jsonwebtoken::jwk::Jwk, &'static str> {
+    let named: Vec<usize> = match kid {
+        Some(k) => (0..keys.set.keys.len()).filter(|&i| keys.set.keys[i].common.key_id.as_deref() == Some(k)).collect(),
+        None => (0..keys.set.keys.len()).collect(),
+    };
+    let mut fitting = named.iter().copied().filter(|&i| keys.algs[i] == Some(alg));
+    match (fitting.next(), fitting.next()) {
+        (Some(i), None) => Ok(&keys.set.keys[i]),
+        // Without a kid, only an unambiguous key is used.
+        (Some(_), Some(_)) => Err("unknown_key"),
+        (None, _) if named.is_empty() => Err("unknown_key"),
+        (None, _) => Err("key_algorithm"),
     }
 }
 
@@ -289,18 +333,19 @@ impl Identity {
             return Err("typ");
         }
         let mut keys = self.bearer_keys(false).await.map_err(|_| "idp_unavailable")?;
-        let mut jwk = find(&keys, header.kid.as_deref(), header.alg);
-        if jwk.is_none() {
+        let mut jwk = find(&keys, header.kid.as_deref(), &alg_name);
+        if jwk.is_err() {
             keys = self.bearer_keys(true).await.map_err(|_| "idp_unavailable")?;
-            jwk = find(&keys, header.kid.as_deref(), header.alg);
+            jwk = find(&keys, header.kid.as_deref(), &alg_name);
         }
-        let key = jwk.and_then(|j| DecodingKey::from_jwk(j).ok()).ok_or("unknown_key")?;
+        let key = DecodingKey::from_jwk(jwk?).map_err(|_| "unknown_key")?;
+        let leeway = self.cfg.clock_skew.as_secs() as i64;
         let mut v = Validation::new(header.alg);
         v.set_issuer(&[self.cfg.issuer.as_str()]);
         v.set_audience(&[self.cfg.client_id.as_str()]);
         v.set_required_spec_claims(&["iss", "aud", "iat"]);
         v.validate_exp = false;
-        v.leeway = 60;
+        v.leeway = leeway as u64;
         let c = jsonwebtoken::decode::<Value>(token, &key, &v)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind as K;
@@ -314,10 +359,10 @@ impl Identity {
             .claims;
         let now = crate::session::now_secs() as i64;
         let iat = c.get("iat").and_then(Value::as_i64).ok_or("iat")?;
-        if iat > now + 60 || iat < now - 300 {
+        if iat > now + leeway || iat < now - 300 {
             return Err("iat");
         }
-        if c.get("exp").and_then(Value::as_i64).is_some_and(|exp| exp + 60 < now) {
+        if c.get("exp").and_then(Value::as_i64).is_some_and(|exp| exp + leeway < now) {
             return Err("expired");
         }
         if !c.get("events").and_then(|e| e.get(BACKCHANNEL_EVENT)).is_some_and(Value::is_object) {
@@ -333,5 +378,39 @@ impl Identity {
         }
         let jti = text("jti").ok_or("jti")?;
         Ok(LogoutToken { sid, sub, jti })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_algorithm;
+    use serde_json::json;
+
+    #[test]
+    fn each_key_verifies_one_algorithm() {
+        let default: Vec<String> = ["RS256", "ES256", "PS256"].iter().map(|s| s.to_string()).collect();
+        let cases = [
+            // A key that names its algorithm verifies that one only.
+            (json!({ "kty": "RSA", "alg": "RS256" }), Some("RS256")),
+            (json!({ "kty": "RSA", "alg": "PS256" }), Some("PS256")),
+            // Not a signing key, not an allowed algorithm, not the key's type.
+            (json!({ "kty": "RSA", "alg": "RS256", "use": "enc" }), None),
+            (json!({ "kty": "RSA", "alg": "RS512" }), None),
+            (json!({ "kty": "EC", "crv": "P-256", "alg": "RS256" }), None),
+            (json!({ "kty": "RSA", "alg": "HS256" }), None),
+            // Without `alg`: by the key's type, RSA to the first RSA algorithm allowed.
+            (json!({ "kty": "RSA" }), Some("RS256")),
+            (json!({ "kty": "EC", "crv": "P-256" }), Some("ES256")),
+            (json!({ "kty": "EC", "crv": "P-384" }), None),
+            (json!({ "kty": "OKP", "crv": "Ed25519" }), None),
+            (json!({ "kty": "oct" }), None),
+        ];
+        for (jwk, want) in cases {
+            assert_eq!(key_algorithm(&jwk, &default), want, "{jwk}");
+        }
+        let pss_first: Vec<String> = ["PS256", "RS256", "ES384", "EdDSA"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(key_algorithm(&json!({ "kty": "RSA" }), &pss_first), Some("PS256"));
+        assert_eq!(key_algorithm(&json!({ "kty": "EC", "crv": "P-384" }), &pss_first), Some("ES384"));
+        assert_eq!(key_algorithm(&json!({ "kty": "OKP", "crv": "Ed25519" }), &pss_first), Some("EdDSA"));
     }
 }

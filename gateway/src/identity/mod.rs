@@ -36,8 +36,6 @@ pub const BACKCHANNEL_LOGOUT_PATH: &str = "/.custos/backchannel-logout";
 /// classic algorithm confusion).
 pub const ACCEPTABLE_ALGS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
 
-/// Allowed clock difference with the provider.
-const SKEW: Duration = Duration::from_secs(60);
 /// After a failed discovery, logins fail fast for this long.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
 /// Keys are fetched again for an unknown `kid` at most this often.
@@ -110,7 +108,7 @@ pub struct Identity {
     /// The last reachability check: when, and whether the provider answered.
     reachable: Mutex<Option<(Instant, bool)>>,
     /// The provider's keys as the bearer-token checks use them, and when last fetched.
-    bearer_jwks: RwLock<Option<Arc<jsonwebtoken::jwk::JwkSet>>>,
+    bearer_jwks: RwLock<Option<Arc<bearer::Keys>>>,
     bearer_jwks_fetched: Mutex<Option<Instant>>,
     algs: Vec<CoreJwsSigningAlgorithm>,
 }
@@ -320,7 +318,7 @@ impl Identity {
         // Asked to authenticate again: an old authentication (an IdP that ignored
         // `prompt=login`/`max_age`) is not one.
         if let Some(max_age) = pending.reauth {
-            let fresh_from = pending.started.saturating_sub(max_age + SKEW.as_secs());
+            let fresh_from = pending.started.saturating_sub(max_age + self.cfg.clock_skew.as_secs());
             match claims.auth_time {
                 Some(t) if t >= fresh_from => {}
                 Some(_) => {
@@ -335,7 +333,16 @@ impl Identity {
     }
 
     fn verify(&self, p: &Provider, t: &CoreIdToken, nonce: &Nonce) -> Result<(), ClaimsVerificationError> {
-        let max_age = self.cfg.login_timeout + SKEW;
+        // RFC 8725 §3.1: the key the token names verifies one algorithm only. (The
+        // crate checks a key's own `alg`; a key without one is pinned here the way
+        // bearer tokens pin it, so the token cannot choose.)
+        if let Some(reason) = self.wrong_key_algorithm(p, t) {
+            return Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::DisallowedAlg(
+                reason,
+            )));
+        }
+        let skew = self.cfg.clock_skew;
+        let max_age = self.cfg.login_timeout + skew;
         let verifier = CoreIdTokenVerifier::new_public_client(
             ClientId::new(self.cfg.client_id.clone()),
             p.metadata.issuer().clone(),
@@ -345,7 +352,7 @@ impl Identity {
         .set_issue_time_verifier_fn(move |iat| {
             let now = chrono_now();
             let iat = iat.timestamp();
-            if iat > now + SKEW.as_secs() as i64 {
+            if iat > now + skew.as_secs() as i64 {
                 Err(format!("issued in the future ({iat})"))
             } else if iat < now - max_age.as_secs() as i64 {
                 Err(format!("issued too long ago ({iat})"))
@@ -369,6 +376,29 @@ impl Identity {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Why the key an ID token names does not verify the token's algorithm, if it does
+    /// not. A token naming no known key is left to the crate (which refetches).
+    fn wrong_key_algorithm(&self, p: &Provider, t: &CoreIdToken) -> Option<String> {
+        let jwt = t.to_string();
+        let header: Value = jwt
+            .split('.')
+            .next()
+            .and_then(|h| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h.trim_end_matches('=')).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())?;
+        let alg = header.get("alg").and_then(Value::as_str)?;
+        let kid = header.get("kid").and_then(Value::as_str);
+        let keys = serde_json::to_value(&p.jwks).ok()?;
+        let named: Vec<&Value> = keys
+            .get("keys")
+            .and_then(Value::as_array)?
+            .iter()
+            .filter(|k| kid.is_none() || k.get("kid").and_then(Value::as_str) == kid)
+            .collect();
+        let fits = |k: &&Value| bearer::key_algorithm(k, &self.cfg.id_token_algs) == Some(alg);
+        (!named.is_empty() && !named.iter().any(fits))
+            .then(|| format!("no key{} verifies {alg}", kid.map(|k| format!(" `{k}`")).unwrap_or_default()))
     }
 
     async fn refresh_keys(&self, p: &Arc<Provider>) -> Result<Arc<Provider>, LoginError> {
@@ -401,7 +431,7 @@ impl Identity {
         let v: Value =
             serde_json::from_slice(&bytes).map_err(|_| LoginError::failed("id_token", "the payload is not JSON"))?;
         if let Some(nbf) = v.get("nbf").and_then(Value::as_f64) {
-            if nbf > (chrono_now() + SKEW.as_secs() as i64) as f64 {
+            if nbf > (chrono_now() + self.cfg.clock_skew.as_secs() as i64) as f64 {
                 return Err(LoginError::failed("not_yet_valid", "nbf is in the future"));
             }
         }

@@ -1,8 +1,14 @@
 //! `custos policy lint`: what a security engineer wants to hear before a policy ships.
 //! Errors (exit 1): the model or a policy line does not parse (with file:line), an action
-//! pattern is not a valid regular expression. Warnings: a role that has permissions but
-//! that nobody is granted, a role granted but with no permissions, a rule repeated, a rule
-//! whose domain no assignment uses, an allow rule fully shadowed by a deny rule.
+//! pattern is not a valid regular expression. Warnings: a subject that has permissions
+//! but that no `g` line grants (a role nobody holds, or a user's own name), a role granted
+//! but with no permissions, a rule repeated, a rule whose domain no assignment uses, an
+//! allow rule fully shadowed by a deny rule.
+//!
+//! Users and roles are told apart by the `g` lines: a role is a name in a `g` line's
+//! second column; a user (or an IdP group, `group:<name>`) is a name in the first column
+//! only. IdP groups and the emergency subject (`breakglass`) are held without any `g`
+//! line, so their rules are never "granted to nobody".
 
 use super::{check_csv, PolicySet};
 use std::collections::{HashMap, HashSet};
@@ -157,10 +163,21 @@ pub async fn lint(model: &Path, policy: &Path) -> Vec<(String, Finding)> {
     let mut reported = HashSet::new();
     for r in &rules {
         let Some(sub) = r.cols.get("sub").copied() else { continue };
-        // A subject with rules that nobody is granted and that is not itself a member of
-        // anything: a role no one holds (or a user name spelled differently).
+        // Held without a `g` line: an IdP group by its members, the emergency subject by
+        // a grant.
+        if sub.starts_with(super::GROUP_PREFIX) || sub == super::BREAKGLASS_SUBJECT {
+            continue;
+        }
+        // A subject with rules that no `g` line names at all: a role no one holds, or a
+        // user's own name (which the policy cannot tell; a user named in a `g` line is
+        // known as one and not reported).
         if !granted.contains(sub) && !members.contains(sub) && !grants.is_empty() && reported.insert(sub) {
-            warn(r.line, format!("`{sub}` has permissions but no `g` line grants it to anyone"));
+            warn(
+                r.line,
+                format!(
+                    "`{sub}` has permissions but no `g` line grants it to anyone (a role nobody holds, unless `{sub}` is a user's own name)"
+                ),
+            );
         }
     }
     for (line, g) in &grants {

@@ -404,6 +404,71 @@ fn type_of(a: &Ast, names: &Names<'_>) -> Result<Ty, String> {
     })
 }
 
+/// A name in a matcher that nothing defines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unknown {
+    /// A variable (`r_foo`, as casbin escapes `r.foo`).
+    Var(String),
+    /// A function called by this name.
+    Func(String),
+}
+
+/// The first name in a matcher (any matcher, also one the fast evaluator does not
+/// cover; casbin's escaped text) that is neither one of `vars` nor, when called, a
+/// function `known_fn` accepts. String literals are skipped, and so is whatever follows
+/// a `.` (an attribute or method of a value).
+pub fn unknown_name(text: &str, vars: &[&str], known_fn: impl Fn(&str) -> bool) -> Option<Unknown> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut after_dot = false;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' | b'\'' | b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != c {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                after_dot = false;
+            }
+            b'0'..=b'9' => {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                after_dot = false;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                let name = &text[start..i];
+                let called = text[i..].trim_start().starts_with('(');
+                if !after_dot {
+                    if called && name != "in" && !known_fn(name) {
+                        return Some(Unknown::Func(name.to_string()));
+                    }
+                    if !called && !matches!(name, "true" | "false" | "in" | "if" | "else") && !vars.contains(&name) {
+                        return Some(Unknown::Var(name.to_string()));
+                    }
+                }
+                after_dot = false;
+            }
+            b'.' => {
+                after_dot = true;
+                i += 1;
+            }
+            c if c.is_ascii_whitespace() => i += 1,
+            _ => {
+                after_dot = false;
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
 /// The top-level `&&` terms of a matcher.
 pub fn conjuncts(a: &Ast) -> Vec<&Ast> {
     match a {
@@ -445,6 +510,26 @@ mod tests {
         assert!(matches!(*rhs, Ast::Bin(Op::And, _, _)));
         let a = parse_str(r#"keyMatch(r_obj, "/a" + p_obj) && r_hour >= 8"#).unwrap();
         assert_eq!(conjuncts(&a).len(), 2);
+    }
+
+    #[test]
+    fn undefined_names_are_found() {
+        let vars = ["r_sub", "r_obj", "p_sub", "p_obj"];
+        let known = |f: &str| matches!(f, "g" | "keyMatch" | "regexMatch");
+        let ok = [
+            r#"g(r_sub, p_sub) && keyMatch(r_obj, p_obj)"#,
+            r#"r_sub == "keyMatch9(x) r_foo" || r_sub in ("a", "b")"#,
+            r#"r_obj.Owner == r_sub && r_sub.len() > 2 && !false"#,
+        ];
+        for m in ok {
+            assert_eq!(unknown_name(m, &vars, known), None, "{m}");
+        }
+        assert_eq!(unknown_name("g(r_sub, p_sub) && r_foo", &vars, known), Some(Unknown::Var("r_foo".into())));
+        assert_eq!(
+            unknown_name("keyMatch9 (r_obj, p_obj) || true", &vars, known),
+            Some(Unknown::Func("keyMatch9".into()))
+        );
+        assert_eq!(unknown_name("r_sub == p_act", &vars, known), Some(Unknown::Var("p_act".into())));
     }
 
     #[test]

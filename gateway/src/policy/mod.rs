@@ -20,6 +20,11 @@
 //! with a warning at load that names what the fast one lacks. Both are built from the one
 //! model casbin loaded, and the differential tests hold them to the same decisions.
 //!
+//! What would fail on a request fails at load instead, with the file and the line: a
+//! matcher that does not compile, an effect casbin does not evaluate, a name the matcher
+//! uses that nothing defines (`r.foo`, `keyMatch9(…)`), a policy line with more or fewer
+//! fields than its type's definition.
+//!
 //! The policy in force is swapped atomically (`arc-swap`): a request never takes a lock.
 
 pub mod cases;
@@ -160,9 +165,18 @@ impl PolicySet {
         let policy_text =
             std::fs::read_to_string(policy).map_err(|e| err(policy, None, format!("cannot read: {e}")))?;
         check_csv(policy, &policy_text)?;
-        let m = casbin::DefaultModel::from_str(&model_text).await.map_err(|e| err(model, None, e.to_string()))?;
+        let m = casbin::DefaultModel::from_str(&model_text).await.map_err(|e| err(model, None, casbin_message(&e)))?;
+        check_arity(&m, policy, &policy_text)?;
         let adapter = casbin::StringAdapter::new(policy_text.clone());
-        let mut enforcer = Enforcer::new(m, adapter).await.map_err(|e| err(policy, None, e.to_string()))?;
+        // The model's errors (a matcher that does not compile) are the model's, with the
+        // line of its `m =` and the column casbin names.
+        let mut enforcer = Enforcer::new(m, adapter).await.map_err(|e| match &e {
+            casbin::Error::ModelError(casbin::error::ModelError::M(msg)) => matcher_error(model, &model_text, msg),
+            casbin::Error::ModelError(_) | casbin::Error::RhaiParseError(_) => err(model, None, casbin_message(&e)),
+            _ => err(policy, None, casbin_message(&e)),
+        })?;
+        check_effect(&enforcer, model, &model_text)?;
+        check_names(&enforcer, model, &model_text)?;
         // casbin's keyMatch and ipMatch panic on some request values (a non-ASCII path, a
         // client that is not an address); these give the same answers elsewhere and no
         // match there, on both engines.
@@ -192,26 +206,11 @@ impl PolicySet {
                 other => {
                     return Err(err(
                         model,
-                        line_of(&model_text, &t),
+                        definition_line(&model_text, "[request_definition]", "r"),
                         format!("request token `{other}` is not one Custos fills (sub, dom, obj, act, mfa, breakglass, client, hour, route)"),
                     ))
                 }
             });
-        }
-        // Deny by default: an effect that allows what no rule denies is refused (read as
-        // casbin parsed it, so no spacing or line continuation gets one past).
-        if enforcer
-            .get_model()
-            .get_model()
-            .get("e")
-            .and_then(|e| e.get("e"))
-            .is_some_and(|e| e.value.replace(char::is_whitespace, "").starts_with("!some("))
-        {
-            return Err(err(
-                model,
-                line_of(&model_text, "e ="),
-                "an allow-by-default effect (`!some(where (p.eft == deny))`): Custos denies by default; use `some(where (p.eft == allow)) && !some(where (p.eft == deny))`",
-            ));
         }
         let columns = lint::p_columns(&model_text);
         let eft = columns.iter().position(|c| c == "eft");
@@ -313,10 +312,11 @@ impl PolicySet {
             hour: 0,
             route: "probe",
         };
+        let m_line = definition_line(&model_text, "[matchers]", "m");
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| set.enforce_one(&probe, "custos-probe"))) {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(err(model, line_of(&model_text, "m ="), e)),
-            Err(_) => return Err(err(model, line_of(&model_text, "m ="), "the matcher cannot be evaluated")),
+            Ok(Err(e)) => return Err(err(model, m_line, e)),
+            Err(_) => return Err(err(model, m_line, "the matcher cannot be evaluated")),
         }
         Ok(set)
     }
@@ -591,8 +591,193 @@ pub(crate) fn definition(model: &str, section: &str, key: &str) -> Option<Vec<St
     None
 }
 
-fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+/// The line (1-based) of `key = …` in `section` of a model.
+pub(crate) fn definition_line(model: &str, section: &str, key: &str) -> Option<usize> {
+    let mut in_section = false;
+    for (i, line) in model.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_section = t == section;
+            continue;
+        }
+        if in_section && t.strip_prefix(key).map(str::trim_start).is_some_and(|s| s.starts_with('=')) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// What casbin says, without its debug wrapping (`Casbin Model Error: M("…")`).
+fn casbin_message(e: &casbin::Error) -> String {
+    use casbin::error::ModelError as M;
+    match e {
+        casbin::Error::ModelError(M::R(m) | M::P(m) | M::E(m) | M::M(m) | M::Other(m)) => m.clone(),
+        casbin::Error::RhaiParseError(p) => p.to_string(),
+        casbin::Error::PolicyError(p) => p.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A matcher casbin cannot compile: the model's `m =` line, and the column the script
+/// engine names when the matcher is on that one line.
+fn matcher_error(model: &Path, model_text: &str, msg: &str) -> PolicyError {
+    let line = definition_line(model_text, "[matchers]", "m");
+    let why = msg.split_once("': ").map_or(msg, |(_, w)| w);
+    // "… (line 1, position 357)": the position in the matcher's text, which starts
+    // after `m =` (casbin's escaping keeps lengths: `r.sub` is `r_sub`).
+    let located = why.rsplit_once(" (line 1, position ").and_then(|(text, pos)| {
+        let pos: usize = pos.strip_suffix(')')?.parse().ok()?;
+        let src = model_text.lines().nth(line? - 1)?;
+        let after_eq = src.find('=')? + 1;
+        let start = after_eq + (src.len() - after_eq - src[after_eq..].trim_start().len());
+        (!src.trim_end().ends_with('\\')).then(|| format!("{text}, at column {}", start + pos))
+    });
+    err(model, line, format!("the matcher does not compile: {}", located.as_deref().unwrap_or(why)))
+}
+
+/// Every policy line has as many fields as its type's definition in the model (`p = sub,
+/// dom, obj, act, eft` has 5; `g = _, _, _` has 3), and a type the model defines: casbin
+/// itself would keep a short rule, and silently drop a line of an unknown type.
+fn check_arity(m: &casbin::DefaultModel, policy: &Path, text: &str) -> Result<(), PolicyError> {
+    use casbin::Model;
+    let model = m.get_model();
+    for (i, line) in text.lines().enumerate() {
+        let fields = csv_fields(line);
+        let Some(kind) = fields.first() else { continue };
+        let sec = if kind.starts_with('p') { "p" } else { "g" };
+        let Some(a) = model.get(sec).and_then(|s| s.get(kind.as_str())) else {
+            let what = if sec == "p" { "[policy_definition]" } else { "[role_definition]" };
+            return Err(err(policy, Some(i + 1), format!("`{kind}` rules need `{kind} = …` in the model's {what}")));
+        };
+        let (want, spelled) = if sec == "p" {
+            let names = a.tokens.iter().map(|t| t.split_once('_').map_or(t.as_str(), |(_, n)| n));
+            (a.tokens.len(), names.collect::<Vec<_>>().join(", "))
+        } else {
+            (a.value.matches('_').count(), a.value.clone())
+        };
+        if fields.len() - 1 != want {
+            return Err(err(
+                policy,
+                Some(i + 1),
+                format!(
+                    "this `{kind}` line has {} fields; the model's `{kind} = {spelled}` has {want}",
+                    fields.len() - 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The fields of a policy line as casbin reads them (a field in double quotes may hold a
+/// comma); none for a blank line or a comment.
+pub(crate) fn csv_fields(line: &str) -> Vec<String> {
+    static FIELD: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Vec::new();
+    }
+    // casbin's own pattern (casbin::util::parse_csv_line).
+    let re = FIELD.get_or_init(|| regex::Regex::new(r#"(\s*"[^"]*"?|\s*[^,]*)"#).expect("a valid pattern"));
+    re.find_iter(line)
+        .map(|m| {
+            let c = m.as_str().trim();
+            if c.len() >= 2 && c.starts_with('"') && c.ends_with('"') {
+                c[1..c.len() - 1].to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The effects casbin's effector knows (any other spelling makes it panic on a request).
+const EFFECTS: &[&str] = &[
+    "some(where (p_eft == allow))",
+    "some(where (p_eft == allow)) && !some(where (p_eft == deny))",
+    "priority(p_eft) || deny",
+];
+
+/// The effect, read as casbin parsed it: one casbin knows, and never allow-by-default.
+fn check_effect(enforcer: &Enforcer, model: &Path, model_text: &str) -> Result<(), PolicyError> {
+    let line = definition_line(model_text, "[policy_effect]", "e");
+    let Some(e) = enforcer.get_model().get_model().get("e").and_then(|e| e.get("e")) else {
+        return Err(err(model, None, "no `e = …` in [policy_effect]"));
+    };
+    // Deny by default: an effect that allows what no rule denies is refused (no spacing
+    // or line continuation gets one past).
+    if e.value.replace(char::is_whitespace, "").starts_with("!some(") {
+        return Err(err(
+            model,
+            line,
+            "an allow-by-default effect (`!some(where (p.eft == deny))`): Custos denies by default; use `some(where (p.eft == allow)) && !some(where (p.eft == deny))`",
+        ));
+    }
+    if !EFFECTS.contains(&e.value.as_str()) {
+        let known = EFFECTS.iter().map(|x| format!("`{}`", x.replace("p_eft", "p.eft"))).collect::<Vec<_>>();
+        return Err(err(
+            model,
+            line,
+            format!(
+                "the effect `{}` is not one casbin evaluates; write it exactly as one of {}",
+                e.value.replace("p_eft", "p.eft"),
+                known.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every name in the matcher is defined: request tokens and policy columns of the model,
+/// casbin's functions (and the role functions `g`, `g2`, …). The script engine would
+/// compile an unknown one and fail on it at every request, denying everything.
+fn check_names(enforcer: &Enforcer, model: &Path, model_text: &str) -> Result<(), PolicyError> {
+    let m = enforcer.get_model().get_model();
+    let line = definition_line(model_text, "[matchers]", "m");
+    let Some(matcher) = m.get("m").and_then(|s| s.get("m")) else {
+        return Err(err(model, None, "no `m = …` in [matchers]"));
+    };
+    let vars: Vec<&str> = ["r", "p"]
+        .iter()
+        .filter_map(|sec| m.get(*sec))
+        .flat_map(|s| s.values())
+        .flat_map(|a| a.tokens.iter().map(String::as_str))
+        .collect();
+    let mut funcs: Vec<String> =
+        casbin::function_map::FunctionMap::default().get_functions().map(|(name, _)| name.clone()).collect();
+    funcs.sort();
+    let roles: Vec<String> = m.get("g").map(|g| g.keys().cloned().collect()).unwrap_or_default();
+    let known_fn = |f: &str| funcs.iter().chain(&roles).any(|x| x == f) || matches!(f, "eval" | "escape_assertion");
+    match matcher::unknown_name(&matcher.value, &vars, known_fn) {
+        None => Ok(()),
+        Some(matcher::Unknown::Var(v)) => {
+            let (sec, def) =
+                if v.starts_with('p') { ("[policy_definition]", "p") } else { ("[request_definition]", "r") };
+            let tokens: Vec<String> = m
+                .get(def)
+                .and_then(|s| s.get(def))
+                .map(|a| a.tokens.iter().map(|t| t.replacen('_', ".", 1)).collect())
+                .unwrap_or_default();
+            Err(err(
+                model,
+                line,
+                format!(
+                    "the matcher names `{}`, which is not defined: {sec} has {}",
+                    v.replacen('_', ".", 1),
+                    tokens.join(", ")
+                ),
+            ))
+        }
+        Some(matcher::Unknown::Func(f)) => {
+            let mut all: Vec<String> = funcs.clone();
+            all.extend(roles.iter().cloned());
+            Err(err(
+                model,
+                line,
+                format!("the matcher calls `{f}`, which is not a function casbin has ({})", all.join(", ")),
+            ))
+        }
+    }
 }
 
 /// The policy file line by line: each line `p, …` or `g, …` (or `g2`…, `p2`…), comments
@@ -603,8 +788,8 @@ pub fn check_csv(file: &Path, text: &str) -> Result<(), PolicyError> {
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
-        let fields: Vec<&str> = t.split(',').map(str::trim).collect();
-        let kind = fields[0];
+        let fields = csv_fields(t);
+        let kind = fields.first().map_or("", String::as_str);
         let known = kind
             .strip_prefix('p')
             .or_else(|| kind.strip_prefix('g'))
@@ -635,7 +820,14 @@ impl PolicyFiles {
     pub async fn load_and_test(&self) -> Result<PolicySet, PolicyError> {
         let set = PolicySet::load(&self.model, &self.policy).await?;
         if let Some(c) = &self.cases {
-            let list = cases::load(c).map_err(|m| PolicyError { file: c.clone(), line: None, message: m })?;
+            // `cases::load` names the file (and line) in its message: once is enough.
+            let list = cases::load(c).map_err(|m| {
+                let rest = m.strip_prefix(&format!("{}:", c.display())).unwrap_or(&m).trim_start();
+                match rest.split_once(": ").map(|(l, msg)| (l.parse::<usize>(), msg)) {
+                    Some((Ok(line), msg)) => err(c, Some(line), msg),
+                    _ => err(c, None, rest),
+                }
+            })?;
             let failed =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cases::run(&set, &list, &self.group_roles)))
                     .map_err(|_| err(c, None, "running the cases panicked"))?;

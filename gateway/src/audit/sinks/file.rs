@@ -77,7 +77,7 @@ impl Sink for FileSink {
         }
         let path = self.path.clone();
         let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            let mut f = crate::audit::private::file().create(true).append(true).open(&path)?;
             f.write_all(&buf)?;
             f.sync_data()
         })

@@ -129,7 +129,7 @@ pub struct Cursor {
 impl Cursor {
     pub fn open(dir: &Path, sink: &str) -> std::io::Result<Cursor> {
         let cdir = dir.join("cursors");
-        std::fs::create_dir_all(&cdir)?;
+        crate::audit::private::create_dir(&cdir)?;
         let path = cdir.join(sink);
         let seq = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         Ok(Cursor { path, seq: Arc::new(AtomicU64::new(seq)) })
@@ -139,7 +139,7 @@ impl Cursor {
     pub fn save(&self, seq: u64) -> std::io::Result<()> {
         use std::io::Write;
         let tmp = self.path.with_extension("tmp");
-        let mut f = File::create(&tmp)?;
+        let mut f = crate::audit::private::file().write(true).create(true).truncate(true).open(&tmp)?;
         writeln!(f, "{seq}")?;
         f.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;

@@ -57,7 +57,7 @@ impl WebhookSink {
     }
 
     fn bury(&self, body: &[u8]) -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.dead_letter)?;
+        let mut f = crate::audit::private::file().create(true).append(true).open(&self.dead_letter)?;
         f.write_all(body)?;
         f.sync_data()
     }
