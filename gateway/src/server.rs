@@ -1,6 +1,7 @@
 //! Builds and runs the pingora server from a validated [`Config`]: the proxy service on
 //! its plain and TLS listeners, the admin listener, and shutdown that drains in-flight
-//! requests on SIGTERM for at most `server.grace_period_secs`.
+//! requests on SIGTERM for at most `server.grace_period_secs` (WebSocket tunnels are
+//! closed and recorded at its end).
 
 use crate::audit::{Audit, Event, Kind};
 use crate::config::{Config, TlsListener};
@@ -112,7 +113,26 @@ fn exit_when_drained(grace: Duration, audit: Option<Audit>) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    tracing::warn!(in_flight = IN_FLIGHT.load(Ordering::Acquire), "grace period over; exiting with requests in flight");
+    // Tunnels end here, not by the exit: each closes both connections and records its
+    // close (`tunnel.closed`, reason `shutdown`) before the chain is closed.
+    let tunnels = crate::http::tunnel::OPEN.load(Ordering::Acquire);
+    if tunnels > 0 {
+        let before = IN_FLIGHT.load(Ordering::Acquire);
+        crate::http::tunnel::close_all();
+        // Until each has closed and finished its request (its completion record queued).
+        let until = Instant::now() + crate::http::tunnel::CLOSE_WAIT;
+        while (crate::http::tunnel::OPEN.load(Ordering::Acquire) > 0
+            || IN_FLIGHT.load(Ordering::Acquire) > before.saturating_sub(tunnels))
+            && Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    tracing::warn!(
+        in_flight = IN_FLIGHT.load(Ordering::Acquire),
+        tunnels,
+        "grace period over; exiting with requests in flight"
+    );
     close_audit(audit.as_ref(), "SIGTERM, grace period over", Duration::from_secs(1));
     std::process::exit(0);
 }

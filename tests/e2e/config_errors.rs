@@ -40,6 +40,8 @@ fn each_config_error_names_the_file_and_the_key() {
         ("unknown key", format!("[listen]\nhttp = \"127.0.0.1:0\"\nhtpp = \"x\"\n{ROUTE}"), "`listen.htpp`"),
         ("unknown top-level key", format!("colour = 1\n[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}"), "`colour`"),
         ("unknown route key", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}upstrem = \"x\"\n"), "`routes[0].upstrem`"),
+        ("websocket not a boolean", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}websocket = \"yes\"\n"), "`routes[0].websocket`"),
+        ("websocket on a public route", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{ROUTE}websocket = true\n"), "`routes[0].websocket`"),
         ("missing upstream", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\npublic = true\nname = \"a\"\n".to_string(), "`routes[0].upstream`"),
         ("malformed upstream", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\npublic = true\nname = \"a\"\nupstream = \"ftp://x:1\"\n".to_string(), "`routes[0].upstream`"),
         ("upstream with a path", "[listen]\nhttp = \"127.0.0.1:0\"\n[[routes]]\npublic = true\nname = \"a\"\nupstream = \"http://127.0.0.1:1/x\"\n".to_string(), "`routes[0].upstream`"),

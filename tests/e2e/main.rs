@@ -26,4 +26,5 @@ mod sessions;
 mod setup;
 mod sinks;
 mod tls;
+mod tunnels;
 mod upstream_identity;

@@ -93,6 +93,16 @@ pub enum Kind {
     /// A break-glass alert could not be delivered.
     #[serde(rename = "breakglass.alert_failed")]
     BreakglassAlertFailed,
+    /// A WebSocket tunnel opened: the upstream answered the allowed upgrade with `101`
+    /// (the request's metadata; `status`: 101).
+    #[serde(rename = "tunnel.opened")]
+    TunnelOpened,
+    /// A tunnel closed: `bytes_in` (client to upstream), `bytes_out`, `duration_ms` (since
+    /// it opened), `reason` (`client_closed`, `upstream_closed`, `session_revoked`,
+    /// `logout`, `backchannel_logout`, `session_idle_timeout`, `session_expired`,
+    /// `policy_reload`, `shutdown`, …).
+    #[serde(rename = "tunnel.closed")]
+    TunnelClosed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

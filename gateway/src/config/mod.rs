@@ -231,6 +231,8 @@ pub struct Route {
     pub resource: String,
     pub domain: String,
     pub audit_query: bool,
+    /// WebSocket upgrades are tunnelled (else refused).
+    pub websocket: bool,
     pub limits: Limits,
 }
 
@@ -1053,6 +1055,12 @@ impl Validator<'_> {
         }
         let limits = site.overlay(&r.limits);
         self.check_limits(&k("limits"), &limits)?;
+        if r.websocket && r.public {
+            return Err(self.err(
+                k("websocket"),
+                "needs a signed-in route (`public = false`): a tunnel lives no longer than its session",
+            ));
+        }
         Ok(Route {
             name: r.name.clone(),
             host,
@@ -1066,6 +1074,7 @@ impl Validator<'_> {
             resource: r.resource.clone().unwrap_or_else(|| r.name.clone()),
             domain: r.domain.clone().unwrap_or_default(),
             audit_query: r.audit_query,
+            websocket: r.websocket,
             limits,
         })
     }

@@ -689,6 +689,10 @@ pub struct Route {
     /// strings often carry identifiers.
     #[serde(default)]
     pub audit_query: bool,
+    /// Accept WebSocket upgrades (the policy decides the upgrade request; the tunnel
+    /// lives no longer than the session). Default false: upgrades are refused.
+    #[serde(default)]
+    pub websocket: bool,
     #[serde(default)]
     pub limits: Limits,
 }

@@ -242,7 +242,7 @@ impl Gateway {
                     if s.sealed && s.breakglass.as_ref().is_none_or(|g| g.expires <= crate::session::now_secs()) =>
                 {
                     // A sealed link's session exists for its grant only: it ends with it.
-                    let _ = auth.store.end_by_hash(&hash, None).await;
+                    let _ = auth.store.end_by_hash_for(&hash, None, crate::session::EndReason::Expired).await;
                     ctx.session_hash = Some(hash.clone());
                     ctx.user = Some(Arc::from(s.clone()));
                     if let Some(g) = &s.breakglass {
@@ -289,6 +289,7 @@ impl Gateway {
                 let mfa = auth.settings.oidc.mfa.satisfied(&c.amr, c.acr.as_deref());
                 ctx.bearer = true;
                 ctx.credential_hash = Some(c.token_hash.clone());
+                ctx.credential_expires = Some(c.exp);
                 ctx.mfa = Some(mfa);
                 ctx.user = Some(c.session.clone());
                 if need_mfa && !mfa {
@@ -366,7 +367,7 @@ impl Gateway {
             auth.store.unlock(&lock).await;
             return true;
         }
-        let _ = auth.store.end_by_hash(hash, None).await;
+        let _ = auth.store.end_by_hash_for(hash, None, crate::session::EndReason::RevokedByIdp).await;
         auth.store.unlock(&lock).await;
         if let Some(audit) = &self.audit {
             let mut ev = self.auth_event(session, ctx, Kind::SessionRevokedByIdp);
@@ -611,7 +612,7 @@ impl Gateway {
         if let Some(old) =
             cookies::get(session.req_header(), &auth.settings.session.cookie_name).and_then(SessionId::parse)
         {
-            let _ = auth.store.delete(&old).await;
+            let _ = auth.store.delete_for(&old, crate::session::EndReason::Replaced).await;
         }
         if let Some(audit) = &self.audit {
             let mut ev = self.auth_event(session, ctx, Kind::AuthLogin);

@@ -1,6 +1,7 @@
 //! The pingora `ProxyHttp` service. `request_filter` reads like the request path in
 //! DESIGN.md, one call per step: refuse ambiguous framing → normalise the path once →
-//! gateway endpoints → strip identity headers → match the route → limits → the session
+//! gateway endpoints → strip identity headers → match the route → limits → protocol
+//! upgrades (refused, or a WebSocket tunnel once allowed: `tunnel`) → the session
 //! and the route's MFA rule (`auth`) → decision record made durable in the audit spool. Then `upstream_peer` picks the route's
 //! upstream, `upstream_request_filter` writes the normalised path and the forwarding
 //! headers and removes the gateway's cookies, and `logging` appends the completion record and counts metrics. Every
@@ -17,6 +18,7 @@ pub mod path;
 pub mod respond;
 pub mod routes;
 pub mod trace;
+pub mod tunnel;
 
 use crate::audit::{Audit, Decision, Event, Kind};
 use crate::config::{Config, Limits};
@@ -79,6 +81,10 @@ pub struct RequestCtx {
     bearer: bool,
     /// SHA-256 of the bearer token (keys the identity assertion it gets).
     credential_hash: Option<String>,
+    /// The bearer token's `exp` (unix seconds): a tunnel it opened ends then.
+    credential_expires: Option<u64>,
+    /// This request became a WebSocket tunnel, now closed for this reason.
+    tunnel_closed: Option<&'static str>,
     /// The policy rule that allowed the request.
     rule: Option<std::sync::Arc<str>>,
     /// The emergency grant the request runs under.
@@ -102,6 +108,14 @@ pub struct Gateway {
     auth: Option<Arc<auth::Auth>>,
     policy: Option<Arc<crate::policy::Policy>>,
     breakglass: Option<Arc<crate::breakglass::Settings>>,
+    /// Upstream connections for WebSocket tunnels (`tunnel`), never pooled.
+    tunnels: pingora::connectors::TransportConnector,
+}
+
+/// The policy's object for a request: `<resource>:<path as the upstream gets it>`.
+fn policy_object(route: &routes::RouteEntry, path: &NormPath) -> String {
+    let forwarded = route.strip_prefix.as_deref().map_or(path.as_str(), |p| path.strip_segments(p));
+    format!("{}:{}", route.resource, forwarded)
 }
 
 impl Gateway {
@@ -112,6 +126,10 @@ impl Gateway {
         policy: Option<Arc<crate::policy::Policy>>,
     ) -> Gateway {
         metrics::init();
+        if let Some(a) = auth.as_ref().filter(|_| cfg.routes.iter().any(|r| r.websocket)) {
+            // Tunnels hold sessions: be subscribed to their ends before the first opens.
+            a.store.start_subscriber();
+        }
         Gateway {
             router: Router::new(&cfg.routes),
             limits: cfg.limits,
@@ -121,6 +139,7 @@ impl Gateway {
             auth,
             policy,
             breakglass: cfg.breakglass.clone(),
+            tunnels: pingora::connectors::TransportConnector::new(None),
         }
     }
 
@@ -229,8 +248,7 @@ impl Gateway {
         else {
             return Ok(false);
         };
-        let forwarded = route.strip_prefix.as_deref().map_or(path.as_str(), |p| path.strip_segments(p));
-        let obj = format!("{}:{}", route.resource, forwarded);
+        let obj = policy_object(route, path);
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()).unwrap_or_default();
         let hour = (crate::session::now_secs() / 3600 % 24) as i64;
         let act = session.req_header().method.as_str().to_string();
@@ -362,6 +380,8 @@ impl ProxyHttp for Gateway {
             mfa: None,
             bearer: false,
             credential_hash: None,
+            credential_expires: None,
+            tunnel_closed: None,
             rule: None,
             grant: None,
             _in_flight: InFlight::enter(),
@@ -435,6 +455,15 @@ impl ProxyHttp for Gateway {
         session.set_read_timeout(Some(limits.client_read_timeout));
         session.set_keepalive(Some(limits.client_idle_timeout.as_secs()));
 
+        // 6b. Protocol upgrades: refused unless the route tunnels WebSocket (tunnel.rs).
+        let websocket = match self.upgrade_asked(session, ctx) {
+            Ok(w) => w,
+            Err(why) => {
+                tracing::debug!(why, "refused a protocol upgrade");
+                return self.refuse(session, ctx, Refusal::UpgradeRefused).await;
+            }
+        };
+
         // 7. Who is asking: the session, and the route's MFA rule.
         let public = ctx.route.as_ref().is_some_and(|r| r.public);
         if !public && self.authenticate(session, ctx).await? {
@@ -451,6 +480,9 @@ impl ProxyHttp for Gateway {
             ctx.refusal = Some(Refusal::AuditUnavailable);
             respond::refuse(session, Refusal::AuditUnavailable).await?;
             return Ok(true);
+        }
+        if websocket {
+            return Box::pin(self.tunnel(session, ctx)).await;
         }
         Ok(false)
     }
@@ -563,6 +595,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        if ctx.tunnel_closed.is_some() {
+            // A tunnel's end (recorded by `tunnel`): the connection is dropped, not reused.
+            return FailToProxy { error_code: 0, can_reuse_downstream: false };
+        }
         let r = classify(e);
         if matches!(r, Refusal::UpstreamUnavailable | Refusal::UpstreamTimeout) {
             let route = ctx.route.as_ref().map_or("-", |r| r.name.as_str());
@@ -596,7 +632,7 @@ impl ProxyHttp for Gateway {
             ev.bytes_in = Some(ctx.body_bytes);
             ev.bytes_out = Some(session.body_bytes_sent() as u64);
             ev.duration_ms = Some(ctx.start.elapsed().as_secs_f64() * 1000.0);
-            ev.reason = ctx.refusal.map(|r| r.reason().to_string());
+            ev.reason = ctx.refusal.map(|r| r.reason().to_string()).or(ctx.tunnel_closed.map(str::to_string));
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
             if let Some((s, d)) = ctx.audit_phase {
                 ev.phases.push(crate::audit::Phase { name: "audit".into(), start_ms: ms(s), duration_ms: ms(d) });

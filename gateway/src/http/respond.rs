@@ -39,6 +39,9 @@ pub enum Refusal {
     InvalidToken,
     /// The policy denies this action (the page is written by the caller).
     PolicyDenied,
+    /// A protocol upgrade this route does not accept (any but `websocket` on a route
+    /// with `websocket = true`; `h2c` always).
+    UpgradeRefused,
 }
 
 impl Refusal {
@@ -79,6 +82,9 @@ impl Refusal {
             ),
             Refusal::InvalidToken => (401, "401 Unauthorized\n\nThe bearer token was not accepted.\n"),
             Refusal::PolicyDenied => (403, "403 Forbidden\n"),
+            Refusal::UpgradeRefused => {
+                (400, "400 Bad Request\n\nThis address does not accept this protocol upgrade. Nothing was forwarded.\n")
+            }
             Refusal::TooManySignIns => (429, "429 Too Many Requests\n\nToo many sign-ins were started from your address. Wait a minute and try again.\n"),
             Refusal::MfaNotSatisfied => (
                 403,
@@ -109,6 +115,7 @@ impl Refusal {
             Refusal::TooManySignIns => "login_rate",
             Refusal::InvalidToken => "bearer",
             Refusal::PolicyDenied => "policy",
+            Refusal::UpgradeRefused => "upgrade_refused",
         }
     }
 
@@ -180,7 +187,9 @@ pub async fn refuse(session: &mut Session, r: Refusal) -> Result<()> {
 /// Writes the page for `r` with extra headers; 401s carry their `WWW-Authenticate`.
 pub async fn refuse_with(session: &mut Session, r: Refusal, mut extra: Vec<(&'static str, String)>) -> Result<()> {
     let (status, body) = r.page();
-    let close = matches!(r, Refusal::BadFraming | Refusal::HeaderTooLarge | Refusal::BodyTooLarge);
+    // A client that asked to switch protocols may speak the new one next: closed.
+    let close =
+        matches!(r, Refusal::BadFraming | Refusal::HeaderTooLarge | Refusal::BodyTooLarge | Refusal::UpgradeRefused);
     match r {
         Refusal::Unauthenticated => extra.push(("www-authenticate", "Bearer realm=\"custos\"".into())),
         Refusal::InvalidToken => extra.push(("www-authenticate", "Bearer realm=\"custos\", error=\"invalid_token\"".into())),

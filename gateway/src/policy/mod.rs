@@ -928,16 +928,24 @@ pub fn watch(policy: Arc<Policy>, files: PolicyFiles, audit: Option<crate::audit
 pub struct Policy {
     current: ArcSwap<PolicySet>,
     group_roles: std::collections::BTreeMap<String, String>,
+    /// Counts the sets put in force, so that what was decided once and stays open (a
+    /// tunnel) is decided again after a reload.
+    reloads: tokio::sync::watch::Sender<u64>,
 }
 
 impl Policy {
     pub fn new(set: PolicySet) -> Policy {
-        Policy { current: ArcSwap::from_pointee(set), group_roles: Default::default() }
+        Policy::with_group_roles(set, Default::default())
     }
 
     /// With an explicit IdP group → role mapping (`[policy.group_roles]`).
     pub fn with_group_roles(set: PolicySet, group_roles: std::collections::BTreeMap<String, String>) -> Policy {
-        Policy { current: ArcSwap::from_pointee(set), group_roles }
+        Policy { current: ArcSwap::from_pointee(set), group_roles, reloads: tokio::sync::watch::Sender::new(0) }
+    }
+
+    /// Changes each time a new set is in force.
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloads.subscribe()
     }
 
     pub fn decide(&self, r: &Request<'_>) -> Decision {
@@ -946,6 +954,7 @@ impl Policy {
 
     pub fn swap(&self, set: PolicySet) {
         self.current.store(Arc::new(set));
+        self.reloads.send_modify(|n| *n += 1);
     }
 
     pub fn current(&self) -> Arc<PolicySet> {

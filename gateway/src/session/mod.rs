@@ -6,8 +6,13 @@
 //! `last_seen` is written at most once per `touch_interval`, so idle expiry is accurate
 //! to within that interval. Never a connection per request: one multiplexed connection
 //! per worker thread. Sign-ins in progress are kept
-//! here too, under a hash of their `state`, single-use.
+//! here too, under a hash of their `state`, single-use. Every end of a session is
+//! announced on the session-end channel ([`ended`]), so that what a session holds open
+//! closes with it on every gateway.
 
+pub mod ended;
+
+pub use ended::{EndReason, Hold};
 use redis::aio::ConnectionManager;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
@@ -237,6 +242,8 @@ struct Inner {
     cfg: StoreConfig,
     /// Unix milliseconds before which no new connection is tried (after a failed one).
     retry_after: AtomicU64,
+    /// What is held open for sessions of this store ([`ended`]).
+    holds: ended::Registry,
 }
 
 fn unavailable(e: impl fmt::Display) -> SessionError {
@@ -266,7 +273,10 @@ impl SessionStore {
         }
         .map_err(unavailable)?;
         let id = NEXT_STORE.fetch_add(1, Ordering::Relaxed);
-        Ok(SessionStore { inner: Arc::new(Inner { id, client, cfg, retry_after: AtomicU64::new(0) }), timeouts })
+        Ok(SessionStore {
+            inner: Arc::new(Inner { id, client, cfg, retry_after: AtomicU64::new(0), holds: Default::default() }),
+            timeouts,
+        })
     }
 
     /// [`SessionStore::new`] plus a first connection (for tools and tests).
@@ -423,7 +433,7 @@ impl SessionStore {
                 live.sort_by_key(|(_, s)| s.created);
                 let excess = live.len() - max;
                 for (h, _) in live.into_iter().take(excess) {
-                    self.end_by_hash(&h, Some(&indexes[0])).await?;
+                    self.end_by_hash_for(&h, Some(&indexes[0]), EndReason::Replaced).await?;
                 }
             }
         }
@@ -467,8 +477,20 @@ impl SessionStore {
 
     /// Ends the session stored under `hash` (revocation); its record, if it was there.
     pub async fn end_by_hash(&self, hash: &str, index: Option<&str>) -> Result<Option<Session>, SessionError> {
+        self.end_by_hash_for(hash, index, EndReason::Revoked).await
+    }
+
+    /// [`SessionStore::end_by_hash`], announcing `why` on the session-end channel (even
+    /// when the record was already gone: a retried end must still reach every gateway).
+    pub async fn end_by_hash_for(
+        &self,
+        hash: &str,
+        index: Option<&str>,
+        why: EndReason,
+    ) -> Result<Option<Session>, SessionError> {
         let key = self.key_of_hash(hash);
         let raw: Option<Vec<u8>> = self.query(redis::cmd("GETDEL").arg(&key)).await?;
+        self.announce(hash, why).await?;
         let _: Result<i64, _> = self.query(redis::cmd("DEL").arg(self.rt_key(hash))).await;
         let s = raw.and_then(|r| serde_json::from_slice::<Session>(&r).ok());
         let index = index.map(str::to_string).or_else(|| s.as_ref().map(|s| self.user_key(&s.subject)));
@@ -508,7 +530,7 @@ impl SessionStore {
             if sid.is_some() && sub.is_some() && s.idp_sub.as_deref() != sub {
                 continue;
             }
-            if let Some(s) = self.end_by_hash(&h, None).await? {
+            if let Some(s) = self.end_by_hash_for(&h, None, EndReason::BackchannelLogout).await? {
                 ended.push((h, s));
             }
         }
@@ -613,7 +635,13 @@ impl SessionStore {
 
     /// Ends a session (logout).
     pub async fn delete(&self, id: &SessionId) -> Result<bool, SessionError> {
+        self.delete_for(id, EndReason::Logout).await
+    }
+
+    /// [`SessionStore::delete`], announcing `why` on the session-end channel.
+    pub async fn delete_for(&self, id: &SessionId, why: EndReason) -> Result<bool, SessionError> {
         let n: i64 = self.query(redis::cmd("DEL").arg(self.key(id))).await?;
+        self.announce(&id.hash(), why).await?;
         Ok(n > 0)
     }
 

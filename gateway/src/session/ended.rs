@@ -1,0 +1,409 @@
+//! The session-end channel: how everything a session holds open (a WebSocket tunnel
+//! today; later cached sessions and live database connections) learns that the session
+//! ended, on every gateway sharing the Redis, and closes.
+//!
+//! A holder calls [`SessionStore::hold`] with the session's hash and record and gets a
+//! [`Hold`]; [`Hold::ended`] resolves with the [`EndReason`]. Three sources end a hold:
+//!
+//! - **Announcements.** Every place that ends a session in the store (revocation,
+//!   logout, back-channel logout, the provider's refusal, a replaced session) publishes
+//!   `<reason> <hash>` on the channel `<prefix>:ended` (`PUBLISH`, explicit: Redis
+//!   keyspace notifications are off by default and cannot be relied on). One subscriber
+//!   task per gateway and store hands each message to the holds of that hash; the
+//!   gateway that ended the session tells its own holds directly as well.
+//! - **Re-checks.** Pub/sub drops messages while its connection is down, so after every
+//!   (re)subscription, and every [`SWEEP_EVERY`] as a backstop, every held session is
+//!   read again (without touching `last_seen`) and the ended ones are let go. A hold also
+//!   re-reads its session once when it is made, so an end between the holder's own load
+//!   and the registration is not missed.
+//! - **Local timers.** Idle and absolute ends need no message: a session's record stays
+//!   in Redis [`super::ENDED_GRACE_SECS`] past its end, so nothing deletes it on time.
+//!   Each hold sleeps until the session's next end as [`super::judge`] computes it from
+//!   `created`, `last_seen` and the [`super::Timeouts`]; at the idle end it reads the
+//!   record again (other requests of the session may have moved `last_seen` on) and
+//!   either ends or sleeps on. A hold's own `not_after` (a bearer token's `exp`, an
+//!   emergency grant's end) ends it too.
+//!
+//! Holding is not activity: a hold never writes `last_seen`, so an open tunnel does not
+//! keep its session alive. The store unreachable at a re-check that decides an end ends
+//! the hold (fail closed). Nothing here knows about HTTP.
+
+use super::{judge, now_millis, now_secs, Lookup, Session, SessionStore};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The backstop re-check of every held session, in case a message was lost without the
+/// subscription noticing (a half-open connection between two pings).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(15);
+
+/// How often the subscriber pings Redis on its connection (a dead one is re-made).
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// Why a session ended, as announced on the channel and written in audit records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// An administrator ended it (`custos session revoke`, the admin API).
+    Revoked,
+    /// Its user signed out.
+    Logout,
+    /// The identity provider ended it (OpenID Connect Back-Channel Logout).
+    BackchannelLogout,
+    /// The provider refused it at re-validation.
+    RevokedByIdp,
+    /// A newer session took its place (a new sign-in in the browser, the per-user cap).
+    Replaced,
+    /// Idle longer than the idle timeout.
+    IdleTimeout,
+    /// Past its absolute lifetime.
+    Expired,
+    /// The hold's own `not_after` passed (a bearer token's expiry, a grant's end).
+    NotAfter,
+    /// Found gone at a re-check (its announcement was missed).
+    Ended,
+    /// The store could not be asked when an end was due: ended, failing closed.
+    StoreUnavailable,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Revoked => "session_revoked",
+            EndReason::Logout => "logout",
+            EndReason::BackchannelLogout => "backchannel_logout",
+            EndReason::RevokedByIdp => "session_revoked_by_idp",
+            EndReason::Replaced => "session_replaced",
+            EndReason::IdleTimeout => "session_idle_timeout",
+            EndReason::Expired => "session_expired",
+            EndReason::NotAfter => "credential_expired",
+            EndReason::Ended => "session_ended",
+            EndReason::StoreUnavailable => "session_store_unavailable",
+        }
+    }
+
+    /// A reason read from the channel; one this version does not know still ends.
+    fn parse(s: &str) -> EndReason {
+        const ALL: [EndReason; 10] = [
+            EndReason::Revoked,
+            EndReason::Logout,
+            EndReason::BackchannelLogout,
+            EndReason::RevokedByIdp,
+            EndReason::Replaced,
+            EndReason::IdleTimeout,
+            EndReason::Expired,
+            EndReason::NotAfter,
+            EndReason::Ended,
+            EndReason::StoreUnavailable,
+        ];
+        ALL.into_iter().find(|r| r.as_str() == s).unwrap_or(EndReason::Ended)
+    }
+
+    fn of(l: &Lookup) -> Option<EndReason> {
+        match l {
+            Lookup::Active(_) => None,
+            Lookup::Missing => Some(EndReason::Ended),
+            Lookup::IdleTimeout(_) => Some(EndReason::IdleTimeout),
+            Lookup::Expired(_) => Some(EndReason::Expired),
+        }
+    }
+}
+
+/// One registered hold: its id and where its end goes.
+type Waiter = (u64, oneshot::Sender<EndReason>);
+
+/// The holds of one store, by session hash.
+#[derive(Default)]
+pub(super) struct Registry {
+    holds: Mutex<HashMap<String, Vec<Waiter>>>,
+    next: AtomicU64,
+    subscriber: std::sync::atomic::AtomicBool,
+}
+
+impl Registry {
+    /// Ends every hold of `hash`.
+    pub(super) fn notify(&self, hash: &str, why: EndReason) {
+        let ended = self.holds.lock().map(|mut m| m.remove(hash)).unwrap_or_default();
+        for (_, tx) in ended.into_iter().flatten() {
+            let _ = tx.send(why);
+        }
+    }
+
+    fn held(&self) -> Vec<String> {
+        self.holds.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn remove(&self, hash: &str, id: u64) {
+        if let Ok(mut m) = self.holds.lock() {
+            if let Some(v) = m.get_mut(hash) {
+                v.retain(|(i, _)| *i != id);
+                if v.is_empty() {
+                    m.remove(hash);
+                }
+            }
+        }
+    }
+}
+
+/// Something held open for a session (or a credential): [`Hold::ended`] says when and
+/// why it must close. Dropping it lets go.
+pub struct Hold {
+    store: SessionStore,
+    /// Set for a stored session (a bearer token is no session: only `not_after` ends it).
+    hash: Option<String>,
+    id: u64,
+    rx: Option<oneshot::Receiver<EndReason>>,
+    created: u64,
+    last_seen: u64,
+    not_after: Option<u64>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(h) = &self.hash {
+            self.store.inner.holds.remove(h, self.id);
+        }
+    }
+}
+
+impl SessionStore {
+    fn ended_channel(&self) -> String {
+        format!("{}:ended", self.inner.cfg.prefix)
+    }
+
+    /// Tells every gateway that the session `hash` ended: one `PUBLISH`, and this
+    /// gateway's holds at once.
+    pub(super) async fn announce(&self, hash: &str, why: EndReason) -> Result<(), super::SessionError> {
+        self.inner.holds.notify(hash, why);
+        let _: i64 =
+            self.query(redis::cmd("PUBLISH").arg(self.ended_channel()).arg(format!("{} {hash}", why.as_str()))).await?;
+        Ok(())
+    }
+
+    /// Holds the session `hash` (whose record the caller just loaded) open until it
+    /// ends, or until `not_after` (unix seconds). Starts this store's subscriber on
+    /// first use, and reads the session once more after registering.
+    pub async fn hold(&self, hash: &str, record: &Session, not_after: Option<u64>) -> Hold {
+        let id = self.inner.holds.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut m) = self.inner.holds.holds.lock() {
+            m.entry(hash.to_string()).or_default().push((id, tx));
+        }
+        self.start_subscriber();
+        let hold = Hold {
+            store: self.clone(),
+            hash: Some(hash.to_string()),
+            id,
+            rx: Some(rx),
+            created: record.created,
+            last_seen: record.last_seen,
+            not_after,
+        };
+        // Ended between the caller's load and the registration: no message will come.
+        match self.peek_judged(hash).await {
+            Ok(None) => {}
+            Ok(Some(why)) => self.inner.holds.notify(hash, why),
+            Err(_) => self.inner.holds.notify(hash, EndReason::StoreUnavailable),
+        }
+        hold
+    }
+
+    /// A hold for a credential that is not a stored session (a bearer token): it ends
+    /// at `not_after` only.
+    pub fn hold_until(&self, not_after: u64) -> Hold {
+        Hold { store: self.clone(), hash: None, id: 0, rx: None, created: 0, last_seen: 0, not_after: Some(not_after) }
+    }
+
+    /// Whether the stored session `hash` has ended (and why), without touching it.
+    async fn peek_judged(&self, hash: &str) -> Result<Option<EndReason>, super::SessionError> {
+        let raw: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(self.key_of_hash(hash))).await?;
+        Ok(self.judged(raw.as_deref()))
+    }
+
+    fn judged(&self, raw: Option<&[u8]>) -> Option<EndReason> {
+        let Some(raw) = raw else { return Some(EndReason::Ended) };
+        // An unreadable record is no session: fail closed.
+        let Ok(s) = serde_json::from_slice::<Session>(raw) else { return Some(EndReason::Ended) };
+        judge(&s, now_secs(), &self.timeouts).0.as_ref().and_then(EndReason::of)
+    }
+
+    /// Reads every held session again and ends the holds of those that ended.
+    async fn recheck_all(&self) -> Result<(), super::SessionError> {
+        let held = self.inner.holds.held();
+        for chunk in held.chunks(100) {
+            let keys: Vec<String> = chunk.iter().map(|h| self.key_of_hash(h)).collect();
+            let raws: Vec<Option<Vec<u8>>> = self.query(redis::cmd("MGET").arg(&keys)).await?;
+            for (h, raw) in chunk.iter().zip(raws) {
+                if let Some(why) = self.judged(raw.as_deref()) {
+                    self.inner.holds.notify(h, why);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts this store's subscriber now (else it starts with the first hold), so that
+    /// the first hold does not wait for a subscription.
+    pub fn start_subscriber(&self) {
+        if self.inner.holds.subscriber.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let store = self.clone();
+        {
+            let spawned = std::thread::Builder::new().name("custos-session-ends".into()).spawn(move || {
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt.block_on(store.subscribe_forever()),
+                    Err(e) => tracing::error!(error = %e, "cannot start the session-end subscriber"),
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the session-end subscriber");
+            }
+        }
+    }
+
+    /// Subscribes to `<prefix>:ended`, hands each message to the holds, and starts over
+    /// (with a re-check of everything held) whenever the connection is lost.
+    async fn subscribe_forever(self) {
+        use futures_util::StreamExt;
+        let channel = self.ended_channel();
+        let t = self.inner.cfg.timeout.max(Duration::from_secs(1));
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let connected = tokio::time::timeout(t * 2, async {
+                let mut ps = self.inner.client.get_async_pubsub().await?;
+                ps.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(ps)
+            })
+            .await;
+            let ps = match connected {
+                Ok(Ok(ps)) => ps,
+                failed => {
+                    let e = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "timed out".to_string(),
+                    };
+                    // Once per outage, not at every try.
+                    if backoff == Duration::from_millis(100) {
+                        tracing::warn!(error = %e, "session-end channel: cannot subscribe; retrying");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            let (mut sink, mut stream) = ps.split();
+            // Messages published while we were not subscribed are lost: read again.
+            let mut healthy = self.recheck_all().await.is_ok();
+            let mut ping = tokio::time::interval(PING_EVERY);
+            let mut sweep = tokio::time::interval(SWEEP_EVERY);
+            ping.reset();
+            sweep.reset();
+            while healthy {
+                tokio::select! {
+                    msg = stream.next() => match msg {
+                        Some(m) => {
+                            let payload: String = m.get_payload().unwrap_or_default();
+                            if let Some((why, hash)) = payload.split_once(' ') {
+                                self.inner.holds.notify(hash, EndReason::parse(why));
+                            }
+                        }
+                        None => healthy = false,
+                    },
+                    // Any reply will do (subscribed, RESP2 answers `["pong", ""]`).
+                    _ = ping.tick() => {
+                        healthy = matches!(tokio::time::timeout(t * 2, sink.ping::<redis::Value>()).await, Ok(Ok(_)));
+                    }
+                    _ = sweep.tick() => {
+                        healthy = self.recheck_all().await.is_ok();
+                    }
+                }
+            }
+            tracing::warn!("session-end channel: connection lost; subscribing again");
+        }
+    }
+}
+
+impl Hold {
+    /// Resolves when the session ends, with why. Cancel-safe: what it learnt stays in
+    /// the hold, so it can be polled again.
+    pub async fn ended(&mut self) -> EndReason {
+        loop {
+            let (at, why) = self.next_end();
+            let due = at.saturating_mul(1000);
+            // Capped, so that a far end is a long sleep, not an overflowing deadline.
+            let wait = Duration::from_millis(due.saturating_sub(now_millis()).min(86_400_000));
+            let announced = async {
+                match self.rx.as_mut() {
+                    Some(rx) => rx.await.unwrap_or(EndReason::Ended),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                why = announced => {
+                    self.rx = None;
+                    return why;
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if now_millis() < due {
+                continue;
+            }
+            if why != EndReason::IdleTimeout {
+                return why;
+            }
+            // The idle end by what this hold knew: other requests may have moved it on.
+            let Some(hash) = self.hash.clone() else { return why };
+            let raw: Result<Option<Vec<u8>>, _> =
+                self.store.query(redis::cmd("GET").arg(self.store.key_of_hash(&hash))).await;
+            let s = match raw {
+                Err(_) => return EndReason::StoreUnavailable,
+                Ok(None) => return EndReason::Ended,
+                Ok(Some(raw)) => match serde_json::from_slice::<Session>(&raw) {
+                    Ok(s) => s,
+                    Err(_) => return EndReason::Ended,
+                },
+            };
+            if let Some(why) = judge(&s, now_secs(), &self.store.timeouts).0.as_ref().and_then(EndReason::of) {
+                return why;
+            }
+            self.created = s.created;
+            self.last_seen = s.last_seen;
+        }
+    }
+
+    /// The next end this hold knows of (unix seconds), and what it would be.
+    fn next_end(&self) -> (u64, EndReason) {
+        let t = &self.store.timeouts;
+        let mut next = (u64::MAX, EndReason::NotAfter);
+        if self.hash.is_some() {
+            for c in [
+                (self.created.saturating_add(t.absolute.as_secs()), EndReason::Expired),
+                (self.last_seen.saturating_add(t.idle.as_secs()), EndReason::IdleTimeout),
+            ] {
+                if c.0 < next.0 {
+                    next = c;
+                }
+            }
+        }
+        if let Some(n) = self.not_after.filter(|n| *n < next.0) {
+            next = (n, EndReason::NotAfter);
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EndReason;
+
+    #[test]
+    fn reasons_read_back_and_unknown_ones_still_end() {
+        for r in [EndReason::Revoked, EndReason::Logout, EndReason::BackchannelLogout, EndReason::IdleTimeout] {
+            assert_eq!(EndReason::parse(r.as_str()), r);
+        }
+        assert_eq!(EndReason::parse("something_new"), EndReason::Ended);
+    }
+}
