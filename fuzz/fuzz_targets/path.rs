@@ -11,6 +11,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(!s.contains("//") && !s.contains("/./") && !s.contains("/../"), "{s}");
         assert!(!s.ends_with("/.") && !s.ends_with("/.."), "{s}");
         assert!(!s.contains('\\') && !s.contains('\0'), "{s}");
+        // No control character, raw or encoded.
+        let b = s.as_bytes();
+        assert!(!b.iter().any(|&c| c < 0x20 || c == 0x7f), "{s}");
+        assert!(!b.windows(3).any(|w| w[0] == b'%' && (matches!(w[1], b'0' | b'1') || w == b"%7F")), "{s}");
         let again = NormPath::parse(s.as_bytes()).expect("a normalised path parses");
         assert_eq!(again.as_str(), s, "normalisation is not idempotent");
     }

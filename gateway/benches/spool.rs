@@ -30,8 +30,11 @@ async fn main() {
             webhook: None,
             otlp: None,
             queue_limit: custos::audit::QUEUE_LIMIT,
+            retry_max: custos::audit::RETRY_MAX,
+            sink_alert_after: custos::audit::SINK_ALERT_AFTER,
+            spool_max_bytes: 0,
         };
-        let audit = Audit::start(&settings).expect("open the spool");
+        let audit = Audit::start(&settings, &[]).expect("open the spool");
         let fsyncs_before = AUDIT_FSYNC.get_sample_count();
         let deadline = Instant::now() + Duration::from_secs(5);
         let started = Instant::now();

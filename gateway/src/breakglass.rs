@@ -37,7 +37,6 @@ pub struct Alert {
     pub url: String,
     pub format: AlertFormat,
     pub secret: Option<Secret>,
-    pub max_tries: u32,
 }
 
 /// An emergency grant, held on the session it was given to.
@@ -323,7 +322,7 @@ pub fn same_token(a: &str, b: &str) -> bool {
 }
 
 /// What an alert says. No PHI: who, which route, when, the grant, the case reference.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertEvent {
     /// `breakglass.started`, `breakglass.link_used`, `breakglass.link_reused`.
     pub event: String,
@@ -351,7 +350,7 @@ pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
     format!("v1={}", crate::session::hex_lower(ctx.sign().as_ref()))
 }
 
-fn slack_text(e: &AlertEvent) -> String {
+pub(crate) fn slack_text(e: &AlertEvent) -> String {
     let what = match e.event.as_str() {
         "breakglass.link_used" => "Sealed emergency link used",
         "breakglass.link_reused" => "SECOND USE of a sealed emergency link refused",
@@ -367,57 +366,25 @@ fn slack_text(e: &AlertEvent) -> String {
     t
 }
 
-/// A receiver's host, for logs (webhook URLs carry secrets in their paths).
-fn host_of(url: &str) -> String {
-    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default()
-}
-
-/// Sends `e` to every configured receiver, each in its own task, retried with backoff;
-/// a receiver that never answers is an audit record (`breakglass.alert_failed`).
+/// Queues `e` for every configured receiver, durably: a `breakglass.alert` record on
+/// the audit spool (written with the next group commit), which each receiver's alert
+/// sink ([`crate::audit::sinks::alert`]) delivers, signed, retried until taken, across
+/// restarts and receiver outages.
 pub fn alert(settings: &Arc<Settings>, e: AlertEvent, audit: Option<Audit>) {
-    for a in settings.alerts.clone() {
-        let e = e.clone();
-        let audit = audit.clone();
-        tokio::spawn(async move {
-            let body = match a.format {
-                AlertFormat::Json => serde_json::to_vec(&e),
-                AlertFormat::Slack => serde_json::to_vec(&serde_json::json!({ "text": slack_text(&e) })),
-            }
-            .unwrap_or_default();
-            let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build();
-            let Ok(client) = client else { return };
-            let mut delay = Duration::from_millis(250);
-            for attempt in 1..=a.max_tries {
-                let ts = crate::session::now_secs();
-                let mut req = client.post(&a.url).header("content-type", "application/json").body(body.clone());
-                if let Some(s) = &a.secret {
-                    req = req
-                        .header("x-custos-timestamp", ts.to_string())
-                        .header("x-custos-signature", sign(s.expose(), ts, &body));
-                }
-                match req.send().await {
-                    Ok(r) if r.status().is_success() => return,
-                    Ok(r) => {
-                        tracing::warn!(receiver = %host_of(&a.url), status = r.status().as_u16(), attempt, "break-glass alert refused")
-                    }
-                    Err(err) => {
-                        tracing::warn!(receiver = %host_of(&a.url), error = %err.without_url(), attempt, "break-glass alert not delivered")
-                    }
-                }
-                if attempt < a.max_tries {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-            }
-            tracing::error!(receiver = %host_of(&a.url), grant = ?e.grant, "ALERT: a break-glass alert could not be delivered");
-            if let Some(audit) = audit {
-                let mut ev = Event::new(Kind::BreakglassAlertFailed);
-                ev.target = Some(e.who.clone());
-                ev.route = Some(e.route.clone());
-                ev.grant = e.grant.clone();
-                ev.reason = Some(format!("{} tries to {}", a.max_tries, host_of(&a.url)));
-                audit.append(ev);
-            }
-        });
+    if settings.alerts.is_empty() {
+        return;
     }
+    let Some(audit) = audit else {
+        // Config refuses [breakglass] without the audit trail; never silently.
+        tracing::error!(grant = ?e.grant, "ALERT: a break-glass alert cannot be queued: the audit trail is off");
+        return;
+    };
+    let mut ev = Event::new(Kind::BreakglassAlert);
+    ev.target = Some(e.who.clone());
+    ev.route = Some(e.route.clone());
+    ev.grant = e.grant.clone();
+    ev.case_ref = e.case_ref.clone();
+    ev.reason = Some(e.event.clone());
+    ev.alert = serde_json::to_value(&e).ok();
+    audit.append(ev);
 }

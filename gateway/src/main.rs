@@ -109,6 +109,18 @@ enum AuditCommand {
         #[arg(long)]
         from_start: bool,
     },
+    /// Send dead letters again (records a receiver refused for good, kept in
+    /// DIR/dead-letters/SINK/): queues them for the running gateway's sink, which
+    /// delivers them like any batch and records `audit.redelivered` (or the next start
+    /// does). Fix the receiver first.
+    Redeliver {
+        /// The audit directory (`audit.dir`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Only this sink's (`webhook`, `otlp`, `redis`, `file`, `alert-…`); default: all.
+        #[arg(long)]
+        sink: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -261,6 +273,7 @@ fn main() -> ExitCode {
         Command::Audit { command: AuditCommand::Tail { redis, stream, dir, from_start } } => {
             audit_tail(redis.as_deref(), &stream, dir.as_deref(), from_start)
         }
+        Command::Audit { command: AuditCommand::Redeliver { dir, sink } } => audit_redeliver(&dir, sink.as_deref()),
         Command::AdminToken { name } => admin_token(&name),
         Command::Policy { command: PolicyCommand::Test { model, policy, cases, group_roles, engine } } => {
             policy_test(&model, &policy, &cases, &group_roles, &engine)
@@ -605,6 +618,36 @@ fn audit_verify(
         }
         Err(f) => {
             eprintln!("custos: audit chain FAILED verification: {f}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn audit_redeliver(dir: &std::path::Path, sink: Option<&str>) -> ExitCode {
+    if sink.is_some_and(|s| s.is_empty() || s.contains(['/', '\\']) || s.starts_with('.')) {
+        eprintln!("custos: --sink is a sink's name, e.g. webhook");
+        return ExitCode::from(2);
+    }
+    if !dir.join("instance").exists() {
+        eprintln!("custos: {} is not an audit directory", dir.display());
+        return ExitCode::from(2);
+    }
+    match custos::audit::sinks::queue_redelivery(dir, sink) {
+        Ok(list) => {
+            let mut any = false;
+            for (sink, batches, records) in list {
+                any |= batches > 0;
+                println!("{sink}: {records} records in {batches} dead letters queued for redelivery");
+            }
+            if any {
+                println!("the running gateway delivers them within seconds (else the next start does) and records audit.redelivered");
+            } else {
+                println!("no dead letters");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("custos: {e}");
             ExitCode::from(1)
         }
     }

@@ -168,7 +168,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
     server.bootstrap();
 
     let audit = if cfg.audit.enabled {
-        Some(Audit::start(&cfg.audit).map_err(|e| format!("{}: `audit`: {e}", cfg.file.display()))?)
+        let alerts = cfg.breakglass.as_ref().map_or(&[][..], |b| &b.alerts[..]);
+        Some(Audit::start(&cfg.audit, alerts).map_err(|e| format!("{}: `audit`: {e}", cfg.file.display()))?)
     } else {
         tracing::warn!("audit.enabled = false: access decisions are NOT recorded");
         None

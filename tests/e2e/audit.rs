@@ -344,13 +344,14 @@ fn modes(dir: &Path) -> Vec<(std::path::PathBuf, u32)> {
 #[tokio::test]
 async fn audit_files_are_private_whatever_the_umask() {
     let demo = demo().await;
-    // A receiver that refuses everything: its batches end in the dead-letter file.
-    let rx = crate::sinks::receiver(b"a-secret-the-gateway-does-not-have", 0).await;
+    // A receiver that refuses every batch as bad (400): they end as dead letters.
+    let rx = crate::sinks::receiver(b"a-shared-webhook-secret-for-tests", 0).await;
+    *rx.refuse.lock().unwrap() = Some("\"seq\"".into());
     let secrets = tempfile::tempdir().unwrap();
     std::fs::write(secrets.path().join("hook.secret"), b"a-shared-webhook-secret-for-tests").unwrap();
     let archive = tempfile::tempdir().unwrap();
     let cfg = format!(
-        "[audit]\nsegment_bytes = 4096\n[audit.file]\npath = \"{}\"\n[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\nmax_tries = 1\n{}",
+        "[audit]\nsegment_bytes = 4096\n[audit.file]\npath = \"{}\"\n[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
         archive.path().join("archive.jsonl").display(),
         rx.addr,
         secrets.path().join("hook.secret").display(),
@@ -368,7 +369,8 @@ async fn audit_files_are_private_whatever_the_umask() {
     }
     // Dead letters, where a refused batch goes (checked with the rest when there).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !dir.join("webhook-dead-letter.ndjson").exists() && Instant::now() < deadline {
+    let letters = dir.join("dead-letters").join("webhook");
+    while std::fs::read_dir(&letters).map_or(true, |mut d| d.next().is_none()) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     gw.stop().await;

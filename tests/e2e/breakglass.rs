@@ -475,3 +475,44 @@ async fn a_grant_ends_with_its_session_on_idle_timeout_and_provider_logout() {
     })
     .await;
 }
+
+/// Alerts are queued durably and retried until taken: with both receivers down when the
+/// emergency is declared, and up only 10 s (and many more tries than the old five) later,
+/// each still gets its alert, signed, once.
+#[tokio::test]
+async fn an_alert_reaches_a_receiver_that_comes_back_later() {
+    use std::time::Instant;
+    let port = free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let dir = tempfile::tempdir().unwrap();
+    let fast = format!("\n[audit]\n{}", crate::sinks::FAST_RETRY);
+    let (s, _demo, _carol, _alice) = bg_site_with(idp_url(), &fast, "", addr, dir.path()).await;
+    let c = browser();
+    assert_eq!(sign_in(&s, &c, "/patients/1", "alice", "alice-password", Some("123456")).await.status(), 302);
+    let r = declare(&s, &c, &format!("{}/.custos/breakglass?route=ehr&path=/patients/3", s.origin)).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let declared = Instant::now();
+    let started = audit_has(&s.gw.audit_dir(), |e| e["kind"] == "breakglass.started").await;
+    let failures = "custos_audit_sink_failures_total{sink=\"alert-";
+    let deadline = declared + Duration::from_secs(40);
+    while (declared.elapsed() < Duration::from_secs(10)
+        || crate::sinks::metric(&s.gw, failures).await.unwrap_or(0.0) < 12.0)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rx = crate::sinks::receiver_on(port, ALERT_SECRET, 0).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rx.taken.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = rx.taken.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "alerts received once the receivers were back: {got:?}");
+    assert_eq!(rx.bad_signatures.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let json: Value =
+        got.iter().find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v["grant"].is_string())).unwrap();
+    assert_eq!(json["grant"], started["grant"]);
+    assert_eq!(json["who"], "alice");
+    assert!(json["id"].is_string(), "the alert has an id a receiver can de-duplicate by: {json}");
+    assert!(got.iter().any(|l| l.contains("\"text\"") && l.contains(started["grant"].as_str().unwrap())), "{got:?}");
+}

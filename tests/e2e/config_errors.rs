@@ -78,6 +78,9 @@ fn each_config_error_names_the_file_and_the_key() {
         ("alert format", breakglass("[[breakglass.alerts]]\nurl = \"http://127.0.0.1:9/a\"\nformat = \"teams\"\n"), "`breakglass.alerts[0].format`"),
         ("unsigned json alert", breakglass("[[breakglass.alerts]]\nurl = \"http://127.0.0.1:9/a\"\nformat = \"json\"\n"), "`breakglass.alerts[0].secret`"),
         ("plain-http alert off the machine", breakglass("[[breakglass.alerts]]\nurl = \"http://alerts.example.org/a\"\nformat = \"slack\"\n"), "`breakglass.alerts[0].url`"),
+        ("alerts no longer give up", breakglass("[[breakglass.alerts]]\nurl = \"http://127.0.0.1:9/a\"\nformat = \"slack\"\nmax_tries = 5\n"), "`breakglass.alerts[0].max_tries`"),
+        ("the webhook no longer gives up", format!("[listen]\nhttp = \"127.0.0.1:0\"\n[audit.webhook]\nurl = \"http://127.0.0.1:9/x\"\nsecret = {{ file = \"{}/ca.pem\" }}\nmax_tries = 8\n{ROUTE}", certs().display()), "`audit.webhook.max_tries`"),
+        ("a spool limit below four segments", format!("[listen]\nhttp = \"127.0.0.1:0\"\n[audit]\nspool_max_bytes = 100000\n{ROUTE}"), "`audit.spool_max_bytes`"),
     ];
     for (name, config, key) in cases {
         for sub in ["check", "serve"] {

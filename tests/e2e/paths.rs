@@ -47,6 +47,15 @@ async fn the_upstream_receives_exactly_the_normalised_path() {
         ("/debug/a%5cb", 400),
         ("/debug/a\\b", 400),
         ("/debug/a%00b", 400),
+        // Every encoded control character, like NUL (the query is not the path: it is
+        // forwarded untouched).
+        ("/debug/a%09b", 400),
+        ("/debug/a%0Ab", 400),
+        ("/debug/a%0db", 400),
+        ("/debug/a%0D%0AX-Injected:%201", 400),
+        ("/debug/a%01", 400),
+        ("/debug/a%1F", 400),
+        ("/debug/a%7f", 400),
         ("/debug/%ff", 400),
         ("/debug/%c3", 400),
         ("/debug/%zz", 400),

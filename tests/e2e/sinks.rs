@@ -1,7 +1,10 @@
-//! Audit sinks against a real redis-server: every record reaches the Redis Stream and the
-//! archive file exactly once, a sink that is down during load gets everything once it is
-//! back, delivered segments are deleted, and the checkpoint kept in Redis exposes a cut
-//! tail.
+//! Audit sinks against a real redis-server and local HTTP receivers: every record reaches
+//! the Redis Stream and the archive file exactly once, a sink that is down during load
+//! gets everything once it is back, delivered segments are deleted, and the checkpoint
+//! kept in Redis exposes a cut tail. The webhook signs its record range, retries for as
+//! long as its receiver is down and dead-letters only what the receiver refuses as bad
+//! (audited, redelivered on `custos audit redeliver`); OTLP retries send nothing twice
+//! and refused requests have spans; a full spool refuses access until a sink catches up.
 
 use crate::harness::*;
 use std::collections::HashSet;
@@ -229,61 +232,73 @@ async fn audit_tail_follows_the_stream_and_the_spool() {
     }
 }
 
-/// A SIEM's webhook endpoint: verifies each request's signature the way a receiver must
-/// (HMAC-SHA256 over `v1:{timestamp}:{body}`, constant-time, timestamp within 5 min),
-/// answers 500 to the first `fail_first` requests (or to all), and keeps what it took.
+/// A SIEM's webhook endpoint, or a break-glass alert receiver: verifies each request's
+/// signature the way a receiver must (constant-time, timestamp within 5 min): on
+/// `/ingest` (the audit webhook) HMAC-SHA256 over `v2:{timestamp}:{records}:{body}` with
+/// `{records}` from `x-custos-records`, elsewhere (alerts) over `v1:{timestamp}:{body}`.
+/// It answers 500 to the first `fail_first` requests, 400 to a body holding the text in
+/// `refuse` (while set), and keeps what it took.
 pub(crate) struct Receiver {
     pub addr: std::net::SocketAddr,
     pub taken: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub bad_signatures: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub refuse: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     _task: tokio::task::JoinHandle<()>,
 }
 
 pub(crate) async fn receiver(secret: &'static [u8], fail_first: usize) -> Receiver {
+    receiver_on(0, secret, fail_first).await
+}
+
+/// [`receiver`] on a given port (0: any), e.g. one a gateway has been failing to reach.
+pub(crate) async fn receiver_on(port: u16, secret: &'static [u8], fail_first: usize) -> Receiver {
     use http_body_util::{BodyExt, Full};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let taken = Arc::new(Mutex::new(Vec::new()));
     let bad = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(AtomicUsize::new(0));
-    let (t, b) = (taken.clone(), bad.clone());
+    let refuse: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let (t, b, r) = (taken.clone(), bad.clone(), refuse.clone());
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
-            let (t, b, seen) = (t.clone(), b.clone(), seen.clone());
+            let (t, b, seen, r) = (t.clone(), b.clone(), seen.clone(), r.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (t, b, seen) = (t.clone(), b.clone(), seen.clone());
+                    let (t, b, seen, r) = (t.clone(), b.clone(), seen.clone(), r.clone());
                     async move {
-                        let ts = req
-                            .headers()
-                            .get("x-custos-timestamp")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        let sig = req
-                            .headers()
-                            .get("x-custos-signature")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
+                        let header = |name: &str| {
+                            req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+                        };
+                        let (ts, sig, records) =
+                            (header("x-custos-timestamp"), header("x-custos-signature"), header("x-custos-records"));
+                        let webhook = req.uri().path().starts_with("/ingest");
                         let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
                         let fresh = ts.parse::<u64>().is_ok_and(|t| t.abs_diff(now) <= 300);
                         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-                        let mut msg = format!("v1:{ts}:").into_bytes();
+                        let (scheme, mut msg) = if webhook {
+                            ("v2=", format!("v2:{ts}:{records}:").into_bytes())
+                        } else {
+                            ("v1=", format!("v1:{ts}:").into_bytes())
+                        };
                         msg.extend_from_slice(&body);
-                        let tag = sig.strip_prefix("v1=").and_then(|h| hex::decode(h).ok()).unwrap_or_default();
+                        let tag = sig.strip_prefix(scheme).and_then(|h| hex::decode(h).ok()).unwrap_or_default();
+                        let text = String::from_utf8_lossy(&body).into_owned();
+                        let refused = r.lock().unwrap().as_ref().is_some_and(|m| text.contains(m.as_str()));
                         let status = if !fresh || ring::hmac::verify(&key, &msg, &tag).is_err() {
                             b.fetch_add(1, Ordering::SeqCst);
                             401
                         } else if seen.fetch_add(1, Ordering::SeqCst) < fail_first {
                             500
+                        } else if refused {
+                            400
                         } else {
                             let mut t = t.lock().unwrap();
-                            t.extend(String::from_utf8_lossy(&body).lines().map(String::from));
+                            t.extend(text.lines().map(String::from));
                             200
                         };
                         Ok::<_, std::convert::Infallible>(
@@ -297,8 +312,18 @@ pub(crate) async fn receiver(secret: &'static [u8], fail_first: usize) -> Receiv
             });
         }
     });
-    Receiver { addr, taken, bad_signatures: bad, _task: task }
+    Receiver { addr, taken, bad_signatures: bad, refuse, _task: task }
 }
+
+/// The value of a metric line `name` (with its labels) on the admin listener, if any.
+pub(crate) async fn metric(gw: &Gateway, name: &str) -> Option<f64> {
+    let m = client().get(format!("http://{}/metrics", gw.admin)).send().await.ok()?.text().await.ok()?;
+    m.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
+/// Delivery retries back off to at most this (instead of 5 s), so a test sees many tries
+/// in little time.
+pub(crate) const FAST_RETRY: &str = "retry_max_ms = 200\n";
 
 const WEBHOOK_SECRET: &[u8] = b"a-shared-webhook-secret-for-tests";
 
@@ -309,7 +334,7 @@ async fn the_webhook_gets_signed_batches_and_retries_until_taken() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hook.secret"), WEBHOOK_SECRET).unwrap();
     let mut gw = Gateway::start(&format!(
-        "[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\nmax_tries = 10\n{}",
+        "[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
         rx.addr,
         dir.path().join("hook.secret").display(),
         route_all(demo.addr)
@@ -328,10 +353,11 @@ async fn the_webhook_gets_signed_batches_and_retries_until_taken() {
     assert_eq!(ids, chain_ids(&records), "the receiver did not get the whole chain once, in order");
     assert_eq!(rx.bad_signatures.load(std::sync::atomic::Ordering::SeqCst), 0, "a request failed signature checks");
 
-    // A wrong secret is caught by the receiver: the check above can fail.
+    // A wrong secret is caught by the receiver: the check above can fail. A 401 is not
+    // the payload's fault: the batch is tried again and again, never dead-lettered.
     let wrong = receiver(b"another-secret-entirely-0123456", 0).await;
     let mut gw2 = Gateway::start(&format!(
-        "[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\nmax_tries = 2\n{}",
+        "[audit]\n{FAST_RETRY}[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
         wrong.addr,
         dir.path().join("hook.secret").display(),
         route_all(demo.addr)
@@ -339,25 +365,174 @@ async fn the_webhook_gets_signed_batches_and_retries_until_taken() {
     .await;
     client().get(gw2.url("/patients/1")).send().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while wrong.bad_signatures.load(std::sync::atomic::Ordering::SeqCst) < 2 && Instant::now() < deadline {
+    while wrong.bad_signatures.load(std::sync::atomic::Ordering::SeqCst) < 12 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(wrong.bad_signatures.load(std::sync::atomic::Ordering::SeqCst) >= 12, "the sink stopped trying");
     assert!(wrong.taken.lock().unwrap().is_empty());
-    // After max_tries the batch is in the dead-letter file and counted.
-    let dead = gw2.audit_dir().join("webhook-dead-letter.ndjson");
-    while !dead.exists() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let buried = std::fs::read_to_string(&dead).unwrap_or_default();
-    assert!(buried.contains("\"audit.started\""), "dead letters: {buried}");
-    let m = client().get(format!("http://{}/metrics", gw2.admin)).send().await.unwrap().text().await.unwrap();
-    assert!(m.lines().any(|l| l.starts_with("custos_audit_dead_letter_total") && !l.ends_with(" 0")), "{m}");
+    assert_eq!(dead_letters(&gw2.audit_dir(), "webhook"), Vec::<String>::new());
+    assert_eq!(metric(&gw2, "custos_audit_dead_letter_total").await, Some(0.0));
     gw2.stop().await;
 }
 
-/// An OTLP/HTTP collector stand-in: decodes the real protobuf requests.
+/// The chain lines kept in the dead letters of `sink`.
+fn dead_letters(audit: &std::path::Path, sink: &str) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(audit.join("dead-letters").join(sink)) else { return Vec::new() };
+    let mut files: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(String::from).collect::<Vec<_>>())
+        .collect()
+}
+
+fn ids_of(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A receiver down for many more tries than the old budget of eight (and than any budget:
+/// there is none) loses nothing: once it is back it gets every record exactly once, in
+/// chain order, and nothing is dead-lettered.
+#[tokio::test]
+async fn a_webhook_down_for_longer_than_any_retry_budget_gets_every_record_once() {
+    let demo = demo().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hook.secret"), WEBHOOK_SECRET).unwrap();
+    let port = free_port();
+    let mut gw = Gateway::start(&format!(
+        "[audit]\n{FAST_RETRY}sink_alert_secs = 1\n[audit.webhook]\nurl = \"http://127.0.0.1:{port}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
+        dir.path().join("hook.secret").display(),
+        route_all(demo.addr)
+    ))
+    .await;
+    for i in 0..30 {
+        assert_eq!(client().get(gw.url(&format!("/patients/{}", i % 3 + 1))).send().await.unwrap().status(), 200);
+    }
+    // Nothing listens on the receiver's port: wait for well over eight failed tries.
+    let failures = "custos_audit_sink_failures_total{sink=\"webhook\"}";
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while metric(&gw, failures).await.unwrap_or(0.0) < 24.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tried = metric(&gw, failures).await.unwrap_or(0.0);
+    assert!(tried >= 24.0, "the sink stopped trying after {tried} failures");
+    assert_eq!(
+        dead_letters(&gw.audit_dir(), "webhook"),
+        Vec::<String>::new(),
+        "dead-lettered while the receiver was down"
+    );
+    // Loud: an ALERT after sink_alert_secs, and the age of the oldest waiting record.
+    assert!(gw.log().contains("ALERT: an audit sink has taken nothing"), "{}", gw.log());
+    let oldest = "custos_audit_sink_oldest_seconds{sink=\"webhook\"}";
+    assert!(metric(&gw, oldest).await.unwrap_or(0.0) >= 1.0, "no age shown for the waiting records");
+
+    // The receiver comes back, and more requests arrive.
+    let rx = receiver_on(port, WEBHOOK_SECRET, 0).await;
+    for _ in 0..5 {
+        client().get(gw.url("/patients/1")).send().await.unwrap();
+    }
+    let lag = "custos_audit_sink_lag_records{sink=\"webhook\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (rx.taken.lock().unwrap().is_empty() || metric(&gw, lag).await != Some(0.0)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metric(&gw, oldest).await, Some(0.0), "the age stays shown after the sink is back");
+    gw.stop().await;
+    let records = audit_records(&gw.audit_dir());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while rx.taken.lock().unwrap().len() < records.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ids = ids_of(&rx.taken.lock().unwrap());
+    assert_eq!(ids, chain_ids(&records), "the receiver did not get the whole chain exactly once, in order");
+    assert_eq!(rx.bad_signatures.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(!records.iter().any(|r| r["event"]["kind"] == "audit.dead_lettered"));
+    assert_eq!(dead_letters(&gw.audit_dir(), "webhook"), Vec::<String>::new());
+}
+
+/// A receiver that says a batch itself is bad (400) gets it dead-lettered, on the record
+/// (`audit.dead_lettered`: sink, count, first and last seq); the records after it still
+/// flow; `custos audit redeliver` sends the dead letters again once the receiver is
+/// fixed, and in the end the receiver holds every record exactly once.
+#[tokio::test]
+async fn a_batch_the_webhook_refuses_is_dead_lettered_on_the_record_and_redelivered() {
+    let demo = demo().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hook.secret"), WEBHOOK_SECRET).unwrap();
+    let rx = receiver(WEBHOOK_SECRET, 0).await;
+    // Only the decision record of /patients/2 carries this.
+    *rx.refuse.lock().unwrap() = Some("\"path\":\"/patients/2\",\"decision\"".into());
+    let mut gw = Gateway::start(&format!(
+        "[audit]\n{FAST_RETRY}[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
+        rx.addr,
+        dir.path().join("hook.secret").display(),
+        route_all(demo.addr)
+    ))
+    .await;
+    let audit = gw.audit_dir();
+    client().get(gw.url("/patients/1")).send().await.unwrap();
+    client().get(gw.url("/patients/2")).send().await.unwrap();
+    let dead = crate::login::audit_has(&audit, |e| e["kind"] == "audit.dead_lettered").await;
+    assert_eq!(dead["sink"], "webhook", "{dead}");
+    // Later records still flow.
+    client().get(gw.url("/patients/3")).send().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !rx.taken.lock().unwrap().iter().any(|l| l.contains("/patients/3")) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rx.taken.lock().unwrap().iter().any(|l| l.contains("/patients/3")), "the sink stopped after a dead letter");
+    let poisoned = audit_records(&audit)
+        .into_iter()
+        .find(|r| r["event"]["kind"] == "access.decision" && r["event"]["path"] == "/patients/2")
+        .unwrap();
+    let (first, last, count) =
+        (dead["first_seq"].as_u64().unwrap(), dead["last_seq"].as_u64().unwrap(), dead["count"].as_u64().unwrap());
+    let seq = poisoned["seq"].as_u64().unwrap();
+    assert!(first <= seq && seq <= last && count == last - first + 1, "{dead}");
+    let buried = dead_letters(&audit, "webhook");
+    assert_eq!(buried.len() as u64, count, "one dead letter, holding what the record says");
+    assert!(buried.iter().any(|l| l.contains("/patients/2")));
+    assert!(!rx.taken.lock().unwrap().iter().any(|l| l.contains("\"path\":\"/patients/2\",\"decision\"")));
+    assert!(metric(&gw, "custos_audit_dead_letter_total").await.unwrap_or(0.0) >= count as f64);
+
+    // Fixed; redelivered by the running gateway on request, and that is on the record too.
+    *rx.refuse.lock().unwrap() = None;
+    let out = std::process::Command::new(CUSTOS)
+        .args(["audit", "redeliver", "--dir"])
+        .arg(&audit)
+        .args(["--sink", "webhook"])
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    let back = crate::login::audit_has(&audit, |e| e["kind"] == "audit.redelivered").await;
+    assert_eq!((back["sink"].as_str(), back["count"].as_u64()), (Some("webhook"), Some(count)), "{back}");
+    assert_eq!((back["first_seq"].as_u64(), back["last_seq"].as_u64()), (Some(first), Some(last)), "{back}");
+    assert_eq!(dead_letters(&audit, "webhook"), Vec::<String>::new());
+    gw.stop().await;
+    let records = audit_records(&audit);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while rx.taken.lock().unwrap().len() < records.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut got = ids_of(&rx.taken.lock().unwrap());
+    let n = got.len();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), n, "a record reached the receiver twice");
+    let mut want = chain_ids(&records);
+    want.sort();
+    assert_eq!(got, want, "the receiver does not hold the whole chain");
+}
+
+/// An OTLP/HTTP collector stand-in: decodes the real protobuf requests; answers 503 to
+/// the first `fail_traces` trace exports.
 struct Collector {
     addr: std::net::SocketAddr,
+    fail_traces: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     logs: std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::logs::v1::LogRecord>>>,
     spans: std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>,
     _task: tokio::task::JoinHandle<()>,
@@ -373,16 +548,29 @@ async fn collector() -> Collector {
     let addr = listener.local_addr().unwrap();
     let logs = Arc::new(Mutex::new(Vec::new()));
     let spans = Arc::new(Mutex::new(Vec::new()));
-    let (l, s) = (logs.clone(), spans.clone());
+    let fail_traces = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (l, s, f) = (logs.clone(), spans.clone(), fail_traces.clone());
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
-            let (l, s) = (l.clone(), s.clone());
+            let (l, s, f) = (l.clone(), s.clone(), f.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (l, s) = (l.clone(), s.clone());
+                    let (l, s, f) = (l.clone(), s.clone(), f.clone());
                     async move {
                         let path = req.uri().path().to_string();
+                        let unavailable = path == "/v1/traces"
+                            && f.fetch_update(
+                                std::sync::atomic::Ordering::SeqCst,
+                                std::sync::atomic::Ordering::SeqCst,
+                                |n| n.checked_sub(1),
+                            )
+                            .is_ok();
+                        if unavailable {
+                            return Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder().status(503).body(Full::new(bytes::Bytes::new())).unwrap(),
+                            );
+                        }
                         let ctype =
                             req.headers().get("content-type").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
                         let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
@@ -419,7 +607,7 @@ async fn collector() -> Collector {
             });
         }
     });
-    Collector { addr, logs, spans, _task: task }
+    Collector { addr, fail_traces, logs, spans, _task: task }
 }
 
 fn attr(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str) -> Option<String> {
@@ -493,4 +681,117 @@ async fn otlp_gets_every_record_as_a_log_and_each_request_as_a_span_of_its_trace
     let others: HashSet<String> =
         spans.iter().filter(|s| hex::encode(&s.trace_id) != caller_trace).map(|s| hex::encode(&s.trace_id)).collect();
     assert_eq!(others.len(), 4);
+}
+
+/// A retried export does not send again what the collector took (its logs when only the
+/// spans failed), and refused requests, unauthenticated or denied, get their span too.
+#[tokio::test]
+async fn otlp_retries_send_only_what_was_not_taken_and_refused_requests_have_spans() {
+    let otel = collector().await;
+    otel.fail_traces.store(3, std::sync::atomic::Ordering::SeqCst);
+    let s = crate::login::site(crate::login::Opts {
+        session: &format!("\n[audit]\n{FAST_RETRY}[audit.otlp]\nendpoint = \"http://{}\"\n", otel.addr),
+        ..Default::default()
+    })
+    .await;
+    let mut gw = s.gw;
+    // Unauthenticated (an API client without a session), and denied by the gateway.
+    let r = client().get(gw.url("/patients/1")).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client().get(gw.url("/patients/%00")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // And one forwarded (whatever the upstream answers).
+    client().get(gw.url("/plain")).send().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while otel.fail_traces.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(otel.fail_traces.load(std::sync::atomic::Ordering::SeqCst), 0, "the spans were not retried");
+    gw.stop().await;
+
+    let records = audit_records(&gw.audit_dir());
+    let logs = otel.logs.lock().unwrap().clone();
+    let ids: Vec<String> = logs.iter().filter_map(|l| attr(&l.attributes, "custos.event.id")).collect();
+    assert_eq!(ids, chain_ids(&records), "the collector did not get every record exactly once");
+    let spans = otel.spans.lock().unwrap().clone();
+    let server: Vec<_> = spans.iter().filter(|s| s.kind == 2).collect();
+    let mut span_ids: Vec<String> = server.iter().map(|s| hex::encode(&s.span_id)).collect();
+    let n = span_ids.len();
+    span_ids.sort();
+    span_ids.dedup();
+    assert_eq!(span_ids.len(), n, "a span was exported twice");
+    for reason in ["unauthenticated", "bad_path"] {
+        let d = records
+            .iter()
+            .map(|r| &r["event"])
+            .find(|e| e["kind"] == "access.decision" && e["reason"] == reason)
+            .unwrap_or_else(|| panic!("no {reason} record"));
+        let span_id = d["span_id"].as_str().unwrap_or_else(|| panic!("no span id on the {reason} record: {d}"));
+        let span = server
+            .iter()
+            .find(|s| hex::encode(&s.span_id) == span_id)
+            .unwrap_or_else(|| panic!("no span for the {reason} request"));
+        assert_eq!(hex::encode(&span.trace_id), d["trace_id"].as_str().unwrap());
+        assert_eq!(attr(&span.attributes, "custos.decision").as_deref(), Some("deny"));
+        assert_eq!(attr(&span.attributes, "http.response.status_code"), d["status"].as_u64().map(|s| s.to_string()));
+    }
+    assert_eq!(server.len(), 3, "one server span per request: {server:?}");
+}
+
+/// The spool's disk limit: with a sink down, records pile up until `spool_max_bytes`;
+/// then `on_failure` applies (here `deny`: 503, nothing forwarded), loudly (ALERT in the
+/// log, the metric); once the sink is back and takes them, the gateway serves again.
+#[tokio::test]
+async fn a_full_spool_refuses_access_loudly_until_the_sink_catches_up() {
+    let demo = demo().await;
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let stream = unique("full");
+    let audit = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[audit]\ndir = \"{}\"\n{FAST_RETRY}segment_bytes = 4096\nspool_max_bytes = 32768\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n{}",
+        audit.path().display(),
+        route_all(demo.addr)
+    );
+    let mut gw = Gateway::start(&cfg).await;
+    let mut served = 0;
+    let mut refused = false;
+    for _ in 0..400 {
+        match client().get(gw.url("/patients/1")).send().await.unwrap().status().as_u16() {
+            200 => served += 1,
+            503 => {
+                refused = true;
+                break;
+            }
+            s => panic!("status {s}"),
+        }
+    }
+    assert!(refused, "served {served} requests and the spool never filled");
+    let forwarded = demo.seen().len();
+    assert_eq!(client().get(gw.url("/patients/1")).send().await.unwrap().status(), 503);
+    assert_eq!(demo.seen().len(), forwarded, "forwarded without a record");
+    assert!(gw.log().contains("ALERT") && gw.log().contains("spool_max_bytes"), "{}", gw.log());
+    let bytes = metric(&gw, "custos_audit_spool_bytes ").await.unwrap_or(0.0);
+    assert!(bytes > 16384.0 && bytes <= 32768.0, "custos_audit_spool_bytes {bytes}");
+    // A restart with a full spool still starts (its sinks are what drain it), and still
+    // refuses.
+    gw.stop().await;
+    let mut gw = Gateway::start(&cfg).await;
+    assert_eq!(client().get(gw.url("/patients/1")).send().await.unwrap().status(), 503);
+
+    // The sink comes back: delivered segments are deleted and access resumes.
+    let _redis = start_redis(port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut status = 0;
+    while Instant::now() < deadline {
+        status = client().get(gw.url("/patients/1")).send().await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "still refused after the sink came back");
+    gw.stop().await;
+    let (code, out) = audit_verify(&[OsStr::new("--partial"), audit.path().as_os_str()]);
+    assert_eq!(code, 0, "{out}");
 }

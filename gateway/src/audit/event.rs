@@ -90,7 +90,8 @@ pub enum Kind {
     /// Someone read the emergency review records (they hold the justifications).
     #[serde(rename = "breakglass.reviews_read")]
     BreakglassReviewsRead,
-    /// A break-glass alert could not be delivered.
+    /// A break-glass alert could not be delivered (written by earlier versions, which
+    /// gave up; alerts are now retried until taken, see `breakglass.alert`).
     #[serde(rename = "breakglass.alert_failed")]
     BreakglassAlertFailed,
     /// A WebSocket tunnel opened: the upstream answered the allowed upgrade with `101`
@@ -103,6 +104,19 @@ pub enum Kind {
     /// `policy_reload`, `shutdown`, …).
     #[serde(rename = "tunnel.closed")]
     TunnelClosed,
+    /// A break-glass alert, queued on the spool (`alert`: what it says); each alert
+    /// receiver delivers it from there, retried until taken.
+    #[serde(rename = "breakglass.alert")]
+    BreakglassAlert,
+    /// A sink's receiver refused records for good (HTTP 400, 413 or 422: the payload
+    /// itself): they were kept in `dead-letters/<sink>/` (`sink`, `count`, `first_seq`,
+    /// `last_seq`, `reason`) for `custos audit redeliver`.
+    #[serde(rename = "audit.dead_lettered")]
+    AuditDeadLettered,
+    /// Dead letters were delivered on `custos audit redeliver` (`sink`, `count`,
+    /// `first_seq`, `last_seq`).
+    #[serde(rename = "audit.redelivered")]
+    AuditRedelivered,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +240,19 @@ pub struct Event {
     pub justification_len: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
+    /// The audit sink a delivery record is about (`webhook`, `otlp`, `alert-…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
+    /// How many records a delivery record is about, and their first and last seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
+    /// What a `breakglass.alert` says (the alert object receivers get).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<serde_json::Value>,
 }
 
 impl Event {
@@ -266,6 +293,11 @@ impl Event {
             justification_sha256: None,
             justification_len: None,
             justification: None,
+            sink: None,
+            count: None,
+            first_seq: None,
+            last_seq: None,
+            alert: None,
         }
     }
 }

@@ -39,6 +39,8 @@ pub enum AuditError {
     Key(String),
     #[error("the audit writer is {0} records behind; refusing new access until it catches up")]
     Overloaded(usize),
+    #[error("the audit spool is full (audit.spool_max_bytes = {0}): a sink has not taken its records")]
+    Full(u64),
 }
 
 /// Records queued for the writer beyond which new access is refused (503 under
@@ -81,24 +83,31 @@ pub struct AuditSettings {
     pub otlp: Option<(String, Duration)>,
     /// See [`QUEUE_LIMIT`].
     pub queue_limit: usize,
+    /// The longest wait between two delivery tries of a sink.
+    pub retry_max: Duration,
+    /// A sink that has taken nothing for this long raises an ALERT.
+    pub sink_alert_after: Duration,
+    /// The spool's size limit in bytes (0: none); see [`spool`].
+    pub spool_max_bytes: u64,
 }
+
+/// Defaults of the delivery settings (`retry_max_ms`, `sink_alert_secs`,
+/// `spool_max_bytes`).
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+pub const SINK_ALERT_AFTER: Duration = Duration::from_secs(300);
+pub const SPOOL_MAX_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct WebhookSinkSettings {
     pub url: String,
     pub secret: crate::secret::Secret,
     pub ca: Option<Vec<u8>>,
-    pub max_tries: u32,
-    pub dead_letter: PathBuf,
     pub timeout: Duration,
 }
 
 impl std::fmt::Debug for WebhookSinkSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSinkSettings")
-            .field("url", &self.url)
-            .field("max_tries", &self.max_tries)
-            .finish_non_exhaustive()
+        f.debug_struct("WebhookSinkSettings").field("url", &self.url).finish_non_exhaustive()
     }
 }
 
@@ -125,8 +134,8 @@ pub struct Audit {
 
 impl Audit {
     /// Opens the spool (continuing its chain), records `audit.started`, and starts the
-    /// writer thread.
-    pub fn start(s: &AuditSettings) -> Result<Audit, AuditError> {
+    /// writer thread, the sinks and one alert sink per break-glass alert receiver.
+    pub fn start(s: &AuditSettings, alerts: &[crate::breakglass::Alert]) -> Result<Audit, AuditError> {
         // Private before anything is written there (see `private`).
         let secured = private::secure_dir(&s.dir)
             .map_err(|e| AuditError::Io(format!("cannot create {}: {e}", s.dir.display())))?;
@@ -143,6 +152,7 @@ impl Audit {
         let key = Arc::new(load_or_make_key(s)?);
         let instance = instance_id(&s.dir)?;
         let committed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let spool_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut writer = spool::Writer::open(spool::SpoolSettings {
             dir: s.dir.clone(),
             instance: instance.clone(),
@@ -151,6 +161,19 @@ impl Audit {
             checkpoint_interval: s.checkpoint_interval,
             key,
             committed: committed.clone(),
+            // Without sinks nothing is ever deleted: the spool is the archive, and only
+            // the disk bounds it.
+            max_bytes: if s.file.is_some()
+                || s.redis.is_some()
+                || s.otlp.is_some()
+                || s.webhook.is_some()
+                || !alerts.is_empty()
+            {
+                s.spool_max_bytes
+            } else {
+                0
+            },
+            bytes: spool_bytes.clone(),
         })?;
         let (seq, _) = writer.head();
         let mut started = Event::new(Kind::AuditStarted);
@@ -164,24 +187,38 @@ impl Audit {
         std::thread::Builder::new()
             .name("custos-audit".into())
             .spawn(move || {
-                writer.run(rx, |took, n, ok| {
+                writer.run(rx, |took, n, result| {
                     taken.fetch_sub(n, Ordering::AcqRel);
                     crate::http::metrics::AUDIT_FSYNC.observe(took.as_secs_f64());
-                    if ok {
-                        crate::http::metrics::AUDIT_RECORDS.inc_by(n as u64);
-                        flag.store(false, Ordering::Release);
-                    } else {
-                        crate::http::metrics::AUDIT_FAILURES.inc_by(n as u64);
-                        if !flag.swap(true, Ordering::AcqRel) {
-                            tracing::error!(records = n, "ALERT: the audit spool cannot be written");
+                    match result {
+                        Ok(()) => {
+                            crate::http::metrics::AUDIT_RECORDS.inc_by(n as u64);
+                            if flag.swap(false, Ordering::AcqRel) {
+                                tracing::warn!("the audit spool is written again");
+                            }
+                        }
+                        Err(e) => {
+                            crate::http::metrics::AUDIT_FAILURES.inc_by(n as u64);
+                            if !flag.swap(true, Ordering::AcqRel) {
+                                tracing::error!(records = n, error = %e, "ALERT: the audit spool cannot be written");
+                            }
                         }
                     }
                 })
             })
             .map_err(|e| AuditError::Io(format!("cannot start the audit writer: {e}")))?;
-        let sink_cursors = start_sinks(s, committed.clone())?;
+        let mut audit = Audit {
+            tx,
+            on_failure: s.on_failure,
+            failing,
+            committed: committed.clone(),
+            sink_cursors: Vec::new(),
+            queued,
+            queue_limit: s.queue_limit,
+        };
+        audit.sink_cursors = start_sinks(s, alerts, committed, spool_bytes, audit.clone())?;
         tracing::info!(dir = %s.dir.display(), instance, continuing_after = seq, "audit chain open");
-        Ok(Audit { tx, on_failure: s.on_failure, failing, committed, sink_cursors, queued, queue_limit: s.queue_limit })
+        Ok(audit)
     }
 
     /// Appends `event` and waits until it is on disk; returns its sequence number.
@@ -243,10 +280,14 @@ impl Audit {
     }
 }
 
-/// Starts one delivery task per configured sink on a runtime of their own.
+/// Starts one delivery task per configured sink (and alert receiver) on a runtime of
+/// their own.
 fn start_sinks(
     s: &AuditSettings,
+    alerts: &[crate::breakglass::Alert],
     committed: Arc<std::sync::atomic::AtomicU64>,
+    spool_bytes: Arc<std::sync::atomic::AtomicU64>,
+    audit: Audit,
 ) -> Result<Vec<Arc<std::sync::atomic::AtomicU64>>, AuditError> {
     let mut list: Vec<Box<dyn sinks::Sink>> = Vec::new();
     if let Some(path) = &s.file {
@@ -260,30 +301,39 @@ fn start_sinks(
     }
     if let Some(w) = &s.webhook {
         list.push(Box::new(
-            sinks::webhook::WebhookSink::new(
-                w.url.clone(),
-                w.secret.expose(),
-                w.ca.as_deref(),
-                w.timeout,
-                w.max_tries,
-                w.dead_letter.clone(),
-            )
-            .map_err(AuditError::Io)?,
+            sinks::webhook::WebhookSink::new(w.url.clone(), w.secret.expose(), w.ca.as_deref(), w.timeout)
+                .map_err(AuditError::Io)?,
         ));
+    }
+    let audit_sinks = list.len();
+    for a in alerts {
+        list.push(Box::new(sinks::alert::AlertSink::new(a).map_err(AuditError::Io)?));
     }
     if list.is_empty() {
         return Ok(Vec::new());
     }
+    let head = committed.load(Ordering::Acquire);
     let mut cursors = Vec::new();
-    for sink in &list {
+    for (i, sink) in list.iter().enumerate() {
+        // A new alert receiver starts at the head: it is told of emergencies from now
+        // on, not of every one still in the spool. A new audit sink gets the whole spool.
+        let from = if i < audit_sinks { 0 } else { head };
         cursors.push(
-            sinks::Cursor::open(&s.dir, sink.name())
+            sinks::Cursor::open_or(&s.dir, sink.name(), from)
                 .map_err(|e| AuditError::Io(format!("cannot open the {} sink's cursor: {e}", sink.name())))?,
         );
     }
     let all: Vec<_> = cursors.iter().map(|c| c.seq.clone()).collect();
-    let all_ret = all.clone();
-    let dir = s.dir.clone();
+    let delivery = Arc::new(sinks::Delivery {
+        dir: s.dir.clone(),
+        committed,
+        all_cursors: all.clone(),
+        batch: 512,
+        retry_max: s.retry_max,
+        alert_after: s.sink_alert_after,
+        spool_bytes,
+        audit,
+    });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -294,14 +344,7 @@ fn start_sinks(
             runtime.block_on(async move {
                 let mut tasks = Vec::new();
                 for (sink, cursor) in list.into_iter().zip(cursors) {
-                    tasks.push(tokio::spawn(sinks::run(
-                        dir.clone(),
-                        sink,
-                        cursor,
-                        committed.clone(),
-                        all.clone(),
-                        512,
-                    )));
+                    tasks.push(tokio::spawn(sinks::run(delivery.clone(), sink, cursor)));
                 }
                 for t in tasks {
                     let _ = t.await;
@@ -309,7 +352,7 @@ fn start_sinks(
             })
         })
         .map_err(|e| AuditError::Io(format!("cannot start the audit sinks: {e}")))?;
-    Ok(all_ret)
+    Ok(all)
 }
 
 /// The instance id, made once and kept in the audit directory, so the chain and its

@@ -8,6 +8,12 @@
 //! segment. Bytes after the last newline are a write torn by a crash; they were never
 //! acknowledged, so they are cut off. A complete line that fails its hash means the
 //! chain was damaged: the writer refuses to start (fail closed).
+//!
+//! The spool is bounded (`audit.spool_max_bytes`): records stay in it until every sink
+//! has them, so a sink that is down makes it grow. A commit that would take it past the
+//! limit fails like a full disk, before anything is written, and `audit.on_failure`
+//! applies; at 80 % an ALERT is logged. Delivered segments being deleted makes room
+//! again. There is no age limit: a record waits as long as its sinks need.
 
 use super::chain::{self, GENESIS};
 use super::event::{Checkpoint, Event, Kind};
@@ -37,6 +43,10 @@ pub(crate) struct SpoolSettings {
     pub key: Arc<Ed25519KeyPair>,
     /// The last sequence number that is on disk; sinks never read past it.
     pub committed: Arc<std::sync::atomic::AtomicU64>,
+    /// `audit.spool_max_bytes` (0: no limit), and the segments' size now (the sinks'
+    /// garbage collection lowers it).
+    pub max_bytes: u64,
+    pub bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Segment files of `dir`, in chain order (named by their first sequence number).
@@ -69,6 +79,8 @@ pub(crate) struct Writer {
     /// A failed write could not be cut back: the file may hold records the chain head
     /// does not know, so nothing more may be appended (until a restart repairs it).
     poisoned: bool,
+    /// The spool passed 80 % of its limit (alerted once until it drops below again).
+    nearly_full: bool,
     _lock: File,
 }
 
@@ -107,6 +119,14 @@ impl Writer {
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         sync_dir(&s.dir);
         s.committed.store(seq, std::sync::atomic::Ordering::Release);
+        let total: u64 = segments(&s.dir)
+            .map_err(|e| io("cannot list", e))?
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        s.bytes.store(total, std::sync::atomic::Ordering::Release);
+        crate::http::metrics::AUDIT_SPOOL_BYTES.set(total as i64);
         Ok(Writer {
             s,
             file,
@@ -117,6 +137,7 @@ impl Writer {
             last_checkpoint: Instant::now(),
             buf: Vec::with_capacity(64 * 1024),
             poisoned: false,
+            nearly_full: false,
             _lock: lock,
         })
     }
@@ -126,8 +147,10 @@ impl Writer {
     }
 
     /// Appends `events` with one write and one fsync. All or nothing: on failure the
-    /// file is cut back and the chain head restored.
-    fn commit(&mut self, events: &mut [Event], checkpoint: bool) -> Result<u64, AuditError> {
+    /// file is cut back and the chain head restored. `bounded`: refused past
+    /// `spool_max_bytes` (all but `audit.started`, which a full spool must not keep from
+    /// starting, since only a started gateway's sinks can drain it).
+    fn commit(&mut self, events: &mut [Event], checkpoint: bool, bounded: bool) -> Result<u64, AuditError> {
         if self.poisoned {
             return Err(AuditError::Io(
                 "an earlier failed write could not be cut back; restart to repair the spool".into(),
@@ -158,6 +181,14 @@ impl Writer {
             self.seq += 1;
             self.last_hash = chain::encode(&mut self.buf, self.seq, &self.last_hash, &cp);
         }
+        match self.room_for(self.buf.len() as u64) {
+            Err(e) if bounded => {
+                self.seq = seq0;
+                self.last_hash = hash0;
+                return Err(e);
+            }
+            _ => {}
+        }
         let written = self.file.write_all(&self.buf).and_then(|_| self.file.sync_data());
         if let Err(e) = written {
             // Cut back whatever part of the batch reached the file; if even that fails,
@@ -172,6 +203,9 @@ impl Writer {
             return Err(AuditError::Io(format!("cannot write the audit spool: {e}")));
         }
         self.len += self.buf.len() as u64;
+        let total =
+            self.s.bytes.fetch_add(self.buf.len() as u64, std::sync::atomic::Ordering::AcqRel) + self.buf.len() as u64;
+        crate::http::metrics::AUDIT_SPOOL_BYTES.set(total as i64);
         self.s.committed.store(self.seq, std::sync::atomic::Ordering::Release);
         if checkpoint {
             self.since_checkpoint = 0;
@@ -187,6 +221,24 @@ impl Writer {
             }
         }
         Ok(self.seq)
+    }
+
+    /// Whether `n` more bytes fit under `spool_max_bytes`; alerts at 80 %.
+    fn room_for(&mut self, n: u64) -> Result<(), AuditError> {
+        let max = self.s.max_bytes;
+        if max == 0 {
+            return Ok(());
+        }
+        let now = self.s.bytes.load(std::sync::atomic::Ordering::Acquire);
+        let high = now.saturating_add(n) >= max / 5 * 4;
+        if high && !self.nearly_full {
+            tracing::error!(bytes = now, spool_max_bytes = max, "ALERT: the audit spool is over 80% of audit.spool_max_bytes: a sink is behind (see custos_audit_sink_lag_records)");
+        }
+        self.nearly_full = high;
+        if now.saturating_add(n) > max {
+            return Err(AuditError::Full(max));
+        }
+        Ok(())
     }
 
     fn rotate(&mut self) -> Result<(), AuditError> {
@@ -209,11 +261,11 @@ impl Writer {
 
     /// Appends one event now (used for `audit.started`).
     pub fn append_now(&mut self, mut ev: Event) -> Result<u64, AuditError> {
-        self.commit(std::slice::from_mut(&mut ev), false)
+        self.commit(std::slice::from_mut(&mut ev), false, false)
     }
 
     /// The writer loop: runs until every sender is gone, then writes a last checkpoint.
-    pub fn run(mut self, rx: Receiver<Append>, on_commit: impl Fn(Duration, usize, bool)) {
+    pub fn run(mut self, rx: Receiver<Append>, on_commit: impl Fn(Duration, usize, Result<(), &AuditError>)) {
         let mut batch: Vec<Event> = Vec::with_capacity(1024);
         let mut acks = Vec::with_capacity(1024);
         loop {
@@ -222,13 +274,13 @@ impl Writer {
                 Ok(a) => a,
                 Err(RecvTimeoutError::Timeout) => {
                     if self.checkpoint_due() {
-                        let _ = self.commit(&mut [], true);
+                        let _ = self.commit(&mut [], true, true);
                     }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     if self.since_checkpoint > 0 {
-                        let _ = self.commit(&mut [], true);
+                        let _ = self.commit(&mut [], true, true);
                     }
                     return;
                 }
@@ -249,8 +301,8 @@ impl Writer {
             let checkpoint = self.since_checkpoint + batch.len() as u64 >= self.s.checkpoint_every
                 || self.last_checkpoint.elapsed() >= self.s.checkpoint_interval
                 || batch.iter().any(|e| e.kind == Kind::AuditStopped);
-            let result = self.commit(&mut batch, checkpoint);
-            on_commit(started.elapsed(), batch.len(), result.is_ok());
+            let result = self.commit(&mut batch, checkpoint, true);
+            on_commit(started.elapsed(), batch.len(), result.as_ref().map(|_| ()));
             // Each record learns its own sequence number.
             let last = result.as_ref().ok().map(|&s| s - checkpoint as u64);
             let n = batch.len() as u64;

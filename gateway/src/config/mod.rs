@@ -494,6 +494,20 @@ impl Validator<'_> {
         if a.checkpoint_secs == 0 {
             return Err(self.err("audit.checkpoint_secs", "must be at least 1"));
         }
+        if !(10..=3_600_000).contains(&a.retry_max_ms) {
+            return Err(self.err("audit.retry_max_ms", "must be from 10 to 3600000 (one hour)"));
+        }
+        if a.sink_alert_secs == 0 {
+            return Err(self.err("audit.sink_alert_secs", "must be at least 1"));
+        }
+        // The two newest segments always stay (the chain's head), so a limit must leave
+        // room for more than those.
+        if a.spool_max_bytes != 0 && a.spool_max_bytes < a.segment_bytes.saturating_mul(4) {
+            return Err(self.err(
+                "audit.spool_max_bytes",
+                format!("must be 0 (no limit) or at least 4 × audit.segment_bytes ({})", a.segment_bytes * 4),
+            ));
+        }
         let audit = crate::audit::AuditSettings {
             enabled: a.enabled,
             dir: self.path(&a.dir),
@@ -546,6 +560,9 @@ impl Validator<'_> {
                 }
             },
             queue_limit: a.queue_limit,
+            retry_max: Duration::from_millis(a.retry_max_ms),
+            sink_alert_after: Duration::from_secs(a.sink_alert_secs),
+            spool_max_bytes: a.spool_max_bytes,
             webhook: match &a.webhook {
                 None => None,
                 Some(w) => Some(self.webhook(w, &self.path(&a.dir))?),
@@ -616,6 +633,12 @@ impl Validator<'_> {
                         "needs [policy] (and [oidc]): the policy says who may declare an emergency and what it opens",
                     ));
                 }
+                if !audit.enabled {
+                    return Err(self.err(
+                        "audit.enabled",
+                        "[breakglass] needs the audit trail: every grant is recorded and its alerts are queued on the spool",
+                    ));
+                }
                 if b.max_secs == 0 || b.default_secs == 0 || b.default_secs > b.max_secs {
                     return Err(
                         self.err("breakglass.default_secs", "must be at least 1 and at most breakglass.max_secs")
@@ -651,15 +674,13 @@ impl Validator<'_> {
                         }
                         None => None,
                     };
-                    if a.max_tries == 0 {
-                        return Err(self.err(format!("{key}.max_tries"), "must be at least 1"));
+                    if a.max_tries.is_some() {
+                        return Err(self.err(
+                            format!("{key}.max_tries"),
+                            "is gone: an alert is queued on the audit spool and retried until the receiver takes it; remove the key",
+                        ));
                     }
-                    alerts.push(crate::breakglass::Alert {
-                        url: url.to_string(),
-                        format,
-                        secret,
-                        max_tries: a.max_tries,
-                    });
+                    alerts.push(crate::breakglass::Alert { url: url.to_string(), format, secret });
                 }
                 Some(std::sync::Arc::new(crate::breakglass::Settings {
                     default: Duration::from_secs(b.default_secs),
@@ -974,15 +995,25 @@ impl Validator<'_> {
         if w.timeout_secs == 0 {
             return Err(self.err("audit.webhook.timeout_secs", "must be at least 1"));
         }
+        if w.max_tries.is_some() {
+            return Err(self.err(
+                "audit.webhook.max_tries",
+                "is gone: a batch is retried until the receiver takes it (or refuses it for good: then it is dead-lettered); remove the key",
+            ));
+        }
+        if w.dead_letter.is_some() {
+            return Err(self.err(
+                "audit.webhook.dead_letter",
+                format!(
+                    "is gone: dead letters are kept in {} for `custos audit redeliver`; remove the key",
+                    crate::audit::sinks::dead_letter_dir(audit_dir, "webhook").display()
+                ),
+            ));
+        }
         Ok(crate::audit::WebhookSinkSettings {
             url: w.url.clone(),
             secret,
             ca,
-            max_tries: w.max_tries.max(1),
-            dead_letter: w
-                .dead_letter
-                .as_ref()
-                .map_or_else(|| audit_dir.join("webhook-dead-letter.ndjson"), |p| self.path(p)),
             timeout: Duration::from_secs(w.timeout_secs),
         })
     }

@@ -225,9 +225,8 @@ pub struct BreakglassAlert {
     pub format: String,
     /// The HMAC-SHA256 key: `{ file = … }` or `{ env = … }`. Required for `json`.
     pub secret: Option<SecretRef>,
-    /// Tries before giving up (each audited when it fails). Default 5.
-    #[serde(default = "default_bg_tries")]
-    pub max_tries: u32,
+    /// Gone (alerts are retried until taken); refused with a message saying so.
+    pub max_tries: Option<u32>,
 }
 
 fn default_bg_secs() -> u64 {
@@ -244,9 +243,6 @@ fn default_bg_per_day() -> u64 {
 }
 fn default_bg_retention() -> u64 {
     2190
-}
-fn default_bg_tries() -> u32 {
-    5
 }
 
 /// `[upstream_identity]`
@@ -395,6 +391,26 @@ pub struct Audit {
     /// Records waiting for the writer beyond which new access is refused. Default 100000.
     #[serde(default = "default_queue_limit")]
     pub queue_limit: usize,
+    /// The longest wait between two delivery tries of a sink, in ms. Default 5000.
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// A sink that has taken nothing for this long raises an ALERT. Default 300.
+    #[serde(default = "default_sink_alert_secs")]
+    pub sink_alert_secs: u64,
+    /// The spool's size limit (segment files); then `on_failure` applies. 0: none.
+    /// Default 10 GiB.
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
+}
+
+fn default_retry_max_ms() -> u64 {
+    crate::audit::RETRY_MAX.as_millis() as u64
+}
+fn default_sink_alert_secs() -> u64 {
+    crate::audit::SINK_ALERT_AFTER.as_secs()
+}
+fn default_spool_max_bytes() -> u64 {
+    crate::audit::SPOOL_MAX_BYTES
 }
 
 fn default_queue_limit() -> usize {
@@ -420,19 +436,15 @@ pub struct AuditWebhook {
     pub secret: SecretRef,
     /// PEM CA bundle for the receiver's certificate. Default: the system's roots.
     pub ca: Option<PathBuf>,
-    /// Tries per batch before it goes to the dead-letter file. Default 8.
-    #[serde(default = "default_max_tries")]
-    pub max_tries: u32,
-    /// Default `webhook-dead-letter.ndjson` in the audit directory.
+    /// Gone (batches are retried until taken); refused with a message saying so.
+    pub max_tries: Option<u32>,
+    /// Gone (dead letters live in `dir/dead-letters/webhook/`); refused likewise.
     pub dead_letter: Option<PathBuf>,
     /// Seconds per try. Default 10.
     #[serde(default = "default_webhook_timeout")]
     pub timeout_secs: u64,
 }
 
-fn default_max_tries() -> u32 {
-    8
-}
 fn default_webhook_timeout() -> u64 {
     10
 }
@@ -492,6 +504,9 @@ impl Default for Audit {
             webhook: None,
             otlp: None,
             queue_limit: default_queue_limit(),
+            retry_max_ms: default_retry_max_ms(),
+            sink_alert_secs: default_sink_alert_secs(),
+            spool_max_bytes: default_spool_max_bytes(),
         }
     }
 }

@@ -78,7 +78,7 @@ pub static AUDIT_SINK_DELIVERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static AUDIT_DEAD_LETTER: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     prometheus::register_int_counter!(
         "custos_audit_dead_letter_total",
-        "Records the webhook sink gave up on and wrote to its dead-letter file."
+        "Records a sink's receiver refused for good (400, 413, 422), kept in dead-letters/<sink>/."
     )
     .expect("metric registers once")
 });
@@ -99,6 +99,23 @@ pub static AUDIT_DROPPED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static AUDIT_SPOOL_BYTES: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    prometheus::register_int_gauge!(
+        "custos_audit_spool_bytes",
+        "Bytes of the spool's segment files (at audit.spool_max_bytes, audit.on_failure applies)."
+    )
+    .expect("metric registers once")
+});
+
+pub static AUDIT_SINK_OLDEST: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "custos_audit_sink_oldest_seconds",
+        "Age of the oldest record a failing sink is still trying to deliver (0 when it is taking them).",
+        &["sink"]
+    )
+    .expect("metric registers once")
+});
+
 /// Registers every metric so the first scrape lists them all.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -114,6 +131,8 @@ pub fn init() {
     LazyLock::force(&AUDIT_DEAD_LETTER);
     LazyLock::force(&AUDIT_SPOOL_DEPTH);
     LazyLock::force(&AUDIT_DROPPED);
+    LazyLock::force(&AUDIT_SPOOL_BYTES);
+    LazyLock::force(&AUDIT_SINK_OLDEST);
 }
 
 /// Statuses whose per-route counters are resolved once (see `routes::RouteEntry`).

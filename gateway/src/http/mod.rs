@@ -2,7 +2,8 @@
 //! DESIGN.md, one call per step: refuse ambiguous framing → normalise the path once →
 //! gateway endpoints → strip identity headers → match the route → limits → protocol
 //! upgrades (refused, or a WebSocket tunnel once allowed: `tunnel`) → the session
-//! and the route's MFA rule (`auth`) → decision record made durable in the audit spool. Then `upstream_peer` picks the route's
+//! and the route's MFA rule (`auth`) → decision record made durable in the audit spool →
+//! a chunked body's first chunk framed. Then `upstream_peer` picks the route's
 //! upstream, `upstream_request_filter` writes the normalised path and the forwarding
 //! headers and removes the gateway's cookies, and `logging` appends the completion record and counts metrics. Every
 //! refusal is recorded too (health endpoints excepted).
@@ -388,7 +389,18 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+        // HTTP/1.1 pipelining (RFC 9112 §9.3.2): the bytes of requests written behind this
+        // one are kept for the next request on the connection, answered in order after
+        // this one, whoever answers it. Off (pingora's default), they are dropped when the
+        // connection is closed after a response that said `keep-alive`.
+        session.as_downstream_mut().set_pipelining_enabled(true);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // Every request has its span, refused ones too (even for bad framing).
+        ctx.trace = Some(trace::TraceContext::from_request(session.req_header()));
         // 1. Ambiguous framing, on the raw bytes pingora kept (HTTP/1.x only; HTTP/2
         //    frames carry their own lengths).
         let framing = match session.as_downstream() {
@@ -398,7 +410,7 @@ impl ProxyHttp for Gateway {
             _ if session.req_header().headers.len() > self.limits.max_headers => {
                 Err(framing::FramingError::TooManyHeaders)
             }
-            _ => Ok(()),
+            _ => framing::check_h2(session.req_header()),
         };
         if let Err(e) = framing {
             let r = if e.status() == 431 { Refusal::HeaderTooLarge } else { Refusal::BadFraming };
@@ -421,7 +433,6 @@ impl ProxyHttp for Gateway {
         if path.starts_with_segments(RESERVED_PREFIX) {
             ctx.path = Some(path.clone());
             ctx.forwarding = Some(Forwarding::new(session, &self.headers.trusted_proxies, self.is_tls(session)));
-            ctx.trace = Some(trace::TraceContext::from_request(session.req_header()));
             return Box::pin(self.endpoint(session, ctx, &path)).await;
         }
 
@@ -430,7 +441,6 @@ impl ProxyHttp for Gateway {
         headers::strip_identity(session.req_header_mut(), &self.headers.strip);
         let tls = self.is_tls(session);
         ctx.forwarding = Some(Forwarding::new(session, &self.headers.trusted_proxies, tls));
-        ctx.trace = Some(trace::TraceContext::from_request(session.req_header()));
 
         // 5. The route.
         let host_raw = auth::authority(session.req_header());
@@ -483,6 +493,18 @@ impl ProxyHttp for Gateway {
         }
         if websocket {
             return Box::pin(self.tunnel(session, ctx)).await;
+        }
+
+        // 10. A chunked body's first chunk, framed before the head goes upstream. A failure
+        //     is the completion of an allowed request (bad_framing, client_timeout).
+        if let Err(e) = framing::read_first_chunk(session).await {
+            let r = classify(&e);
+            ctx.refusal = Some(r);
+            session.set_keepalive(None);
+            if let Err(err) = respond::refuse(session, r).await {
+                tracing::debug!(error = %err, "could not send the error page");
+            }
+            return Ok(true);
         }
         Ok(false)
     }

@@ -6,8 +6,9 @@
 //! `%2E` → `.`), upper-cases the hex of every other escape, merges repeated slashes,
 //! removes `.` and `..` segments. What it refuses, because no single reading exists:
 //! encoded `/` or `\` (`%2F`, `%5C`), a literal `\`, NUL (raw or `%00`), other control
-//! characters and spaces, malformed escapes, bytes that do not decode to UTF-8, a `..`
-//! that climbs above the root, and anything that is not an origin-form path.
+//! characters (raw, or encoded: `%01`-`%1F`, `%7F`) and raw spaces, malformed escapes,
+//! bytes that do not decode to UTF-8, a `..` that climbs above the root, and anything
+//! that is not an origin-form path.
 
 use std::fmt;
 
@@ -23,6 +24,7 @@ pub enum PathError {
     EncodedSeparator,
     Nul,
     ForbiddenChar,
+    EncodedControl,
     BadEscape,
     InvalidUtf8,
     AboveRoot,
@@ -35,6 +37,7 @@ impl fmt::Display for PathError {
             PathError::EncodedSeparator => "the path contains an encoded / or \\",
             PathError::Nul => "the path contains NUL",
             PathError::ForbiddenChar => "the path contains a character that is not allowed",
+            PathError::EncodedControl => "the path contains an encoded control character",
             PathError::BadEscape => "the path contains a malformed percent-escape",
             PathError::InvalidUtf8 => "the path does not decode to UTF-8",
             PathError::AboveRoot => "the path climbs above the root",
@@ -92,6 +95,10 @@ impl NormPath {
                         match v {
                             0 => return Err(PathError::Nul),
                             b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                            // A decoded tab, CR, LF or other control byte means different
+                            // things to different upstreams (log injection, header splitting
+                            // in a redirect, a name that trims differently).
+                            v if v < 0x20 || v == 0x7f => return Err(PathError::EncodedControl),
                             v if is_unreserved(v) => out.push(v),
                             v => {
                                 non_ascii |= v >= 0x80;
@@ -238,6 +245,12 @@ mod tests {
             ("/a/../..", PathError::AboveRoot),
             ("/%2e%2e/etc", PathError::AboveRoot),
             ("/a b", PathError::ForbiddenChar),
+            ("/a%09b", PathError::EncodedControl),
+            ("/a%0a", PathError::EncodedControl),
+            ("/a%0D%0Ab", PathError::EncodedControl),
+            ("/a%1f", PathError::EncodedControl),
+            ("/a%7F", PathError::EncodedControl),
+            ("/a%01/../b", PathError::EncodedControl),
         ];
         for (input, want) in cases {
             assert_eq!(norm(input), Err(want), "input {input:?}");

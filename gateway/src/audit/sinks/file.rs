@@ -2,7 +2,7 @@
 //! `custos audit verify` reads. Exactly once: on open it finds the last sequence number
 //! already in the file and skips what it has.
 
-use super::{Line, Sink};
+use super::{Failure, Line, Sink};
 use async_trait::async_trait;
 use std::io::Write;
 use std::path::PathBuf;
@@ -49,7 +49,7 @@ impl Sink for FileSink {
         "file"
     }
 
-    async fn deliver(&mut self, batch: &[Line]) -> Result<(), String> {
+    async fn deliver(&mut self, batch: &[Line]) -> Result<(), Failure> {
         let last = match self.last_seq {
             Some(s) => s,
             None => {
@@ -60,11 +60,11 @@ impl Sink for FileSink {
         };
         if let (Some(archived), Some(l)) = (&self.instance, batch.first()) {
             if archived != &l.record.event.instance {
-                return Err(format!(
+                return Err(Failure::Retry(format!(
                     "{} holds the chain of instance {archived}, not {}: give this chain its own archive file",
                     self.path.display(),
                     l.record.event.instance
-                ));
+                )));
             }
         }
         let mut buf = Vec::new();
@@ -82,7 +82,7 @@ impl Sink for FileSink {
             f.sync_data()
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::Retry(e.to_string()))?;
         match result {
             Ok(()) => {
                 self.last_seq = batch.last().map(|l| l.record.seq).or(self.last_seq);
@@ -91,7 +91,7 @@ impl Sink for FileSink {
             Err(e) => {
                 // Re-read the file's end next time: part of the batch may be there.
                 self.last_seq = None;
-                Err(format!("{}: {e}", self.path.display()))
+                Err(Failure::Retry(format!("{}: {e}", self.path.display())))
             }
         }
     }

@@ -5,14 +5,23 @@
 //! becomes the request's server span (start = end − duration) with a child span per
 //! timed phase (`audit`: the durable decision record; `upstream`: until the upstream's
 //! response header), so traces reach the
-//! collector through the same durable, at-least-once path as the audit trail. A batch
-//! counts as delivered when the collector answers 2xx to both requests.
+//! collector through the same durable, at-least-once path as the audit trail. A request
+//! refused by the gateway (an `access.decision` deny: unauthenticated, denied by the
+//! policy, a bad path…) has no completion record; its decision record becomes its span.
+//!
+//! No duplicates on retry: a batch counts as delivered when the collector has taken
+//! both its logs and its spans, and a retry sends only the part it has not taken yet (a
+//! batch whose logs were taken and whose spans failed retries only its spans). A
+//! partial success (the collector took the request but rejected some items) is not
+//! retried, as OTLP requires; it is logged. What a restart between delivery and the
+//! cursor's save sends again carries the same ids (`custos.event.id` on every log
+//! record, stable span ids), for a collector to de-duplicate.
 
-use super::{Line, Sink};
+use super::{http_failure, Failure, Line, Sink};
 use crate::audit::{Event, Kind};
 use async_trait::async_trait;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -25,6 +34,9 @@ pub struct OtlpSink {
     client: reqwest::Client,
     logs_url: String,
     traces_url: String,
+    /// (first, last) seq of the batch whose logs the collector has taken, while its
+    /// spans are still being retried.
+    logs_taken: Option<(u64, u64)>,
 }
 
 impl OtlpSink {
@@ -32,10 +44,16 @@ impl OtlpSink {
         let base = endpoint.trim_end_matches('/');
         let client =
             reqwest::Client::builder().timeout(timeout).no_proxy().build().map_err(|e| format!("audit.otlp: {e}"))?;
-        Ok(OtlpSink { client, logs_url: format!("{base}/v1/logs"), traces_url: format!("{base}/v1/traces") })
+        Ok(OtlpSink {
+            client,
+            logs_url: format!("{base}/v1/logs"),
+            traces_url: format!("{base}/v1/traces"),
+            logs_taken: None,
+        })
     }
 
-    async fn post(&self, url: &str, body: Vec<u8>) -> Result<(), String> {
+    /// POSTs one export; the answer's body (an `Export…ServiceResponse`) on 2xx.
+    async fn post(&self, url: &str, body: Vec<u8>) -> Result<bytes::Bytes, Failure> {
         let r = self
             .client
             .post(url)
@@ -43,12 +61,20 @@ impl OtlpSink {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if r.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("{url}: the collector answered {}", r.status()))
+            .map_err(|e| Failure::Retry(format!("{url}: {}", e.without_url())))?;
+        let status = r.status();
+        if !status.is_success() {
+            return Err(http_failure(status.as_u16(), format!("{url}: the collector answered {status}")));
         }
+        Ok(r.bytes().await.unwrap_or_default())
+    }
+}
+
+/// Logs a partial success: the collector took the request but rejected `rejected` items
+/// (OTLP: such a request must not be sent again).
+fn partial(what: &str, rejected: i64, message: &str) {
+    if rejected > 0 || !message.is_empty() {
+        tracing::warn!(rejected, message, "the OTLP collector rejected some {what} of a batch it took; not sent again");
     }
 }
 
@@ -117,8 +143,9 @@ impl Sink for OtlpSink {
         "otlp"
     }
 
-    async fn deliver(&mut self, batch: &[Line]) -> Result<(), String> {
+    async fn deliver(&mut self, batch: &[Line]) -> Result<(), Failure> {
         let Some(instance) = batch.first().map(|l| l.record.event.instance.clone()) else { return Ok(()) };
+        let range = (batch.first().map_or(0, |l| l.record.seq), batch.last().map_or(0, |l| l.record.seq));
         let mut logs = Vec::with_capacity(batch.len());
         let mut spans = Vec::new();
         for l in batch {
@@ -144,9 +171,11 @@ impl Sink for OtlpSink {
                 span_id: hex_bytes(&ev.span_id),
                 ..Default::default()
             });
-            if ev.kind == Kind::AccessCompleted && ev.trace_id.is_some() && ev.span_id.is_some() {
+            let refused = ev.kind == Kind::AccessDecision && ev.decision == Some(crate::audit::Decision::Deny);
+            if (ev.kind == Kind::AccessCompleted || refused) && ev.trace_id.is_some() && ev.span_id.is_some() {
                 let duration = ev.duration_ms.map_or(0, |d| (d * 1e6) as u64);
                 let failed = ev.status.is_none_or(|s| s >= 500 || s == 0);
+                // A refused request: the span is its decision (no upstream phases).
                 let start = t.saturating_sub(duration);
                 for phase in &ev.phases {
                     // Stable ids across retries: derived from the event id and the phase.
@@ -181,14 +210,20 @@ impl Sink for OtlpSink {
                 });
             }
         }
-        let logs = ExportLogsServiceRequest {
-            resource_logs: vec![ResourceLogs {
-                resource: resource(&instance),
-                scope_logs: vec![ScopeLogs { scope: scope(), log_records: logs, ..Default::default() }],
-                ..Default::default()
-            }],
-        };
-        self.post(&self.logs_url, logs.encode_to_vec()).await?;
+        if self.logs_taken != Some(range) {
+            let logs = ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    resource: resource(&instance),
+                    scope_logs: vec![ScopeLogs { scope: scope(), log_records: logs, ..Default::default() }],
+                    ..Default::default()
+                }],
+            };
+            let answer = self.post(&self.logs_url, logs.encode_to_vec()).await?;
+            if let Some(p) = ExportLogsServiceResponse::decode(answer).ok().and_then(|r| r.partial_success) {
+                partial("log records", p.rejected_log_records, &p.error_message);
+            }
+            self.logs_taken = Some(range);
+        }
         if !spans.is_empty() {
             let traces = ExportTraceServiceRequest {
                 resource_spans: vec![ResourceSpans {
@@ -197,8 +232,12 @@ impl Sink for OtlpSink {
                     ..Default::default()
                 }],
             };
-            self.post(&self.traces_url, traces.encode_to_vec()).await?;
+            let answer = self.post(&self.traces_url, traces.encode_to_vec()).await?;
+            if let Some(p) = ExportTraceServiceResponse::decode(answer).ok().and_then(|r| r.partial_success) {
+                partial("spans", p.rejected_spans, &p.error_message);
+            }
         }
+        self.logs_taken = None;
         Ok(())
     }
 }

@@ -6,7 +6,7 @@
 //! `<stream>:checkpoint:<instance>` (only ever moving forward), so `custos audit verify
 //! --redis` can tell when a file's tail was cut.
 
-use super::{Line, Sink};
+use super::{Failure, Line, Sink};
 use crate::audit::Kind;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -56,13 +56,15 @@ impl Sink for RedisSink {
         "redis"
     }
 
-    async fn deliver(&mut self, batch: &[Line]) -> Result<(), String> {
+    async fn deliver(&mut self, batch: &[Line]) -> Result<(), Failure> {
         if self.conn.is_none() {
             let cfg = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
                 .set_response_timeout(Some(std::time::Duration::from_secs(5)))
                 .set_number_of_retries(1);
-            let m = ConnectionManager::new_with_config(self.client.clone(), cfg).await.map_err(|e| e.to_string())?;
+            let m = ConnectionManager::new_with_config(self.client.clone(), cfg)
+                .await
+                .map_err(|e| Failure::Retry(e.to_string()))?;
             self.conn = Some(m);
         }
         let conn = self.conn.as_mut().expect("connected above");
@@ -96,6 +98,6 @@ impl Sink for RedisSink {
         // EVAL (not EVALSHA) keeps one round trip per batch simple and survives a
         // restarted Redis that lost its script cache.
         let result: redis::RedisResult<Vec<i64>> = pipe.query_async(conn).await;
-        result.map(|_| ()).map_err(|e| e.to_string())
+        result.map(|_| ()).map_err(|e| Failure::Retry(e.to_string()))
     }
 }
