@@ -1,5 +1,5 @@
 //! Break-glass emergency access: declared emergencies (a signed-in user with MFA whose
-//! policy allows the action `breakglass` on a route states why and gets a time-bound
+//! policy allows the gateway action `custos:breakglass` on a route states why and gets a time-bound
 //! grant during which the policy sees `breakglass = true`), sealed links for when the
 //! identity provider is down (single use, 256-bit token stored as a hash, optional TOTP),
 //! real-time alerts, and a review queue. The justification may hold PHI: it lives only in
@@ -21,7 +21,7 @@ pub struct Settings {
     pub max_per_day: u64,
     pub retention: Duration,
     pub audit_justification: bool,
-    /// The policy domain the review page's `review` check is made in.
+    /// The policy domain the review page's `custos:review` check is made in.
     pub review_domain: String,
     pub alerts: Vec<Alert>,
 }

@@ -93,6 +93,76 @@ fn each_config_error_names_the_file_and_the_key() {
     }
 }
 
+/// Counts have a ceiling, methods are tokens, and a route's underscored headers are not
+/// spellings of what Custos strips or sets: each an error naming its key.
+#[test]
+fn counts_methods_and_underscored_headers_are_checked() {
+    let listen = "[listen]\nhttp = \"127.0.0.1:0\"\n";
+    let session =
+        |extra: &str| format!("{listen}{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\n{extra}{ROUTE}", oidc(""));
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("too many threads", format!("{listen}[server]\nthreads = 100000\n{ROUTE}"), "`server.threads`"),
+        (
+            "a huge keep-alive pool",
+            format!("{listen}[server]\nupstream_keepalive_pool = 10000000\n{ROUTE}"),
+            "`server.upstream_keepalive_pool`",
+        ),
+        (
+            "a day of grace",
+            format!("{listen}[server]\ngrace_period_secs = 86400\n{ROUTE}"),
+            "`server.grace_period_secs`",
+        ),
+        (
+            "headers over pingora's own limit",
+            format!("{listen}[limits]\nmax_header_bytes = 2000000\n{ROUTE}"),
+            "`limits.max_header_bytes`",
+        ),
+        ("too many headers", format!("{listen}[limits]\nmax_headers = 1000\n{ROUTE}"), "`limits.max_headers`"),
+        (
+            "a year-long timeout",
+            format!("{listen}{ROUTE}[routes.limits]\nupstream_read_timeout_secs = 31536000\n"),
+            "`routes[0].limits.upstream_read_timeout_secs`",
+        ),
+        ("sessions per user", session("max_sessions_per_user = 100000\n"), "`session.max_sessions_per_user`"),
+        ("audit queue", format!("{listen}[audit]\nqueue_limit = 100000000\n{ROUTE}"), "`audit.queue_limit`"),
+        (
+            "a method that is not a token",
+            format!("{listen}[server]\nmethods = [\"GET\", \"custos:breakglass\"]\n{ROUTE}"),
+            "`server.methods[1]`",
+        ),
+        ("no methods", format!("{listen}[server]\nmethods = []\n{ROUTE}"), "`server.methods`"),
+        ("a method twice", format!("{listen}{ROUTE}methods = [\"GET\", \"GET\"]\n"), "`routes[0].methods[1]`"),
+        (
+            "an underscored identity header",
+            format!("{listen}{ROUTE}underscore_headers = [\"x_custos_user\"]\n"),
+            "`routes[0].underscore_headers[0]`",
+        ),
+        (
+            "an underscored stripped header",
+            format!("{listen}{ROUTE}underscore_headers = [\"x_ok\", \"remote_user\"]\n"),
+            "`routes[0].underscore_headers[1]`",
+        ),
+    ];
+    for (name, config, key) in cases {
+        let (code, stderr, path, _dir) = run("check", &config);
+        assert_eq!(code, 2, "{name}: exit {code}, stderr {stderr}");
+        assert!(stderr.contains(&path.display().to_string()), "{name}: file not named: {stderr}");
+        assert!(stderr.contains(key), "{name}: key {key} not named: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{name}: not one message: {stderr}");
+    }
+    // A policy that still grants the bare `breakglass`: refused with the new name and its line.
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.csv");
+    std::fs::write(&old, "# old\np, nurse, cardiology, ehr:/patients/*, breakglass, allow\n").unwrap();
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let (code, stderr, _, _dir) = run(
+        "check",
+        &breakglass("").replace(&p.join("hipaa_policy.csv").display().to_string(), &old.display().to_string()),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&format!("{}:2", old.display())) && stderr.contains("custos:breakglass"), "{stderr}");
+}
+
 #[test]
 fn check_accepts_the_shipped_configs() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

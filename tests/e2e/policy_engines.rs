@@ -320,9 +320,9 @@ fn generate(rng: &mut Rng) -> (String, String, Vec<Req>) {
     let act_match =
         *rng.pick(&["r.act == p.act", "regexMatch(r.act, p.act)", "regexMatch(r.act, \"^(?:\" + p.act + \")$\")"]);
     let act_patterns: &[&str] = if act_match == "r.act == p.act" {
-        &["GET", "POST", "DELETE"]
+        &["GET", "POST", "DELETE", "custos:review"]
     } else {
-        &["GET", "GET|POST", "(GET)|(DELETE)", ".*", "POST"]
+        &["GET", "GET|POST", "(GET)|(DELETE)", ".*", "POST", "custos:review"]
     };
     let mut r = vec!["sub"];
     let mut p = vec!["sub"];
@@ -446,7 +446,12 @@ fn generate(rng: &mut Rng) -> (String, String, Vec<Req>) {
             groups,
             dom: rng.pick(&["d1", "d2", "d3"]).to_string(),
             obj: rng.pick(objs).to_string(),
-            act: rng.pick(&["GET", "POST", "DELETE"]).to_string(),
+            act: if rng.chance(15) {
+                rng.pick(&["custos:review", "custos:breakglass"])
+            } else {
+                rng.pick(&["GET", "POST", "DELETE"])
+            }
+            .to_string(),
             mfa: rng.chance(50),
             client: rng.pick(&["127.0.0.1", "10.0.0.7", "10.0.3.1", "::1", "192.168.1.1", ""]).to_string(),
             hour: rng.below(24) as i64,
@@ -461,6 +466,7 @@ async fn random_policies_decide_alike_on_both_engines() {
     let tmp = tempfile::tempdir().unwrap();
     let (m, p) = (tmp.path().join("m.conf"), tmp.path().join("p.csv"));
     let (mut decisions, mut allowed, mut denied_by_rule, mut fast_models) = (0usize, 0usize, 0usize, 0u64);
+    let mut gateway_allowed = 0usize;
     for seed in 0..seeds {
         let mut rng = Rng(seed);
         let (model, policy, reqs) = generate(&mut rng);
@@ -479,6 +485,13 @@ async fn random_policies_decide_alike_on_both_engines() {
             let allow = same(&set, r, &what);
             allowed += usize::from(allow);
             let d = set.decide(&r.as_request());
+            // A gateway action only by a rule that names it: no wildcard (`.*`), no
+            // `|` alternative reaches one.
+            if d.allow && r.act.starts_with("custos:") {
+                let rule = d.rule.as_deref().unwrap_or_default();
+                assert!(rule.split(", ").any(|f| f == r.act), "{what}: {} allowed by `{rule}`", r.act);
+                gateway_allowed += 1;
+            }
             denied_by_rule += usize::from(!d.allow && d.rule.is_some());
             decisions += 1;
         }
@@ -487,5 +500,6 @@ async fn random_policies_decide_alike_on_both_engines() {
     // The generator must produce every outcome, or agreement proves little.
     assert!(allowed * 10 > decisions && allowed * 10 < decisions * 9, "{allowed} of {decisions} allowed");
     assert!(denied_by_rule > 0, "no explicit deny decided anything");
+    assert!(gateway_allowed > 0, "no rule naming a gateway action granted it");
     eprintln!("policy engines: {decisions} decisions on {fast_models} random models agree ({allowed} allowed, {denied_by_rule} denied by a rule)");
 }

@@ -22,6 +22,12 @@ use std::time::Duration;
 
 pub use schema::LogFormat;
 
+/// The most proxy worker threads (`server.threads`).
+const MAX_THREADS: usize = 1024;
+/// The largest `limits.max_header_bytes`: pingora's HTTP/1 reader itself stops at 1 MiB
+/// (answering 400), so a limit must sit well below it to be the one that answers.
+pub const MAX_HEADER_BYTES: usize = 65_536;
+
 /// A configuration error: which file, which key, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -133,6 +139,8 @@ pub struct ServerSettings {
     pub work_stealing: bool,
     pub grace_period: Duration,
     pub upstream_keepalive_pool: usize,
+    /// The methods served where a route does not say (`server.methods`).
+    pub methods: Arc<[http::Method]>,
 }
 
 #[derive(Clone)]
@@ -231,6 +239,10 @@ pub struct Route {
     pub resource: String,
     pub domain: String,
     pub audit_query: bool,
+    /// The methods this route serves (its own, or `server.methods`).
+    pub methods: Arc<[http::Method]>,
+    /// Underscored header names passed on (`underscore_headers`).
+    pub underscore_headers: Vec<http::HeaderName>,
     /// WebSocket upgrades are tunnelled (else refused).
     pub websocket: bool,
     pub limits: Limits,
@@ -390,14 +402,21 @@ impl Validator<'_> {
     fn validate(&self, raw: schema::File) -> Result<Config, ConfigError> {
         let threads = match raw.server.threads {
             Some(0) => return Err(self.err("server.threads", "must be at least 1")),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Some(n) => self.at_most("server.threads", n, MAX_THREADS)?,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS),
+        };
+        self.at_most("server.upstream_keepalive_pool", raw.server.upstream_keepalive_pool, 65_536)?;
+        self.at_most("server.grace_period_secs", raw.server.grace_period_secs, 3600)?;
+        let methods = match &raw.server.methods {
+            Some(m) => self.methods("server.methods", m)?,
+            None => self.methods("server.methods", &schema::default_methods())?,
         };
         let server = ServerSettings {
             threads,
             work_stealing: raw.server.work_stealing,
             grace_period: Duration::from_secs(raw.server.grace_period_secs),
             upstream_keepalive_pool: raw.server.upstream_keepalive_pool,
+            methods,
         };
 
         let listen_http = raw.listen.http.as_deref().map(|s| self.socket_addr("listen.http", s)).transpose()?;
@@ -468,7 +487,7 @@ impl Validator<'_> {
         let mut places = HashSet::new();
         let mut routes = Vec::with_capacity(raw.routes.len());
         for (i, r) in raw.routes.iter().enumerate() {
-            let route = self.route(i, r, limits)?;
+            let route = self.route(i, r, limits, &server.methods, &strip)?;
             if !names.insert(route.name.clone()) {
                 return Err(self.err(format!("routes[{i}].name"), format!("duplicate route name `{}`", route.name)));
             }
@@ -494,6 +513,7 @@ impl Validator<'_> {
         if a.checkpoint_secs == 0 {
             return Err(self.err("audit.checkpoint_secs", "must be at least 1"));
         }
+        self.at_most("audit.queue_limit", a.queue_limit, 10_000_000)?;
         if !(10..=3_600_000).contains(&a.retry_max_ms) {
             return Err(self.err("audit.retry_max_ms", "must be from 10 to 3600000 (one hour)"));
         }
@@ -817,6 +837,7 @@ impl Validator<'_> {
         if o.max_logins_per_minute == 0 {
             return Err(self.err("oidc.max_logins_per_minute", "must be at least 1"));
         }
+        self.at_most("oidc.max_logins_per_minute", o.max_logins_per_minute, 1_000_000)?;
         // A token expired minutes ago is an expired token, whatever the clocks say.
         const MAX_CLOCK_SKEW_SECS: u64 = 300;
         if o.clock_skew_secs > MAX_CLOCK_SKEW_SECS {
@@ -905,6 +926,9 @@ impl Validator<'_> {
         if s.max_sessions_per_user == Some(0) {
             return Err(self.err("session.max_sessions_per_user", "must be at least 1 (or left out: no cap)"));
         }
+        if let Some(n) = s.max_sessions_per_user {
+            self.at_most("session.max_sessions_per_user", n, 1000)?;
+        }
         if s.absolute_timeout_secs < s.idle_timeout_secs {
             return Err(self.err("session.absolute_timeout_secs", "must be at least `idle_timeout_secs`"));
         }
@@ -940,6 +964,10 @@ impl Validator<'_> {
             if u.ttl_secs < 2 {
                 return Err(self.err("upstream_identity.ttl_secs", "must be at least 2"));
             }
+            if u.max_groups == 0 {
+                return Err(self.err("upstream_identity.max_groups", "must be at least 1"));
+            }
+            self.at_most("upstream_identity.max_groups", u.max_groups, 1000)?;
             let signing_key = u
                 .signing_key
                 .as_ref()
@@ -1018,9 +1046,20 @@ impl Validator<'_> {
         })
     }
 
+    /// `v` if it is at most `max`: counts have a sane ceiling, so a typo (an extra zero)
+    /// is an error at `check`, not a surprise in production.
+    fn at_most<T: PartialOrd + fmt::Display>(&self, key: &str, v: T, max: T) -> Result<T, ConfigError> {
+        if v > max {
+            return Err(self.err(key, format!("{v} is more than the most Custos accepts, {max}")));
+        }
+        Ok(v)
+    }
+
     fn check_limits(&self, key: &str, l: &Limits) -> Result<(), ConfigError> {
-        if l.max_header_bytes < 1024 {
-            return Err(self.err(format!("{key}.max_header_bytes"), "must be at least 1024"));
+        if l.max_header_bytes < 1024 || l.max_header_bytes > MAX_HEADER_BYTES {
+            return Err(
+                self.err(format!("{key}.max_header_bytes"), format!("must be between 1024 and {MAX_HEADER_BYTES}"))
+            );
         }
         if l.max_headers == 0 || l.max_headers > 256 {
             return Err(self.err(format!("{key}.max_headers"), "must be between 1 and 256"));
@@ -1034,11 +1073,41 @@ impl Validator<'_> {
             if d.is_zero() {
                 return Err(self.err(format!("{key}.{name}"), "must be at least 1 second"));
             }
+            self.at_most(&format!("{key}.{name}"), d.as_secs(), 86_400)?;
         }
         Ok(())
     }
 
-    fn route(&self, i: usize, r: &schema::Route, site: Limits) -> Result<Route, ConfigError> {
+    /// A list of request methods: tokens (RFC 9110 §5.6.2), each once, at least one.
+    fn methods(&self, key: &str, list: &[String]) -> Result<Arc<[http::Method]>, ConfigError> {
+        if list.is_empty() {
+            return Err(self.err(key, "must name at least one method"));
+        }
+        let mut out: Vec<http::Method> = Vec::with_capacity(list.len());
+        for (i, m) in list.iter().enumerate() {
+            let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            let method = (!m.is_empty() && m.bytes().all(tchar))
+                .then(|| http::Method::from_bytes(m.as_bytes()).ok())
+                .flatten()
+                .ok_or_else(|| {
+                    self.err(format!("{key}[{i}]"), format!("`{m}` is not a method name (an HTTP token)"))
+                })?;
+            if out.contains(&method) {
+                return Err(self.err(format!("{key}[{i}]"), format!("`{m}` is listed twice")));
+            }
+            out.push(method);
+        }
+        Ok(out.into())
+    }
+
+    fn route(
+        &self,
+        i: usize,
+        r: &schema::Route,
+        site: Limits,
+        site_methods: &Arc<[http::Method]>,
+        strip: &[http::HeaderName],
+    ) -> Result<Route, ConfigError> {
         let k = |field: &str| format!("routes[{i}].{field}");
         if r.name.trim().is_empty() || !r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
             return Err(self.err(k("name"), "must be non-empty letters, digits, `-`, `_` or `.`"));
@@ -1086,6 +1155,28 @@ impl Validator<'_> {
         }
         let limits = site.overlay(&r.limits);
         self.check_limits(&k("limits"), &limits)?;
+        let methods = match &r.methods {
+            Some(m) => self.methods(&k("methods"), m)?,
+            None => site_methods.clone(),
+        };
+        let mut underscore_headers = Vec::with_capacity(r.underscore_headers.len());
+        for (j, h) in r.underscore_headers.iter().enumerate() {
+            let key = k(&format!("underscore_headers[{j}]"));
+            let name = http::HeaderName::from_bytes(h.trim().as_bytes())
+                .ok()
+                .filter(|n| n.as_str().contains('_'))
+                .ok_or_else(|| self.err(&key, format!("`{h}` is not a header name with `_`")))?;
+            if crate::http::headers::reserved(name.as_str(), strip) {
+                return Err(self.err(
+                    &key,
+                    format!(
+                        "`{h}` is read as `{}` by upstreams that map `_` to `-`: a header Custos strips or sets",
+                        name.as_str().replace('_', "-")
+                    ),
+                ));
+            }
+            underscore_headers.push(name);
+        }
         if r.websocket && r.public {
             return Err(self.err(
                 k("websocket"),
@@ -1093,6 +1184,8 @@ impl Validator<'_> {
             ));
         }
         Ok(Route {
+            methods,
+            underscore_headers,
             name: r.name.clone(),
             host,
             path,

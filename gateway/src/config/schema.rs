@@ -206,7 +206,7 @@ pub struct BreakglassCfg {
     /// Default false: its SHA-256 and length only.
     #[serde(default)]
     pub audit_justification: bool,
-    /// The policy domain in which the review page asks whether a user may `review`
+    /// The policy domain in which the review page asks whether a user may `custos:review`
     /// (object `custos:/breakglass/reviews`). Default empty.
     #[serde(default)]
     pub review_domain: String,
@@ -527,6 +527,14 @@ pub struct Server {
     /// Idle upstream connections kept for reuse. Default 256.
     #[serde(default = "default_upstream_pool")]
     pub upstream_keepalive_pool: usize,
+    /// Request methods served, compared case-sensitively; any other gets 501. Default
+    /// [`default_methods`]. A route may set its own (`routes[].methods`).
+    pub methods: Option<Vec<String>>,
+}
+
+/// RFC 9110's methods (§9.3) and `PATCH` (RFC 5789).
+pub fn default_methods() -> Vec<String> {
+    ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"].map(String::from).to_vec()
 }
 
 fn default_grace_period() -> u64 {
@@ -543,6 +551,7 @@ impl Default for Server {
             work_stealing: false,
             grace_period_secs: default_grace_period(),
             upstream_keepalive_pool: default_upstream_pool(),
+            methods: None,
         }
     }
 }
@@ -704,6 +713,12 @@ pub struct Route {
     /// strings often carry identifiers.
     #[serde(default)]
     pub audit_query: bool,
+    /// The request methods this route serves, instead of `server.methods`.
+    pub methods: Option<Vec<String>>,
+    /// Header names with `_` that this route passes on (all others are dropped), e.g.
+    /// `["x_legacy_id"]`; never one that, `_` read as `-`, Custos strips or sets.
+    #[serde(default)]
+    pub underscore_headers: Vec<String>,
     /// Accept WebSocket upgrades (the policy decides the upgrade request; the tunnel
     /// lives no longer than the session). Default false: upgrades are refused.
     #[serde(default)]

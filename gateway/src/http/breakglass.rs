@@ -1,5 +1,5 @@
 //! The break-glass pages: `/.custos/breakglass?route=NAME[&path=/…]` (declare an
-//! emergency: a signed-in user with MFA whose policy allows `breakglass` on the route's
+//! emergency: a signed-in user with MFA whose policy allows `custos:breakglass` on the route's
 //! object states why and gets a time-bound grant) and `/.custos/breakglass/link?t=…` (a
 //! sealed link, for when the identity provider is down). Every step is audited and
 //! alerted; the justification stays in the review record.
@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub const PATH: &str = "/.custos/breakglass";
 pub const LINK_PATH: &str = "/.custos/breakglass/link";
 pub const REVIEWS_PATH: &str = "/.custos/breakglass/reviews";
-/// What the review page asks the policy about: the action `review` on this object.
+/// What the review page asks the policy about: the gateway action `custos:review` on this object.
 pub const REVIEWS_OBJECT: &str = "custos:/breakglass/reviews";
 /// The most a break-glass form may send.
 const MAX_FORM: usize = 16 * 1024;
@@ -100,7 +100,7 @@ fn case_ref(raw: Option<&String>) -> Result<Option<String>, ()> {
 }
 
 /// Whether `policy` lets `sub` (with `groups`) declare an emergency on `route` for `path`:
-/// the action `breakglass` on the object as `authorize` makes it (the path the upstream
+/// the gateway action `custos:breakglass` on the object as `authorize` makes it (the path the upstream
 /// receives). A path outside the route never.
 pub fn may_declare(
     policy: &crate::policy::Policy,
@@ -124,7 +124,7 @@ pub fn may_declare(
             groups,
             dom: &route.domain,
             obj: &obj,
-            act: "breakglass",
+            act: crate::policy::actions::BREAKGLASS,
             mfa,
             breakglass: false,
             client: "",
@@ -567,7 +567,7 @@ impl Gateway {
     }
 
     /// `/.custos/breakglass/reviews`: the review queue for auditors (signed in with MFA,
-    /// and the policy allows them `review` on `custos:/breakglass/reviews`). GET lists
+    /// and the policy allows them `custos:review` on `custos:/breakglass/reviews`). GET lists
     /// every kept emergency with its justification; POST records a verdict.
     pub(super) async fn breakglass_reviews_endpoint(
         &self,
@@ -589,7 +589,7 @@ impl Gateway {
                 groups: &user.groups,
                 dom: &settings.review_domain,
                 obj: REVIEWS_OBJECT,
-                act: "review",
+                act: crate::policy::actions::REVIEW,
                 mfa: true,
                 breakglass: false,
                 client: "",

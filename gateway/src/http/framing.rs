@@ -25,15 +25,19 @@ pub enum FramingError {
     UnsupportedTransferEncoding,
     TooManyHeaders,
     HeaderTooLarge,
+    /// The request line alone is over the header limit.
+    RequestLineTooLong,
     MissingHost,
     DuplicateHost,
     InvalidHost,
 }
 
 impl FramingError {
-    /// 431 for size limits, 400 for everything ambiguous.
+    /// 414 for a request line over the limit, 431 for the headers, 400 for everything
+    /// ambiguous.
     pub fn status(self) -> u16 {
         match self {
+            FramingError::RequestLineTooLong => 414,
             FramingError::TooManyHeaders | FramingError::HeaderTooLarge => 431,
             _ => 400,
         }
@@ -43,7 +47,13 @@ impl FramingError {
 /// Checks `raw` (request line, headers, and the terminating empty line).
 pub fn check(raw: &[u8], max_header_bytes: usize, max_headers: usize) -> Result<(), FramingError> {
     if raw.len() > max_header_bytes {
-        return Err(FramingError::HeaderTooLarge);
+        // The request line by itself too long: it is the target that is (RFC 9112 §3).
+        let line = raw.iter().position(|&b| b == b'\n').unwrap_or(raw.len());
+        return Err(if line > max_header_bytes {
+            FramingError::RequestLineTooLong
+        } else {
+            FramingError::HeaderTooLarge
+        });
     }
     let mut content_length = 0u32;
     let mut transfer_encoding = 0u32;
@@ -314,6 +324,9 @@ mod tests {
         let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
         assert_eq!(check(raw.as_bytes(), 16384, 4), Err(TooManyHeaders));
         assert_eq!(check(raw.as_bytes(), 20, 100), Err(HeaderTooLarge));
+        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(30));
+        assert_eq!(check(long.as_bytes(), 30, 100), Err(RequestLineTooLong));
+        assert_eq!(RequestLineTooLong.status(), 414);
         assert_eq!(check(raw.as_bytes(), 16384, 5), Ok(()));
     }
 }

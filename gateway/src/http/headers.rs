@@ -2,6 +2,14 @@
 //! request; `X-Request-Id`, `X-Forwarded-For`, `-Proto` and `-Host` are set so that a
 //! client cannot forge a chain unless its peer is a configured trusted proxy (RFC 7239
 //! habits: append, trust only configured proxies).
+//!
+//! Upstream stacks do not all read a header name the way HTTP spells it: CGI, WSGI, PHP
+//! and several Java and Ruby servers turn `-` into `_` and ignore case, so `x_custos_user`
+//! arrives there as the very `X-Custos-User` the gateway sets. Every header whose name
+//! has a `_` is dropped (nginx's `underscores_in_headers off`), unless the route lets a
+//! name through that means nothing here ([`reserved`]). The headers frameworks use to
+//! re-route a request or change its method are always removed, and the ones that name
+//! the client or the original scheme, host, port or prefix pass only from a trusted proxy.
 
 use ipnet::IpNet;
 use pingora::http::RequestHeader;
@@ -12,15 +20,90 @@ use std::net::IpAddr;
 /// Every header in the gateway's namespace starts with this.
 pub const IDENTITY_NAMESPACE: &str = "x-custos-";
 
-/// Removes `x-custos-*` and the configured identity headers.
+/// Headers upstream frameworks read to re-route a request (IIS, Symfony, Zend) or to run
+/// it as another method (Express, Rails, Laravel, Google APIs): the policy judged the
+/// method and the path it saw, so these are removed from every request, whatever
+/// `[headers] strip` says.
+pub const OVERRIDES: [&str; 6] =
+    ["x-original-url", "x-rewrite-url", "x-host", "x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Headers that name the client or the original scheme, host, port or prefix: kept only
+/// from a trusted proxy, like `X-Forwarded-For`.
+pub const CLIENT_NAMING: [&str; 9] = [
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-forwarded-ssl",
+    "x-original-forwarded-for",
+];
+
+/// Headers the gateway writes itself, or reads to decide who is asking.
+const SET_OR_READ: [&str; 11] = [
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "traceparent",
+    "tracestate",
+    "authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "transfer-encoding",
+];
+
+/// Whether a header name (lower case, `_` read as `-`) is one the gateway strips, sets
+/// or reads, so a route may not let its underscore spelling through.
+pub fn reserved(name: &str, strip: &[http::HeaderName]) -> bool {
+    let dashed = name.replace('_', "-");
+    dashed.starts_with(IDENTITY_NAMESPACE)
+        || strip.iter().any(|h| h.as_str() == dashed)
+        || OVERRIDES.contains(&dashed.as_str())
+        || CLIENT_NAMING.contains(&dashed.as_str())
+        || SET_OR_READ.contains(&dashed.as_str())
+}
+
+/// Removes `x-custos-*`, the configured identity headers and the override headers.
 pub fn strip_identity(req: &mut RequestHeader, configured: &[http::HeaderName]) {
     for name in configured {
+        req.remove_header(name);
+    }
+    for name in OVERRIDES {
         req.remove_header(name);
     }
     // Names are stored lower-case by the http crate.
     while let Some(name) = req.headers.keys().find(|k| k.as_str().starts_with(IDENTITY_NAMESPACE)).cloned() {
         req.remove_header(&name);
     }
+}
+
+/// Removes every header whose name has a `_`, except those in `allowed` (a route's
+/// `underscore_headers`, checked at load against [`reserved`]).
+pub fn drop_underscored(req: &mut RequestHeader, allowed: &[http::HeaderName]) {
+    while let Some(name) = req.headers.keys().find(|k| k.as_str().contains('_') && !allowed.contains(k)).cloned() {
+        req.remove_header(&name);
+    }
+}
+
+/// Whether a query string carries a method override (`_method=DELETE`, as Rails,
+/// Laravel and Symfony read it), in any spelling a framework decodes to that name:
+/// percent-encoded, any case, `;` as a separator, PHP's ` `/`.`/`[` read as `_`.
+pub fn method_override(query: &str) -> bool {
+    query.split([';', '&']).any(|pair| {
+        url::form_urlencoded::parse(pair.as_bytes()).any(|(k, _)| {
+            let k = k.trim_start();
+            let k = k.split('[').next().unwrap_or_default();
+            k.len() == 7
+                && k.bytes().zip(b"_method").all(|(a, &b)| {
+                    let a = if matches!(a, b' ' | b'.') { b'_' } else { a.to_ascii_lowercase() };
+                    a == b
+                })
+        })
+    })
 }
 
 /// A request id is kept when it is short and plain; anything else is replaced.
@@ -124,8 +207,9 @@ impl Forwarding {
             }
         }
         if !self.trusted {
-            up.remove_header("forwarded");
-            up.remove_header("x-real-ip");
+            for name in CLIENT_NAMING {
+                up.remove_header(name);
+            }
         }
         Ok(())
     }
@@ -149,6 +233,44 @@ mod tests {
         assert!(!well_formed_request_id(b""));
         assert!(!well_formed_request_id(b"a b"));
         assert!(!well_formed_request_id(&[b'a'; 129]));
+    }
+
+    #[test]
+    fn method_overrides() {
+        for q in [
+            "_method=DELETE",
+            "a=1&_method=PUT",
+            "_METHOD=x",
+            "%5Fmethod=x",
+            "a=1;_method=x",
+            ".method=x",
+            "_method[]=x",
+            "_method",
+        ] {
+            assert!(method_override(q), "{q}");
+        }
+        for q in ["", "method=x", "a=_method", "__method=x", "_methods=x", "x_method=1"] {
+            assert!(!method_override(q), "{q}");
+        }
+    }
+
+    #[test]
+    fn underscores_and_reserved_names() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for h in ["x_custos_user", "X_Custos_Groups", "remote_user", "x_legacy_id", "accept"] {
+            req.insert_header(h.to_string(), "v").unwrap();
+        }
+        drop_underscored(&mut req, &[http::HeaderName::from_static("x_legacy_id")]);
+        let mut names: Vec<_> = req.headers.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["accept", "x_legacy_id"]);
+        let strip = [http::HeaderName::from_static("remote-user")];
+        for n in
+            ["x_custos_user", "remote_user", "x_forwarded_for", "x_real_ip", "x_http_method_override", "x_request_id"]
+        {
+            assert!(reserved(n, &strip), "{n}");
+        }
+        assert!(!reserved("x_legacy_id", &strip));
     }
 
     #[test]

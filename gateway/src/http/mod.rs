@@ -1,9 +1,9 @@
 //! The pingora `ProxyHttp` service. `request_filter` reads like the request path in
 //! DESIGN.md, one call per step: refuse ambiguous framing → normalise the path once →
-//! gateway endpoints → strip identity headers → match the route → limits → protocol
-//! upgrades (refused, or a WebSocket tunnel once allowed: `tunnel`) → the session
-//! and the route's MFA rule (`auth`) → decision record made durable in the audit spool →
-//! a chunked body's first chunk framed. Then `upstream_peer` picks the route's
+//! gateway endpoints → strip identity headers → match the route → its methods, underscored
+//! headers → limits → protocol upgrades (refused, or a WebSocket tunnel once allowed:
+//! `tunnel`) → the session and the route's MFA rule (`auth`) → decision record made
+//! durable in the audit spool → a chunked body's first chunk framed. Then `upstream_peer` picks the route's
 //! upstream, `upstream_request_filter` writes the normalised path and the forwarding
 //! headers and removes the gateway's cookies, and `logging` appends the completion record and counts metrics. Every
 //! refusal is recorded too (health endpoints excepted).
@@ -109,6 +109,8 @@ pub struct Gateway {
     auth: Option<Arc<auth::Auth>>,
     policy: Option<Arc<crate::policy::Policy>>,
     breakglass: Option<Arc<crate::breakglass::Settings>>,
+    /// `server.methods`, for the gateway's own endpoints (routes carry their own).
+    methods: Arc<[http::Method]>,
     /// Upstream connections for WebSocket tunnels (`tunnel`), never pooled.
     tunnels: pingora::connectors::TransportConnector,
 }
@@ -140,6 +142,7 @@ impl Gateway {
             auth,
             policy,
             breakglass: cfg.breakglass.clone(),
+            methods: cfg.server.methods.clone(),
             tunnels: pingora::connectors::TransportConnector::new(None),
         }
     }
@@ -239,6 +242,11 @@ impl Gateway {
         // object the policy sees would not be the one served: refused on protected routes.
         if ctx.path.as_ref().is_some_and(|p| p.as_str().contains(';')) {
             return self.refuse_as(session, ctx, Refusal::BadPath, "path_parameters").await;
+        }
+        // Nor may a framework run it as another method than the one decided (override
+        // headers are stripped; a form field is the upstream's to ignore, see README).
+        if session.req_header().uri.query().is_some_and(headers::method_override) {
+            return self.refuse(session, ctx, Refusal::MethodOverride).await;
         }
         if ctx.route.is_none() || ctx.path.is_none() || ctx.user.is_none() {
             // With a policy, a request nobody decided is never forwarded.
@@ -413,7 +421,11 @@ impl ProxyHttp for Gateway {
             _ => framing::check_h2(session.req_header()),
         };
         if let Err(e) = framing {
-            let r = if e.status() == 431 { Refusal::HeaderTooLarge } else { Refusal::BadFraming };
+            let r = match e.status() {
+                431 => Refusal::HeaderTooLarge,
+                414 => Refusal::UriTooLong,
+                _ => Refusal::BadFraming,
+            };
             tracing::debug!(reason = ?e, "refused request framing");
             return self.refuse(session, ctx, r).await;
         }
@@ -432,6 +444,9 @@ impl ProxyHttp for Gateway {
         // 3. The gateway's own endpoints.
         if path.starts_with_segments(RESERVED_PREFIX) {
             ctx.path = Some(path.clone());
+            if !self.methods.contains(&session.req_header().method) {
+                return self.refuse(session, ctx, Refusal::MethodNotAllowed).await;
+            }
             ctx.forwarding = Some(Forwarding::new(session, &self.headers.trusted_proxies, self.is_tls(session)));
             return Box::pin(self.endpoint(session, ctx, &path)).await;
         }
@@ -449,6 +464,13 @@ impl ProxyHttp for Gateway {
         let Some(route) = route else {
             return self.refuse(session, ctx, Refusal::NoRoute).await;
         };
+        // Only the methods the route serves: any token is a method, and the policy must
+        // never see one spelled like a gateway action.
+        if !route.methods.contains(&session.req_header().method) {
+            ctx.route = Some(route);
+            return self.refuse(session, ctx, Refusal::MethodNotAllowed).await;
+        }
+        headers::drop_underscored(session.req_header_mut(), &route.underscore_headers);
 
         // 6. Limits.
         let limits = route.limits;

@@ -14,6 +14,8 @@ pub enum Refusal {
     BadFraming,
     BadPath,
     HeaderTooLarge,
+    /// The request line alone is over `max_header_bytes`.
+    UriTooLong,
     NoRoute,
     BodyTooLarge,
     UpstreamUnavailable,
@@ -39,6 +41,12 @@ pub enum Refusal {
     InvalidToken,
     /// The policy denies this action (the page is written by the caller).
     PolicyDenied,
+    /// A method outside `server.methods` (or the route's `methods`): 501, as RFC 9110
+    /// §9.1 has a server answer a method it does not implement.
+    MethodNotAllowed,
+    /// A `_method` query parameter on a route with a policy: the policy judged the
+    /// method sent, not the one a framework would run.
+    MethodOverride,
     /// A protocol upgrade this route does not accept (any but `websocket` on a route
     /// with `websocket = true`; `h2c` always).
     UpgradeRefused,
@@ -51,6 +59,7 @@ impl Refusal {
             Refusal::BadFraming => (400, "400 Bad Request\n\nThe request's framing is ambiguous and was not forwarded.\n"),
             Refusal::BadPath => (400, "400 Bad Request\n\nThe request path cannot be read one way only and was not forwarded.\n"),
             Refusal::HeaderTooLarge => (431, "431 Request Header Fields Too Large\n"),
+            Refusal::UriTooLong => (414, "414 URI Too Long\n"),
             Refusal::NoRoute => (404, "404 Not Found\n\nNo service is configured for this address.\n"),
             Refusal::BodyTooLarge => (413, "413 Content Too Large\n"),
             Refusal::UpstreamUnavailable => (502, "502 Bad Gateway\n\nThe service behind the gateway is not reachable.\n"),
@@ -82,6 +91,11 @@ impl Refusal {
             ),
             Refusal::InvalidToken => (401, "401 Unauthorized\n\nThe bearer token was not accepted.\n"),
             Refusal::PolicyDenied => (403, "403 Forbidden\n"),
+            Refusal::MethodNotAllowed => (501, "501 Not Implemented\n\nThis request method is not served here.\n"),
+            Refusal::MethodOverride => (
+                400,
+                "400 Bad Request\n\nA method override (`_method`) is refused here: send the request with its real method.\n",
+            ),
             Refusal::UpgradeRefused => {
                 (400, "400 Bad Request\n\nThis address does not accept this protocol upgrade. Nothing was forwarded.\n")
             }
@@ -99,6 +113,7 @@ impl Refusal {
             Refusal::BadFraming => "bad_framing",
             Refusal::BadPath => "bad_path",
             Refusal::HeaderTooLarge => "header_too_large",
+            Refusal::UriTooLong => "uri_too_long",
             Refusal::NoRoute => "no_route",
             Refusal::BodyTooLarge => "body_too_large",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
@@ -115,6 +130,8 @@ impl Refusal {
             Refusal::TooManySignIns => "login_rate",
             Refusal::InvalidToken => "bearer",
             Refusal::PolicyDenied => "policy",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::MethodOverride => "method_override",
             Refusal::UpgradeRefused => "upgrade_refused",
         }
     }
@@ -188,8 +205,14 @@ pub async fn refuse(session: &mut Session, r: Refusal) -> Result<()> {
 pub async fn refuse_with(session: &mut Session, r: Refusal, mut extra: Vec<(&'static str, String)>) -> Result<()> {
     let (status, body) = r.page();
     // A client that asked to switch protocols may speak the new one next: closed.
-    let close =
-        matches!(r, Refusal::BadFraming | Refusal::HeaderTooLarge | Refusal::BodyTooLarge | Refusal::UpgradeRefused);
+    let close = matches!(
+        r,
+        Refusal::BadFraming
+            | Refusal::HeaderTooLarge
+            | Refusal::UriTooLong
+            | Refusal::BodyTooLarge
+            | Refusal::UpgradeRefused
+    );
     match r {
         Refusal::Unauthenticated => extra.push(("www-authenticate", "Bearer realm=\"custos\"".into())),
         Refusal::InvalidToken => extra.push(("www-authenticate", "Bearer realm=\"custos\", error=\"invalid_token\"".into())),

@@ -8,7 +8,7 @@
 //! | `sub` | the subject (`oidc.subject_claim`); the user's IdP groups are tried as `group:<name>` too |
 //! | `dom` | the route's `domain` |
 //! | `obj` | `<route resource>:<normalised path>` — the path the upstream receives |
-//! | `act` | the HTTP method (`breakglass` for emergency access) |
+//! | `act` | the HTTP method, or one of the gateway's own actions ([`actions`]: `custos:breakglass`, which no method can name and only a rule naming it grants) |
 //! | `mfa`, `breakglass` | booleans |
 //! | `client` | the client's IP address |
 //! | `hour` | the hour of day, UTC, 0–23 |
@@ -27,6 +27,7 @@
 //!
 //! The policy in force is swapped atomically (`arc-swap`): a request never takes a lock.
 
+pub mod actions;
 pub mod cases;
 pub mod fast;
 pub mod lint;
@@ -127,6 +128,8 @@ pub struct PolicySet {
     pub hashes: (String, String),
     /// Names granted as roles (second field of `g` lines): no user may be one.
     roles: rustc_hash::FxHashSet<String>,
+    /// Per gateway action a rule names: the policy that decides it ([`actions`]).
+    actions: rustc_hash::FxHashMap<Box<str>, PolicySet>,
 }
 
 /// A policy error with the file (and line when known).
@@ -165,6 +168,30 @@ impl PolicySet {
         let policy_text =
             std::fs::read_to_string(policy).map_err(|e| err(policy, None, format!("cannot read: {e}")))?;
         check_csv(policy, &policy_text)?;
+        // Requests and the gateway's own actions are decided by separate parts of the
+        // policy, so that no wildcard grants a gateway action (see [`actions`]).
+        let parts = actions::partition(&policy_text, &lint::p_columns(&model_text))
+            .map_err(|(line, m)| err(policy, Some(line), m))?;
+        let mut set = PolicySet::build(model, policy, &model_text, &parts.requests, true).await?;
+        for (name, text) in &parts.actions {
+            let part = PolicySet::build(model, policy, &model_text, text, false).await?;
+            set.actions.insert(name.as_str().into(), part);
+        }
+        set.hashes =
+            (crate::session::sha256_hex(model_text.as_bytes()), crate::session::sha256_hex(policy_text.as_bytes()));
+        Ok(set)
+    }
+
+    /// One part of a policy ([`actions::partition`]): `policy_text` has the file's lines,
+    /// those of other parts blank. `main`: the part that decides requests (it warns).
+    async fn build(
+        model: &Path,
+        policy: &Path,
+        model_text: &str,
+        policy_text: &str,
+        main: bool,
+    ) -> Result<PolicySet, PolicyError> {
+        let (model_text, policy_text) = (model_text.to_string(), policy_text.to_string());
         let m = casbin::DefaultModel::from_str(&model_text).await.map_err(|e| err(model, None, casbin_message(&e)))?;
         check_arity(&m, policy, &policy_text)?;
         let adapter = casbin::StringAdapter::new(policy_text.clone());
@@ -258,12 +285,12 @@ impl PolicySet {
                     "policy index built"
                 );
             }
-            (None, Some(why)) => tracing::warn!(
+            (None, Some(why)) if main => tracing::warn!(
                 model = %model.display(),
                 unsupported = %why,
                 "the fast policy evaluator does not cover this model; the casbin crate decides every request (milliseconds per decision on large policies)"
             ),
-            (None, None) => {}
+            _ => {}
         }
         let set = PolicySet {
             enforcer,
@@ -277,6 +304,7 @@ impl PolicySet {
                 crate::session::sha256_hex(policy_text.as_bytes()),
             ),
             roles,
+            actions: Default::default(),
         };
         if set.fast.is_some() {
             // The fast build compiled every pattern and checked every type.
@@ -399,12 +427,37 @@ impl PolicySet {
     /// [`PolicySet::decide`] with IdP groups mapped to roles by `group_roles` (the rest
     /// are `group:<name>`).
     pub fn decide_as(&self, r: &Request<'_>, group_roles: &std::collections::BTreeMap<String, String>) -> Decision {
-        self.decide_with(self.engine(), r, group_roles)
+        match self.part(r.act) {
+            Some(part) => part.decide_here(part.engine(), r, group_roles),
+            None => Decision { allow: false, rule: None, via: None },
+        }
+    }
+
+    /// The part of the policy that decides `act`: itself for a request's method, the
+    /// action's own part for a gateway action (`None`, denied, when no rule names it).
+    fn part(&self, act: &str) -> Option<&PolicySet> {
+        if !actions::is_gateway_action(act) {
+            return Some(self);
+        }
+        self.actions.get(act)
     }
 
     /// [`PolicySet::decide_as`] through a chosen engine (`policy test --engine`, the
     /// differential tests). The fast engine on a model it does not cover denies.
     pub fn decide_with(
+        &self,
+        engine: Engine,
+        r: &Request<'_>,
+        group_roles: &std::collections::BTreeMap<String, String>,
+    ) -> Decision {
+        match self.part(r.act) {
+            Some(part) => part.decide_here(engine, r, group_roles),
+            None => Decision { allow: false, rule: None, via: None },
+        }
+    }
+
+    /// [`PolicySet::decide_with`] within this part of the policy.
+    fn decide_here(
         &self,
         engine: Engine,
         r: &Request<'_>,
