@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The quickstart: Custos in front of the demo ePHI service, with sign-in through a local
 # OpenID provider and sessions in a local Redis, all on 127.0.0.1:
-#   http://127.0.0.1:8080/patients/1        sign in (MFA), then a synthetic patient record
+#   http://127.0.0.1:8080/welcome           the demo's front page (public); records at /patients,
+#                                           decided by the example HIPAA policy (policies/)
 #   http://127.0.0.1:4400                   the local OpenID provider (tests/idp)
 #   127.0.0.1:6380                          redis-server (sessions)
 #   http://127.0.0.1:9090/metrics           Prometheus metrics
@@ -64,7 +65,7 @@ target/debug/demo-ephi --listen 127.0.0.1:9000 --jwks http://127.0.0.1:8080/.cus
 pids+=($!)
 
 for port in 6380 4400 9000; do
-  for _ in $(seq 100); do
+  for _ in $(seq 600); do   # up to a minute: a busy machine starts node slowly
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
@@ -73,22 +74,33 @@ done
 
 cat <<MSG
 
-  Custos is starting in front of the demo ePHI service (synthetic patients).
+  Custos is starting in front of the demo ePHI service (synthetic patients), with the
+  example HIPAA policy (policies/) and emergency access on. Sign in at the local provider
+  (every one-time code is 123456):
 
-  Open http://127.0.0.1:8080/patients/1 in a browser and sign in at the local provider:
-    alice / alice-password, one-time code 123456   multi-factor: the record opens
-    bob   / bob-password (no second factor)        refused: patient records need MFA
-  The front page http://127.0.0.1:8080/ needs a sign-in with one factor only; going on
-  to /patients then asks alice for her code (step-up). http://127.0.0.1:8080/whoami shows
-  what the demo service learns from the gateway's signed identity assertion. Sign out at
-  http://127.0.0.1:8080/.custos/logout (the provider asks you to confirm). Idle sessions
-  end after 15 minutes.
+    nora / nora-password    a nurse: reads records, adds notes (with her code), never deletes
+    alice / alice-password  a physician;  bob / bob-password  a nurse with no second factor
+    sam (security lead), adam (administrator), rhea, ravi, rosa (reviewers): <name>-password
 
-  Without a browser, protected pages answer 401:
-    curl -i http://127.0.0.1:8080/patients
-  Readiness (Redis and the provider):
-    curl http://127.0.0.1:8080/.custos/readyz
-  Every decision and sign-in is in the audit chain in examples/audit; after stopping:
+  1. Read. Open http://127.0.0.1:8080/patients/1/notes and sign in as nora, leaving the
+     code empty: one factor is enough to read.
+  2. Step up for a write. On the demo's page http://127.0.0.1:8080/welcome press "Add a
+     note": 401, the policy wants a second factor for writes. Sign in again with the
+     code at http://127.0.0.1:8080/.custos/login?rd=/welcome and add the note: 201.
+  3. Refused a delete. Press "Delete note 1": 403, nurses never delete (a deny rule,
+     even with MFA).
+  4. Declare an emergency. http://127.0.0.1:8080/patients/3 is a restricted record:
+     403 for nurses. Open
+       http://127.0.0.1:8080/.custos/breakglass?route=demo-patients&path=/patients/3
+     give a reason and the record opens, for 15 minutes, on the record.
+  5. Review it. In a private window, sign in as rhea (a reviewer, with the code) at
+     http://127.0.0.1:8080/.custos/breakglass/reviews and judge nora's reason.
+
+  Watch every decision as it is made (another terminal):
+    target/debug/custos audit tail --dir examples/audit
+  Without a browser, protected pages answer 401:  curl -i http://127.0.0.1:8080/patients
+  Readiness (Redis and the provider):             curl http://127.0.0.1:8080/.custos/readyz
+  Sign out at http://127.0.0.1:8080/.custos/logout. After stopping, verify the chain:
     target/debug/custos audit verify --key examples/audit/signing-key.pub examples/audit
   Ctrl+C to stop.
 

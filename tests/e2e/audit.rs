@@ -199,14 +199,17 @@ async fn sigkill_under_load_then_restart_continues_the_chain() {
         let url = gw.url("/patients");
         load.push(tokio::spawn(async move {
             let c = client();
-            for _ in 0..200 {
-                if c.get(&url).header("x-worker", i.to_string()).send().await.is_err() {
-                    break;
-                }
-            }
+            // Until the kill: a worker stops at its first failed request.
+            while c.get(&url).header("x-worker", i.to_string()).send().await.is_ok() {}
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // Load measured by count, not time: kill once 200 requests have been forwarded, with
+    // the 16 workers still sending.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while demo.seen().len() < 200 {
+        assert!(std::time::Instant::now() < deadline, "only {} requests forwarded in 60 s", demo.seen().len());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     gw.child.kill().unwrap(); // SIGKILL
     gw.child.wait().unwrap();
     for l in load {

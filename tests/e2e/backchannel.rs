@@ -77,7 +77,8 @@ async fn signing_out_at_the_provider_ends_the_gateway_session() {
         .unwrap();
     assert_eq!(r.status(), 303, "the provider did not sign the user out");
     let mut status = 0;
-    for _ in 0..50 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         status = status_with(&s, &id).await;
         if status == 401 {
             break;

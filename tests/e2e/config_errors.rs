@@ -166,11 +166,15 @@ fn counts_methods_and_underscored_headers_are_checked() {
 #[test]
 fn check_accepts_the_shipped_configs() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    // The quickstart config points at certificates the quickstart makes; make them in a
-    // copy of its folder layout.
+    // The quickstart config points at certificates the quickstart makes, and at the
+    // example policy; make them in a copy of its folder layout.
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("examples")).unwrap();
     std::fs::copy(root.join("examples/quickstart.toml"), dir.path().join("examples/quickstart.toml")).unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    for f in ["hipaa_model.conf", "hipaa_policy.csv", "hipaa_cases.toml"] {
+        std::fs::copy(root.join("policies").join(f), dir.path().join("policies").join(f)).unwrap();
+    }
     std::fs::write(dir.path().join("examples/quickstart-client-secret"), "made-by-quickstart-sh").unwrap();
     let out = Command::new(CUSTOS).args(["certs", "dev", "--out"]).arg(dir.path().join("certs/dev")).output().unwrap();
     assert!(out.status.success());

@@ -1,5 +1,7 @@
 //! Starts and stops what the tests need: dev certificates (made once by `custos certs
-//! dev`), the demo upstream, and `custos serve` as a child process.
+//! dev`), the demo upstream, and `custos serve` as a child process. Every outside program
+//! (redis-server, node, chromium, openssl…) is found by [`tool`], where Debian puts it;
+//! `scripts/test` installs the same list.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
@@ -21,6 +23,41 @@ pub fn certs() -> &'static Path {
         assert!(out.status.success(), "certs dev failed: {}", String::from_utf8_lossy(&out.stderr));
         dir
     })
+}
+
+/// The path of an outside program a test runs: on `PATH`, else where Debian installs it
+/// (`/usr/sbin`, `/sbin`, `/usr/lib/postgresql/<version>/bin`, newest version first).
+/// Missing, the test fails with one line naming the Debian package that has it.
+pub fn tool(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    find_tool(name, &path, Path::new("/")).unwrap_or_else(|| {
+        let line = format!("test needs `{name}` (Debian package {package}): run scripts/test");
+        eprintln!("{line}");
+        // Unwinding without the panic hook: the test fails with this line alone, not a
+        // panic location and backtrace (RUST_BACKTRACE is often set).
+        std::panic::resume_unwind(Box::new(line))
+    })
+}
+
+/// [`tool`]'s search: the `path` list, then Debian's directories under `root`.
+pub fn find_tool(name: &str, path: &std::ffi::OsStr, root: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(path).collect();
+    for d in ["usr/local/sbin", "usr/local/bin", "usr/sbin", "usr/bin", "sbin", "bin"] {
+        dirs.push(root.join(d));
+    }
+    // /usr/lib/postgresql/16/bin before …/15/bin.
+    let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir(root.join("usr/lib/postgresql"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .collect();
+    versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
+    dirs.extend(versioned.into_iter().map(|(_, d)| d));
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 pub fn free_port() -> u16 {
@@ -138,7 +175,7 @@ listen = "127.0.0.1:{admin}"
     }
 
     async fn wait_healthy(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
@@ -176,8 +213,8 @@ listen = "127.0.0.1:{admin}"
 
     /// SIGTERM, then wait for the exit (the audit chain is closed by then).
     pub async fn stop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let _ = Command::new(tool("kill", "procps")).args(["-TERM", &self.pid().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
@@ -201,18 +238,22 @@ pub fn route_all(upstream: SocketAddr) -> String {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("client")
+    // Generous: the machine may be loaded.
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().expect("client")
 }
 
 /// Sends raw bytes over one TCP connection and reads until the peer closes or goes
-/// quiet; returns everything received.
+/// quiet; returns everything received. The first byte may take long on a loaded machine
+/// (up to 30 s); once the answer has begun, 1.5 s of silence ends it (a kept-alive
+/// connection).
 pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(bytes).await?;
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
-        match tokio::time::timeout(Duration::from_millis(1500), s.read(&mut buf)).await {
+        let quiet = if out.is_empty() { Duration::from_secs(30) } else { Duration::from_millis(1500) };
+        match tokio::time::timeout(quiet, s.read(&mut buf)).await {
             Ok(Ok(0)) | Err(_) => break,
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
             Ok(Err(e)) if out.is_empty() => return Err(e),
@@ -235,19 +276,27 @@ pub fn responses(text: &str) -> usize {
     text.matches("HTTP/1.1 ").count()
 }
 
-/// Every record of an audit directory's chain, parsed, in order.
+/// Every record of an audit directory's chain, parsed, in order. The gateway may be
+/// writing as this reads: bytes after a file's last newline are a record not yet
+/// complete (or torn by a kill, which the gateway cuts on restart), so they are left out.
 pub fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
+        .unwrap_or_else(|e| panic!("audit directory {}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
     files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>()
-        })
+    files.iter().flat_map(|f| complete_lines(f)).collect()
+}
+
+/// The newline-terminated JSON lines of `file`, parsed.
+fn complete_lines(file: &Path) -> Vec<serde_json::Value> {
+    // A segment removed between listing and reading (rotation, retention) holds nothing.
+    let text = std::fs::read(file).unwrap_or_default();
+    let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&text[..complete])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: a bad audit line ({e}): {l}", file.display())))
         .collect()
 }
 
@@ -287,6 +336,9 @@ impl Drop for RedisServer {
 pub fn redis_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
+        // A missing program fails here, in the test, rather than in the thread below.
+        tool("setpriv", "util-linux");
+        tool("redis-server", "redis-server");
         // Started from a thread that lives as long as the test process.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -297,7 +349,7 @@ pub fn redis_url() -> &'static str {
                 std::thread::park();
             }
         });
-        let port = rx.recv().unwrap();
+        let port = rx.recv().unwrap_or_else(|_| panic!("the shared redis-server did not start (see above)"));
         format!("redis://127.0.0.1:{port}/")
     })
 }
@@ -325,11 +377,11 @@ fn idp_dir() -> PathBuf {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         if !dir.join("node_modules/oidc-provider").exists() || !dir.join("node_modules/playwright-core").exists() {
-            let out = Command::new("npm")
+            let out = Command::new(tool("npm", "npm"))
                 .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(&dir)
                 .output()
-                .expect("npm runs (the machine's Node.js)");
+                .unwrap_or_else(|e| panic!("npm ci in tests/idp: {e}"));
             assert!(out.status.success(), "npm ci in tests/idp failed: {}", String::from_utf8_lossy(&out.stderr));
         }
     });
@@ -341,8 +393,10 @@ fn spawn_idp(port: u16) -> Child {
     // Its log, for when a test needs to know what the provider did.
     let log =
         std::fs::File::create(std::env::temp_dir().join(format!("custos-e2e-idp-{port}.log"))).expect("IdP log file");
-    let child = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--", "node", "server.mjs"])
+    let child = Command::new(tool("setpriv", "util-linux"))
+        .args(["--pdeathsig", "KILL", "--"])
+        .arg(tool("node", "nodejs"))
+        .arg("server.mjs")
         .env("PORT", port.to_string())
         .env("CUSTOS_IDP_TEST_SIGNER", "1")
         .current_dir(idp_dir())
@@ -350,8 +404,8 @@ fn spawn_idp(port: u16) -> Child {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .expect("node runs");
-    wait_for_port(port, "the test IdP", Duration::from_secs(20));
+        .unwrap_or_else(|e| panic!("starting the test IdP: {e}"));
+    wait_for_port(port, "the test IdP", Duration::from_secs(60));
     child
 }
 
@@ -374,15 +428,17 @@ impl Drop for IdpServer {
 /// A redis-server with `args` (port, TLS, ACL users…) after in-memory defaults;
 /// `ready_port` is where it accepts.
 pub fn start_redis_with(ready_port: u16, args: &[String]) -> RedisServer {
-    let child = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--", "redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+    let child = Command::new(tool("setpriv", "util-linux"))
+        .args(["--pdeathsig", "KILL", "--"])
+        .arg(tool("redis-server", "redis-server"))
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("redis-server runs (apt-get install redis-server)");
-    wait_for_port(ready_port, "redis-server", Duration::from_secs(10));
+        .unwrap_or_else(|e| panic!("starting redis-server: {e}"));
+    wait_for_port(ready_port, "redis-server", Duration::from_secs(30));
     RedisServer(child)
 }
 
@@ -430,6 +486,10 @@ pub async fn register_client(idp: &str, redirect: &str, post_logout: &str, name:
 pub fn idp_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
+        // A missing program fails here, in the test, rather than in the thread below.
+        tool("setpriv", "util-linux");
+        tool("node", "nodejs");
+        idp_dir();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let port = free_port();
@@ -437,7 +497,7 @@ pub fn idp_url() -> &'static str {
             tx.send(port).unwrap();
             let _ = child.wait();
         });
-        let port = rx.recv().unwrap();
+        let port = rx.recv().unwrap_or_else(|_| panic!("the shared test IdP did not start (see above)"));
         format!("http://127.0.0.1:{port}")
     })
 }

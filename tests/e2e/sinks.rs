@@ -21,7 +21,7 @@ fn chain_ids(records: &[serde_json::Value]) -> Vec<String> {
 }
 
 async fn wait_for_stream(url: &str, stream: &str, want: usize) -> Vec<(String, String)> {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let entries = stream_entries(url, stream);
         if entries.len() >= want || Instant::now() > deadline {
@@ -109,7 +109,7 @@ async fn a_sink_down_during_load_gets_every_record_once_it_is_back() {
     }
     assert_eq!(ok, 200, "serving must not depend on a sink");
     // The failures show in the metrics (delivery retries with backoff).
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let (m, lag) = loop {
         let m = client().get(format!("http://{}/metrics", gw.admin)).send().await.unwrap().text().await.unwrap();
         let lag = m
@@ -133,8 +133,11 @@ async fn a_sink_down_during_load_gets_every_record_once_it_is_back() {
     assert!(depth > 0, "no spool depth shown while the sink is down\n{m}");
     assert!(m.contains("custos_audit_sink_failures_total{sink=\"redis\"}"), "{m}");
 
-    // The sink comes back.
+    // The sink comes back, and catches up with what the spool holds (its retry backoff
+    // may be seconds; waited for here, not left to the shutdown's grace period).
     let _redis = start_redis(port);
+    let held = audit_records(&gw.audit_dir()).len();
+    assert!(wait_for_stream(&url, &stream, held).await.len() >= held, "the sink did not catch up once back");
     gw.stop().await;
     let records = audit_records(&gw.audit_dir());
     let entries = wait_for_stream(&url, &stream, records.len()).await;
@@ -188,23 +191,43 @@ async fn audit_tail_follows_the_stream_and_the_spool() {
     for _ in 0..3 {
         client().get(gw.url("/patients/2")).send().await.unwrap();
     }
+    let is_decision = |l: &str| l.contains("\"access.decision\"") && l.contains("/patients/2");
+    // Followed until the three decisions show (or 30 s pass), then stopped: what it
+    // printed by then.
     let follow = |args: Vec<String>| {
+        use std::io::BufRead;
         let mut child = std::process::Command::new(CUSTOS)
             .args(["audit", "tail"])
             .args(args)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(1500));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut lines = Vec::new();
+        while lines.iter().filter(|l: &&String| is_decision(l)).count() < 3 {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(l) => lines.push(l),
+                Err(_) => break,
+            }
+        }
         let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let _ = child.wait();
+        let _ = reader.join();
+        lines.extend(rx.try_iter());
+        lines.join("\n")
     };
     let from_redis =
         follow(vec!["--redis".into(), url.into(), "--stream".into(), stream.clone(), "--from-start".into()]);
     let from_dir = follow(vec!["--dir".into(), gw.audit_dir().display().to_string(), "--from-start".into()]);
     for out in [&from_redis, &from_dir] {
-        let decisions = out.lines().filter(|l| l.contains("\"access.decision\"") && l.contains("/patients/2")).count();
+        let decisions = out.lines().filter(|l| is_decision(l)).count();
         assert_eq!(decisions, 3, "{out}");
     }
 }

@@ -43,7 +43,7 @@ async fn handshake(
 /// s_client` (rustls cannot speak TLS 1.1). `SECLEVEL=0` stops the client refusing on
 /// its own side.
 fn tls11_accepted(addr: SocketAddr) -> bool {
-    let out = Command::new("openssl")
+    let out = Command::new(tool("openssl", "openssl"))
         .args([
             "s_client",
             "-connect",
@@ -56,7 +56,7 @@ fn tls11_accepted(addr: SocketAddr) -> bool {
         ])
         .stdin(Stdio::null())
         .output()
-        .expect("openssl s_client runs (apt-get install openssl)");
+        .unwrap_or_else(|e| panic!("running openssl s_client: {e}"));
     let text = String::from_utf8_lossy(&out.stdout);
     out.status.success() && text.contains("TLSv1.1") && !text.contains("Cipher is (NONE)")
 }
@@ -78,7 +78,7 @@ async fn tls_1_3_and_1_2_succeed_and_1_1_is_refused() {
 async fn the_tls_1_1_probe_detects_a_server_that_accepts_it() {
     let port = free_port();
     let dir = certs();
-    let mut server = Command::new("openssl")
+    let mut server = Command::new(tool("openssl", "openssl"))
         .args(["s_server", "-accept", &port.to_string(), "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", "-www"])
         .arg("-cert")
         .arg(dir.join("server.pem"))
@@ -88,10 +88,11 @@ async fn the_tls_1_1_probe_detects_a_server_that_accepts_it() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("openssl s_server runs");
+        .unwrap_or_else(|e| panic!("starting openssl s_server: {e}"));
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut accepted = false;
-    for _ in 0..50 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             accepted = tokio::task::spawn_blocking(move || tls11_accepted(addr)).await.unwrap();
             break;

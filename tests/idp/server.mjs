@@ -10,6 +10,13 @@
 //        without it:       amr ["pwd"],       acr urn:custos:pwd
 //        (when the client asks for acr_values urn:custos:mfa, the code is required)
 //   bob   / bob-password   has no second factor: amr ["pwd"], acr urn:custos:pwd
+// More people for the quickstart (examples/quickstart.sh) and the example policy's roles
+// (policies/hipaa_policy.csv), each with the one-time code 123456 (a second factor):
+//   nora  / nora-password  a nurse (group staff): reads records, adds notes, never deletes
+//   sam   / sam-password   the security lead (group security): reviews emergency access
+//   adam  / adam-password  an administrator (group dba): the admin endpoints, nothing clinical
+//   rhea, ravi, rosa / <name>-password   reviewers (group audit): the audit views and
+//        the review of emergency access
 // Clients register themselves (dynamic registration at /reg), or come from
 // CUSTOS_IDP_CLIENTS (a JSON array of client metadata).
 //
@@ -33,6 +40,12 @@ const issuer = process.env.ISSUER || `http://127.0.0.1:${port}`;
 const accounts = {
   alice: { password: 'alice-password', otp: '123456', email: 'alice@example.test', name: 'Alice Clinician', groups: ['clinicians'] },
   bob: { password: 'bob-password', email: 'bob@example.test', name: 'Bob Staff', groups: ['staff'] },
+  nora: { password: 'nora-password', otp: '123456', email: 'nora@example.test', name: 'Nora Nurse', groups: ['staff'] },
+  sam: { password: 'sam-password', otp: '123456', email: 'sam@example.test', name: 'Sam Security', groups: ['security'] },
+  adam: { password: 'adam-password', otp: '123456', email: 'adam@example.test', name: 'Adam Admin', groups: ['dba'] },
+  rhea: { password: 'rhea-password', otp: '123456', email: 'rhea@example.test', name: 'Rhea Reviewer', groups: ['audit'] },
+  ravi: { password: 'ravi-password', otp: '123456', email: 'ravi@example.test', name: 'Ravi Reviewer', groups: ['audit'] },
+  rosa: { password: 'rosa-password', otp: '123456', email: 'rosa@example.test', name: 'Rosa Reviewer', groups: ['audit'] },
 };
 const MFA = 'urn:custos:mfa';
 const API = 'urn:custos:api';

@@ -198,7 +198,14 @@ const PATIENTS: [(u32, &str, &str); 3] =
 const INDEX: &str = "<!doctype html><title>Demo ePHI service</title>\
 <h1>Demo ePHI service</h1><p>Synthetic patients, served through Custos.</p>\
 <ul><li><a href=\"/patients\">/patients</a></li><li><a href=\"/patients/1\">/patients/1</a></li>\
-<li><a href=\"/patients/1/notes\">/patients/1/notes</a></li><li><a href=\"/debug/headers\">/debug/headers</a></li></ul>";
+<li><a href=\"/patients/1/notes\">/patients/1/notes</a></li><li><a href=\"/debug/headers\">/debug/headers</a></li></ul>\
+<h2>Writes</h2>\
+<form method=\"post\" action=\"/patients/1/notes\"><input name=\"note\" value=\"BP 120/80\"> \
+<button>Add a note to patient 1</button></form>\
+<p><button id=\"del\">Delete note 1 of patient 1</button> <output id=\"out\"></output></p>\
+<script>document.getElementById('del').onclick = async () => {\
+const r = await fetch('/patients/1/notes/1', { method: 'DELETE' });\
+document.getElementById('out').textContent = r.status + ' ' + await r.text(); };</script>";
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, hyper::Error> {
     let (parts, body) = req.into_parts();

@@ -134,7 +134,7 @@ fn actor_of(s: &UserSession) -> Actor {
 }
 
 impl Gateway {
-    fn auth(&self) -> Option<&Auth> {
+    pub(super) fn auth(&self) -> Option<&Auth> {
         self.auth.as_deref()
     }
 

@@ -281,6 +281,14 @@ impl Gateway {
             ctx.rule = d.rule;
             return Ok(false);
         }
+        // Refused only for want of a second factor (the same request with MFA would be
+        // allowed, e.g. a write to a record): ask for the step-up rather than forbid. A
+        // browser's GET goes through sign-in again with `acr_values`; anything else (a
+        // write, an API call) gets RFC 9470's 401. Looked at on denials only.
+        if !req.mfa && policy.decide(&crate::policy::Request { mfa: true, ..req }).allow {
+            let max_age = self.auth().and_then(|a| a.settings.oidc.mfa.step_up_max_age).unwrap_or_default();
+            return Box::pin(self.challenge(session, ctx, true, true, Some(max_age))).await;
+        }
         let route_name = route.name.clone();
         ctx.refusal = Some(Refusal::PolicyDenied);
         if let Some(audit) = &self.audit {
