@@ -162,6 +162,8 @@ pub enum LinkState {
 /// Keeps a used/issued marker this long after a link's own expiry (to tell a second use
 /// or a late use from a forged token).
 const MARKER_SECS: u64 = 30 * 86_400;
+/// How long a claim on a grant's end holds before another gateway may take it over.
+const CLAIM_SECS: u64 = 60;
 
 /// Store operations (keys under `<session prefix>:bg:`).
 pub struct Store<'a>(pub &'a SessionStore);
@@ -268,10 +270,35 @@ impl Store<'_> {
         self.0.bg_index_add(ENDS, e.expires, &e.grant).await
     }
 
-    /// Claims the end of grant `id` for `why`: true for exactly one caller, whichever end
-    /// (expiry on any gateway, logout, revocation) comes first.
+    /// Claims the end of grant `id` for `why`: true for exactly one caller at a time,
+    /// whichever end (expiry on any gateway, logout, revocation) comes first, and never
+    /// once the end is recorded. The claim is short-lived: a claimer that dies or cannot
+    /// make the record durable leaves it to a later sweep, so an end is never lost to a
+    /// claim.
     pub async fn claim_end(&self, id: &str, why: &str) -> Result<bool, crate::session::SessionError> {
-        self.0.bg_set_once(&format!("end:{id}"), why, Duration::from_secs(MARKER_SECS)).await
+        if self.0.bg_get(&format!("ended:{id}")).await?.is_some() {
+            return Ok(false);
+        }
+        self.0.bg_set_once(&format!("end:{id}"), why, Duration::from_secs(CLAIM_SECS)).await
+    }
+
+    /// The end of grant `id` is in the audit trail: no other claim is given, and the
+    /// grant leaves the schedule.
+    pub async fn ended(&self, id: &str) {
+        if let Err(e) = self.0.bg_set(&format!("ended:{id}"), "1", Duration::from_secs(MARKER_SECS)).await {
+            tracing::warn!(error = %e, grant = %id, "could not mark a grant's end as recorded");
+        }
+        self.unschedule(id).await;
+    }
+
+    /// Gives a claim back (the record could not be made durable): the sweep tries again.
+    pub async fn release_end(&self, id: &str) {
+        let _ = self.0.bg_del(&format!("end:{id}")).await;
+    }
+
+    /// Whether the end of grant `id` is already recorded.
+    pub async fn is_ended(&self, id: &str) -> Result<bool, crate::session::SessionError> {
+        Ok(self.0.bg_get(&format!("ended:{id}")).await?.is_some())
     }
 
     /// Takes an ended (or never given) grant off the schedule.
@@ -327,14 +354,31 @@ pub fn record_end(store: Option<SessionStore>, audit: Option<Audit>, ev: Event) 
         if let Some(store) = &store {
             let st = Store(store);
             match st.claim_end(&id, &why).await {
-                Ok(true) => st.unschedule(&id).await,
+                Ok(true) => {}
                 Ok(false) => return,
-                Err(e) => tracing::warn!(error = %e, grant = %id, "could not claim a grant's end; recording it anyway"),
+                Err(e) => {
+                    tracing::warn!(error = %e, grant = %id, "could not claim a grant's end; recording it anyway");
+                    if let Some(a) = audit {
+                        a.append(ev);
+                    }
+                    return;
+                }
             }
         }
         tracing::warn!(grant = %id, route = ?ev.route, why, "break-glass grant ended");
-        if let Some(a) = audit {
-            a.append(ev);
+        let durable = match &audit {
+            Some(a) => a.append_durable(ev).await.map(|_| ()).map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        if let Some(store) = &store {
+            let st = Store(store);
+            match durable {
+                Ok(()) => st.ended(&id).await,
+                Err(e) => {
+                    tracing::error!(error = %e, grant = %id, "ALERT: the end of a break-glass grant is not durable yet; the sweep records it again");
+                    st.release_end(&id).await;
+                }
+            }
         }
     });
 }
@@ -346,9 +390,14 @@ async fn expire(store: &SessionStore, audit: Option<&Audit>, id: &str) -> Result
     let st = Store(store);
     let scheduled: Option<Scheduled> =
         store.bg_get(&format!("g:{id}")).await?.and_then(|b| serde_json::from_str(&b).ok());
+    if st.is_ended(id).await? {
+        st.unschedule(id).await;
+        return Ok(());
+    }
     let why = ended_why(store, scheduled.as_ref()).await;
     if !st.claim_end(id, why).await? {
-        st.unschedule(id).await;
+        // Another gateway or end path holds the claim: it records the end, or gives the
+        // claim back for a later sweep.
         return Ok(());
     }
     if let Some(h) = scheduled.as_ref().filter(|s| s.sealed).and_then(|s| s.session.as_deref()) {
@@ -371,10 +420,12 @@ async fn expire(store: &SessionStore, audit: Option<&Audit>, id: &str) -> Result
     tracing::warn!(grant = %id, route = ?ev.route, why, "break-glass grant ended");
     if let Some(a) = audit {
         if let Err(e) = a.append_durable(ev).await {
-            tracing::error!(error = %e, grant = %id, "ALERT: the end of a break-glass grant is not durable in the audit trail");
+            tracing::error!(error = %e, grant = %id, "ALERT: the end of a break-glass grant is not durable yet; the sweep records it again");
+            st.release_end(id).await;
+            return Ok(());
         }
     }
-    st.unschedule(id).await;
+    st.ended(id).await;
     Ok(())
 }
 

@@ -29,8 +29,16 @@ pub const OVERRIDES: [&str; 6] =
 
 /// Headers that name the client or the original scheme, host, port or prefix: kept only
 /// from a trusted proxy, like `X-Forwarded-For`.
-pub const CLIENT_NAMING: [&str; 9] = [
+pub const CLIENT_NAMING: [&str; 17] = [
     "forwarded",
+    "x-forwarded-scheme",
+    "x-forwarded-protocol",
+    "x-url-scheme",
+    "front-end-https",
+    "x-forwarded-server",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
     "x-real-ip",
     "x-client-ip",
     "true-client-ip",

@@ -133,6 +133,9 @@ impl Gateway {
         let mut decided = Decided::new(self, session, ctx);
         let peer = self.upstream_peer(session, ctx).await?;
         let mut req = session.req_header().clone();
+        // The headers the client named hop-by-hop go before the gateway adds its own, so
+        // that `Connection: upgrade, x-forwarded-for` cannot remove what Custos sets.
+        drop_connection_named(&mut req);
         self.upstream_request_filter(session, &mut req, ctx).await?;
         prepare(&mut req)?;
         let Some(limits) = ctx.route.as_ref().map(|r| r.limits) else {
@@ -287,10 +290,9 @@ impl Gateway {
     }
 }
 
-/// The request as the upstream gets it: HTTP/1.1, the one upgrade it may ask for, no
-/// other hop-by-hop header.
-fn prepare(req: &mut RequestHeader) -> Result<()> {
-    req.set_version(http::Version::HTTP_11);
+/// Removes the headers the client's `Connection` names (RFC 9110 §7.6.1), but for the
+/// upgrade itself.
+fn drop_connection_named(req: &mut RequestHeader) {
     let named: Vec<String> = req
         .headers
         .get_all(http::header::CONNECTION)
@@ -299,7 +301,16 @@ fn prepare(req: &mut RequestHeader) -> Result<()> {
         .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()).collect::<Vec<_>>())
         .filter(|t| !t.is_empty() && t != "upgrade")
         .collect();
-    for name in named.iter().map(String::as_str).chain(HOP_BY_HOP) {
+    for name in &named {
+        req.remove_header(name.as_str());
+    }
+}
+
+/// The request as the upstream gets it, after the gateway's own headers are on it:
+/// HTTP/1.1, the one upgrade it may ask for, no other hop-by-hop header.
+fn prepare(req: &mut RequestHeader) -> Result<()> {
+    req.set_version(http::Version::HTTP_11);
+    for name in HOP_BY_HOP {
         req.remove_header(name);
     }
     req.remove_header(&http::header::CONTENT_LENGTH);
@@ -448,12 +459,16 @@ mod tests {
     #[test]
     fn the_upstream_request_asks_for_websocket_and_nothing_else_hop_by_hop() {
         let mut r = req(&[
-            ("connection", "Upgrade, x-secret"),
+            ("connection", "Upgrade, x-secret, x-forwarded-for"),
             ("upgrade", "websocket"),
             ("x-secret", "1"),
             ("keep-alive", "5"),
         ]);
+        drop_connection_named(&mut r);
+        // What the gateway sets after that is never removed by a name the client gave.
+        r.insert_header("x-forwarded-for", "192.0.2.7").unwrap();
         prepare(&mut r).unwrap();
+        assert_eq!(r.headers.get("x-forwarded-for").unwrap(), "192.0.2.7");
         assert_eq!(r.headers.get("connection").unwrap(), "Upgrade");
         assert_eq!(r.headers.get("upgrade").unwrap(), "websocket");
         assert!(r.headers.get("x-secret").is_none() && r.headers.get("keep-alive").is_none());

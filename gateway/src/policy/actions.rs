@@ -51,13 +51,13 @@ pub struct Partition {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Class<'a> {
+enum Class {
     /// Role lines, comments, other policy types, deny rules: in every part.
     Shared,
     /// An allow rule for requests.
     Request,
-    /// An allow rule that names a gateway action.
-    Grant(&'a str),
+    /// An allow rule that names a gateway action (its index in the names found).
+    Grant(usize),
 }
 
 /// Splits `text` (a casbin policy CSV) given the model's `p` columns. Errors name the
@@ -67,20 +67,23 @@ pub fn partition(text: &str, columns: &[String]) -> Result<Partition, (usize, St
     let eft = columns.iter().position(|c| c == "eft");
     let lines: Vec<&str> = text.lines().collect();
     let mut classes = Vec::with_capacity(lines.len());
-    let mut names: Vec<&str> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        let f: Vec<&str> = line.trim().split(',').map(|x| x.trim().trim_matches('"')).collect();
-        let (Some(&"p"), Some(a)) = (f.first(), act.and_then(|c| f.get(c + 1))) else {
+        // Fields as casbin reads them: a quoted field may hold a comma (an LDAP group
+        // name), and a plain split would read the action and effect from the wrong columns.
+        let f = super::csv_fields(line);
+        let (Some("p"), Some(a)) = (f.first().map(String::as_str), act.and_then(|c| f.get(c + 1)).map(String::as_str))
+        else {
             classes.push(Class::Shared);
             continue;
         };
-        if OLD_NAMES.contains(a) {
+        if OLD_NAMES.contains(&a) {
             return Err((
                 i + 1,
                 format!("`{a}` is the gateway's action `{PREFIX}{a}` now (gateway actions are named so that no HTTP method can be one); write `{PREFIX}{a}`"),
             ));
         }
-        let deny = eft.and_then(|e| f.get(e + 1)) == Some(&"deny");
+        let deny = eft.and_then(|e| f.get(e + 1)).map(String::as_str) == Some("deny");
         if a.contains(PREFIX) {
             if !valid_name(a) {
                 return Err((
@@ -89,16 +92,20 @@ pub fn partition(text: &str, columns: &[String]) -> Result<Partition, (usize, St
                 ));
             }
             if !deny {
-                if !names.contains(a) {
-                    names.push(a);
-                }
-                classes.push(Class::Grant(a));
+                let n = match names.iter().position(|n| n == a) {
+                    Some(n) => n,
+                    None => {
+                        names.push(a.to_string());
+                        names.len() - 1
+                    }
+                };
+                classes.push(Class::Grant(n));
                 continue;
             }
         }
         classes.push(if deny { Class::Shared } else { Class::Request });
     }
-    let keep = |want: &dyn Fn(Class<'_>) -> bool| -> String {
+    let keep = |want: &dyn Fn(Class) -> bool| -> String {
         let mut out = String::with_capacity(text.len());
         for (line, class) in lines.iter().zip(&classes) {
             if want(*class) {
@@ -109,8 +116,11 @@ pub fn partition(text: &str, columns: &[String]) -> Result<Partition, (usize, St
         out
     };
     let requests = keep(&|c| matches!(c, Class::Shared | Class::Request));
-    let actions =
-        names.iter().map(|n| (n.to_string(), keep(&|c| c == Class::Shared || c == Class::Grant(n)))).collect();
+    let actions = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), keep(&|c| c == Class::Shared || c == Class::Grant(i))))
+        .collect();
     Ok(Partition { requests, actions })
 }
 
@@ -141,6 +151,11 @@ mod tests {
         assert_eq!(p.actions.len(), 1);
         assert_eq!(p.actions[0].0, "custos:breakglass");
         assert_eq!(p.actions[0].1, "g, bob, nurse\n\np, nurse, /a, custos:breakglass, allow\np, x, /a, .*, deny\n");
+        // A quoted subject with commas (an LDAP group) is one field: its deny stays a
+        // deny in the gateway action's part.
+        let text = "p, nurse, /a, custos:breakglass, allow\np, \"group:CN=A,OU=S,DC=h\", /a, .*, deny\n";
+        let p = partition(text, &cols()).unwrap();
+        assert_eq!(p.actions[0].1, text);
     }
 
     #[test]

@@ -174,11 +174,23 @@ impl SessionStore {
 
     /// Tells every gateway that the session `hash` ended: one `PUBLISH`, and this
     /// gateway's holds at once.
-    pub(super) async fn announce(&self, hash: &str, why: EndReason) -> Result<(), super::SessionError> {
+    ///
+    /// Never fails the end it announces: the record is already gone, and the caller's
+    /// cleanup must still run. A PUBLISH that fails is tried again; if it still fails,
+    /// other gateways find the end at their next re-check (see the module).
+    pub(super) async fn announce(&self, hash: &str, why: EndReason) {
         self.inner.holds.notify(hash, why);
-        let _: i64 =
-            self.query(redis::cmd("PUBLISH").arg(self.ended_channel()).arg(format!("{} {hash}", why.as_str()))).await?;
-        Ok(())
+        let msg = format!("{} {hash}", why.as_str());
+        for attempt in 0..3 {
+            let sent: Result<i64, _> = self.query(redis::cmd("PUBLISH").arg(self.ended_channel()).arg(&msg)).await;
+            match sent {
+                Ok(_) => return,
+                Err(e) if attempt == 2 => {
+                    tracing::warn!(error = %e, "could not announce a session's end; other gateways find it at their next re-check");
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
     }
 
     /// Holds the session `hash` (whose record the caller just loaded) open until it

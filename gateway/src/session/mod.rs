@@ -490,7 +490,7 @@ impl SessionStore {
     ) -> Result<Option<Session>, SessionError> {
         let key = self.key_of_hash(hash);
         let raw: Option<Vec<u8>> = self.query(redis::cmd("GETDEL").arg(&key)).await?;
-        self.announce(hash, why).await?;
+        self.announce(hash, why).await;
         let _: Result<i64, _> = self.query(redis::cmd("DEL").arg(self.rt_key(hash))).await;
         let s = raw.and_then(|r| serde_json::from_slice::<Session>(&r).ok());
         let index = index.map(str::to_string).or_else(|| s.as_ref().map(|s| self.user_key(&s.subject)));
@@ -647,7 +647,7 @@ impl SessionStore {
     /// [`SessionStore::delete`], announcing `why` on the session-end channel.
     pub async fn delete_for(&self, id: &SessionId, why: EndReason) -> Result<bool, SessionError> {
         let n: i64 = self.query(redis::cmd("DEL").arg(self.key(id))).await?;
-        self.announce(&id.hash(), why).await?;
+        self.announce(&id.hash(), why).await;
         Ok(n > 0)
     }
 
