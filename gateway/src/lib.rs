@@ -3,6 +3,9 @@
 //! The module map, one concern each (see `DESIGN.md` beside the repository):
 #![forbid(unsafe_code)]
 
+/// The protocol-neutral access core: credential → person → live session, the MFA rule,
+/// the emergency grant, the policy and the durable decision record; front ends enforce it.
+pub mod access;
 /// The audit trail: event type, hash chain, durable spool, verification.
 pub mod audit;
 /// Emergency access.

@@ -1,69 +1,21 @@
-//! Authentication on the request path and the sign-in endpoints: the session cookie →
-//! Redis session → the route's MFA rule; otherwise a browser is sent to the identity
-//! provider (with a pre-login cookie that binds the sign-in to it) and anything else
-//! gets 401. `/.custos/login`, `/.custos/callback` and `/.custos/logout` live here.
+//! Sign-in on HTTP and the sign-in endpoints: without a usable session (the access core
+//! checks it) a browser is sent to the identity provider (with a pre-login cookie that
+//! binds the sign-in to it) and anything else gets 401; the identity headers and
+//! assertion for the upstream. `/.custos/login`, `/.custos/callback` and `/.custos/logout` live here.
 //! Every outcome is an audit record; tokens and cookie values never are.
 
 use super::cookies;
 use super::respond::{self, Refusal};
 use super::{Gateway, RequestCtx};
 use crate::audit::{Actor, Decision, Event, Kind};
-use crate::config::AuthSettings;
-use crate::identity::{bearer::BearerError, redirect::safe_return, Identity, LoginError};
-use crate::session::{Lookup, Session as UserSession, SessionId, SessionStore};
+use crate::identity::{redirect::safe_return, LoginError};
+use crate::session::{Session as UserSession, SessionId};
 use pingora::proxy::Session;
 use pingora::Result;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// What the gateway needs to sign users in.
-pub struct Auth {
-    pub settings: AuthSettings,
-    pub identity: Arc<Identity>,
-    pub store: SessionStore,
-    pub asserter: Option<crate::identity::assertion::Asserter>,
-}
-
-impl Auth {
-    pub fn new(settings: AuthSettings) -> std::result::Result<Auth, String> {
-        let s = &settings.session;
-        let store = SessionStore::new(
-            crate::session::StoreConfig {
-                url: s.redis_url.clone(),
-                username: s.redis_username.clone(),
-                password: s.redis_password.clone(),
-                ca: s.redis_ca.clone(),
-                timeout: s.redis_timeout,
-                prefix: s.key_prefix.clone(),
-            },
-            s.timeouts,
-        )
-        .map_err(|e| format!("`session.redis_url`: {e}"))?;
-        let identity = Arc::new(Identity::new(settings.oidc.clone())?);
-        let asserter = match &settings.upstream_identity {
-            None => None,
-            Some(u) => {
-                if u.signing_key.is_none() {
-                    tracing::warn!("upstream_identity.signing_key is not set: assertions are signed with a key made at start (several gateway instances need one shared key)");
-                }
-                Some(
-                    crate::identity::assertion::Asserter::new(
-                        u.signing_key.as_ref(),
-                        &settings.oidc.origin,
-                        u.ttl,
-                        u.max_groups,
-                    )
-                    .map_err(|e| format!("`upstream_identity.signing_key`: {e}"))?,
-                )
-            }
-        };
-        Ok(Auth { settings, identity, store, asserter })
-    }
-
-    fn cookie_names(&self) -> [&str; 2] {
-        [&self.settings.session.cookie_name, &self.settings.session.login_cookie_name]
-    }
-}
+/// The sign-in bundle lives in the access core now.
+pub use crate::access::Auth;
 
 /// The request accepts an HTML page.
 pub(super) fn accepts_html(req: &pingora::http::RequestHeader) -> bool {
@@ -148,12 +100,13 @@ impl Gateway {
 
     /// The signed identity (and, per route, plain identity headers) for the upstream.
     pub(super) fn assert_identity(&self, upstream: &mut pingora::http::RequestHeader, ctx: &RequestCtx) -> Result<()> {
-        let (Some(auth), Some(user), Some(route)) = (self.auth(), ctx.user.as_ref(), ctx.route.as_ref()) else {
+        let (Some(auth), Some(p), Some(route)) = (self.auth(), ctx.principal.as_ref(), ctx.route.as_ref()) else {
             return Ok(());
         };
+        let user = &p.user;
         if let (Some(a), Some(u)) = (&auth.asserter, &auth.settings.upstream_identity) {
             // The credential's hash: the session id's, or the bearer token's.
-            let Some(sid) = ctx.session_hash.as_deref().or(ctx.credential_hash.as_deref()) else { return Ok(()) };
+            let sid = p.credential_hash();
             let who = crate::identity::assertion::Subject {
                 subject: &user.subject,
                 email: user.email.as_deref(),
@@ -210,188 +163,6 @@ impl Gateway {
         ev.route = None;
         ev.upstream = None;
         ev
-    }
-
-    /// Checks the request's session for a non-public route. `Ok(true)`: answered here.
-    pub(super) async fn authenticate(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let Some(auth) = self.auth() else {
-            // Config validation refuses non-public routes without [oidc]; never forward.
-            return self.refuse(session, ctx, Refusal::Internal).await;
-        };
-        let need_mfa = ctx.route.as_ref().and_then(|r| r.require_mfa).unwrap_or(auth.settings.oidc.require_mfa);
-        if auth.settings.oidc.api_audience.is_some() {
-            if let Some(token) = bearer_token(session.req_header()).map(str::to_string) {
-                return self.authenticate_bearer(session, ctx, token, need_mfa).await;
-            }
-        }
-        let presented = cookies::get(session.req_header(), &auth.settings.session.cookie_name);
-        // A browser that had a session and lost it (timeout, logout) must authenticate
-        // at the provider again, not be signed back in silently by the provider's session.
-        let reauth = presented.is_some().then_some(Duration::ZERO);
-        if let Some(id) = presented.and_then(SessionId::parse) {
-            let hash = id.hash();
-            match auth.store.load_by_hash(&hash).await {
-                Err(crate::session::SessionError::Corrupt) => {
-                    tracing::warn!("unreadable session record; signing in again")
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "session store unavailable; refusing protected request");
-                    return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
-                }
-                Ok(Lookup::Active(s))
-                    if s.sealed && s.breakglass.as_ref().is_none_or(|g| g.expires <= crate::session::now_secs()) =>
-                {
-                    // A sealed link's session exists for its grant only: it ends with it.
-                    let _ = auth.store.end_by_hash_for(&hash, None, crate::session::EndReason::Expired).await;
-                    ctx.session_hash = Some(hash.clone());
-                    ctx.user = Some(Arc::from(s.clone()));
-                    if let Some(g) = &s.breakglass {
-                        self.grant_ended(session, ctx, g, "expired");
-                    }
-                    ctx.user = None;
-                    ctx.session_hash = None;
-                }
-                Ok(Lookup::Active(mut s)) => {
-                    if !self.revalidate(session, ctx, &hash, &mut s).await {
-                        return Box::pin(self.challenge(session, ctx, need_mfa, false, Some(Duration::ZERO))).await;
-                    }
-                    let mfa = auth.settings.oidc.mfa.satisfied(&s.amr, s.acr.as_deref());
-                    ctx.session_hash = Some(hash);
-                    ctx.mfa = Some(mfa);
-                    ctx.user = Some(Arc::from(s));
-                    if need_mfa && !mfa {
-                        let max_age = auth.settings.oidc.mfa.step_up_max_age.unwrap_or(Duration::ZERO);
-                        return Box::pin(self.challenge(session, ctx, need_mfa, true, Some(max_age))).await;
-                    }
-                    return Ok(false);
-                }
-                Ok(Lookup::Missing) => {}
-                Ok(Lookup::IdleTimeout(s)) => self.session_ended(session, ctx, Kind::SessionIdleTimeout, &s, hash),
-                Ok(Lookup::Expired(s)) => self.session_ended(session, ctx, Kind::SessionExpired, &s, hash),
-            }
-        }
-        // Boxed: the sign-in path's state is large and rare; the signed-in request's
-        // future stays small (it is moved and polled on every request).
-        Box::pin(self.challenge(session, ctx, need_mfa, false, reauth)).await
-    }
-
-    /// `Authorization: Bearer`: an access token instead of a session.
-    async fn authenticate_bearer(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        token: String,
-        need_mfa: bool,
-    ) -> Result<bool> {
-        let Some(auth) = self.auth() else { return self.refuse(session, ctx, Refusal::Internal).await };
-        match auth.identity.verify_bearer(&token).await {
-            Ok(c) => {
-                let mfa = auth.settings.oidc.mfa.satisfied(&c.amr, c.acr.as_deref());
-                ctx.bearer = true;
-                ctx.credential_hash = Some(c.token_hash.clone());
-                ctx.credential_expires = Some(c.exp);
-                ctx.mfa = Some(mfa);
-                ctx.user = Some(c.session.clone());
-                if need_mfa && !mfa {
-                    return self.refuse(session, ctx, Refusal::StepUpRequired).await;
-                }
-                Ok(false)
-            }
-            Err(BearerError::Invalid(reason)) => {
-                tracing::info!(reason, "bearer token refused");
-                self.refuse_as(session, ctx, Refusal::InvalidToken, &format!("bearer_{reason}")).await
-            }
-            Err(BearerError::IdpUnavailable) => self.refuse(session, ctx, Refusal::IdpUnavailable).await,
-        }
-    }
-
-    /// Every `revalidate_secs`, one gateway asks the provider (refresh-token grant) whether
-    /// the session still stands. False: the provider refused it (the user is disabled or
-    /// signed out there) and the session is ended. The provider being unreachable leaves
-    /// the session alone: fail closed is for Redis, not for an IdP outage.
-    async fn revalidate(&self, session: &Session, ctx: &RequestCtx, hash: &str, s: &mut UserSession) -> bool {
-        let Some(auth) = self.auth() else { return true };
-        let Some(every) = auth.settings.session.revalidate else { return true };
-        let now = crate::session::now_secs();
-        let last = if s.validated == 0 { s.created } else { s.validated };
-        if now < last + every.as_secs() {
-            return true;
-        }
-        let lock = format!("rv:{hash}");
-        let timeout = auth.settings.oidc.timeout.as_secs() + 5;
-        if !auth.store.lock(&lock, Duration::from_secs(timeout)).await.unwrap_or(false) {
-            return true; // Another request or gateway is asking right now.
-        }
-        // Read again under the lock: another gateway may have just done it.
-        let state = match auth.store.revalidation(hash).await {
-            Ok(state) => state,
-            Err(_) => {
-                auth.store.unlock(&lock).await;
-                return true; // Redis trouble is judged on the next load.
-            }
-        };
-        let Some(mut state) = state.filter(|st| st.validated + every.as_secs() <= now) else {
-            // Done by someone else (or nothing to check with): next due from there.
-            s.validated = now;
-            let _ = auth.store.save(hash, s).await;
-            auth.store.unlock(&lock).await;
-            return true;
-        };
-        let outcome = auth.identity.revalidate(&state.refresh_token).await;
-        let keep = match outcome {
-            crate::identity::Revalidation::Valid(rotated) => {
-                state.validated = now;
-                if let Some(r) = rotated {
-                    state.refresh_token = r;
-                }
-                if let Err(e) = auth.store.set_revalidation(hash, &state).await {
-                    tracing::warn!(error = %e, "could not record a session's re-validation");
-                }
-                s.validated = now;
-                true
-            }
-            crate::identity::Revalidation::Unavailable | crate::identity::Revalidation::Misconfigured(_) => {
-                if let crate::identity::Revalidation::Misconfigured(e) = &outcome {
-                    tracing::error!(error = %e, "the identity provider refused this client's refresh-token grant: check oidc.client_id/client_secret and the client's grants");
-                } else {
-                    tracing::warn!("identity provider unreachable; session kept until it can be re-validated");
-                }
-                // Try again in at most 30 s, not on every request.
-                s.validated = now.saturating_sub(every.as_secs()) + every.as_secs().min(30);
-                true
-            }
-            crate::identity::Revalidation::Refused => false,
-        };
-        if keep {
-            let _ = auth.store.save(hash, s).await;
-            auth.store.unlock(&lock).await;
-            return true;
-        }
-        let _ = auth.store.end_by_hash_for(hash, None, crate::session::EndReason::RevokedByIdp).await;
-        auth.store.unlock(&lock).await;
-        if let Some(audit) = &self.audit {
-            let mut ev = self.auth_event(session, ctx, Kind::SessionRevokedByIdp);
-            ev.actor = Some(actor_of(s));
-            ev.session = Some(hash.to_string());
-            audit.append(ev);
-        }
-        tracing::info!("the identity provider refused a session; ended");
-        false
-    }
-
-    /// Records the end of a session found timed out (it is already deleted).
-    fn session_ended(&self, session: &Session, ctx: &RequestCtx, kind: Kind, s: &UserSession, hash: String) {
-        if let Some(audit) = &self.audit {
-            let mut ev = self.auth_event(session, ctx, kind);
-            ev.actor = Some(actor_of(s));
-            ev.session = Some(hash);
-            audit.append(ev);
-        }
-        // A grant still on the session ends with it (its end was not recorded yet).
-        if let Some(g) = &s.breakglass {
-            let why = if kind == Kind::SessionIdleTimeout { "session_idle_timeout" } else { "session_expired" };
-            self.grant_ended(session, ctx, g, why);
-        }
     }
 
     /// No usable session: a browser goes to sign in, anything else gets 401.

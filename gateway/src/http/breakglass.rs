@@ -112,22 +112,9 @@ pub fn may_declare(
     if !inside || norm.as_str() != path || path.starts_with("/.custos") {
         return false;
     }
-    let seen = route.strip_prefix.as_deref().map_or(path, |p| norm.strip_segments(p));
-    let obj = format!("{}:{seen}", route.resource);
-    policy
-        .decide(&crate::policy::Request {
-            sub,
-            groups,
-            dom: &route.domain,
-            obj: &obj,
-            act: crate::policy::actions::BREAKGLASS,
-            mfa,
-            breakglass: false,
-            client: "",
-            hour: (now_secs() / 3600 % 24) as i64,
-            route: &route.name,
-        })
-        .allow
+    let obj = crate::access::object(route, &norm);
+    let ask = crate::access::policy_request(route, sub, groups, &obj, crate::policy::actions::BREAKGLASS);
+    policy.decide(&crate::policy::Request { mfa, ..ask }).allow
 }
 
 impl Gateway {
@@ -167,7 +154,7 @@ impl Gateway {
         if self.authenticate(session, ctx).await? {
             return Ok(Some(true));
         }
-        if ctx.mfa != Some(true) {
+        if ctx.mfa() != Some(true) {
             let max_age = auth.settings.oidc.mfa.step_up_max_age.unwrap_or(std::time::Duration::ZERO);
             return Box::pin(self.challenge(session, ctx, true, true, Some(max_age))).await.map(Some);
         }
@@ -198,8 +185,8 @@ impl Gateway {
     /// Whether the policy lets the signed-in user declare an emergency on `route` for
     /// `path`.
     fn may_declare(&self, ctx: &RequestCtx, route: &crate::config::Route, path: &str) -> bool {
-        let (Some(policy), Some(user)) = (&self.policy, &ctx.user) else { return false };
-        may_declare(policy, route, path, &user.subject, &user.groups, ctx.mfa.unwrap_or(false))
+        let (Some(policy), Some(user)) = (&self.policy, ctx.user()) else { return false };
+        may_declare(policy, route, path, &user.subject, &user.groups, ctx.mfa().unwrap_or(false))
     }
 
     /// `/.custos/breakglass`: the declaration form (GET) and the declaration (POST).
@@ -220,7 +207,7 @@ impl Gateway {
             return self.bg_denied(session, ctx, 404, "no_route", "There is no such route.").await;
         };
         ctx.route = self.router.by_name(&route_name).cloned();
-        if ctx.user.as_ref().is_some_and(|u| u.sealed) {
+        if ctx.user().is_some_and(|u| u.sealed) {
             let msg = "A sealed emergency session cannot declare another emergency.";
             return self.bg_denied(session, ctx, 403, "sealed_session", msg).await;
         }
@@ -295,7 +282,7 @@ impl Gateway {
             .map_or(settings.default, |m| std::time::Duration::from_secs(m.clamp(1, 1 << 32).saturating_mul(60)))
             .min(settings.max);
         let store = Store(&auth.store);
-        let (Some(user), Some(hash)) = (ctx.user.clone(), ctx.session_hash.clone()) else {
+        let (Some(user), Some(hash)) = (ctx.user().cloned(), ctx.session_hash().map(str::to_string)) else {
             return self.refuse(session, ctx, Refusal::Internal).await;
         };
         match store.count_today(&user.subject).await {
@@ -593,7 +580,6 @@ impl Gateway {
             return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
         }
         bg::end_on_time(auth.store.clone(), self.audit.clone(), grant.id.clone(), grant.expires);
-        ctx.session_hash = Some(id.hash());
         if let Some(a) = &self.audit {
             let mut ev = self.bg_event(session, ctx, Kind::BreakglassLinkUsed);
             ev.actor = Some(Actor { subject: link.user.clone(), groups: Vec::new() });
@@ -627,7 +613,7 @@ impl Gateway {
         if let Some(answered) = self.signed_in_with_mfa(session, ctx, &auth).await? {
             return Ok(answered);
         }
-        let Some(user) = ctx.user.clone() else { return self.refuse(session, ctx, Refusal::Internal).await };
+        let Some(user) = ctx.user().cloned() else { return self.refuse(session, ctx, Refusal::Internal).await };
         // A sealed link's session is for its emergency only: it neither reads the
         // justifications nor judges them, whatever roles its user holds.
         if user.sealed {
@@ -738,39 +724,9 @@ impl Gateway {
         page(session, 200, "Emergency access reviews", &body).await
     }
 
-    /// The grant a request runs under: the session's, for this route, while it lasts. An
-    /// ended one is taken off the session and its end audited (once).
-    pub(super) async fn active_grant(&self, session: &Session, ctx: &RequestCtx) -> Option<Grant> {
-        let (Some(user), Some(route), Some(auth)) = (&ctx.user, &ctx.route, &self.auth) else { return None };
-        let g = user.breakglass.as_ref()?;
-        if g.expires > now_secs() {
-            // Only what was declared: another record on the route is decided as usual.
-            let path = ctx.path.as_ref()?;
-            return g.covers(&route.name, path.as_str()).then(|| g.clone());
-        }
-        if let Some(hash) = &ctx.session_hash {
-            if user.sealed {
-                // A sealed link's session ends with its grant (checked again here: the
-                // grant may have run out since the session was read).
-                let _ = auth.store.end_by_hash(hash, None).await;
-            } else {
-                let mut s: UserSession = (**user).clone();
-                s.breakglass = None;
-                let _ = auth.store.save(hash, &s).await;
-            }
-            self.grant_ended(session, ctx, g, "expired");
-        }
-        None
-    }
-
     /// Records the end of `g` for `why`, unless another end of it was recorded first
     /// (on any gateway).
     pub(super) fn grant_ended(&self, session: &Session, ctx: &RequestCtx, g: &Grant, why: &str) {
-        let mut ev = self.bg_event(session, ctx, Kind::BreakglassEnded);
-        ev.route = Some(g.route.clone());
-        ev.grant = Some(g.id.clone());
-        ev.scope = Some(g.scope_name());
-        ev.reason = Some(why.into());
-        bg::record_end(self.auth.as_ref().map(|a| a.store.clone()), self.audit.clone(), ev);
+        self.access().grant_ended(self.access_event(session, ctx, Kind::BreakglassEnded), g, why);
     }
 }

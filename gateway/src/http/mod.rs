@@ -12,6 +12,7 @@ pub mod admin;
 pub mod auth;
 pub mod breakglass;
 pub mod cookies;
+mod enforce;
 pub mod framing;
 pub mod headers;
 pub mod metrics;
@@ -21,7 +22,8 @@ pub mod routes;
 pub mod trace;
 pub mod tunnel;
 
-use crate::audit::{Audit, Decision, Event, Kind};
+use crate::access::{Principal, Verdict};
+use crate::audit::{Audit, Decision, Kind};
 use crate::config::{Config, Limits};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -59,7 +61,7 @@ impl Drop for InFlight {
 
 /// Per-request state, built up phase by phase.
 pub struct RequestCtx {
-    start: Instant,
+    timings: Timings,
     route: Option<Arc<routes::RouteEntry>>,
     path: Option<NormPath>,
     forwarding: Option<Forwarding>,
@@ -67,30 +69,22 @@ pub struct RequestCtx {
     refusal: Option<Refusal>,
     /// An allow decision was recorded: `logging` owes a completion record.
     allowed: bool,
-    /// Timed phases (start, duration) since `start`: the durable decision record, and
-    /// the upstream until its response header.
-    audit_phase: Option<(std::time::Duration, std::time::Duration)>,
-    upstream_phase: Option<(std::time::Duration, Option<std::time::Duration>)>,
     body_bytes: u64,
-    /// The signed-in user, once the session is checked.
-    user: Option<Arc<crate::session::Session>>,
-    /// SHA-256 of the session id (for audit records).
-    session_hash: Option<String>,
-    /// Whether the session's sign-in satisfies the MFA rule.
-    mfa: Option<bool>,
-    /// The request was authenticated by its `Authorization: Bearer` token.
-    bearer: bool,
-    /// SHA-256 of the bearer token (keys the identity assertion it gets).
-    credential_hash: Option<String>,
-    /// The bearer token's `exp` (unix seconds): a tunnel it opened ends then.
-    credential_expires: Option<u64>,
+    /// Who is asking, once the credential is checked.
+    principal: Option<Principal>,
+    /// What allowed the request (the policy rule, the emergency grant).
+    verdict: Verdict,
     /// This request became a WebSocket tunnel, now closed for this reason.
     tunnel_closed: Option<&'static str>,
-    /// The policy rule that allowed the request.
-    rule: Option<std::sync::Arc<str>>,
-    /// The emergency grant the request runs under.
-    grant: Option<String>,
     _in_flight: InFlight,
+}
+
+/// When the request began, and its timed phases (start, duration) since then: the
+/// durable decision record, and the upstream until its response header.
+struct Timings {
+    start: Instant,
+    audit: Option<(std::time::Duration, std::time::Duration)>,
+    upstream: Option<(std::time::Duration, Option<std::time::Duration>)>,
 }
 
 impl RequestCtx {
@@ -113,12 +107,6 @@ pub struct Gateway {
     methods: Arc<[http::Method]>,
     /// Upstream connections for WebSocket tunnels (`tunnel`), never pooled.
     tunnels: pingora::connectors::TransportConnector,
-}
-
-/// The policy's object for a request: `<resource>:<path as the upstream gets it>`.
-fn policy_object(route: &routes::RouteEntry, path: &NormPath) -> String {
-    let forwarded = route.strip_prefix.as_deref().map_or(path.as_str(), |p| path.strip_segments(p));
-    format!("{}:{}", route.resource, forwarded)
 }
 
 impl Gateway {
@@ -164,158 +152,6 @@ impl Gateway {
         }
         metrics::DECISIONS.with_label_values(&["deny"]).inc();
         respond::refuse(session, r).await?;
-        Ok(true)
-    }
-
-    /// The metadata of this request, for an audit record. Never the body, cookies or
-    /// tokens; the query only when the route opts in.
-    fn access_event(&self, session: &Session, ctx: &RequestCtx, kind: Kind) -> Event {
-        let req = session.req_header();
-        let mut ev = Event::new(kind);
-        ev.client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
-        ev.method = Some(req.method.as_str().to_string());
-        ev.path = ctx.path.as_ref().map(|p| p.as_str().to_string());
-        if let Some(route) = &ctx.route {
-            ev.route = Some(route.name.clone());
-            ev.upstream = Some(route.upstream.url.clone());
-            if route.audit_query {
-                ev.query = req.uri.query().map(str::to_string);
-            }
-        }
-        if let Some(u) = &ctx.user {
-            ev.actor = Some(crate::audit::Actor { subject: u.subject.clone(), groups: u.groups.clone() });
-        }
-        ev.session.clone_from(&ctx.session_hash);
-        ev.mfa = ctx.mfa;
-        if ctx.grant.is_some() {
-            ev.breakglass = Some(true);
-            ev.grant.clone_from(&ctx.grant);
-        }
-        ev.request_id = ctx.forwarding.as_ref().and_then(|f| f.request_id.to_str().ok()).map(str::to_string);
-        if let Some(t) = &ctx.trace {
-            ev.trace_id = Some(t.trace_id.clone());
-            ev.span_id = Some(t.span_id.clone());
-            ev.parent_span_id.clone_from(&t.parent_span_id);
-        }
-        ev
-    }
-
-    /// Records the allow decision before anything is forwarded: no access without a
-    /// record. Returns false when the request must be refused instead.
-    async fn record_allow(&self, session: &Session, ctx: &mut RequestCtx) -> bool {
-        metrics::DECISIONS.with_label_values(&["allow"]).inc();
-        let Some(audit) = &self.audit else {
-            return true;
-        };
-        let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
-        ev.decision = Some(Decision::Allow);
-        // The policy rule that allowed it; without [policy], the matched route.
-        ev.rule =
-            ctx.rule.as_deref().map(str::to_string).or_else(|| ctx.route.as_ref().map(|r| format!("route:{}", r.name)));
-        let began = ctx.start.elapsed();
-        let result = audit.append_durable(ev).await;
-        ctx.audit_phase = Some((began, ctx.start.elapsed() - began));
-        match result {
-            Ok(_) => {
-                ctx.allowed = true;
-                true
-            }
-            Err(e) => match audit.on_failure {
-                crate::audit::OnFailure::Deny => {
-                    tracing::error!(error = %e, "audit record not durable; refusing access");
-                    false
-                }
-                crate::audit::OnFailure::Allow => {
-                    tracing::error!(error = %e, "ALERT: audit record not durable; serving anyway (audit.on_failure = allow)");
-                    true
-                }
-            },
-        }
-    }
-
-    /// The policy decides; a deny is answered here (403) and recorded with its rule.
-    async fn authorize(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if self.policy.is_none() {
-            return Ok(false);
-        }
-        // Path parameters (`;x`) are dropped by some upstreams before routing, so the
-        // object the policy sees would not be the one served: refused on protected routes.
-        if ctx.path.as_ref().is_some_and(|p| p.as_str().contains(';')) {
-            return self.refuse_as(session, ctx, Refusal::BadPath, "path_parameters").await;
-        }
-        // Nor may a framework run it as another method than the one decided (override
-        // headers are stripped; a form field is the upstream's to ignore, see README).
-        if session.req_header().uri.query().is_some_and(headers::method_override) {
-            return self.refuse(session, ctx, Refusal::MethodOverride).await;
-        }
-        if ctx.route.is_none() || ctx.path.is_none() || ctx.user.is_none() {
-            // With a policy, a request nobody decided is never forwarded.
-            tracing::error!("no user or route at the policy decision; refusing");
-            return self.refuse(session, ctx, Refusal::Internal).await;
-        }
-        let (Some(policy), Some(route), Some(path), Some(user)) = (&self.policy, &ctx.route, &ctx.path, &ctx.user)
-        else {
-            return Ok(false);
-        };
-        let obj = policy_object(route, path);
-        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()).unwrap_or_default();
-        let hour = (crate::session::now_secs() / 3600 % 24) as i64;
-        let act = session.req_header().method.as_str().to_string();
-        let req = crate::policy::Request {
-            sub: &user.subject,
-            groups: &user.groups,
-            dom: &route.domain,
-            obj: &obj,
-            act: &act,
-            mfa: ctx.mfa.unwrap_or(false),
-            breakglass: false,
-            client: &client,
-            hour,
-            route: &route.name,
-        };
-        let grant = if self.breakglass.is_some() { self.active_grant(session, ctx).await } else { None };
-        let req = crate::policy::Request { breakglass: grant.is_some(), ..req };
-        ctx.grant = grant.map(|g| g.id);
-        let d = policy.decide(&req);
-        if d.allow {
-            ctx.rule = d.rule;
-            return Ok(false);
-        }
-        // Refused only for want of a second factor (the same request with MFA would be
-        // allowed, e.g. a write to a record): ask for the step-up rather than forbid. A
-        // browser's GET goes through sign-in again with `acr_values`; anything else (a
-        // write, an API call) gets RFC 9470's 401. Looked at on denials only.
-        if !req.mfa && policy.decide(&crate::policy::Request { mfa: true, ..req }).allow {
-            let max_age = self.auth().and_then(|a| a.settings.oidc.mfa.step_up_max_age).unwrap_or_default();
-            return Box::pin(self.challenge(session, ctx, true, true, Some(max_age))).await;
-        }
-        let route_name = route.name.clone();
-        ctx.refusal = Some(Refusal::PolicyDenied);
-        if let Some(audit) = &self.audit {
-            let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
-            ev.decision = Some(Decision::Deny);
-            ev.reason = Some("policy".into());
-            ev.rule = Some(d.rule.as_deref().unwrap_or("default deny").to_string());
-            ev.status = Some(403);
-            audit.append_refusal(ev);
-        }
-        metrics::DECISIONS.with_label_values(&["deny"]).inc();
-        // Name the route and the action, never the rule; the method only when it is a
-        // standard one (the page echoes no client input).
-        let shown = match act.as_str() {
-            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => act.as_str(),
-            _ => "this action",
-        };
-        let wants_html = auth::accepts_html(session.req_header());
-        let (body, ctype) = if wants_html {
-            (format!("403 Forbidden\n\nYour account may not do {shown} on {route_name}. Ask your security team if you need this access.\n"), "text/plain; charset=utf-8")
-        } else {
-            (
-                serde_json::json!({ "error": "forbidden", "route": route_name, "action": shown }).to_string(),
-                "application/json",
-            )
-        };
-        respond::write_full(session, 403, Bytes::from(body), false, &[("content-type", ctype.to_string())]).await?;
         Ok(true)
     }
 
@@ -374,25 +210,17 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
-            start: Instant::now(),
+            timings: Timings { start: Instant::now(), audit: None, upstream: None },
             route: None,
             path: None,
             forwarding: None,
             trace: None,
             refusal: None,
             allowed: false,
-            audit_phase: None,
-            upstream_phase: None,
             body_bytes: 0,
-            user: None,
-            session_hash: None,
-            mfa: None,
-            bearer: false,
-            credential_hash: None,
-            credential_expires: None,
+            principal: None,
+            verdict: Verdict::default(),
             tunnel_closed: None,
-            rule: None,
-            grant: None,
             _in_flight: InFlight::enter(),
         }
     }
@@ -496,21 +324,10 @@ impl ProxyHttp for Gateway {
             }
         };
 
-        // 7. Who is asking: the session, and the route's MFA rule.
-        let public = ctx.route.as_ref().is_some_and(|r| r.public);
-        if !public && self.authenticate(session, ctx).await? {
-            return Ok(true);
-        }
-
-        // 8. The policy: may this user do this action on this object?
-        if !public && self.authorize(session, ctx).await? {
-            return Ok(true);
-        }
-
-        // 9. The decision record, durable before anything is forwarded.
-        if !self.record_allow(session, ctx).await {
-            ctx.refusal = Some(Refusal::AuditUnavailable);
-            respond::refuse(session, Refusal::AuditUnavailable).await?;
+        // 7-9. Who is asking and the route's MFA rule (`access`), the grant, the policy: may
+        //      this user do this action on this object? The decision record, durable
+        //      before anything is forwarded (`enforce`).
+        if self.decide(session, ctx).await? {
             return Ok(true);
         }
         if websocket {
@@ -602,14 +419,14 @@ impl ProxyHttp for Gateway {
             f.apply(upstream)?;
         }
         self.strip_own_cookies(upstream)?;
-        if ctx.bearer && !route.forward_authorization {
+        if ctx.principal.as_ref().is_some_and(Principal::is_bearer) && !route.forward_authorization {
             upstream.remove_header(&http::header::AUTHORIZATION);
         }
         self.assert_identity(upstream, ctx)?;
         if let Some(t) = ctx.trace.as_ref() {
             upstream.insert_header("traceparent", t.traceparent())?;
         }
-        ctx.upstream_phase = Some((ctx.start.elapsed(), None));
+        ctx.timings.upstream = Some((ctx.timings.start.elapsed(), None));
         Ok(())
     }
 
@@ -619,8 +436,8 @@ impl ProxyHttp for Gateway {
         _upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some((began, None)) = ctx.upstream_phase {
-            ctx.upstream_phase = Some((began, Some(ctx.start.elapsed() - began)));
+        if let Some((began, None)) = ctx.timings.upstream {
+            ctx.timings.upstream = Some((began, Some(ctx.timings.start.elapsed() - began)));
         }
         Ok(())
     }
@@ -670,32 +487,29 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        if let (Some(audit), true) = (&self.audit, ctx.allowed) {
-            let mut ev = self.access_event(session, ctx, Kind::AccessCompleted);
-            ev.status = Some(status);
-            ev.bytes_in = Some(ctx.body_bytes);
-            ev.bytes_out = Some(session.body_bytes_sent() as u64);
-            ev.duration_ms = Some(ctx.start.elapsed().as_secs_f64() * 1000.0);
-            ev.reason = ctx.refusal.map(|r| r.reason().to_string()).or(ctx.tunnel_closed.map(str::to_string));
-            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-            if let Some((s, d)) = ctx.audit_phase {
-                ev.phases.push(crate::audit::Phase { name: "audit".into(), start_ms: ms(s), duration_ms: ms(d) });
-            }
-            if let Some((s, d)) = ctx.upstream_phase {
-                let d = d.unwrap_or_else(|| ctx.start.elapsed() - s);
-                ev.phases.push(crate::audit::Phase { name: "upstream".into(), start_ms: ms(s), duration_ms: ms(d) });
-            }
-            audit.append(ev);
+        if ctx.allowed {
+            let start = ctx.timings.start;
+            let done = crate::access::Completion {
+                status,
+                bytes_in: ctx.body_bytes,
+                bytes_out: session.body_bytes_sent() as u64,
+                duration: start.elapsed(),
+                reason: ctx.refusal.map(Refusal::reason).or(ctx.tunnel_closed),
+                audit_phase: ctx.timings.audit,
+                upstream_phase: ctx.timings.upstream.map(|(s, d)| (s, d.unwrap_or_else(|| start.elapsed() - s))),
+            };
+            let meta = enforce::Meta { session, ctx };
+            self.access().complete(&meta, (ctx.principal.as_ref(), &ctx.verdict), done);
         }
         let route = ctx.route.as_ref().map_or("-", |r| r.name.as_str());
         match &ctx.route {
             Some(r) => {
                 r.count(status);
-                r.latency.observe(ctx.start.elapsed().as_secs_f64());
+                r.latency.observe(ctx.timings.start.elapsed().as_secs_f64());
             }
             None => {
                 metrics::REQUESTS.with_label_values(&[route, metrics::status_label(status)]).inc();
-                metrics::LATENCY.with_label_values(&[route]).observe(ctx.start.elapsed().as_secs_f64());
+                metrics::LATENCY.with_label_values(&[route]).observe(ctx.timings.start.elapsed().as_secs_f64());
             }
         }
         tracing::debug!(

@@ -1,8 +1,10 @@
 //! Why the gateway refused or failed a request, and the one table that maps each reason
-//! to a status and a plain page. Pages never echo request input and never carry a stack
+//! to a status and a plain page; the access core's [`Denial`]s map into it
+//! ([`refusal_of`]). Pages never echo request input and never carry a stack
 //! trace. Responses the gateway makes itself carry their own security headers, because
 //! pingora skips `response_filter` for them.
 
+use crate::access::Denial;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -39,7 +41,7 @@ pub enum Refusal {
     TooManySignIns,
     /// A bearer token was refused (the audit record says why; the client does not).
     InvalidToken,
-    /// The policy denies this action (the page is written by the caller).
+    /// The policy denies this action (the page names the route and action: [`forbidden`]).
     PolicyDenied,
     /// A method outside `server.methods` (or the route's `methods`): 501, as RFC 9110
     /// §9.1 has a server answer a method it does not implement.
@@ -139,6 +141,45 @@ impl Refusal {
     pub fn status(self) -> u16 {
         self.page().0
     }
+}
+
+/// How HTTP answers a denial of the access core. A sign-in to start is a redirect for a
+/// browser; this is its answer to anything else.
+pub fn refusal_of(d: &Denial) -> Refusal {
+    match d {
+        Denial::Internal => Refusal::Internal,
+        Denial::SessionStoreUnavailable => Refusal::SessionStoreUnavailable,
+        Denial::IdpUnavailable => Refusal::IdpUnavailable,
+        Denial::InvalidToken(_) => Refusal::InvalidToken,
+        Denial::MfaRequired(_) => Refusal::StepUpRequired,
+        Denial::SignIn(s) if s.step_up => Refusal::StepUpRequired,
+        Denial::SignIn(_) => Refusal::Unauthenticated,
+        Denial::PathParameters => Refusal::BadPath,
+        Denial::MethodOverride => Refusal::MethodOverride,
+        Denial::Policy { .. } => Refusal::PolicyDenied,
+        Denial::AuditUnavailable => Refusal::AuditUnavailable,
+    }
+}
+
+/// The status a denial is answered with (for its audit record).
+pub fn denial_status(d: &Denial) -> u16 {
+    refusal_of(d).status()
+}
+
+/// The policy's 403: names the route and the action, never the rule; the method only
+/// when it is a standard one (the page echoes no client input).
+pub async fn forbidden(session: &mut Session, route: &str) -> Result<()> {
+    let req = session.req_header();
+    let shown = match req.method.as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m,
+        _ => "this action",
+    };
+    let (body, ctype) = if super::auth::accepts_html(req) {
+        (format!("403 Forbidden\n\nYour account may not do {shown} on {route}. Ask your security team if you need this access.\n"), "text/plain; charset=utf-8")
+    } else {
+        (serde_json::json!({ "error": "forbidden", "route": route, "action": shown }).to_string(), "application/json")
+    };
+    write_full(session, 403, Bytes::from(body), false, &[("content-type", ctype.to_string())]).await
 }
 
 /// Headers every gateway-made response carries.

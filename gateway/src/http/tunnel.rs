@@ -194,7 +194,7 @@ impl Gateway {
         if let Some(audit) = &self.audit {
             let mut ev = self.access_event(session, ctx, Kind::TunnelOpened);
             ev.status = Some(101);
-            ev.rule = ctx.rule.as_deref().map(str::to_string);
+            ev.rule = ctx.verdict.rule.as_deref().map(str::to_string);
             audit.append(ev);
         }
         tracing::debug!("tunnel opened");
@@ -242,14 +242,20 @@ impl Gateway {
     /// expiry; an emergency grant's end too, when the request ran under one.
     async fn hold_for(&self, ctx: &RequestCtx) -> Option<crate::session::Hold> {
         let store = &self.auth.as_ref()?.store;
-        let user = ctx.user.as_ref()?;
-        let grant_end =
-            ctx.grant.as_ref().and_then(|id| user.breakglass.as_ref().filter(|g| &g.id == id)).map(|g| g.expires);
-        if ctx.bearer {
-            let exp = ctx.credential_expires?;
-            return Some(store.hold_until(grant_end.map_or(exp, |g| g.min(exp))));
+        let p = ctx.principal.as_ref()?;
+        let user = &p.user;
+        let grant_end = ctx
+            .verdict
+            .grant
+            .as_ref()
+            .and_then(|id| user.breakglass.as_ref().filter(|g| &g.id == id))
+            .map(|g| g.expires);
+        match &p.credential {
+            crate::access::Credential::Bearer { expires, .. } => {
+                Some(store.hold_until(grant_end.map_or(*expires, |g| g.min(*expires))))
+            }
+            crate::access::Credential::Session { hash } => Some(store.hold(hash, user, grant_end).await),
         }
-        Some(store.hold(ctx.session_hash.as_deref()?, user, grant_end).await)
     }
 
     /// The allow was recorded: the completion record carries the failure (as for a
@@ -348,52 +354,43 @@ async fn pump(down: &mut DownstreamH1, up: &mut UpstreamH1, n: &mut (u64, u64)) 
 /// The policy decision that let the tunnel open, kept to be made again on reload.
 struct Decided {
     policy: Option<(Arc<crate::policy::Policy>, tokio::sync::watch::Receiver<u64>)>,
-    sub: String,
-    groups: Vec<String>,
-    dom: String,
+    route: Option<Arc<super::routes::RouteEntry>>,
+    user: Option<Arc<crate::session::Session>>,
     obj: String,
     act: String,
     mfa: bool,
     breakglass: bool,
     client: String,
-    route: String,
 }
 
 impl Decided {
     fn new(gw: &Gateway, session: &Session, ctx: &RequestCtx) -> Decided {
-        let (route, path, user) = (ctx.route.as_ref(), ctx.path.as_ref(), ctx.user.as_ref());
+        let (route, path) = (ctx.route.as_ref(), ctx.path.as_ref());
         Decided {
             // Subscribed before the first re-decision below: no reload slips between.
             policy: gw.policy.as_ref().map(|p| (p.clone(), p.reloads())),
-            sub: user.map(|u| u.subject.clone()).unwrap_or_default(),
-            groups: user.map(|u| u.groups.clone()).unwrap_or_default(),
-            dom: route.map(|r| r.domain.clone()).unwrap_or_default(),
+            route: route.cloned(),
+            user: ctx.user().cloned(),
             obj: match (route, path) {
-                (Some(r), Some(p)) => super::policy_object(r, p),
+                (Some(r), Some(p)) => crate::access::object(r, p),
                 _ => String::new(),
             },
             act: session.req_header().method.as_str().to_string(),
-            mfa: ctx.mfa.unwrap_or(false),
-            breakglass: ctx.grant.is_some(),
+            mfa: ctx.mfa().unwrap_or(false),
+            breakglass: ctx.verdict.grant.is_some(),
             client: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()).unwrap_or_default(),
-            route: route.map(|r| r.name.clone()).unwrap_or_default(),
         }
     }
 
     fn allowed(&self, policy: &crate::policy::Policy) -> bool {
-        let hour = (crate::session::now_secs() / 3600 % 24) as i64;
+        // A tunnel opens on a protected route only: signed in, routed.
+        let (Some(route), Some(user)) = (&self.route, &self.user) else { return false };
         policy
             .decide(&crate::policy::Request {
-                sub: &self.sub,
-                groups: &self.groups,
-                dom: &self.dom,
-                obj: &self.obj,
-                act: &self.act,
                 mfa: self.mfa,
                 breakglass: self.breakglass,
                 client: &self.client,
-                hour,
-                route: &self.route,
+                ..crate::access::policy_request(route, &user.subject, &user.groups, &self.obj, &self.act)
             })
             .allow
     }
