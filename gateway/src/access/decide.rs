@@ -84,3 +84,33 @@ impl Access<'_> {
         Err(self.deny(req, Denial::Policy { rule: d.rule }, Some(&p), grant.as_deref()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(extra: &str) -> Route {
+        let toml = format!(
+            "listen.http = \"127.0.0.1:1\"\n[[routes]]\nname = \"chart\"\npath = \"/chart\"\nupstream = \"http://127.0.0.1:1\"\npublic = true\nresource = \"ehr\"\n{extra}\n"
+        );
+        let cfg = crate::config::Config::from_toml(std::path::Path::new("t.toml"), &toml).unwrap();
+        cfg.routes[0].clone()
+    }
+
+    #[test]
+    fn the_object_is_the_path_the_upstream_gets() {
+        let p = NormPath::parse(b"/chart/patients/7").unwrap();
+        assert_eq!(object(&route(""), &p), "ehr:/chart/patients/7");
+        assert_eq!(object(&route("strip_prefix = \"/chart\""), &p), "ehr:/patients/7");
+    }
+
+    #[test]
+    fn the_policy_question_names_the_route() {
+        let r = route("");
+        let groups = vec!["nurses".to_string()];
+        let ask = policy_request(&r, "alice", &groups, "ehr:/x", "GET");
+        assert_eq!((ask.dom, ask.route, ask.sub, ask.act), (r.domain.as_str(), "chart", "alice", "GET"));
+        assert!(!ask.mfa && !ask.breakglass && ask.client.is_empty());
+        assert!((0..24).contains(&ask.hour));
+    }
+}

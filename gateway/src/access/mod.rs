@@ -227,3 +227,30 @@ pub struct Access<'a> {
     /// Emergency access is configured.
     pub breakglass: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denial_reasons_are_the_audit_vocabulary() {
+        let sign_in = |step_up| {
+            Denial::SignIn(Box::new(SignIn { principal: None, grant: None, need_mfa: step_up, step_up, reauth: None }))
+        };
+        let cases = [
+            (Denial::Internal, "internal"),
+            (Denial::SessionStoreUnavailable, "session_store_unavailable"),
+            (Denial::IdpUnavailable, "idp_unavailable"),
+            (Denial::InvalidToken("expired"), "bearer_expired"),
+            (sign_in(false), "unauthenticated"),
+            (sign_in(true), "mfa_step_up"),
+            (Objection::PathParameters.into(), "path_parameters"),
+            (Objection::MethodOverride.into(), "method_override"),
+            (Denial::Policy { rule: None }, "policy"),
+            (Denial::AuditUnavailable, "audit_unavailable"),
+        ];
+        for (d, reason) in cases {
+            assert_eq!(d.reason(), reason, "{d:?}");
+        }
+    }
+}

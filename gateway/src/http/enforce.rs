@@ -7,7 +7,7 @@
 
 use super::respond::{self, Refusal};
 use super::{cookies, headers, Gateway, RequestCtx};
-use crate::access::{self, Access, Denial, Objection, Presented, Principal};
+use crate::access::{self, Access, Denial, Objection, Presented};
 use crate::audit::{Event, Kind};
 use pingora::proxy::Session;
 use pingora::Result;
@@ -175,22 +175,5 @@ impl Gateway {
         ctx.refusal = Some(r);
         respond::refuse(session, r).await?;
         Ok(true)
-    }
-}
-
-impl RequestCtx {
-    /// The signed-in user, once the credential is checked.
-    pub fn user(&self) -> Option<&std::sync::Arc<crate::session::Session>> {
-        self.principal.as_ref().map(|p| &p.user)
-    }
-
-    /// Whether the sign-in satisfies the MFA rule (`None` before it is checked).
-    pub fn mfa(&self) -> Option<bool> {
-        self.principal.as_ref().map(|p| p.mfa)
-    }
-
-    /// SHA-256 of the session id (for audit records), for a session credential.
-    pub fn session_hash(&self) -> Option<&str> {
-        self.principal.as_ref().and_then(Principal::session_hash)
     }
 }

@@ -1,17 +1,20 @@
-//! The pingora `ProxyHttp` service. `request_filter` reads like the request path in
-//! DESIGN.md, one call per step: refuse ambiguous framing → normalise the path once →
-//! gateway endpoints → strip identity headers → match the route → its methods, underscored
-//! headers → limits → protocol upgrades (refused, or a WebSocket tunnel once allowed:
-//! `tunnel`) → the session and the route's MFA rule (`auth`) → decision record made
-//! durable in the audit spool → a chunked body's first chunk framed. Then `upstream_peer` picks the route's
-//! upstream, `upstream_request_filter` writes the normalised path and the forwarding
-//! headers and removes the gateway's cookies, and `logging` appends the completion record and counts metrics. Every
-//! refusal is recorded too (health endpoints excepted).
+//! The pingora `ProxyHttp` service: HTTP's front end to the access core. `request_filter`
+//! reads like the request path in DESIGN.md, one call per step: refuse ambiguous framing →
+//! normalise the path once → gateway endpoints → strip identity headers → match the route
+//! → its methods, underscored headers → limits → protocol upgrades (refused, or a
+//! WebSocket tunnel once allowed: `tunnel`) → the access core decides (credential,
+//! session, MFA rule, grant, policy, the decision record made durable; `enforce` answers
+//! its denials) → a chunked body's first chunk framed. Then `upstream_peer` picks the
+//! route's upstream, `upstream_request_filter` writes the normalised path and the
+//! forwarding headers and removes the gateway's cookies, and `logging` has the core append
+//! the completion record and counts metrics. Every refusal is recorded too (health
+//! endpoints excepted).
 
 pub mod admin;
 pub mod auth;
 pub mod breakglass;
 pub mod cookies;
+mod ctx;
 mod enforce;
 pub mod framing;
 pub mod headers;
@@ -22,11 +25,12 @@ pub mod routes;
 pub mod trace;
 pub mod tunnel;
 
-use crate::access::{Principal, Verdict};
+use crate::access::Principal;
 use crate::audit::{Audit, Decision, Kind};
 use crate::config::{Config, Limits};
 use async_trait::async_trait;
 use bytes::Bytes;
+pub use ctx::{RequestCtx, IN_FLIGHT};
 use headers::Forwarding;
 use path::NormPath;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -36,62 +40,10 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use respond::Refusal;
 use routes::Router;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The gateway's reserved path prefix: its own endpoints, never forwarded.
 pub const RESERVED_PREFIX: &str = "/.custos";
-
-/// Requests in progress, for draining on SIGTERM.
-pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-
-struct InFlight;
-impl InFlight {
-    fn enter() -> InFlight {
-        IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
-        InFlight
-    }
-}
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Per-request state, built up phase by phase.
-pub struct RequestCtx {
-    timings: Timings,
-    route: Option<Arc<routes::RouteEntry>>,
-    path: Option<NormPath>,
-    forwarding: Option<Forwarding>,
-    trace: Option<trace::TraceContext>,
-    refusal: Option<Refusal>,
-    /// An allow decision was recorded: `logging` owes a completion record.
-    allowed: bool,
-    body_bytes: u64,
-    /// Who is asking, once the credential is checked.
-    principal: Option<Principal>,
-    /// What allowed the request (the policy rule, the emergency grant).
-    verdict: Verdict,
-    /// This request became a WebSocket tunnel, now closed for this reason.
-    tunnel_closed: Option<&'static str>,
-    _in_flight: InFlight,
-}
-
-/// When the request began, and its timed phases (start, duration) since then: the
-/// durable decision record, and the upstream until its response header.
-struct Timings {
-    start: Instant,
-    audit: Option<(std::time::Duration, std::time::Duration)>,
-    upstream: Option<(std::time::Duration, Option<std::time::Duration>)>,
-}
-
-impl RequestCtx {
-    fn limits<'a>(&'a self, site: &'a Limits) -> &'a Limits {
-        self.route.as_ref().map_or(site, |r| &r.limits)
-    }
-}
 
 /// The proxy service.
 pub struct Gateway {
@@ -209,20 +161,7 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            timings: Timings { start: Instant::now(), audit: None, upstream: None },
-            route: None,
-            path: None,
-            forwarding: None,
-            trace: None,
-            refusal: None,
-            allowed: false,
-            body_bytes: 0,
-            principal: None,
-            verdict: Verdict::default(),
-            tunnel_closed: None,
-            _in_flight: InFlight::enter(),
-        }
+        RequestCtx::new()
     }
 
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {

@@ -266,3 +266,20 @@ pub async fn refuse_with(session: &mut Session, r: Refusal, mut extra: Vec<(&'st
     }
     write_full(session, status, Bytes::from_static(body.as_bytes()), close, &extra).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denials_are_answered_from_the_table() {
+        assert_eq!(refusal_of(&Denial::InvalidToken("expired")), Refusal::InvalidToken);
+        assert_eq!(denial_status(&Denial::PathParameters), 400);
+        assert_eq!(refusal_of(&Denial::PathParameters).reason(), "bad_path");
+        assert_eq!(denial_status(&Denial::MethodOverride), 400);
+        assert_eq!(denial_status(&Denial::Policy { rule: None }), 403);
+        assert_eq!(denial_status(&Denial::SessionStoreUnavailable), 503);
+        assert_eq!(denial_status(&Denial::AuditUnavailable), 503);
+        assert_eq!(denial_status(&Denial::Internal), 500);
+    }
+}
