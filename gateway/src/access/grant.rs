@@ -45,7 +45,7 @@ impl Access<'_> {
         ev.route = Some(g.route.clone());
         ev.grant = Some(g.id.clone());
         ev.scope = Some(g.scope_name());
-        ev.reason = Some(why.into());
+        ev.reason = Some(crate::audit::Reason::named(why));
         crate::breakglass::record_end(self.auth.map(|a| a.store.clone()), self.audit.cloned(), ev);
     }
 }

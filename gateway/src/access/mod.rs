@@ -18,12 +18,11 @@ pub use auth::{Auth, AuthError};
 pub use decide::{object, policy_request};
 pub use record::Completion;
 
-use crate::audit::{Audit, Event, Kind};
+use crate::audit::{Audit, Code, Event, Kind, Reason};
 use crate::config::Route;
 use crate::http::path::NormPath;
 use crate::policy::Policy;
 use crate::session::Session;
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -155,19 +154,20 @@ pub struct SignIn {
 
 impl Denial {
     /// The reason written in the audit record.
-    pub fn reason(&self) -> Cow<'static, str> {
-        Cow::Borrowed(match self {
-            Denial::Internal => "internal",
-            Denial::SessionStoreUnavailable => "session_store_unavailable",
-            Denial::IdpUnavailable => "idp_unavailable",
-            Denial::InvalidToken(why) => return Cow::Owned(format!("bearer_{why}")),
-            Denial::MfaRequired(_) => "mfa_required",
-            Denial::SignIn(s) if s.step_up => "mfa_step_up",
-            Denial::SignIn(_) => "unauthenticated",
-            Denial::PathParameters => "path_parameters",
-            Denial::MethodOverride => "method_override",
-            Denial::Policy { .. } => "policy",
-            Denial::AuditUnavailable => "audit_unavailable",
+    pub fn reason(&self) -> Reason {
+        Reason::Code(match self {
+            Denial::Internal => Code::Internal,
+            Denial::SessionStoreUnavailable => Code::SessionStoreUnavailable,
+            Denial::IdpUnavailable => Code::IdpUnavailable,
+            // The verifier's reasons are the `bearer_…` codes.
+            Denial::InvalidToken(why) => return Reason::named(&format!("bearer_{why}")),
+            Denial::MfaRequired(_) => Code::MfaRequired,
+            Denial::SignIn(s) if s.step_up => Code::MfaStepUp,
+            Denial::SignIn(_) => Code::Unauthenticated,
+            Denial::PathParameters => Code::PathParameters,
+            Denial::MethodOverride => Code::MethodOverride,
+            Denial::Policy { .. } => Code::Policy,
+            Denial::AuditUnavailable => Code::AuditUnavailable,
         })
     }
 
@@ -250,7 +250,8 @@ mod tests {
             (Denial::AuditUnavailable, "audit_unavailable"),
         ];
         for (d, reason) in cases {
-            assert_eq!(d.reason(), reason, "{d:?}");
+            assert_eq!(d.reason().as_str(), reason, "{d:?}");
+            assert!(d.reason().code().is_some(), "{d:?}");
         }
     }
 }

@@ -3,7 +3,7 @@
 //! is stamped on the front end's metadata here, in one place.
 
 use super::{auth::actor_of, Access, Denial, Permit, Principal, Request, Verdict};
-use crate::audit::{Decision, Event, Kind, Phase};
+use crate::audit::{Decision, Event, Kind, Phase, Reason};
 use crate::http::metrics;
 use std::time::Duration;
 
@@ -21,14 +21,14 @@ pub(super) fn stamp(ev: &mut Event, p: Option<&Principal>, grant: Option<&str>) 
 }
 
 /// How a permitted request ended, for its completion record.
-#[derive(Debug, Clone, Copy)]
-pub struct Completion<'a> {
+#[derive(Debug, Clone)]
+pub struct Completion {
     pub status: u16,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration: Duration,
     /// Why it did not complete normally (a refusal after the decision, a tunnel's end).
-    pub reason: Option<&'a str>,
+    pub reason: Option<Reason>,
     /// Since the request's start: the durable decision record, and the upstream until
     /// its response header.
     pub audit_phase: Option<(Duration, Duration)>,
@@ -52,7 +52,7 @@ impl Access<'_> {
         if let Some(audit) = self.audit {
             let mut ev = Self::event(req.meta, Kind::AccessDecision, p.or(d.principal()), grant);
             ev.decision = Some(Decision::Deny);
-            ev.reason = Some(d.reason().into_owned());
+            ev.reason = Some(d.reason());
             if let Denial::Policy { rule } = &d {
                 ev.rule = Some(rule.as_deref().unwrap_or("default deny").to_string());
             }
@@ -110,14 +110,14 @@ impl Access<'_> {
 
     /// Appends the completion record of a permitted request whose decision record is
     /// durable.
-    pub fn complete(&self, meta: &dyn super::Meta, permit: (Option<&Principal>, &Verdict), done: Completion<'_>) {
+    pub fn complete(&self, meta: &dyn super::Meta, permit: (Option<&Principal>, &Verdict), done: Completion) {
         let Some(audit) = self.audit else { return };
         let mut ev = Self::event(meta, Kind::AccessCompleted, permit.0, permit.1.grant.as_deref());
         ev.status = Some(done.status);
         ev.bytes_in = Some(done.bytes_in);
         ev.bytes_out = Some(done.bytes_out);
         ev.duration_ms = Some(done.duration.as_secs_f64() * 1000.0);
-        ev.reason = done.reason.map(str::to_string);
+        ev.reason = done.reason;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         if let Some((s, d)) = done.audit_phase {
             ev.phases.push(Phase { name: "audit".into(), start_ms: ms(s), duration_ms: ms(d) });

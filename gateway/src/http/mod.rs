@@ -98,7 +98,7 @@ impl Gateway {
         if let Some(audit) = &self.audit {
             let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
             ev.decision = Some(Decision::Deny);
-            ev.reason = Some(reason.into());
+            ev.reason = Some(crate::audit::Reason::named(reason));
             ev.status = Some(r.status());
             audit.append_refusal(ev);
         }
@@ -433,7 +433,7 @@ impl ProxyHttp for Gateway {
                 bytes_in: ctx.body_bytes,
                 bytes_out: session.body_bytes_sent() as u64,
                 duration: start.elapsed(),
-                reason: ctx.refusal.map(Refusal::reason).or(ctx.tunnel_closed),
+                reason: ctx.refusal.map(|r| r.code().into()).or(ctx.tunnel_closed.map(crate::audit::Reason::named)),
                 audit_phase: ctx.timings.audit,
                 upstream_phase: ctx.timings.upstream.map(|(s, d)| (s, d.unwrap_or_else(|| start.elapsed() - s))),
             };
