@@ -1,0 +1,1 @@
+//! Unit tests of `Config::from_toml`: each error names its key.
