@@ -4,6 +4,7 @@
 //! specific host's routes.
 
 use super::path::NormPath;
+pub use crate::config::routes::host_of;
 use crate::config::{HostMatch, Route};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -104,8 +105,6 @@ impl Router {
         group.iter().find(|r| path.starts_with_segments(&r.path))
     }
 }
-
-pub use crate::config::routes::host_of;
 
 #[cfg(test)]
 mod tests {
