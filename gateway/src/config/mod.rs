@@ -66,7 +66,8 @@ pub struct Config {
     pub audit: AuditSettings,
     /// Sign-in and sessions; `None` when every route is public.
     pub auth: Option<AuthSettings>,
-    /// The casbin model and policy files (checked at load).
+    /// The casbin model and policy files (loaded and tested at load: `Config::load_with`
+    /// with `PolicyFiles::check_config`).
     pub policy: Option<PolicyFiles>,
     /// Emergency access.
     pub breakglass: Option<Arc<breakglass::Settings>>,
