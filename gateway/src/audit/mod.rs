@@ -10,9 +10,9 @@
 pub mod chain;
 pub mod event;
 pub mod private;
+pub mod reason;
 pub mod sinks;
 pub mod spool;
-pub mod reason;
 pub mod verify;
 
 pub use event::{Actor, Decision, Event, Kind, Phase};
