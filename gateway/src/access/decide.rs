@@ -3,8 +3,8 @@
 //! is made in one place, [`policy_request`], with the object from [`object`].
 
 use super::{Access, Denial, Permit, Principal, Request, SignIn, Verdict};
+use crate::config::path::NormPath;
 use crate::config::Route;
-use crate::http::path::NormPath;
 
 /// The policy's object for a request: `<resource>:<path as the upstream gets it>`.
 pub fn object(route: &Route, path: &NormPath) -> String {

@@ -4,7 +4,7 @@
 
 use super::{auth::actor_of, Access, Denial, Permit, Principal, Request, Verdict};
 use crate::audit::{Decision, Event, Kind, Phase, Reason};
-use crate::http::metrics;
+use crate::metrics;
 use std::time::Duration;
 
 /// Who asked and the grant they ran under, on a record.
