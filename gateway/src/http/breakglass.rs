@@ -96,7 +96,7 @@ fn case_ref(raw: Option<&String>) -> Result<Option<String>, ()> {
 }
 
 /// Whether `policy` lets `sub` (with `groups`) declare an emergency on `route` for `path`:
-/// the gateway action `custos:breakglass` on the object as `authorize` makes it (the path the upstream
+/// the gateway action `custos:breakglass` on the object as the access core makes it (the path the upstream
 /// receives). A path outside the route never.
 pub fn may_declare(
     policy: &crate::policy::Policy,
