@@ -5,7 +5,7 @@
 
 use crate::audit::{Audit, Event, Kind};
 use crate::config::{Config, TlsListener};
-use crate::http::auth::Auth;
+use crate::access::Auth;
 use crate::http::{admin::Admin, Gateway, IN_FLIGHT};
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
