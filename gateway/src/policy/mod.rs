@@ -132,22 +132,13 @@ pub struct PolicySet {
     actions: rustc_hash::FxHashMap<Box<str>, PolicySet>,
 }
 
-/// A policy error with the file (and line when known).
-#[derive(Debug, Clone)]
+/// A policy error with the file (and line when known): `FILE[:LINE]: MESSAGE`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct PolicyError {
     pub file: PathBuf,
     pub line: Option<usize>,
     pub message: String,
-}
-
-impl std::fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
 }
 
 fn err(file: &Path, line: Option<usize>, message: impl Into<String>) -> PolicyError {
