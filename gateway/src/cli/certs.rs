@@ -19,7 +19,7 @@ pub(super) enum CertsCommand {
 pub(super) fn run(command: CertsCommand) -> Result<(), CliError> {
     match command {
         CertsCommand::Dev { out, hosts } => {
-            crate::certs::dev(&out, &hosts).map_err(super::failed)?;
+            crate::certs::dev(&out, &hosts)?;
             println!("wrote ca.pem, server.pem, server-key.pem, client.pem, client-key.pem to {}", out.display());
             Ok(())
         }

@@ -84,6 +84,12 @@ pub enum CliError {
     /// A flag, an argument or an input file is not what the command needs (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// The gateway could not start or stopped on an error (exit 1).
+    #[error("{0}")]
+    Server(#[from] crate::server::ServerError),
+    /// The development certificates could not be made (exit 1).
+    #[error("{0}")]
+    Certs(#[from] crate::certs::CertsError),
     /// The audit chain does not hold (exit 1).
     #[error("audit chain FAILED verification: {0}")]
     Unverified(String),
@@ -99,7 +105,11 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::Config(_) | CliError::Policy(_) | CliError::Usage(_) => 2,
-            CliError::Unverified(_) | CliError::Failed(_) | CliError::Reported => 1,
+            CliError::Server(_)
+            | CliError::Certs(_)
+            | CliError::Unverified(_)
+            | CliError::Failed(_)
+            | CliError::Reported => 1,
         }
     }
 }

@@ -30,5 +30,5 @@ pub(super) fn serve(path: &Path) -> Result<(), CliError> {
     let mut cfg = Config::load(path)?;
     cfg.resolve_upstreams()?;
     crate::telemetry::init(&cfg.log);
-    crate::server::run(cfg).map_err(super::failed)
+    Ok(crate::server::run(cfg)?)
 }
