@@ -36,6 +36,19 @@ pub struct Line {
     pub bytes: Vec<u8>,
 }
 
+/// Why a sink could not be set up from its settings; names the config key.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("audit.redis.url: {0}")]
+    RedisUrl(::redis::RedisError),
+    #[error("audit.otlp: {0}")]
+    OtlpClient(reqwest::Error),
+    #[error("audit.webhook.ca: {0}")]
+    WebhookCa(reqwest::Error),
+    #[error("audit.webhook: {0}")]
+    WebhookClient(reqwest::Error),
+}
+
 /// Why a sink did not take a batch.
 #[derive(Debug)]
 pub enum Failure {
