@@ -129,8 +129,31 @@ fn alg(name: &str) -> Option<CoreJwsSigningAlgorithm> {
     })
 }
 
+/// Why the identity provider's client could not be set up, or its discovery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("HTTP client for the identity provider: {0}")]
+    HttpClient(reqwest::Error),
+    /// `oidc.issuer` is not a URL discovery can use.
+    #[error("{0}")]
+    Issuer(url::ParseError),
+    /// The discovery document or the keys could not be fetched or read (with the causes).
+    #[error("{0}")]
+    Discovery(String),
+}
+
+/// Why verified claims name no user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    #[error("the token's email is not verified (email_verified)")]
+    EmailNotVerified,
+    /// The claim `oidc.subject_claim` names is missing, empty or not a string or number.
+    #[error("the token has no `{0}` claim (oidc.subject_claim)")]
+    NoClaim(String),
+}
+
 impl Identity {
-    pub fn new(cfg: OidcSettings) -> Result<Identity, String> {
+    pub fn new(cfg: OidcSettings) -> Result<Identity, IdentityError> {
         let http = reqwest::Client::builder()
             // The OAuth 2.0 security BCP: never follow redirects on back-channel calls.
             .redirect(reqwest::redirect::Policy::none())
@@ -140,7 +163,7 @@ impl Identity {
             // connection outlives the runtime that made it.
             .pool_max_idle_per_host(0)
             .build()
-            .map_err(|e| format!("HTTP client for the identity provider: {e}"))?;
+            .map_err(IdentityError::HttpClient)?;
         let algs = cfg.id_token_algs.iter().filter_map(|a| alg(a)).collect();
         Ok(Identity {
             cfg,
@@ -184,15 +207,16 @@ impl Identity {
                     *last = Some(Instant::now());
                 }
                 tracing::warn!(issuer = %self.cfg.issuer, error = %e, "identity provider discovery failed");
-                Err(LoginError::IdpUnavailable(e))
+                Err(LoginError::IdpUnavailable(e.to_string()))
             }
         }
     }
 
-    async fn discover(&self) -> Result<Provider, String> {
-        let issuer = IssuerUrl::new(self.cfg.issuer.clone()).map_err(|e| e.to_string())?;
-        let metadata =
-            ProviderMetadataWithLogout::discover_async(issuer, &self.http).await.map_err(|e| error_chain(&e))?;
+    async fn discover(&self) -> Result<Provider, IdentityError> {
+        let issuer = IssuerUrl::new(self.cfg.issuer.clone()).map_err(IdentityError::Issuer)?;
+        let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| IdentityError::Discovery(error_chain(&e)))?;
         let jwks = metadata.jwks().clone();
         Ok(Provider { metadata, jwks })
     }
@@ -477,14 +501,14 @@ impl Identity {
     /// The user's name from verified claims (ID token or access token alike):
     /// `oidc.subject_claim`, never another claim in its place; an e-mail address only
     /// when the provider vouches for it (`email_verified`).
-    pub(crate) fn subject_of(&self, v: &Value) -> Result<String, String> {
+    pub(crate) fn subject_of(&self, v: &Value) -> Result<String, SubjectError> {
         if self.cfg.subject_claim == "email" && v.get("email_verified") != Some(&Value::Bool(true)) {
-            return Err("the token's email is not verified (email_verified)".into());
+            return Err(SubjectError::EmailNotVerified);
         }
         match v.get(&self.cfg.subject_claim) {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
             Some(Value::Number(n)) => Ok(n.to_string()),
-            _ => Err(format!("the token has no `{}` claim (oidc.subject_claim)", self.cfg.subject_claim)),
+            _ => Err(SubjectError::NoClaim(self.cfg.subject_claim.clone())),
         }
     }
 

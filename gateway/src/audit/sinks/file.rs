@@ -29,7 +29,8 @@ impl FileSink {
         let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if complete < data.len() {
             // A torn append: cut it, it will be written again.
-            let f = std::fs::OpenOptions::new().write(true).open(&self.path).map_err(|e| Failure::Retry(e.to_string()))?;
+            let f =
+                std::fs::OpenOptions::new().write(true).open(&self.path).map_err(|e| Failure::Retry(e.to_string()))?;
             f.set_len(complete as u64).map_err(|e| Failure::Retry(e.to_string()))?;
         }
         let body = &data[..complete];

@@ -19,7 +19,12 @@ pub struct WebhookSink {
 }
 
 impl WebhookSink {
-    pub fn new(url: String, secret: &[u8], ca: Option<&[u8]>, timeout: Duration) -> Result<WebhookSink, super::SinkError> {
+    pub fn new(
+        url: String,
+        secret: &[u8],
+        ca: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<WebhookSink, super::SinkError> {
         let mut b = reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(5)).no_proxy();
         if let Some(pem) = ca {
             for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(super::SinkError::WebhookCa)? {
