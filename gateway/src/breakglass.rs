@@ -14,38 +14,12 @@
 //! record).
 
 use crate::audit::{Actor, Audit, Event, Kind};
-use crate::secret::Secret;
 use crate::session::{now_secs, sha256_hex, SessionStore};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `[breakglass]`, checked.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub default: Duration,
-    pub max: Duration,
-    pub justification_max: usize,
-    pub max_per_day: u64,
-    pub retention: Duration,
-    pub audit_justification: bool,
-    /// The policy domain the review page's `custos:review` check is made in.
-    pub review_domain: String,
-    pub alerts: Vec<Alert>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertFormat {
-    Slack,
-    Json,
-}
-
-#[derive(Debug, Clone)]
-pub struct Alert {
-    pub url: String,
-    pub format: AlertFormat,
-    pub secret: Option<Secret>,
-}
+pub use crate::config::breakglass::{Alert, AlertFormat, Settings};
 
 /// An emergency grant, held on the session it was given to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -350,7 +324,7 @@ impl Scheduled {
 pub fn record_end(store: Option<SessionStore>, audit: Option<Audit>, ev: Event) {
     let Some(id) = ev.grant.clone() else { return };
     tokio::spawn(async move {
-        let why = ev.reason.clone().unwrap_or_default();
+        let why = ev.reason.as_ref().map(|r| r.as_str().to_string()).unwrap_or_default();
         if let Some(store) = &store {
             let st = Store(store);
             match st.claim_end(&id, &why).await {
@@ -365,7 +339,7 @@ pub fn record_end(store: Option<SessionStore>, audit: Option<Audit>, ev: Event) 
                 }
             }
         }
-        tracing::warn!(grant = %id, route = ?ev.route, why, "break-glass grant ended");
+        tracing::warn!(grant = %id, route = ?ev.route, why = %why, "break-glass grant ended");
         let durable = match &audit {
             Some(a) => a.append_durable(ev).await.map(|_| ()).map_err(|e| e.to_string()),
             None => Ok(()),
@@ -410,7 +384,7 @@ async fn expire(store: &SessionStore, audit: Option<&Audit>, id: &str) -> Result
     let mut ev = Event::new(Kind::BreakglassEnded);
     ev.grant = Some(id.to_string());
     ev.breakglass = Some(true);
-    ev.reason = Some(why.into());
+    ev.reason = Some(crate::audit::Reason::named(why));
     if let Some(s) = &scheduled {
         ev.actor = Some(Actor { subject: s.subject.clone(), groups: Vec::new() });
         ev.session.clone_from(&s.session);
@@ -728,7 +702,7 @@ pub fn alert(settings: &Arc<Settings>, e: AlertEvent, audit: Option<Audit>) {
     ev.grant = e.grant.clone();
     ev.scope = e.scope.clone();
     ev.case_ref = e.case_ref.clone();
-    ev.reason = Some(e.event.clone());
+    ev.reason = Some(crate::audit::Reason::named(&e.event));
     ev.alert = serde_json::to_value(&e).ok();
     audit.append(ev);
 }

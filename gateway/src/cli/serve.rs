@@ -7,8 +7,13 @@ use std::path::Path;
 /// How many too-open audit paths `check` names before it only counts the rest.
 const SHOWN_OPEN_PATHS: usize = 5;
 
+/// The config, validated, with its policy files loaded and their cases run.
+fn load(path: &Path) -> Result<Config, CliError> {
+    Ok(Config::load_with(path, crate::policy::PolicyFiles::check_config)?)
+}
+
 pub(super) fn check(path: &Path) -> Result<(), CliError> {
-    let cfg = Config::load(path)?;
+    let cfg = load(path)?;
     // Not an error (serve makes them private), but said: until then others can read who
     // did what.
     let audit_dir = if cfg.audit.enabled { Some(cfg.audit.dir.as_path()) } else { None };
@@ -27,7 +32,7 @@ pub(super) fn check(path: &Path) -> Result<(), CliError> {
 }
 
 pub(super) fn serve(path: &Path) -> Result<(), CliError> {
-    let mut cfg = Config::load(path)?;
+    let mut cfg = load(path)?;
     cfg.resolve_upstreams()?;
     crate::telemetry::init(&cfg.log);
     Ok(crate::server::run(cfg)?)

@@ -40,25 +40,7 @@ pub struct Admin {
     pub routes: Vec<crate::config::Route>,
 }
 
-/// Reads a tokens file: `NAME SHA256HEX` per line, `#` comments.
-pub fn parse_tokens(text: &str) -> Result<HashMap<String, String>, String> {
-    let mut out = HashMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut parts = line.split_whitespace();
-        let (Some(name), Some(hash), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(format!("line {}: write `NAME SHA256HEX` (make one with `custos admin-token NAME`)", n + 1));
-        };
-        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("line {}: `{name}`: the second field must be the token's SHA-256 in hex", n + 1));
-        }
-        out.insert(hash.to_ascii_lowercase(), name.to_string());
-    }
-    Ok(out)
-}
+pub use crate::config::admin::parse_tokens;
 
 fn reply(status: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()
@@ -155,7 +137,7 @@ impl Admin {
                         ev.scope = Some(g.scope_name());
                         ev.route = Some(g.route.clone());
                         ev.breakglass = Some(true);
-                        ev.reason = Some("revoked".into());
+                        ev.reason = Some(crate::audit::Code::Revoked.into());
                         crate::breakglass::record_end(Some(auth.store.clone()), self.audit.clone(), ev);
                     }
                 }
@@ -265,7 +247,7 @@ impl Admin {
                     ev.route = Some(route.clone());
                     ev.breakglass = Some(true);
                     ev.scope = Some(scope.clone());
-                    ev.reason = Some(format!("ttl_secs={ttl} totp={}", totp.is_some()));
+                    ev.reason = Some(crate::audit::Reason::message(format!("ttl_secs={ttl} totp={}", totp.is_some())));
                 });
                 let url = format!("{}{}?t={token}", auth.settings.oidc.origin, super::breakglass::LINK_PATH);
                 json_reply(
@@ -296,7 +278,7 @@ impl Admin {
                             ev.grant = Some(r.id.clone());
                             ev.target = Some(r.subject.clone());
                             ev.route = Some(r.route.clone());
-                            ev.reason = Some(verdict.to_string());
+                            ev.reason = Some(crate::audit::Reason::named(&verdict.to_string()));
                             ev.breakglass = Some(true);
                         });
                         json_reply(200, json!({ "grant": r.id, "verdict": verdict }))
@@ -305,7 +287,7 @@ impl Admin {
                         if e == crate::breakglass::ReviewError::OwnUse {
                             self.record(Kind::BreakglassDenied, Some(admin), client, |ev| {
                                 ev.grant = Some(id.clone());
-                                ev.reason = Some("self_review".into());
+                                ev.reason = Some(crate::audit::Code::SelfReview.into());
                                 ev.breakglass = Some(true);
                             });
                         }

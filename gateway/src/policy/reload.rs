@@ -3,16 +3,7 @@
 
 use super::*;
 
-/// The files a gateway's policy comes from.
-#[derive(Debug, Clone)]
-pub struct PolicyFiles {
-    pub model: PathBuf,
-    pub policy: PathBuf,
-    pub cases: Option<PathBuf>,
-    pub poll: std::time::Duration,
-    /// IdP group → the identity it is decided as; others are `group:<name>`.
-    pub group_roles: std::collections::BTreeMap<String, String>,
-}
+pub use crate::config::policy::PolicyFiles;
 
 impl PolicyFiles {
     /// Loads the files and runs the cases (when configured): the set only if all pass.
@@ -43,6 +34,22 @@ impl PolicyFiles {
             .build()
             .map_err(|e| err(&self.policy, None, format!("cannot start a runtime: {e}")))?;
         rt.block_on(self.load_and_test())
+    }
+
+    /// The check `custos check` and `serve` make at load: the files load and their
+    /// cases pass, or a config error at the key of the file at fault.
+    pub fn check_config(cfg: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+        let Some(files) = &cfg.policy else { return Ok(()) };
+        files.load_checked().map(drop).map_err(|e| {
+            let key = if e.file == files.model {
+                "policy.model"
+            } else if Some(&e.file) == files.cases.as_ref() {
+                "policy.cases"
+            } else {
+                "policy.policy"
+            };
+            crate::config::ConfigError { file: cfg.file.clone(), key: key.into(), line: None, message: e.to_string() }
+        })
     }
 
     /// What the files hold now (SHA-256 of each), to see any change.
@@ -104,7 +111,7 @@ pub fn watch(policy: Arc<Policy>, files: PolicyFiles, audit: Option<crate::audit
                         if let Some(a) = &audit {
                             let mut ev = crate::audit::Event::new(crate::audit::Kind::PolicyReloaded);
                             ev.rule = Some(hashes);
-                            ev.reason = Some(why.into());
+                            ev.reason = Some(crate::audit::Reason::named(why));
                             a.append(ev);
                         }
                     }
@@ -112,7 +119,7 @@ pub fn watch(policy: Arc<Policy>, files: PolicyFiles, audit: Option<crate::audit
                         tracing::error!(why, error = %e, "policy reload refused; the last good policy stays in force");
                         if let Some(a) = &audit {
                             let mut ev = crate::audit::Event::new(crate::audit::Kind::PolicyReloadRejected);
-                            ev.reason = Some(e.to_string());
+                            ev.reason = Some(crate::audit::Reason::message(e.to_string()));
                             a.append(ev);
                         }
                     }
