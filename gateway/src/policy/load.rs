@@ -188,7 +188,7 @@ impl PolicySet {
         let m_line = definition_line(&model_text, "[matchers]", "m");
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| set.enforce_one(&probe, "custos-probe"))) {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(err(model, m_line, e)),
+            Ok(Err(e)) => return Err(err(model, m_line, e.to_string())),
             Err(_) => return Err(err(model, m_line, "the matcher cannot be evaluated")),
         }
         Ok(set)

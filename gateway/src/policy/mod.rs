@@ -42,7 +42,7 @@ pub use check::check_csv;
 pub(crate) use check::csv_fields;
 pub(crate) use load::{definition, definition_line};
 pub use reload::{watch, PolicyFiles};
-pub use request::{Decision, Request, Via};
+pub use request::{Decision, EvalError, Request, Via};
 
 use arc_swap::ArcSwap;
 use casbin::Enforcer;

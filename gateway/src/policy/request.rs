@@ -6,6 +6,19 @@ use super::*;
 use casbin::rhai::Dynamic;
 use casbin::CoreApi;
 
+/// Why an engine could not decide a request (the request is then denied).
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("a request value the policy cannot match")]
+    Unmatchable,
+    #[error("the fast evaluator does not cover this model: {0}")]
+    NotCovered(String),
+    #[error("{0}")]
+    Casbin(#[from] casbin::Error),
+    #[error("casbin panicked")]
+    Panicked,
+}
+
 /// What a request is, for the policy.
 pub struct Request<'a> {
     pub sub: &'a str,
@@ -57,8 +70,8 @@ impl PolicySet {
             .collect()
     }
 
-    pub(super) fn enforce_one(&self, r: &Request<'_>, sub: &str) -> Result<(bool, Vec<Vec<String>>), String> {
-        self.enforcer.enforce_ex(self.args(r, sub)).map_err(|e| e.to_string())
+    pub(super) fn enforce_one(&self, r: &Request<'_>, sub: &str) -> Result<(bool, Vec<Vec<String>>), EvalError> {
+        Ok(self.enforcer.enforce_ex(self.args(r, sub))?)
     }
 
     /// The engine that decides requests.
@@ -72,7 +85,7 @@ impl PolicySet {
 
     /// One identity through one engine: the decision and the rule that made it, `rule`
     /// being `Some` on a deny only when a deny rule matched.
-    fn outcome(&self, engine: Engine, r: &Request<'_>, who: &str) -> Result<fast::Outcome, String> {
+    fn outcome(&self, engine: Engine, r: &Request<'_>, who: &str) -> Result<fast::Outcome, EvalError> {
         match (engine, &self.fast) {
             (Engine::Fast, Some(f)) => {
                 let mut vals = [fast::Val::B(false); MAX_FIELDS];
@@ -89,16 +102,13 @@ impl PolicySet {
                         Field::Route => fast::Val::S(r.route),
                     };
                 }
-                f.enforce(&vals[..self.fields.len()]).map_err(|_| "a request value the policy cannot match".to_string())
+                f.enforce(&vals[..self.fields.len()]).map_err(|_| EvalError::Unmatchable)
             }
-            (Engine::Fast, None) => Err(format!(
-                "the fast evaluator does not cover this model: {}",
-                self.fallback.as_deref().unwrap_or("?")
-            )),
+            (Engine::Fast, None) => Err(EvalError::NotCovered(self.fallback.as_deref().unwrap_or("?").to_string())),
             (Engine::Casbin, _) => {
                 let (allow, rules) =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.enforce_one(r, who)))
-                        .unwrap_or_else(|_| Err("casbin panicked".into()))?;
+                        .unwrap_or_else(|_| Err(EvalError::Panicked))?;
                 // Explain lists the allows that matched before the deny that stopped the
                 // evaluation, last; with priority, the one deciding rule.
                 let rule = if allow { rules.first() } else { rules.last() };
