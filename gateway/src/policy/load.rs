@@ -290,7 +290,7 @@ pub(super) fn pattern_columns(model: &str, columns: &[String]) -> Vec<(usize, St
 
 /// Compiles `v` the way the casbin function `func` would, to refuse at load what casbin
 /// would panic on at a request.
-pub(super) fn compile_like(func: &str, v: &str) -> Result<(), String> {
+pub(super) fn compile_like(func: &str, v: &str) -> Result<(), pattern::PatternError> {
     let f = match func {
         "keyMatch" => matcher::Func::KeyMatch,
         "keyMatch2" => matcher::Func::KeyMatch2,
