@@ -25,8 +25,8 @@ pub struct Auth {
 pub enum AuthError {
     #[error("`session.redis_url`: {0}")]
     Store(String),
-    #[error("{0}")]
-    Identity(String),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     #[error("`upstream_identity.signing_key`: {0}")]
     SigningKey(String),
 }
@@ -46,7 +46,7 @@ impl Auth {
             s.timeouts,
         )
         .map_err(|e| AuthError::Store(e.to_string()))?;
-        let identity = Arc::new(Identity::new(settings.oidc.clone()).map_err(|e| AuthError::Identity(e.to_string()))?);
+        let identity = Arc::new(Identity::new(settings.oidc.clone())?);
         let asserter = match &settings.upstream_identity {
             None => None,
             Some(u) => {
