@@ -77,7 +77,7 @@ fn the_audit_reader_leaves_out_a_line_still_being_written() {
     let seg = t.path().join("00000000000000000001.jsonl");
     std::fs::write(&seg, "{\"seq\":1}\n{\"seq\":2}\n{\"seq\":3,\"ev").unwrap();
     let records = audit_records(t.path());
-    assert_eq!(records.iter().map(|r| r["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
     // Once the line is complete, it is read.
     std::fs::write(&seg, "{\"seq\":1}\n{\"seq\":2}\n{\"seq\":3,\"event\":{}}\n").unwrap();
     assert_eq!(audit_records(t.path()).len(), 3);
