@@ -80,17 +80,22 @@ async fn bg_site_sharing(
         "[[routes]]\nname = \"ehr\"\nupstream = \"http://{}\"\nrequire_mfa = false\nresource = \"ehr\"\ndomain = \"cardiology\"\n",
         demo.addr
     );
-    let session = format!(
-        "{session_lines}\n[policy]\nmodel = \"{m}\"\npolicy = \"{p}\"\n[policy.group_roles]\nclinicians = \"nurse\"\n\n[breakglass]\n{extra}\n\
+    let policy = format!(
+        "[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n[policy.group_roles]\nclinicians = \"nurse\"\n",
+        p.join("hipaa_model.conf").display(),
+        policy.display(),
+    );
+    let breakglass = format!(
+        "[breakglass]\n{extra}\n\
          [[breakglass.alerts]]\nurl = \"http://{rx}/slack\"\nformat = \"slack\"\nsecret = {{ file = \"{s}\" }}\n\
          [[breakglass.alerts]]\nurl = \"http://{rx}/json\"\nformat = \"json\"\nsecret = {{ file = \"{s}\" }}\n",
-        m = p.join("hipaa_model.conf").display(),
-        p = policy.display(),
         s = secret.display(),
     );
     let s = site(Opts {
         idp,
-        session: &session,
+        session: session_lines,
+        policy: &policy,
+        breakglass: &breakglass,
         routes: Some(routes),
         admin_tokens: Some(&tokens),
         prefix,

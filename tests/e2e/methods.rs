@@ -18,12 +18,12 @@ async fn no_method_reaches_a_gateway_action_and_unserved_methods_get_501() {
          methods = [\"GET\", \"POST\", \"breakglass\", \"BREAKGLASS\", \"review\"]\n",
         up = demo.addr
     );
-    let session = format!(
-        "\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n[policy.group_roles]\nclinicians = \"nurse\"\n",
+    let policy = format!(
+        "[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n[policy.group_roles]\nclinicians = \"nurse\"\n",
         p.join("hipaa_model.conf").display(),
         p.join("hipaa_policy.csv").display()
     );
-    let s = site(Opts { session: &session, routes: Some(routes), ..Default::default() }).await;
+    let s = site(Opts { policy: &policy, routes: Some(routes), ..Default::default() }).await;
     let audit = s.gw.audit_dir();
     let c = browser();
     assert_eq!(sign_in(&s, &c, "/patients/1", "alice", "alice-password", Some("123456")).await.status(), 302);

@@ -42,12 +42,13 @@ async fn the_quickstart_steps_work_on_its_policy_and_break_glass() {
     let policy = cfg["policy"].as_table().unwrap();
     let file = |k: &str| examples.join(policy[k].as_str().unwrap()).display().to_string();
     let breakglass = toml::to_string(&cfg["breakglass"]).unwrap();
-    let session = format!(
-        "\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\ncases = \"{}\"\n\n[breakglass]\n{breakglass}",
+    let policy = format!(
+        "[policy]\nmodel = \"{}\"\npolicy = \"{}\"\ncases = \"{}\"\n",
         file("model"),
         file("policy"),
         file("cases")
     );
+    let breakglass = format!("[breakglass]\n{breakglass}");
     // The quickstart's records route, in front of this test's demo upstream.
     let mut records = cfg["routes"]
         .as_array()
@@ -63,7 +64,7 @@ async fn the_quickstart_steps_work_on_its_policy_and_break_glass() {
     let mut t = toml::Table::new();
     t.insert("routes".into(), toml::Value::Array(vec![records.into()]));
     let routes = toml::to_string(&t).unwrap();
-    let s = site(Opts { session: &session, routes: Some(routes), ..Default::default() }).await;
+    let s = site(Opts { policy: &policy, breakglass: &breakglass, routes: Some(routes), ..Default::default() }).await;
     let at = |p: &str| format!("{}{p}", s.origin);
 
     // 1. nora, a nurse, signs in with her password only: reading needs no more.

@@ -264,10 +264,7 @@ async fn the_webhook_gets_signed_batches_and_retries_until_taken() {
     gw.stop().await;
     let records = audit_records(&gw.audit_dir());
     let taken = rx.taken.lock().unwrap().clone();
-    let ids: Vec<String> = taken
-        .iter()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids: Vec<String> = taken.iter().map(|l| serde_json::from_str::<Record>(l).unwrap().event.id).collect();
     assert_eq!(ids, chain_ids(&records), "the receiver did not get the whole chain once, in order");
     assert_eq!(rx.bad_signatures.load(std::sync::atomic::Ordering::SeqCst), 0, "a request failed signature checks");
 
@@ -307,10 +304,7 @@ fn dead_letters(audit: &std::path::Path, sink: &str) -> Vec<String> {
 }
 
 fn ids_of(lines: &[String]) -> Vec<String> {
-    lines
-        .iter()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]["id"].as_str().unwrap().to_string())
-        .collect()
+    lines.iter().map(|l| serde_json::from_str::<Record>(l).unwrap().event.id).collect()
 }
 
 /// A receiver down for many more tries than the old budget of eight (and than any budget:

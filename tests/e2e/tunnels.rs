@@ -176,12 +176,9 @@ websocket = true
 }
 
 async fn live_site(up: SocketAddr, policy: &Path, model: &Path, extra: &str, o: Opts<'_>) -> Site {
-    let session = format!(
-        "{extra}\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\npoll_ms = 100\n",
-        model.display(),
-        policy.display()
-    );
-    site(Opts { session: &session, routes: Some(routes(up)), ..o }).await
+    let policy =
+        format!("[policy]\nmodel = \"{}\"\npolicy = \"{}\"\npoll_ms = 100\n", model.display(), policy.display());
+    site(Opts { session: extra, policy: &policy, routes: Some(routes(up)), ..o }).await
 }
 
 #[tokio::test]

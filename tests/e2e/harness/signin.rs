@@ -28,6 +28,10 @@ pub struct Opts<'a> {
     pub client_name: &'a str,
     /// `[[routes]]` instead of the default set.
     pub routes: Option<String>,
+    /// The `[policy]` table (none: every signed-in request is allowed).
+    pub policy: &'a str,
+    /// The `[breakglass]` table.
+    pub breakglass: &'a str,
     /// Redis key prefix (gateways that share sessions share it). Default: a fresh one.
     pub prefix: Option<String>,
     /// `[admin] tokens` file.
@@ -43,6 +47,8 @@ impl Default for Opts<'_> {
             session: "",
             client_name: "custos-test",
             routes: None,
+            policy: "",
+            breakglass: "",
             prefix: None,
             admin_tokens: None,
         }
@@ -92,15 +98,15 @@ redis_url = "{redis}"
 key_prefix = "{prefix}"
 redis_timeout_ms = 3000
 {session}
-
-{routes}
 "#,
         idp = o.idp,
         secret = secret_file.display(),
         redis = o.redis,
         oidc = o.oidc,
         session = o.session,
-        routes = o.routes.clone().unwrap_or_else(|| format!(
+    );
+    let routes = o.routes.clone().unwrap_or_else(|| {
+        format!(
             r#"[[routes]]
 name = "app"
 upstream = "http://{up}"
@@ -124,9 +130,16 @@ upstream = "http://{up}"
 public = true
 "#,
             up = up
-        )),
-    );
-    let gw = Gateway::builder().config(&config).http_port(port).start().await;
+        )
+    });
+    let gw = Gateway::builder()
+        .config(&config)
+        .route(&routes)
+        .policy(o.policy)
+        .breakglass(o.breakglass)
+        .http_port(port)
+        .start()
+        .await;
     Site { gw, demo, origin, prefix, redis: o.redis.to_string(), idp: o.idp.to_string(), _secrets: secrets }
 }
 
@@ -273,13 +286,8 @@ pub async fn policy_site_with(policy: &str) -> (Site, demo_ephi::Demo) {
         "[[routes]]\nname = \"ehr\"\nupstream = \"http://{}\"\nrequire_mfa = false\nresource = \"ehr\"\ndomain = \"cardiology\"\n",
         demo.addr
     );
-    let session = format!("\n{policy}");
-    let s = site(Opts {
-        oidc: "api_audience = \"urn:custos:api\"",
-        session: &session,
-        routes: Some(routes),
-        ..Default::default()
-    })
-    .await;
+    let s =
+        site(Opts { oidc: "api_audience = \"urn:custos:api\"", policy, routes: Some(routes), ..Default::default() })
+            .await;
     (s, demo)
 }
