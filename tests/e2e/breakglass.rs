@@ -15,17 +15,6 @@ use std::time::Duration;
 const ALERT_SECRET: &[u8] = b"a-break-glass-alert-secret";
 const WHY: &str = "Patient in room 3 collapsed; I need the allergy list now";
 
-/// An administrator token for `name`: (file holding the token, the tokens-file line).
-fn admin_token(dir: &Path, name: &str) -> (PathBuf, String) {
-    let out = Command::new(CUSTOS).args(["admin-token", name]).output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let token = text.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
-    let line = text.lines().nth(1).unwrap().split(':').nth(1).unwrap().trim().to_string();
-    let f = dir.join(format!("{name}-token"));
-    std::fs::write(&f, token).unwrap();
-    (f, line)
-}
-
 /// A site on the example HIPAA policy with IdP group `clinicians` decided as `nurse`
 /// (alice, who can do MFA, is then a nurse), `[breakglass]` with `extra` lines and
 /// alerts in both formats to `rx`, and administrators carol and alice.
@@ -137,32 +126,9 @@ fn audit_text(dir: &Path) -> String {
     all
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
 /// Waits until the clock reads `secs` (unix seconds) or later.
 async fn until(secs: u64) {
     while now_secs() < secs {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The audit records in `dirs` for which `pred` holds.
-fn records_in(dirs: &[impl AsRef<Path>], pred: impl Fn(&Event) -> bool) -> Vec<Event> {
-    dirs.iter().flat_map(|d| audit_records(d.as_ref())).map(|r| r.event.clone()).filter(|e| pred(e)).collect()
-}
-
-/// Polls the audit trails in `dirs` until `pred` holds for a record, at the latest until
-/// the clock reads `deadline` (unix seconds).
-async fn audit_by(dirs: &[impl AsRef<Path> + std::fmt::Debug], deadline: u64, pred: impl Fn(&Event) -> bool) -> Event {
-    loop {
-        if let Some(v) = records_in(dirs, &pred).into_iter().next() {
-            return v;
-        }
-        if now_secs() > deadline {
-            panic!("no such audit record by {deadline} (now {}) in {dirs:?}", now_secs());
-        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -568,10 +568,7 @@ async fn otlp_retries_send_only_what_was_not_taken_and_refused_requests_have_spa
             .unwrap_or_else(|| panic!("no span for the {reason} request"));
         assert_eq!(hex::encode(&span.trace_id), d.trace_id.as_deref().unwrap());
         assert_eq!(attr(&span.attributes, "custos.decision").as_deref(), Some("deny"));
-        assert_eq!(
-            attr(&span.attributes, "http.response.status_code"),
-            d.status.map(|n| n as u64).map(|s| s.to_string())
-        );
+        assert_eq!(attr(&span.attributes, "http.response.status_code"), d.status.map(|s| s.to_string()));
     }
     assert_eq!(server.len(), 3, "one server span per request: {server:?}");
 }

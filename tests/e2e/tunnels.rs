@@ -287,23 +287,14 @@ async fn open_when_allowed(s: &Site, id: &str) -> TcpStream {
     }
 }
 
-/// An administrator token file (its hash) and the token, in `dir`.
-fn admin_token(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let out = Command::new(CUSTOS).args(["admin-token", "ops-oncall"]).output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let token = text.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
-    let line = text.lines().nth(1).unwrap().split(':').nth(1).unwrap().trim().to_string();
-    std::fs::write(dir.join("tokens"), format!("{line}\n")).unwrap();
-    std::fs::write(dir.join("my-token"), token).unwrap();
-    (dir.join("tokens"), dir.join("my-token"))
-}
-
 #[tokio::test]
 async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutdown() {
     let (up, echo) = echo_upstream().await;
     let tmp = tempfile::tempdir().unwrap();
     let (model, policy) = policy_files(tmp.path());
-    let (tokens, token) = admin_token(tmp.path());
+    let (token, line) = admin_token(tmp.path(), "ops-oncall");
+    let tokens = tmp.path().join("tokens");
+    std::fs::write(&tokens, format!("{line}\n")).unwrap();
     let prefix = format!("custos:test:{}", uuid::Uuid::now_v7().simple());
     let mut a = live_site(up, &policy, &model, "", Opts { prefix: Some(prefix.clone()), ..Default::default() }).await;
     let b = live_site(

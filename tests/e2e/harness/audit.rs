@@ -1,10 +1,12 @@
 //! The audit trail as the tests read it: the records of an audit directory, their events
 //! typed as `custos::audit::Event`, and the few helpers through which tests compare kinds
-//! and reasons (by their serde names, so a change of their Rust types is one edit here).
+//! and reasons (by their serde names, so a change of their Rust types is one edit here),
+//! and polls for a record that is yet to be written.
 
-use super::CUSTOS;
+use super::{now_secs, CUSTOS};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 pub use custos::audit::chain::Record;
 pub use custos::audit::Event;
@@ -66,4 +68,44 @@ pub fn audit_verify(args: &[&std::ffi::OsStr]) -> (i32, String) {
     let out = Command::new(CUSTOS).args(["audit", "verify"]).args(args).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// Polls the audit trail until `pred` holds for some record (for up to 30 s: the
+/// machine may be loaded).
+pub async fn audit_has(dir: &Path, pred: impl Fn(&Event) -> bool) -> Event {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Some(r) = audit_records(dir).into_iter().find(|r| pred(&r.event)) {
+            return r.event;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all: Vec<String> = audit_records(dir)
+        .iter()
+        .map(|r| format!("{} {:?} {:?}", kind(&r.event), reason(&r.event), decision(&r.event)))
+        .collect();
+    panic!("no such audit record in {}: {all:#?}", dir.display());
+}
+
+/// The audit records in `dirs` for which `pred` holds.
+pub fn records_in(dirs: &[impl AsRef<Path>], pred: impl Fn(&Event) -> bool) -> Vec<Event> {
+    dirs.iter().flat_map(|d| audit_records(d.as_ref())).map(|r| r.event.clone()).filter(|e| pred(e)).collect()
+}
+
+/// Polls the audit trails in `dirs` until `pred` holds for a record, at the latest until
+/// the clock reads `deadline` (unix seconds).
+pub async fn audit_by(
+    dirs: &[impl AsRef<Path> + std::fmt::Debug],
+    deadline: u64,
+    pred: impl Fn(&Event) -> bool,
+) -> Event {
+    loop {
+        if let Some(v) = records_in(dirs, &pred).into_iter().next() {
+            return v;
+        }
+        if now_secs() > deadline {
+            panic!("no such audit record by {deadline} (now {}) in {dirs:?}", now_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -5,7 +5,7 @@
 use super::{certs, client, free_port, raw_status, tool, CUSTOS};
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -230,4 +230,15 @@ pub fn route_all(upstream: SocketAddr) -> String {
 pub async fn metric(gw: &Gateway, name: &str) -> Option<f64> {
     let m = client().get(format!("http://{}/metrics", gw.admin)).send().await.ok()?.text().await.ok()?;
     m.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
+/// An administrator token for `name`: (file holding the token, the tokens-file line).
+pub fn admin_token(dir: &Path, name: &str) -> (PathBuf, String) {
+    let out = Command::new(CUSTOS).args(["admin-token", name]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
+    let line = text.lines().nth(1).unwrap().split(':').nth(1).unwrap().trim().to_string();
+    let f = dir.join(format!("{name}-token"));
+    std::fs::write(&f, token).unwrap();
+    (f, line)
 }

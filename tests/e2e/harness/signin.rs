@@ -1,6 +1,6 @@
 //! The sign-in fixture: a gateway with a test IdP client of its own and sessions in Redis
-//! ([`site`]), a browser-like client, the provider's login form, and the audit trail
-//! polled for a record.
+//! ([`site`]), a browser-like client, the provider's login form, cookies, and a session
+//! id's hash as the audit trail names it.
 
 use super::*;
 use std::path::Path;
@@ -244,23 +244,6 @@ pub async fn status_with(s: &Site, id: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
-}
-
-/// Polls the audit trail until `pred` holds for some record (for up to 30 s: the
-/// machine may be loaded).
-pub async fn audit_has(dir: &Path, pred: impl Fn(&Event) -> bool) -> Event {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if let Some(r) = audit_records(dir).into_iter().find(|r| pred(&r.event)) {
-            return r.event;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let all: Vec<String> = audit_records(dir)
-        .iter()
-        .map(|r| format!("{} {:?} {:?}", kind(&r.event), reason(&r.event), decision(&r.event)))
-        .collect();
-    panic!("no such audit record in {}: {all:#?}", dir.display());
 }
 
 pub fn sha256(s: &str) -> String {
