@@ -262,7 +262,8 @@ async fn a_full_spool_refuses_access_instead_of_serving_unaudited() {
     // on_failure = "allow" keeps serving (and counts the failures).
     let demo2 = crate::harness::demo().await;
     let gw2 = Gateway::builder()
-        .config(format!("[audit]\non_failure = \"allow\"\n{}", route_all(demo2.addr)))
+        .config("[audit]\non_failure = \"allow\"\n")
+        .route(route_all(demo2.addr))
         .grace(2)
         .wrapper(limit)
         .start()

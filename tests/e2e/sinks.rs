@@ -89,10 +89,8 @@ async fn a_sink_down_during_load_gets_every_record_once_it_is_back() {
     let url = format!("redis://127.0.0.1:{port}/");
     let stream = unique("down");
     let mut gw = Gateway::builder()
-        .config(format!(
-            "[audit]\ncheckpoint_every = 50\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n{}",
-            route_all(demo.addr)
-        ))
+        .config(format!("[audit]\ncheckpoint_every = 50\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n"))
+        .route(route_all(demo.addr))
         .start()
         .await;
     let mut load = Vec::new();
@@ -160,10 +158,8 @@ async fn the_checkpoint_in_redis_exposes_a_cut_tail() {
     let url = redis_url();
     let stream = unique("tail");
     let mut gw = Gateway::builder()
-        .config(format!(
-            "[audit]\ncheckpoint_every = 5\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n{}",
-            route_all(demo.addr)
-        ))
+        .config(format!("[audit]\ncheckpoint_every = 5\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n"))
+        .route(route_all(demo.addr))
         .start()
         .await;
     for _ in 0..15 {
@@ -194,7 +190,8 @@ async fn audit_tail_follows_the_stream_and_the_spool() {
     let url = redis_url();
     let stream = unique("tailcmd");
     let gw = Gateway::builder()
-        .config(format!("[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n{}", route_all(demo.addr)))
+        .config(format!("[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n"))
+        .route(route_all(demo.addr))
         .start()
         .await;
     for _ in 0..3 {
