@@ -15,56 +15,9 @@ use custos::session::{Session, SessionStore, Timeouts};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// The upstream: request heads it received, and how many tunnels it saw closed.
-#[derive(Clone, Default)]
-struct Echo {
-    heads: Arc<Mutex<Vec<String>>>,
-    closed: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-async fn echo_upstream() -> (SocketAddr, Echo) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let echo = Echo::default();
-    let e = echo.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let e = e.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read(&mut b).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
-                e.heads.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
-                let _ = s
-                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
-                    .await;
-                let mut buf = [0u8; 4096];
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                e.closed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            });
-        }
-    });
-    (addr, echo)
-}
 
 /// Sends an upgrade request; the status and, on `101`, the open connection.
 async fn upgrade(gw: SocketAddr, path: &str, headers: &str, cookie: Option<&str>) -> (u16, TcpStream) {
