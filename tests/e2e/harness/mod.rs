@@ -1,9 +1,9 @@
 //! The end-to-end fixtures, one file each: the gateway under test ([`Gateway::builder`]),
-//! the demo upstream, the test OpenID provider, Redis, HTTP receivers for sinks and alerts,
-//! and the sign-in fixture. This file keeps what they share: dev certificates, outside
-//! programs found by [`tool`], ports, clients, raw exchanges and the audit trail read as
-//! typed [`Event`]s. Every outside program (redis-server, node, chromium, openssl…) is
-//! found by [`tool`], where Debian puts it; `scripts/test` installs the same list.
+//! the upstreams, the test OpenID provider, Redis, HTTP receivers for sinks and alerts, the
+//! sign-in fixture, and the audit trail read as typed [`Event`]s. This file keeps what they
+//! share: dev certificates, ports, clients, raw exchanges, and [`tool`], which finds every
+//! outside program (redis-server, node, chromium, openssl…) where Debian puts it;
+//! `scripts/test` installs the same list.
 
 mod audit;
 mod gateway;
