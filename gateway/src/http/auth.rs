@@ -246,7 +246,7 @@ impl Gateway {
                     ctx.session_hash = Some(hash.clone());
                     ctx.user = Some(Arc::from(s.clone()));
                     if let Some(g) = &s.breakglass {
-                        self.grant_ended(session, ctx, g, "expired");
+                        self.grant_ended(session, ctx, g, crate::breakglass::GrantEnd::Expired);
                     }
                     ctx.user = None;
                     ctx.session_hash = None;
@@ -389,7 +389,9 @@ impl Gateway {
         }
         // A grant still on the session ends with it (its end was not recorded yet).
         if let Some(g) = &s.breakglass {
-            let why = if kind == Kind::SessionIdleTimeout { "session_idle_timeout" } else { "session_expired" };
+            use crate::breakglass::GrantEnd;
+            let why =
+                if kind == Kind::SessionIdleTimeout { GrantEnd::SessionIdleTimeout } else { GrantEnd::SessionExpired };
             self.grant_ended(session, ctx, g, why);
         }
     }
@@ -657,7 +659,7 @@ impl Gateway {
                 _ => (None, None),
             };
             if let Some(g) = grant.filter(|g| g.expires > crate::session::now_secs()) {
-                self.grant_ended(session, ctx, &g, "logout");
+                self.grant_ended(session, ctx, &g, crate::breakglass::GrantEnd::Logout);
             }
             ended = auth.store.delete(&id).await.is_ok();
             if let Some(audit) = &self.audit {
@@ -741,7 +743,7 @@ impl Gateway {
                         audit.append(ev);
                         // An emergency grant ends with its session.
                         if let Some(g) = s.breakglass.as_ref().filter(|g| g.expires > crate::session::now_secs()) {
-                            self.grant_ended(session, ctx, g, "backchannel_logout");
+                            self.grant_ended(session, ctx, g, crate::breakglass::GrantEnd::BackchannelLogout);
                         }
                     }
                 }
