@@ -42,22 +42,24 @@ pub struct Review {
 }
 
 /// Why a review was not taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReviewError {
-    #[error("the verdict is justified or unjustified")]
     BadVerdict,
-    #[error("a note of 1 to 4000 characters, without control characters, is needed")]
     BadNote,
-    #[error("no such grant")]
     NoSuchGrant,
     /// The reviewer used or issued this emergency access.
-    #[error("nobody may review an emergency access they used or issued")]
     OwnUse,
-    #[error("already reviewed")]
     AlreadyReviewed,
-    #[error("the session store is unreachable")]
     Unavailable,
 }
+
+impl std::fmt::Display for ReviewError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for ReviewError {}
 
 impl ReviewError {
     pub fn status(&self) -> u16 {
