@@ -481,7 +481,7 @@ impl Gateway {
         if let (Some(audit), Some(reason)) = (&self.audit, deny_reason) {
             let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
             ev.decision = Some(Decision::Deny);
-            ev.reason = Some(reason.into());
+            ev.reason = Some(crate::audit::Reason::named(reason));
             ev.status = Some(302);
             audit.append_refusal(ev);
             super::metrics::DECISIONS.with_label_values(&["deny"]).inc();
@@ -520,7 +520,7 @@ impl Gateway {
     ) -> Result<bool> {
         if let Some(audit) = &self.audit {
             let mut ev = self.auth_event(session, ctx, Kind::AuthLoginFailed);
-            ev.reason = Some(reason.into());
+            ev.reason = Some(crate::audit::Reason::named(reason));
             ev.actor = actor;
             ev.status = Some(page.status());
             audit.append(ev);
@@ -667,7 +667,7 @@ impl Gateway {
                 ev.actor = who;
                 ev.session = Some(id.hash());
                 if !ended {
-                    ev.reason = Some("session_store_unavailable".into());
+                    ev.reason = Some(crate::audit::Code::SessionStoreUnavailable.into());
                 }
                 audit.append(ev);
             }
@@ -754,7 +754,7 @@ impl Gateway {
                 if let Some(audit) = &self.audit {
                     let mut ev = self.auth_event(session, ctx, Kind::AuthBackchannelLogout);
                     ev.decision = Some(Decision::Deny);
-                    ev.reason = Some(reason.into());
+                    ev.reason = Some(crate::audit::Reason::named(reason));
                     audit.append(ev);
                 }
                 tracing::info!(reason, "back-channel logout refused");

@@ -149,7 +149,7 @@ impl Gateway {
         if let Some(a) = &self.audit {
             let mut ev = self.bg_event(session, ctx, Kind::BreakglassDenied);
             ev.decision = Some(Decision::Deny);
-            ev.reason = Some(reason.into());
+            ev.reason = Some(crate::audit::Reason::named(reason));
             ev.status = Some(status);
             a.append(ev);
         }
@@ -374,7 +374,7 @@ impl Gateway {
             ev.justification_sha256 = Some(r.justification_sha256.clone());
             ev.justification_len = Some(r.justification_len);
             ev.justification.clone_from(&text);
-            ev.reason = Some(how.into());
+            ev.reason = Some(crate::audit::Reason::named(how));
             ev.session.clone_from(&r.session);
             // Durable before the user is sent on, like an access decision.
             if let Err(e) = a.append_durable(ev).await {
@@ -416,7 +416,7 @@ impl Gateway {
             Ok(LinkState::Used(used)) => {
                 if let Some(a) = &self.audit {
                     let mut ev = self.bg_event(session, ctx, Kind::BreakglassDenied);
-                    ev.reason = Some("link_used".into());
+                    ev.reason = Some(crate::audit::Code::LinkUsed.into());
                     ev.decision = Some(Decision::Deny);
                     a.append(ev);
                 }
@@ -679,7 +679,7 @@ impl Gateway {
                         ev.grant = Some(r.id.clone());
                         ev.target = Some(r.subject.clone());
                         ev.route = Some(r.route.clone());
-                        ev.reason = Some(verdict.to_string());
+                        ev.reason = Some(crate::audit::Reason::named(&verdict.to_string()));
                         a.append(ev);
                     }
                     let extra = [("location", REVIEWS_PATH.to_string())];

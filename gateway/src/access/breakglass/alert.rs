@@ -25,7 +25,7 @@ pub fn alert(settings: &Arc<Settings>, e: AlertEvent, audit: Option<Audit>) {
     ev.grant = e.grant.clone();
     ev.scope = e.scope.clone();
     ev.case_ref = e.case_ref.clone();
-    ev.reason = Some(e.event.as_str().into());
+    ev.reason = Some(e.event.code().into());
     ev.alert = serde_json::to_value(&e).ok();
     audit.append(ev);
 }

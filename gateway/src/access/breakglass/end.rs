@@ -5,7 +5,7 @@
 
 use super::store::{Scheduled, Store};
 use super::BreakglassError;
-use crate::audit::{Actor, Audit, Event, Kind};
+use crate::audit::{Actor, Audit, Code, Event, Kind};
 use crate::session::{now_secs, SessionError, SessionStore};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -45,6 +45,19 @@ impl GrantEnd {
             GrantEnd::Revoked => "revoked",
         }
     }
+
+    /// The reason its `breakglass.ended` record carries.
+    pub fn code(self) -> Code {
+        match self {
+            GrantEnd::Expired => Code::Expired,
+            GrantEnd::SessionIdleTimeout => Code::SessionIdleTimeout,
+            GrantEnd::SessionExpired => Code::SessionExpired,
+            GrantEnd::Logout => Code::Logout,
+            GrantEnd::BackchannelLogout => Code::BackchannelLogout,
+            GrantEnd::Replaced => Code::Replaced,
+            GrantEnd::Revoked => Code::Revoked,
+        }
+    }
 }
 
 /// Records a grant's end (`ev`, a `breakglass.ended` with its `grant`) for `why` if
@@ -53,7 +66,7 @@ impl GrantEnd {
 /// better than none.
 pub fn record_end(store: Option<SessionStore>, audit: Option<Audit>, mut ev: Event, why: GrantEnd) {
     let Some(id) = ev.grant.clone() else { return };
-    ev.reason = Some(why.as_str().into());
+    ev.reason = Some(why.code().into());
     tokio::spawn(async move {
         if let Some(store) = &store {
             let st = Store(store);
@@ -113,7 +126,7 @@ async fn expire(store: &SessionStore, audit: Option<&Audit>, id: &str) -> Result
     let mut ev = Event::new(Kind::BreakglassEnded);
     ev.grant = Some(id.to_string());
     ev.breakglass = Some(true);
-    ev.reason = Some(why.as_str().into());
+    ev.reason = Some(why.code().into());
     if let Some(s) = &scheduled {
         ev.actor = Some(Actor { subject: s.subject.clone(), groups: Vec::new() });
         ev.session.clone_from(&s.session);
@@ -220,6 +233,7 @@ mod tests {
             (GrantEnd::Revoked, "revoked"),
         ] {
             assert_eq!(w.as_str(), s);
+            assert_eq!(w.code().as_str(), s);
             assert_eq!(serde_json::to_string(&w).unwrap(), format!("\"{s}\""));
         }
     }

@@ -12,7 +12,7 @@
 
 use super::{http_failure, Failure, Line, Sink};
 use crate::access::breakglass::{Alert, AlertFormat};
-use crate::audit::Kind;
+use crate::audit::{Code, Kind};
 use crate::session::{hex_lower, now_secs};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,16 @@ impl AlertKind {
             AlertKind::LinkUsed => "breakglass.link_used",
             AlertKind::LinkReused => "breakglass.link_reused",
             AlertKind::LinkSpent => "breakglass.link_spent",
+        }
+    }
+
+    /// The reason the alert's `breakglass.alert` record carries.
+    pub fn code(self) -> Code {
+        match self {
+            AlertKind::Started => Code::AlertStarted,
+            AlertKind::LinkUsed => Code::AlertLinkUsed,
+            AlertKind::LinkReused => Code::AlertLinkReused,
+            AlertKind::LinkSpent => Code::AlertLinkSpent,
         }
     }
 }
@@ -222,6 +232,7 @@ mod tests {
         for k in [AlertKind::Started, AlertKind::LinkUsed, AlertKind::LinkReused, AlertKind::LinkSpent] {
             assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{}\"", k.as_str()));
             assert_eq!(serde_json::from_str::<AlertKind>(&format!("\"{}\"", k.as_str())).unwrap(), k);
+            assert_eq!(k.code().as_str(), k.as_str());
         }
     }
 
