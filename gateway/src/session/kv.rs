@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct StoreConfig {
     pub url: String,
     pub username: Option<String>,
-    pub password: Option<crate::secret::Secret>,
+    pub password: Option<crate::config::secret::Secret>,
     /// PEM roots for `rediss://`.
     pub ca: Option<Vec<u8>>,
     /// Per call; a slower Redis is treated as down.

@@ -26,7 +26,6 @@ pub use id::SessionId;
 pub use kv::{Kv, Space, StoreConfig};
 pub use login::PendingLogin;
 pub use record::{judge, Lookup, RefreshToken, Revalidation, Session, Timeouts, ENDED_GRACE_SECS};
-use std::time::{SystemTime, UNIX_EPOCH};
 pub use store::SessionStore;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,23 +38,5 @@ pub enum SessionError {
     Corrupt,
 }
 
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// SHA-256, lower-case hex. Written by hand: `hex::encode` goes through a `char`
-/// iterator and showed in the per-request profile.
-pub fn sha256_hex(b: &[u8]) -> String {
-    hex_lower(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
-}
-
-/// Lower-case hex of `b`.
-pub fn hex_lower(b: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(b.len() * 2);
-    for &byte in b {
-        out.push(HEX[(byte >> 4) as usize] as char);
-        out.push(HEX[(byte & 15) as usize] as char);
-    }
-    out
-}
+pub use crate::config::clock::now_secs;
+pub use crate::config::hash::{hex_lower, sha256_hex};

@@ -5,7 +5,6 @@
 use super::grant::Grant;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::time::Duration;
 
 /// What a session knows about its user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,13 +83,7 @@ pub enum Lookup {
     Expired(Box<Session>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub idle: Duration,
-    pub absolute: Duration,
-    /// `last_seen` is written at most this often.
-    pub touch_interval: Duration,
-}
+pub use crate::config::session::Timeouts;
 
 /// How long a record stays in Redis past its end: long enough for the next request to
 /// find it and record *why* it ended (idle or expired); it is never accepted then.
@@ -112,6 +105,7 @@ pub fn judge(s: &Session, now: u64, t: &Timeouts) -> (Option<Lookup>, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn s(created: u64, last_seen: u64) -> Session {
         Session {

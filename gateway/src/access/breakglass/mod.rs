@@ -33,35 +33,7 @@ pub use review::{review, Review, ReviewError, Verdict, NOTE_MAX};
 pub use store::{GrantKind, Link, LinkState, Record, Scheduled, Store};
 pub use token::{csrf_token, new_token, new_totp_secret, same_token, totp_ok};
 
-use crate::secret::Secret;
-use std::time::Duration;
-
-/// `[breakglass]`, checked.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub default: Duration,
-    pub max: Duration,
-    pub justification_max: usize,
-    pub max_per_day: u64,
-    pub retention: Duration,
-    pub audit_justification: bool,
-    /// The policy domain the review page's `custos:review` check is made in.
-    pub review_domain: String,
-    pub alerts: Vec<Alert>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertFormat {
-    Slack,
-    Json,
-}
-
-#[derive(Debug, Clone)]
-pub struct Alert {
-    pub url: String,
-    pub format: AlertFormat,
-    pub secret: Option<Secret>,
-}
+pub use crate::config::breakglass::{Alert, AlertFormat, Settings};
 
 /// What break-glass could not do, outside the store (whose errors are
 /// [`crate::session::SessionError`]) and reviews ([`ReviewError`]).

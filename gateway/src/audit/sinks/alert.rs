@@ -11,8 +11,8 @@
 //! here, beside their delivery: break-glass builds the events and queues them.
 
 use super::{http_failure, Failure, Line, Sink};
-use crate::access::breakglass::{Alert, AlertFormat};
 use crate::audit::{Code, Kind};
+use crate::config::breakglass::{Alert, AlertFormat};
 use crate::session::{hex_lower, now_secs};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

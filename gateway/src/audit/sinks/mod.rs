@@ -13,6 +13,7 @@
 //! own runtime thread, never on the proxy's.
 
 pub mod alert;
+mod dead_letters;
 pub mod file;
 pub mod otlp;
 pub mod redis;
@@ -29,11 +30,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dead_letters::{bury, letters, read_letter};
+pub use dead_letters::{dead_letter_dir, queue_redelivery, redeliver_dir};
+
 /// One record as the sinks see it: parsed, and the exact line bytes.
 pub struct Line {
     pub record: Record,
     /// The line as written in the chain, without its newline.
     pub bytes: Vec<u8>,
+}
+
+/// Why a sink could not be set up from its settings; names the config key.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("audit.redis.url: {0}")]
+    RedisUrl(::redis::RedisError),
+    #[error("audit.otlp: {0}")]
+    OtlpClient(reqwest::Error),
+    #[error("audit.webhook.ca: {0}")]
+    WebhookCa(reqwest::Error),
+    #[error("audit.webhook: {0}")]
+    WebhookClient(reqwest::Error),
 }
 
 /// Why a sink did not take a batch.
@@ -227,7 +244,7 @@ pub fn collect_garbage(dir: &Path, cursors: &[Arc<AtomicU64>], spool_bytes: &Ato
                     let left = spool_bytes
                         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| Some(b.saturating_sub(len)))
                         .map_or(0, |b| b.saturating_sub(len));
-                    crate::http::metrics::AUDIT_SPOOL_BYTES.set(left as i64);
+                    crate::metrics::AUDIT_SPOOL_BYTES.set(left as i64);
                 }
                 Err(e) => {
                     tracing::warn!(file = %pair[0].display(), error = %e, "cannot delete a delivered audit segment")
@@ -253,96 +270,6 @@ pub struct Delivery {
     pub spool_bytes: Arc<AtomicU64>,
     /// Where dead-letter and redelivery records go.
     pub audit: Audit,
-}
-
-/// `<dir>/dead-letters/<sink>`: batches the receiver refused for good.
-pub fn dead_letter_dir(dir: &Path, sink: &str) -> PathBuf {
-    dir.join("dead-letters").join(sink)
-}
-
-/// `<dir>/redeliver/<sink>`: dead letters queued by `custos audit redeliver`.
-pub fn redeliver_dir(dir: &Path, sink: &str) -> PathBuf {
-    dir.join("redeliver").join(sink)
-}
-
-/// Keeps refused records as chain lines in `<first seq>-<last seq>.jsonl` (written,
-/// synced, then renamed into place; 0600 in a 0700 folder: they name people).
-fn bury(dir: &Path, sink: &str, lines: &[Line]) -> std::io::Result<PathBuf> {
-    use std::io::Write;
-    let folder = dead_letter_dir(dir, sink);
-    crate::audit::private::create_dir(&folder)?;
-    let (first, last) = (lines.first().map_or(0, |l| l.record.seq), lines.last().map_or(0, |l| l.record.seq));
-    let path = folder.join(format!("{first:020}-{last:020}.jsonl"));
-    let tmp = folder.join(format!(".{first:020}-{last:020}.tmp"));
-    let mut f = crate::audit::private::file().write(true).create(true).truncate(true).open(&tmp)?;
-    for l in lines {
-        f.write_all(&l.bytes)?;
-        f.write_all(b"\n")?;
-    }
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    if let Ok(d) = File::open(&folder) {
-        let _ = d.sync_all();
-    }
-    Ok(path)
-}
-
-/// Moves the dead letters of `sink` (or of every sink) to the redelivery queue that the
-/// running gateway's sinks take from (or the next start's). Returns (sink, batches,
-/// records) per sink.
-pub fn queue_redelivery(dir: &Path, sink: Option<&str>) -> std::io::Result<Vec<(String, usize, usize)>> {
-    let root = dir.join("dead-letters");
-    let sinks: Vec<String> = match sink {
-        Some(s) => vec![s.to_string()],
-        None => match std::fs::read_dir(&root) {
-            Ok(rd) => {
-                rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into()).collect()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        },
-    };
-    let mut out = Vec::new();
-    for s in sinks {
-        let from = dead_letter_dir(dir, &s);
-        let files = letters(&from)?;
-        if files.is_empty() {
-            out.push((s, 0, 0));
-            continue;
-        }
-        let to = redeliver_dir(dir, &s);
-        crate::audit::private::create_dir(&to)?;
-        let mut records = 0;
-        for f in &files {
-            records += std::fs::read(f)?.iter().filter(|&&b| b == b'\n').count();
-            std::fs::rename(f, to.join(f.file_name().unwrap_or_default()))?;
-        }
-        out.push((s, files.len(), records));
-    }
-    Ok(out)
-}
-
-/// The `*.jsonl` files of a dead-letter or redelivery folder, oldest records first.
-fn letters(folder: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = match std::fs::read_dir(folder) {
-        Ok(rd) => rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "jsonl")).collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    v.sort();
-    Ok(v)
-}
-
-fn read_letter(path: &Path) -> std::io::Result<Vec<Line>> {
-    let data = std::fs::read(path)?;
-    data.split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            chain::decode(l)
-                .map(|record| Line { record, bytes: l.to_vec() })
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e:?}", path.display())))
-        })
-        .collect()
 }
 
 fn delivery_event(kind: Kind, sink: &str, lines: &[Line]) -> Event {
@@ -386,8 +313,8 @@ async fn deliver_until_taken<'a>(
             }
             Err(Failure::Retry(e)) => {
                 failures += 1;
-                crate::http::metrics::AUDIT_SINK_FAILURES.with_label_values(&[name]).inc();
-                crate::http::metrics::AUDIT_SINK_OLDEST.with_label_values(&[name]).set(age_secs(&part[0]));
+                crate::metrics::AUDIT_SINK_FAILURES.with_label_values(&[name]).inc();
+                crate::metrics::AUDIT_SINK_OLDEST.with_label_values(&[name]).set(age_secs(&part[0]));
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 if failures == 1 {
                     tracing::warn!(sink = %name, error = %e, "audit sink unavailable; records stay in the spool and are retried until taken");
@@ -403,7 +330,7 @@ async fn deliver_until_taken<'a>(
     }
     if failures > 0 {
         tracing::info!(sink = %name, failures, "audit sink back");
-        crate::http::metrics::AUDIT_SINK_OLDEST.with_label_values(&[name]).set(0);
+        crate::metrics::AUDIT_SINK_OLDEST.with_label_values(&[name]).set(0);
     }
     refused
 }
@@ -424,7 +351,7 @@ async fn bury_refused(d: &Delivery, name: &str, refused: &[(&[Line], String)]) {
                 }
             }
         }
-        crate::http::metrics::AUDIT_DEAD_LETTER.inc_by(part.len() as u64);
+        crate::metrics::AUDIT_DEAD_LETTER.inc_by(part.len() as u64);
         // A receiver that refuses the dead-letter records themselves would otherwise
         // make one for each, for ever: those are only logged and counted.
         if !part.iter().all(|l| l.record.event.kind == Kind::AuditDeadLettered) {
@@ -454,7 +381,7 @@ async fn redeliver(d: &Delivery, sink: &mut dyn Sink, name: &str, path: &Path) {
         let mut ev = delivery_event(Kind::AuditRedelivered, name, &lines);
         ev.count = Some(taken as u64);
         d.audit.append(ev);
-        crate::http::metrics::AUDIT_SINK_DELIVERED.with_label_values(&[name]).inc_by(taken as u64);
+        crate::metrics::AUDIT_SINK_DELIVERED.with_label_values(&[name]).inc_by(taken as u64);
     }
     if let Err(e) = std::fs::remove_file(path) {
         tracing::error!(sink = %name, file = %path.display(), error = %e, "cannot delete a redelivered dead letter; it may be sent again");
@@ -471,8 +398,8 @@ pub async fn run(d: Arc<Delivery>, mut sink: Box<dyn Sink>, cursor: Cursor) {
     loop {
         let head = d.committed.load(Ordering::Acquire);
         let slowest = d.all_cursors.iter().map(|c| c.load(Ordering::Acquire)).min().unwrap_or(head);
-        crate::http::metrics::AUDIT_SPOOL_DEPTH.set(head.saturating_sub(slowest) as i64);
-        crate::http::metrics::AUDIT_SINK_LAG
+        crate::metrics::AUDIT_SPOOL_DEPTH.set(head.saturating_sub(slowest) as i64);
+        crate::metrics::AUDIT_SINK_LAG
             .with_label_values(&[&name])
             .set(head.saturating_sub(cursor.seq.load(Ordering::Acquire)) as i64);
         // Dead letters queued again by `custos audit redeliver`, looked for once a second.
@@ -501,7 +428,7 @@ pub async fn run(d: Arc<Delivery>, mut sink: Box<dyn Sink>, cursor: Cursor) {
         let refused = deliver_until_taken(&d, sink.as_mut(), &name, &lines).await;
         bury_refused(&d, &name, &refused).await;
         let taken = lines.len() - refused.iter().map(|(p, _)| p.len()).sum::<usize>();
-        crate::http::metrics::AUDIT_SINK_DELIVERED.with_label_values(&[&name]).inc_by(taken as u64);
+        crate::metrics::AUDIT_SINK_DELIVERED.with_label_values(&[&name]).inc_by(taken as u64);
         if let Err(e) = cursor.save(last) {
             tracing::error!(sink = %name, error = %e, "cannot save the sink cursor; records may be sent again");
         }
