@@ -4,12 +4,13 @@
 #![forbid(unsafe_code)]
 
 /// The protocol-neutral access core: credential → person → live session, the MFA rule,
-/// the emergency grant, the policy and the durable decision record; front ends enforce it.
+/// the emergency grant, the policy and the durable decision record; front ends enforce it. Emergency
+/// access (break-glass) lives under it.
 pub mod access;
 /// The audit trail: event type, hash chain, durable spool, verification.
 pub mod audit;
-/// Emergency access.
-pub mod breakglass;
+/// Emergency access, at its old path while callers move to `access::breakglass`.
+pub use access::breakglass;
 /// `custos certs dev`: a local CA and server certificate for development and tests.
 pub mod certs;
 /// The `custos` command line: one file per command group, one error type.

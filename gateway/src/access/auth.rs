@@ -135,7 +135,7 @@ impl Access<'_> {
                         let mut ev = req.meta.event(Kind::BreakglassEnded);
                         ev.actor = Some(actor_of(&s));
                         ev.session = Some(hash.clone());
-                        self.grant_ended(ev, g, "expired");
+                        self.grant_ended(ev, g, super::breakglass::GrantEnd::Expired);
                     }
                 }
                 Ok(Lookup::Active(mut s)) => {
@@ -266,7 +266,9 @@ impl Access<'_> {
         }
         // A grant still on the session ends with it (its end was not recorded yet).
         if let Some(g) = &s.breakglass {
-            let why = if kind == Kind::SessionIdleTimeout { "session_idle_timeout" } else { "session_expired" };
+            use super::breakglass::GrantEnd;
+            let why =
+                if kind == Kind::SessionIdleTimeout { GrantEnd::SessionIdleTimeout } else { GrantEnd::SessionExpired };
             self.grant_ended(req.meta.event(Kind::BreakglassEnded), g, why);
         }
     }

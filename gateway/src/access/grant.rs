@@ -1,9 +1,9 @@
 //! The grant lookup: the emergency (break-glass) grant a request runs under, and the
 //! record of a grant's end. Approvals would be looked up here too.
 
+use super::breakglass::{Grant, GrantEnd};
 use super::{Access, Principal, Request};
 use crate::audit::{Event, Kind};
-use crate::breakglass::Grant;
 use crate::session::now_secs;
 
 impl Access<'_> {
@@ -30,7 +30,7 @@ impl Access<'_> {
             }
             let mut ev = req.meta.event(Kind::BreakglassEnded);
             super::record::stamp(&mut ev, Some(p), None);
-            self.grant_ended(ev, g, "expired");
+            self.grant_ended(ev, g, GrantEnd::Expired);
         }
         None
     }
@@ -38,14 +38,13 @@ impl Access<'_> {
     /// Records the end of `g` for `why` on `ev` (a `breakglass.ended` with the request's
     /// metadata and who asked), unless another end of it was recorded first (on any
     /// gateway).
-    pub fn grant_ended(&self, mut ev: Event, g: &Grant, why: &str) {
+    pub fn grant_ended(&self, mut ev: Event, g: &Grant, why: GrantEnd) {
         ev.kind = Kind::BreakglassEnded;
         ev.upstream = None;
         ev.breakglass = Some(true);
         ev.route = Some(g.route.clone());
         ev.grant = Some(g.id.clone());
         ev.scope = Some(g.scope_name());
-        ev.reason = Some(crate::audit::Reason::named(why));
-        crate::breakglass::record_end(self.auth.map(|a| a.store.clone()), self.audit.cloned(), ev);
+        super::breakglass::record_end(self.auth.map(|a| a.store.clone()), self.audit.cloned(), ev, why);
     }
 }

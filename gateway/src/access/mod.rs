@@ -4,12 +4,14 @@
 //! order: the credential to a live session (`auth`), the MFA rule, the emergency grant
 //! (`grant`), the policy (`decide`), and the durable decision record (`record`).
 //! [`Access::complete`] appends the completion record. Denials are recorded here too,
-//! except a sign-in to start, whose answer (and record) is the front end's.
+//! except a sign-in to start, whose answer (and record) is the front end's. Emergency
+//! grants ([`breakglass`]) live here, above the session record that carries them.
 //!
 //! Imports neither pingora nor `http` (the shapes follow linkerd2-proxy's inbound
 //! policy: the permit types here, their enforcement per protocol).
 
 pub mod auth;
+pub mod breakglass;
 mod decide;
 mod grant;
 mod record;

@@ -137,8 +137,8 @@ impl Admin {
                         ev.scope = Some(g.scope_name());
                         ev.route = Some(g.route.clone());
                         ev.breakglass = Some(true);
-                        ev.reason = Some(crate::audit::Code::Revoked.into());
-                        crate::breakglass::record_end(Some(auth.store.clone()), self.audit.clone(), ev);
+                        let why = crate::breakglass::GrantEnd::Revoked;
+                        crate::breakglass::record_end(Some(auth.store.clone()), self.audit.clone(), ev, why);
                     }
                 }
                 tracing::info!(admin, revoked = ended.len(), "sessions revoked");

@@ -428,7 +428,7 @@ impl Gateway {
                 _ => (None, None),
             };
             if let Some(g) = grant.filter(|g| g.expires > crate::session::now_secs()) {
-                self.grant_ended(session, ctx, &g, "logout");
+                self.grant_ended(session, ctx, &g, crate::breakglass::GrantEnd::Logout);
             }
             ended = auth.store.delete(&id).await.is_ok();
             if let Some(audit) = &self.audit {
@@ -512,7 +512,7 @@ impl Gateway {
                         audit.append(ev);
                         // An emergency grant ends with its session.
                         if let Some(g) = s.breakglass.as_ref().filter(|g| g.expires > crate::session::now_secs()) {
-                            self.grant_ended(session, ctx, g, "backchannel_logout");
+                            self.grant_ended(session, ctx, g, crate::breakglass::GrantEnd::BackchannelLogout);
                         }
                     }
                 }

@@ -9,7 +9,7 @@ use super::cookies;
 use super::respond::{self, Refusal};
 use super::{Gateway, RequestCtx};
 use crate::audit::{Actor, Decision, Event, Kind};
-use crate::breakglass::{self as bg, rfc3339, AlertEvent, Grant, LinkState, Record, Store};
+use crate::breakglass::{self as bg, rfc3339, AlertEvent, AlertKind, Grant, GrantEnd, LinkState, Record, Store};
 use crate::session::{now_secs, sha256_hex, Session as UserSession};
 use bytes::Bytes;
 use pingora::proxy::Session;
@@ -305,7 +305,7 @@ impl Gateway {
             id: grant.id.clone(),
             subject: user.subject.clone(),
             route: route.name.clone(),
-            kind: "declared".into(),
+            kind: bg::GrantKind::Declared,
             started: now,
             expires: grant.expires,
             scope: grant.scope_name(),
@@ -330,7 +330,7 @@ impl Gateway {
             return self.refuse(session, ctx, Refusal::SessionStoreUnavailable).await;
         }
         if let Some(old) = &old {
-            self.grant_ended(session, ctx, old, "replaced");
+            self.grant_ended(session, ctx, old, GrantEnd::Replaced);
         }
         bg::end_on_time(auth.store.clone(), self.audit.clone(), grant.id.clone(), grant.expires);
         self.started(session, ctx, &settings, &record, "declared", &user.subject).await;
@@ -369,7 +369,7 @@ impl Gateway {
             }
         }
         tracing::warn!(user = who, route = %r.route, grant = %r.id, how, "break-glass emergency access started");
-        let event = if how == "sealed_link" { "breakglass.link_used" } else { "breakglass.started" };
+        let event = if how == "sealed_link" { AlertKind::LinkUsed } else { AlertKind::Started };
         let alert = AlertEvent {
             scope: Some(r.scope.clone()),
             when: rfc3339(r.started),
@@ -413,7 +413,7 @@ impl Gateway {
                     tracing::error!(user = %used.user, route = %used.route, "ALERT: a used sealed emergency link was presented again");
                     let alert = AlertEvent {
                         scope: Some(link_scope(&used)),
-                        ..AlertEvent::new("breakglass.link_reused", &used.user, &used.route)
+                        ..AlertEvent::new(AlertKind::LinkReused, &used.user, &used.route)
                     };
                     bg::alert(&settings, alert, self.audit.clone());
                 }
@@ -489,7 +489,7 @@ impl Gateway {
                         let alert = AlertEvent {
                             scope: Some(link_scope(&link)),
                             expires: Some(link.expires),
-                            ..AlertEvent::new("breakglass.link_spent", &link.user, &link.route)
+                            ..AlertEvent::new(AlertKind::LinkSpent, &link.user, &link.route)
                         };
                         bg::alert(&settings, alert, self.audit.clone());
                     }
@@ -562,7 +562,7 @@ impl Gateway {
             id: grant.id.clone(),
             subject: link.user.clone(),
             route: link.route.clone(),
-            kind: "sealed".into(),
+            kind: bg::GrantKind::Sealed,
             started: now,
             expires: grant.expires,
             scope: grant.scope_name(),
@@ -696,7 +696,7 @@ impl Gateway {
                     format!("the record <code>{}</code>", esc(&r.scope))
                 },
                 who = esc(&r.subject),
-                kind = esc(&r.kind),
+                kind = esc(r.kind.as_str()),
                 start = rfc3339(r.started),
                 end = rfc3339(r.expires),
                 id = esc(&r.id),
@@ -707,7 +707,7 @@ impl Gateway {
             match &r.review {
                 Some(v) => body.push_str(&format!(
                     "<p>Reviewed: <strong>{}</strong> by {} at {}: {}</p></section>",
-                    esc(&v.verdict),
+                    esc(v.verdict.as_str()),
                     esc(&v.reviewer),
                     rfc3339(v.at),
                     esc(&v.note)
@@ -726,7 +726,7 @@ impl Gateway {
 
     /// Records the end of `g` for `why`, unless another end of it was recorded first
     /// (on any gateway).
-    pub(super) fn grant_ended(&self, session: &Session, ctx: &RequestCtx, g: &Grant, why: &str) {
+    pub(super) fn grant_ended(&self, session: &Session, ctx: &RequestCtx, g: &Grant, why: GrantEnd) {
         self.access().grant_ended(self.access_event(session, ctx, Kind::BreakglassEnded), g, why);
     }
 }
