@@ -104,7 +104,7 @@ impl Admin {
         let Some(auth) = &self.auth else {
             return json_reply(404, json!({ "error": "sign-in is not configured" }));
         };
-        let params = super::breakglass::query(req);
+        let params = super::form::query(req);
         let unavailable = || json_reply(503, json!({ "error": "the session store is unreachable" }));
         match (method.as_str(), path.as_str()) {
             ("GET", "/sessions") => {
@@ -169,13 +169,16 @@ impl Admin {
                 let Some(settings) = self.breakglass.clone() else {
                     return json_reply(404, json!({ "error": "[breakglass] is not configured" }));
                 };
-                let mut body = Vec::new();
-                while let Ok(Some(chunk)) = session.read_request_body().await {
-                    body.extend_from_slice(&chunk);
-                    if body.len() > 16 * 1024 {
-                        return json_reply(413, json!({ "error": "the body is too large" }));
+                let body = match super::form::body(session).await {
+                    Ok(b) => b,
+                    Err(super::form::FormError::TooLarge) => {
+                        return json_reply(413, json!({ "error": "the body is too large" }))
                     }
-                }
+                    // A body cut off is not a note.
+                    Err(super::form::FormError::Cut(_)) => {
+                        return json_reply(400, json!({ "error": "the body could not be read" }))
+                    }
+                };
                 self.breakglass(&settings, auth, &admin, client, method.as_str(), p, &params, body).await
             }
             _ => json_reply(404, json!({ "error": "not found" })),

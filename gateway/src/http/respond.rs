@@ -225,3 +225,45 @@ pub async fn refuse_with(session: &mut Session, r: Refusal, mut extra: Vec<(&'st
     }
     write_full(session, status, Bytes::from_static(body.as_bytes()), close, &extra).await
 }
+
+/// Why a gateway endpoint refused. Each kind is recorded its own way (an access decision,
+/// a refused sign-in, a refused break-glass step, a refused back-channel logout); this is
+/// their one table of statuses and audit reasons.
+#[derive(Debug)]
+pub enum Denial {
+    /// A page of [`Refusal`]'s table, recorded as an access decision.
+    Refused(Refusal),
+    /// A sign-in refused at the callback: why, who tried (when known), and the page shown.
+    LoginFailed { reason: &'static str, actor: Option<crate::audit::Actor>, page: Refusal },
+    /// A break-glass step refused: a page saying what to do instead.
+    Breakglass(super::breakglass::BreakglassDenial),
+    /// A back-channel logout refused: a JSON error for the provider.
+    Backchannel(super::endpoints::BackchannelDenial),
+    /// The sign-in step answered (a redirect to the provider, or a 401) and recorded it.
+    Answered,
+    /// The connection failed: nothing more can be answered.
+    Io(Box<pingora::Error>),
+}
+
+impl Denial {
+    /// The status answered (`None`: answered already, or not at all).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Denial::Refused(r) | Denial::LoginFailed { page: r, .. } => Some(r.status()),
+            Denial::Breakglass(b) => Some(b.status()),
+            Denial::Backchannel(b) => Some(b.status()),
+            Denial::Answered | Denial::Io(_) => None,
+        }
+    }
+
+    /// The reason in the audit record.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Denial::Refused(r) => Some(r.reason()),
+            Denial::LoginFailed { reason, .. } => Some(reason),
+            Denial::Breakglass(b) => Some(b.reason()),
+            Denial::Backchannel(b) => Some(b.reason()),
+            Denial::Answered | Denial::Io(_) => None,
+        }
+    }
+}
