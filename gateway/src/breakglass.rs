@@ -350,7 +350,7 @@ impl Scheduled {
 pub fn record_end(store: Option<SessionStore>, audit: Option<Audit>, ev: Event) {
     let Some(id) = ev.grant.clone() else { return };
     tokio::spawn(async move {
-        let why = ev.reason.clone().unwrap_or_default();
+        let why = ev.reason.as_ref().map(|r| r.as_str().to_string()).unwrap_or_default();
         if let Some(store) = &store {
             let st = Store(store);
             match st.claim_end(&id, &why).await {
@@ -365,7 +365,7 @@ pub fn record_end(store: Option<SessionStore>, audit: Option<Audit>, ev: Event) 
                 }
             }
         }
-        tracing::warn!(grant = %id, route = ?ev.route, why, "break-glass grant ended");
+        tracing::warn!(grant = %id, route = ?ev.route, why = %why, "break-glass grant ended");
         let durable = match &audit {
             Some(a) => a.append_durable(ev).await.map(|_| ()).map_err(|e| e.to_string()),
             None => Ok(()),
@@ -410,7 +410,7 @@ async fn expire(store: &SessionStore, audit: Option<&Audit>, id: &str) -> Result
     let mut ev = Event::new(Kind::BreakglassEnded);
     ev.grant = Some(id.to_string());
     ev.breakglass = Some(true);
-    ev.reason = Some(why.into());
+    ev.reason = Some(crate::audit::Reason::named(why));
     if let Some(s) = &scheduled {
         ev.actor = Some(Actor { subject: s.subject.clone(), groups: Vec::new() });
         ev.session.clone_from(&s.session);
@@ -728,7 +728,7 @@ pub fn alert(settings: &Arc<Settings>, e: AlertEvent, audit: Option<Audit>) {
     ev.grant = e.grant.clone();
     ev.scope = e.scope.clone();
     ev.case_ref = e.case_ref.clone();
-    ev.reason = Some(e.event.clone());
+    ev.reason = Some(crate::audit::Reason::named(&e.event));
     ev.alert = serde_json::to_value(&e).ok();
     audit.append(ev);
 }

@@ -91,7 +91,7 @@ impl ShutdownSignalWatch for Drain {
                 // Closing the audit chain blocks: not on this async task.
                 let audit = self.audit.clone();
                 std::thread::spawn(move || {
-                    close_audit(audit.as_ref(), "SIGINT", Duration::from_millis(500));
+                    close_audit(audit.as_ref(), crate::audit::Code::Sigint, Duration::from_millis(500));
                     std::process::exit(130);
                 });
                 std::future::pending().await
@@ -108,7 +108,7 @@ fn exit_when_drained(grace: Duration, audit: Option<Audit>) {
     while start.elapsed() < grace {
         if IN_FLIGHT.load(Ordering::Acquire) == 0 {
             tracing::info!(after_ms = start.elapsed().as_millis() as u64, "drained; exiting");
-            close_audit(audit.as_ref(), "SIGTERM", Duration::from_secs(3));
+            close_audit(audit.as_ref(), crate::audit::Code::Sigterm, Duration::from_secs(3));
             std::process::exit(0);
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -133,16 +133,16 @@ fn exit_when_drained(grace: Duration, audit: Option<Audit>) {
         tunnels,
         "grace period over; exiting with requests in flight"
     );
-    close_audit(audit.as_ref(), "SIGTERM, grace period over", Duration::from_secs(1));
+    close_audit(audit.as_ref(), crate::audit::Code::SigtermGraceOver, Duration::from_secs(1));
     std::process::exit(0);
 }
 
 /// Writes `audit.stopped` and waits for it: the channel is in order, so every record
 /// queued before it (completion records too) is on disk when this returns.
-fn close_audit(audit: Option<&Audit>, why: &str, sink_wait: Duration) {
+fn close_audit(audit: Option<&Audit>, why: crate::audit::Code, sink_wait: Duration) {
     if let Some(audit) = audit {
         let mut ev = Event::new(Kind::AuditStopped);
-        ev.reason = Some(why.to_string());
+        ev.reason = Some(why.into());
         if let Err(e) = audit.append_blocking(ev) {
             tracing::error!(error = %e, "the audit chain could not be closed");
         }

@@ -9,115 +9,86 @@ use serde::{Deserialize, Serialize};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Kind {
-    /// The gateway decided whether a request may reach its upstream.
-    #[serde(rename = "access.decision")]
-    AccessDecision,
-    /// A forwarded request finished (status, bytes, duration).
-    #[serde(rename = "access.completed")]
-    AccessCompleted,
-    /// A signed checkpoint of the chain (sequence and hash).
-    #[serde(rename = "audit.checkpoint")]
-    AuditCheckpoint,
-    /// The gateway started writing this chain (after a restart too).
-    #[serde(rename = "audit.started")]
-    AuditStarted,
-    /// The gateway stopped writing this chain in an orderly way.
-    #[serde(rename = "audit.stopped")]
-    AuditStopped,
-    /// A user signed in; a session was created (`session` holds its id's hash).
-    #[serde(rename = "auth.login")]
-    AuthLogin,
-    /// A sign-in was refused; `reason` says why (`state`, `browser_binding`, `nonce`,
-    /// `signature`, `mfa`, …).
-    #[serde(rename = "auth.login_failed")]
-    AuthLoginFailed,
-    /// A user signed out.
-    #[serde(rename = "auth.logout")]
-    AuthLogout,
-    /// A session ended by automatic logoff (idle timeout).
-    #[serde(rename = "session.idle_timeout")]
-    SessionIdleTimeout,
-    /// A session ended at its absolute lifetime.
-    #[serde(rename = "session.expired")]
-    SessionExpired,
-    /// An administrator ended a session (`actor`: the administrator, `target`: the
-    /// user, `session`: the session's hash).
-    #[serde(rename = "admin.session_revoked")]
-    AdminSessionRevoked,
-    /// An administrator listed a user's sessions.
-    #[serde(rename = "admin.sessions_listed")]
-    AdminSessionsListed,
-    /// A request to the admin API without a valid administrator token.
-    #[serde(rename = "admin.denied")]
-    AdminDenied,
-    /// The identity provider refused a session when it was re-validated (the user is
-    /// disabled or signed out there); the session was ended.
-    #[serde(rename = "session.revoked_by_idp")]
-    SessionRevokedByIdp,
-    /// A new policy is in force (`rule`: the SHA-256 of the model and policy files).
-    #[serde(rename = "policy.reloaded")]
-    PolicyReloaded,
-    /// A changed policy was refused (`reason`: the error with file:line, or the failing
-    /// cases); the last good one stays in force.
-    #[serde(rename = "policy.reload_rejected")]
-    PolicyReloadRejected,
-    /// The identity provider ended sessions (OpenID Connect Back-Channel Logout).
-    #[serde(rename = "auth.backchannel_logout")]
-    AuthBackchannelLogout,
-    /// An emergency grant started (`grant`, `route`, the justification's SHA-256 and
-    /// length, `case_ref`; `reason`: `declared` or `sealed_link`).
-    #[serde(rename = "breakglass.started")]
-    BreakglassStarted,
-    /// An emergency grant ended (`reason`: `expired`, `logout`, `replaced`, `revoked`,
-    /// `session_idle_timeout`, …), recorded once per grant across gateways.
-    #[serde(rename = "breakglass.ended")]
-    BreakglassEnded,
-    /// A declaration or a sealed link was refused (`reason`: `policy`, `daily_limit`,
-    /// `justification`, `csrf`, `link_used`, `link_expired`, `link_unknown`, `totp`, …).
-    #[serde(rename = "breakglass.denied")]
-    BreakglassDenied,
-    /// An administrator issued a sealed link (`target`: the user it is for).
-    #[serde(rename = "breakglass.link_issued")]
-    BreakglassLinkIssued,
-    /// A sealed link was used (its one use).
-    #[serde(rename = "breakglass.link_used")]
-    BreakglassLinkUsed,
-    /// An auditor reviewed an emergency grant (`grant`, `reason`: the verdict).
-    #[serde(rename = "breakglass.reviewed")]
-    BreakglassReviewed,
-    /// Someone read the emergency review records (they hold the justifications).
-    #[serde(rename = "breakglass.reviews_read")]
-    BreakglassReviewsRead,
-    /// A break-glass alert could not be delivered (written by earlier versions, which
-    /// gave up; alerts are now retried until taken, see `breakglass.alert`).
-    #[serde(rename = "breakglass.alert_failed")]
-    BreakglassAlertFailed,
-    /// A WebSocket tunnel opened: the upstream answered the allowed upgrade with `101`
-    /// (the request's metadata; `status`: 101).
-    #[serde(rename = "tunnel.opened")]
-    TunnelOpened,
-    /// A tunnel closed: `bytes_in` (client to upstream), `bytes_out`, `duration_ms` (since
-    /// it opened), `reason` (`client_closed`, `upstream_closed`, `session_revoked`,
-    /// `logout`, `backchannel_logout`, `session_idle_timeout`, `session_expired`,
-    /// `policy_reload`, `shutdown`, …).
-    #[serde(rename = "tunnel.closed")]
-    TunnelClosed,
-    /// A break-glass alert, queued on the spool (`alert`: what it says); each alert
-    /// receiver delivers it from there, retried until taken.
-    #[serde(rename = "breakglass.alert")]
-    BreakglassAlert,
-    /// A sink's receiver refused records for good (HTTP 400, 413 or 422: the payload
-    /// itself): they were kept in `dead-letters/<sink>/` (`sink`, `count`, `first_seq`,
-    /// `last_seq`, `reason`) for `custos audit redeliver`.
-    #[serde(rename = "audit.dead_lettered")]
-    AuditDeadLettered,
-    /// Dead letters were delivered on `custos audit redeliver` (`sink`, `count`,
-    /// `first_seq`, `last_seq`).
-    #[serde(rename = "audit.redelivered")]
-    AuditRedelivered,
+super::reason::vocabulary! {
+    /// What happened.
+    Kind {
+        /// The gateway decided whether a request may reach its upstream.
+        AccessDecision = "access.decision",
+        /// A forwarded request finished (status, bytes, duration).
+        AccessCompleted = "access.completed",
+        /// A signed checkpoint of the chain (sequence and hash).
+        AuditCheckpoint = "audit.checkpoint",
+        /// The gateway started writing this chain (after a restart too).
+        AuditStarted = "audit.started",
+        /// The gateway stopped writing this chain in an orderly way.
+        AuditStopped = "audit.stopped",
+        /// A user signed in; a session was created (`session` holds its id's hash).
+        AuthLogin = "auth.login",
+        /// A sign-in was refused; `reason` says why (`state`, `browser_binding`, `nonce`,
+        /// `signature`, `mfa`, …).
+        AuthLoginFailed = "auth.login_failed",
+        /// A user signed out.
+        AuthLogout = "auth.logout",
+        /// A session ended by automatic logoff (idle timeout).
+        SessionIdleTimeout = "session.idle_timeout",
+        /// A session ended at its absolute lifetime.
+        SessionExpired = "session.expired",
+        /// An administrator ended a session (`actor`: the administrator, `target`: the
+        /// user, `session`: the session's hash).
+        AdminSessionRevoked = "admin.session_revoked",
+        /// An administrator listed a user's sessions.
+        AdminSessionsListed = "admin.sessions_listed",
+        /// A request to the admin API without a valid administrator token.
+        AdminDenied = "admin.denied",
+        /// The identity provider refused a session when it was re-validated (the user is
+        /// disabled or signed out there); the session was ended.
+        SessionRevokedByIdp = "session.revoked_by_idp",
+        /// A new policy is in force (`rule`: the SHA-256 of the model and policy files).
+        PolicyReloaded = "policy.reloaded",
+        /// A changed policy was refused (`reason`: the error with file:line, or the failing
+        /// cases); the last good one stays in force.
+        PolicyReloadRejected = "policy.reload_rejected",
+        /// The identity provider ended sessions (OpenID Connect Back-Channel Logout).
+        AuthBackchannelLogout = "auth.backchannel_logout",
+        /// An emergency grant started (`grant`, `route`, the justification's SHA-256 and
+        /// length, `case_ref`; `reason`: `declared` or `sealed_link`).
+        BreakglassStarted = "breakglass.started",
+        /// An emergency grant ended (`reason`: `expired`, `logout`, `replaced`, `revoked`,
+        /// `session_idle_timeout`, …), recorded once per grant across gateways.
+        BreakglassEnded = "breakglass.ended",
+        /// A declaration or a sealed link was refused (`reason`: `policy`, `daily_limit`,
+        /// `justification`, `csrf`, `link_used`, `link_expired`, `link_unknown`, `totp`, …).
+        BreakglassDenied = "breakglass.denied",
+        /// An administrator issued a sealed link (`target`: the user it is for).
+        BreakglassLinkIssued = "breakglass.link_issued",
+        /// A sealed link was used (its one use).
+        BreakglassLinkUsed = "breakglass.link_used",
+        /// An auditor reviewed an emergency grant (`grant`, `reason`: the verdict).
+        BreakglassReviewed = "breakglass.reviewed",
+        /// Someone read the emergency review records (they hold the justifications).
+        BreakglassReviewsRead = "breakglass.reviews_read",
+        /// A break-glass alert could not be delivered (written by earlier versions, which
+        /// gave up; alerts are now retried until taken, see `breakglass.alert`).
+        BreakglassAlertFailed = "breakglass.alert_failed",
+        /// A WebSocket tunnel opened: the upstream answered the allowed upgrade with `101`
+        /// (the request's metadata; `status`: 101).
+        TunnelOpened = "tunnel.opened",
+        /// A tunnel closed: `bytes_in` (client to upstream), `bytes_out`, `duration_ms` (since
+        /// it opened), `reason` (`client_closed`, `upstream_closed`, `session_revoked`,
+        /// `logout`, `backchannel_logout`, `session_idle_timeout`, `session_expired`,
+        /// `policy_reload`, `shutdown`, …).
+        TunnelClosed = "tunnel.closed",
+        /// A break-glass alert, queued on the spool (`alert`: what it says); each alert
+        /// receiver delivers it from there, retried until taken.
+        BreakglassAlert = "breakglass.alert",
+        /// A sink's receiver refused records for good (HTTP 400, 413 or 422: the payload
+        /// itself): they were kept in `dead-letters/<sink>/` (`sink`, `count`, `first_seq`,
+        /// `last_seq`, `reason`) for `custos audit redeliver`.
+        AuditDeadLettered = "audit.dead_lettered",
+        /// Dead letters were delivered on `custos audit redeliver` (`sink`, `count`,
+        /// `first_seq`, `last_seq`).
+        AuditRedelivered = "audit.redelivered",
+}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,9 +164,10 @@ pub struct Event {
     pub decision: Option<Decision>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
-    /// Why a request was refused (`no_route`, `bad_path`, …).
+    /// Why: a code of the vocabulary ([`super::reason::Code`]: `no_route`, `bad_path`,
+    /// `policy`, …), or a message for the few kinds that carry one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<super::reason::Reason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

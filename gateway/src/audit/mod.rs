@@ -12,9 +12,11 @@ pub mod event;
 pub mod private;
 pub mod sinks;
 pub mod spool;
+pub mod reason;
 pub mod verify;
 
 pub use event::{Actor, Decision, Event, Kind, Phase};
+pub use reason::{Code, Reason};
 
 use crate::secret::SecretRef;
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -177,7 +179,8 @@ impl Audit {
         })?;
         let (seq, _) = writer.head();
         let mut started = Event::new(Kind::AuditStarted);
-        started.reason = Some(if seq == 0 { "new chain".into() } else { format!("continuing after seq {seq}") });
+        started.reason =
+            Some(Reason::message(if seq == 0 { "new chain".into() } else { format!("continuing after seq {seq}") }));
         writer.append_now(started)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let failing = Arc::new(AtomicBool::new(false));

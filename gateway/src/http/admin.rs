@@ -155,7 +155,7 @@ impl Admin {
                         ev.scope = Some(g.scope_name());
                         ev.route = Some(g.route.clone());
                         ev.breakglass = Some(true);
-                        ev.reason = Some("revoked".into());
+                        ev.reason = Some(crate::audit::Code::Revoked.into());
                         crate::breakglass::record_end(Some(auth.store.clone()), self.audit.clone(), ev);
                     }
                 }
@@ -268,7 +268,7 @@ impl Admin {
                     ev.route = Some(route.clone());
                     ev.breakglass = Some(true);
                     ev.scope = Some(scope.clone());
-                    ev.reason = Some(format!("ttl_secs={ttl} totp={}", totp.is_some()));
+                    ev.reason = Some(crate::audit::Reason::message(format!("ttl_secs={ttl} totp={}", totp.is_some())));
                 });
                 let url = format!("{}{}?t={token}", auth.settings.oidc.origin, super::breakglass::LINK_PATH);
                 json_reply(
@@ -299,7 +299,7 @@ impl Admin {
                             ev.grant = Some(r.id.clone());
                             ev.target = Some(r.subject.clone());
                             ev.route = Some(r.route.clone());
-                            ev.reason = Some(verdict.to_string());
+                            ev.reason = Some(crate::audit::Reason::named(&verdict.to_string()));
                             ev.breakglass = Some(true);
                         });
                         json_reply(200, json!({ "grant": r.id, "verdict": verdict }))
@@ -308,7 +308,7 @@ impl Admin {
                         if e == crate::breakglass::ReviewError::OwnUse {
                             self.record(Kind::BreakglassDenied, Some(admin), client, |ev| {
                                 ev.grant = Some(id.clone());
-                                ev.reason = Some("self_review".into());
+                                ev.reason = Some(crate::audit::Code::SelfReview.into());
                                 ev.breakglass = Some(true);
                             });
                         }

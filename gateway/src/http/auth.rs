@@ -460,7 +460,7 @@ impl Gateway {
         if let (Some(audit), Some(reason)) = (&self.audit, deny_reason) {
             let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
             ev.decision = Some(Decision::Deny);
-            ev.reason = Some(reason.into());
+            ev.reason = Some(crate::audit::Reason::named(reason));
             ev.status = Some(302);
             audit.append_refusal(ev);
             super::metrics::DECISIONS.with_label_values(&["deny"]).inc();

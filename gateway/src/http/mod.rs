@@ -163,7 +163,7 @@ impl Gateway {
         if let Some(audit) = &self.audit {
             let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
             ev.decision = Some(Decision::Deny);
-            ev.reason = Some(reason.into());
+            ev.reason = Some(crate::audit::Reason::named(reason));
             ev.status = Some(r.status());
             audit.append_refusal(ev);
         }
@@ -299,7 +299,7 @@ impl Gateway {
         if let Some(audit) = &self.audit {
             let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
             ev.decision = Some(Decision::Deny);
-            ev.reason = Some("policy".into());
+            ev.reason = Some(crate::audit::Code::Policy.into());
             ev.rule = Some(d.rule.as_deref().unwrap_or("default deny").to_string());
             ev.status = Some(403);
             audit.append_refusal(ev);
@@ -658,7 +658,7 @@ impl ProxyHttp for Gateway {
             ev.bytes_in = Some(ctx.body_bytes);
             ev.bytes_out = Some(session.body_bytes_sent() as u64);
             ev.duration_ms = Some(ctx.start.elapsed().as_secs_f64() * 1000.0);
-            ev.reason = ctx.refusal.map(|r| r.reason().to_string()).or(ctx.tunnel_closed.map(str::to_string));
+            ev.reason = ctx.refusal.map(|r| r.code().into()).or(ctx.tunnel_closed.map(crate::audit::Reason::named));
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
             if let Some((s, d)) = ctx.audit_phase {
                 ev.phases.push(crate::audit::Phase { name: "audit".into(), start_ms: ms(s), duration_ms: ms(d) });

@@ -3,6 +3,7 @@
 //! trace. Responses the gateway makes itself carry their own security headers, because
 //! pingora skips `response_filter` for them.
 
+use crate::audit::Code;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -107,33 +108,38 @@ impl Refusal {
         }
     }
 
+    /// The reason its audit record gives.
+    pub fn code(self) -> Code {
+        match self {
+            Refusal::BadFraming => Code::BadFraming,
+            Refusal::BadPath => Code::BadPath,
+            Refusal::HeaderTooLarge => Code::HeaderTooLarge,
+            Refusal::UriTooLong => Code::UriTooLong,
+            Refusal::NoRoute => Code::NoRoute,
+            Refusal::BodyTooLarge => Code::BodyTooLarge,
+            Refusal::UpstreamUnavailable => Code::UpstreamUnavailable,
+            Refusal::UpstreamTimeout => Code::UpstreamTimeout,
+            Refusal::ClientTimeout => Code::ClientTimeout,
+            Refusal::AuditUnavailable => Code::AuditUnavailable,
+            Refusal::Internal => Code::Internal,
+            Refusal::Unauthenticated => Code::Unauthenticated,
+            Refusal::StepUpRequired => Code::MfaRequired,
+            Refusal::SessionStoreUnavailable => Code::SessionStoreUnavailable,
+            Refusal::IdpUnavailable => Code::IdpUnavailable,
+            Refusal::LoginFailed => Code::LoginFailed,
+            Refusal::MfaNotSatisfied => Code::Mfa,
+            Refusal::TooManySignIns => Code::LoginRate,
+            Refusal::InvalidToken => Code::Bearer,
+            Refusal::PolicyDenied => Code::Policy,
+            Refusal::MethodNotAllowed => Code::MethodNotAllowed,
+            Refusal::MethodOverride => Code::MethodOverride,
+            Refusal::UpgradeRefused => Code::UpgradeRefused,
+        }
+    }
+
     /// The reason as written in audit records.
     pub fn reason(self) -> &'static str {
-        match self {
-            Refusal::BadFraming => "bad_framing",
-            Refusal::BadPath => "bad_path",
-            Refusal::HeaderTooLarge => "header_too_large",
-            Refusal::UriTooLong => "uri_too_long",
-            Refusal::NoRoute => "no_route",
-            Refusal::BodyTooLarge => "body_too_large",
-            Refusal::UpstreamUnavailable => "upstream_unavailable",
-            Refusal::UpstreamTimeout => "upstream_timeout",
-            Refusal::ClientTimeout => "client_timeout",
-            Refusal::AuditUnavailable => "audit_unavailable",
-            Refusal::Internal => "internal",
-            Refusal::Unauthenticated => "unauthenticated",
-            Refusal::StepUpRequired => "mfa_required",
-            Refusal::SessionStoreUnavailable => "session_store_unavailable",
-            Refusal::IdpUnavailable => "idp_unavailable",
-            Refusal::LoginFailed => "login_failed",
-            Refusal::MfaNotSatisfied => "mfa",
-            Refusal::TooManySignIns => "login_rate",
-            Refusal::InvalidToken => "bearer",
-            Refusal::PolicyDenied => "policy",
-            Refusal::MethodNotAllowed => "method_not_allowed",
-            Refusal::MethodOverride => "method_override",
-            Refusal::UpgradeRefused => "upgrade_refused",
-        }
+        self.code().as_str()
     }
 
     pub fn status(self) -> u16 {
@@ -234,7 +240,7 @@ pub enum Denial {
     /// A page of [`Refusal`]'s table, recorded as an access decision.
     Refused(Refusal),
     /// A sign-in refused at the callback: why, who tried (when known), and the page shown.
-    LoginFailed { reason: &'static str, actor: Option<crate::audit::Actor>, page: Refusal },
+    LoginFailed { reason: crate::audit::Reason, actor: Option<crate::audit::Actor>, page: Refusal },
     /// A break-glass step refused: a page saying what to do instead.
     Breakglass(super::breakglass::BreakglassDenial),
     /// A back-channel logout refused: a JSON error for the provider.
@@ -257,11 +263,11 @@ impl Denial {
     }
 
     /// The reason in the audit record.
-    pub fn reason(&self) -> Option<&'static str> {
+    pub fn reason(&self) -> Option<crate::audit::Reason> {
         match self {
-            Denial::Refused(r) => Some(r.reason()),
-            Denial::LoginFailed { reason, .. } => Some(reason),
-            Denial::Breakglass(b) => Some(b.reason()),
+            Denial::Refused(r) => Some(r.code().into()),
+            Denial::LoginFailed { reason, .. } => Some(reason.clone()),
+            Denial::Breakglass(b) => Some(b.reason().into()),
             Denial::Backchannel(b) => Some(b.reason()),
             Denial::Answered | Denial::Io(_) => None,
         }

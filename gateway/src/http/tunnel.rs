@@ -230,7 +230,7 @@ impl Gateway {
             ev.bytes_in = Some(counts.0);
             ev.bytes_out = Some(counts.1);
             ev.duration_ms = Some(opened.elapsed().as_secs_f64() * 1000.0);
-            ev.reason = Some(why.to_string());
+            ev.reason = Some(crate::audit::Reason::named(why));
             audit.append(ev);
         }
         tracing::debug!(why, bytes_in = counts.0, bytes_out = counts.1, "tunnel closed");

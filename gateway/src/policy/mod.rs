@@ -958,7 +958,7 @@ pub fn watch(policy: Arc<Policy>, files: PolicyFiles, audit: Option<crate::audit
                         if let Some(a) = &audit {
                             let mut ev = crate::audit::Event::new(crate::audit::Kind::PolicyReloaded);
                             ev.rule = Some(hashes);
-                            ev.reason = Some(why.into());
+                            ev.reason = Some(crate::audit::Reason::named(why));
                             a.append(ev);
                         }
                     }
@@ -966,7 +966,7 @@ pub fn watch(policy: Arc<Policy>, files: PolicyFiles, audit: Option<crate::audit
                         tracing::error!(why, error = %e, "policy reload refused; the last good policy stays in force");
                         if let Some(a) = &audit {
                             let mut ev = crate::audit::Event::new(crate::audit::Kind::PolicyReloadRejected);
-                            ev.reason = Some(e.to_string());
+                            ev.reason = Some(crate::audit::Reason::message(e.to_string()));
                             a.append(ev);
                         }
                     }

@@ -429,7 +429,7 @@ async fn bury_refused(d: &Delivery, name: &str, refused: &[(&[Line], String)]) {
         // make one for each, for ever: those are only logged and counted.
         if !part.iter().all(|l| l.record.event.kind == Kind::AuditDeadLettered) {
             let mut ev = delivery_event(Kind::AuditDeadLettered, name, part);
-            ev.reason = Some(why.chars().take(200).collect());
+            ev.reason = Some(crate::audit::Reason::message(why.chars().take(200).collect::<String>()));
             d.audit.append(ev);
         }
     }

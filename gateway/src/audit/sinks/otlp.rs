@@ -107,7 +107,7 @@ fn request_attributes(ev: &Event) -> Vec<KeyValue> {
     opt("http.route", &ev.route);
     opt("client.address", &ev.client);
     opt("custos.request_id", &ev.request_id);
-    opt("custos.reason", &ev.reason);
+    opt("custos.reason", &ev.reason.as_ref().map(|r| r.as_str().to_string()));
     opt("custos.rule", &ev.rule);
     if let Some(d) = ev.decision {
         a.push(s("custos.decision", if d == crate::audit::Decision::Allow { "allow" } else { "deny" }));

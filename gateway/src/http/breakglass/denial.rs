@@ -1,6 +1,7 @@
 //! Every way a break-glass page refuses, with its status, its audit reason and the
 //! sentence the person reads, in one table.
 
+use crate::audit::Code;
 use crate::breakglass::ReviewError;
 use std::borrow::Cow;
 
@@ -40,44 +41,44 @@ pub enum BreakglassDenial {
 
 impl BreakglassDenial {
     /// The table: status, audit reason, message.
-    pub fn parts(&self) -> (u16, &'static str, Cow<'static, str>) {
+    pub fn parts(&self) -> (u16, Code, Cow<'static, str>) {
         use BreakglassDenial as D;
         let (status, reason, msg) = match self {
-            D::FormTooLarge => (413, "form_too_large", "The form is too large."),
-            D::NoRoute => (404, "no_route", "There is no such route."),
-            D::LinkRouteGone => (404, "no_route", "The link's route no longer exists."),
-            D::SealedDeclare => (403, "sealed_session", "A sealed emergency session cannot declare another emergency."),
-            D::SealedReview => (403, "sealed_session", "A sealed emergency session cannot review emergency access."),
-            D::Policy => (403, "policy", "Your account may not declare an emergency on this route."),
-            D::DeclareFormExpired => (403, "csrf", "The form has expired; open the emergency link again."),
-            D::OtherSite => (403, "csrf", "The form was sent from another site."),
-            D::ReviewFormExpired => (403, "csrf", "The form has expired; open the review page again."),
+            D::FormTooLarge => (413, Code::FormTooLarge, "The form is too large."),
+            D::NoRoute => (404, Code::NoRoute, "There is no such route."),
+            D::LinkRouteGone => (404, Code::NoRoute, "The link's route no longer exists."),
+            D::SealedDeclare => (403, Code::SealedSession, "A sealed emergency session cannot declare another emergency."),
+            D::SealedReview => (403, Code::SealedSession, "A sealed emergency session cannot review emergency access."),
+            D::Policy => (403, Code::Policy, "Your account may not declare an emergency on this route."),
+            D::DeclareFormExpired => (403, Code::Csrf, "The form has expired; open the emergency link again."),
+            D::OtherSite => (403, Code::Csrf, "The form was sent from another site."),
+            D::ReviewFormExpired => (403, Code::Csrf, "The form has expired; open the review page again."),
             D::Justification { max } => {
                 let msg = format!("Say why you need emergency access (1 to {max} characters).");
-                return (400, "justification", Cow::Owned(msg));
+                return (400, Code::Justification, Cow::Owned(msg));
             }
-            D::CaseRef => (400, "case_ref", "A case reference is at most 64 letters, digits, spaces and . _ : / # -"),
+            D::CaseRef => (400, Code::CaseRef, "A case reference is at most 64 letters, digits, spaces and . _ : / # -"),
             D::DailyLimit => {
-                (429, "daily_limit", "You have declared the most emergencies allowed today. Call the security team.")
+                (429, Code::DailyLimit, "You have declared the most emergencies allowed today. Call the security team.")
             }
             D::CodeTriesSpent => (
                 403,
-                "totp_tries",
+                Code::TotpTries,
                 "Too many wrong codes: this link is spent. The security team has been alerted.",
             ),
-            D::WrongCode => (403, "totp", "The code is not right."),
+            D::WrongCode => (403, Code::Totp, "The code is not right."),
             D::SpentByCodes => (
                 410,
-                "link_spent_by_failed_codes",
+                Code::LinkSpentByFailedCodes,
                 "This emergency link was spent by failed codes: too many wrong authenticator codes were entered with it. The security team has been alerted. Ask the on-call administrator for a new one.",
             ),
             D::LinkExpired => {
-                (410, "link_expired", "This emergency link has expired. Ask the on-call administrator for a new one.")
+                (410, Code::LinkExpired, "This emergency link has expired. Ask the on-call administrator for a new one.")
             }
-            D::LinkUnknown => (404, "link_unknown", "This is not a valid emergency link."),
-            D::NotAuditor => (403, "not_auditor", "Only auditors review emergency access."),
+            D::LinkUnknown => (404, Code::LinkUnknown, "This is not a valid emergency link."),
+            D::NotAuditor => (403, Code::NotAuditor, "Only auditors review emergency access."),
             D::Review(e) => {
-                let reason = if *e == ReviewError::OwnUse { "self_review" } else { "review_refused" };
+                let reason = if *e == ReviewError::OwnUse { Code::SelfReview } else { Code::ReviewRefused };
                 (e.status(), reason, e.message())
             }
         };
@@ -88,7 +89,7 @@ impl BreakglassDenial {
         self.parts().0
     }
 
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Code {
         self.parts().1
     }
 }
@@ -96,17 +97,18 @@ impl BreakglassDenial {
 #[cfg(test)]
 mod tests {
     use super::BreakglassDenial as D;
+    use crate::audit::Code;
     use crate::breakglass::ReviewError;
 
     #[test]
     fn table() {
         let (status, reason, msg) = D::Justification { max: 2000 }.parts();
-        assert_eq!((status, reason), (400, "justification"));
+        assert_eq!((status, reason), (400, Code::Justification));
         assert_eq!(msg, "Say why you need emergency access (1 to 2000 characters).");
-        assert_eq!((D::OtherSite.status(), D::OtherSite.reason()), (403, "csrf"));
-        assert_eq!((D::LinkRouteGone.status(), D::LinkRouteGone.reason()), (404, "no_route"));
-        assert_eq!(D::Review(ReviewError::OwnUse).reason(), "self_review");
+        assert_eq!((D::OtherSite.status(), D::OtherSite.reason()), (403, Code::Csrf));
+        assert_eq!((D::LinkRouteGone.status(), D::LinkRouteGone.reason()), (404, Code::NoRoute));
+        assert_eq!(D::Review(ReviewError::OwnUse).reason(), Code::SelfReview);
         assert_eq!(D::Review(ReviewError::OwnUse).status(), ReviewError::OwnUse.status());
-        assert_eq!(D::Review(ReviewError::BadNote).reason(), "review_refused");
+        assert_eq!(D::Review(ReviewError::BadNote).reason(), Code::ReviewRefused);
     }
 }

@@ -30,7 +30,7 @@ impl Gateway {
             ev.justification_sha256 = Some(r.justification_sha256.clone());
             ev.justification_len = Some(r.justification_len);
             ev.justification.clone_from(&text);
-            ev.reason = Some(how.into());
+            ev.reason = Some(crate::audit::Reason::named(how));
             ev.session.clone_from(&r.session);
             // Durable before the user is sent on, like an access decision.
             if let Err(e) = a.append_durable(ev).await {
@@ -85,7 +85,7 @@ impl Gateway {
         ev.route = Some(g.route.clone());
         ev.grant = Some(g.id.clone());
         ev.scope = Some(g.scope_name());
-        ev.reason = Some(why.into());
+        ev.reason = Some(crate::audit::Reason::named(why));
         bg::record_end(self.auth.as_ref().map(|a| a.store.clone()), self.audit.clone(), ev);
     }
 }

@@ -4,7 +4,7 @@
 
 use super::page;
 use super::{link_scope, statement, BreakglassDenial as D};
-use crate::audit::{Actor, Decision, Kind};
+use crate::audit::{Actor, Code, Decision, Kind};
 use crate::breakglass::{self as bg, AlertEvent, Grant, LinkState, Record, Store};
 use crate::http::endpoints::{Denial, Reply};
 use crate::http::form;
@@ -39,7 +39,7 @@ impl Gateway {
             Ok(LinkState::Used(used)) => {
                 if let Some(a) = &self.audit {
                     let mut ev = self.bg_event(session, ctx, Kind::BreakglassDenied);
-                    ev.reason = Some("link_used".into());
+                    ev.reason = Some(Code::LinkUsed.into());
                     ev.decision = Some(Decision::Deny);
                     a.append(ev);
                 }

@@ -65,7 +65,7 @@ impl Gateway {
                         ev.grant = Some(r.id.clone());
                         ev.target = Some(r.subject.clone());
                         ev.route = Some(r.route.clone());
-                        ev.reason = Some(verdict.to_string());
+                        ev.reason = Some(crate::audit::Reason::named(verdict));
                         a.append(ev);
                     }
                     Ok(Reply::see_other(REVIEWS_PATH))

@@ -3,7 +3,7 @@
 //! done now (the provider retries).
 
 use super::{Denial, Reply};
-use crate::audit::{Decision, Kind};
+use crate::audit::{Code, Decision, Kind, Reason};
 use crate::http::auth::actor_of;
 use crate::http::form::{self, FormError};
 use crate::http::respond::Refusal;
@@ -12,11 +12,11 @@ use pingora::proxy::Session;
 use std::time::Duration;
 
 /// Why a back-channel logout was refused: its audit reason and status in one table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackchannelDenial {
     NoToken,
     /// The logout token failed the check named.
-    Token(&'static str),
+    Token(Reason),
     /// The provider's keys could not be fetched.
     IdpUnavailable,
     /// The token's `jti` was seen before.
@@ -30,22 +30,22 @@ impl BackchannelDenial {
     fn of_token(reason: &'static str) -> BackchannelDenial {
         match reason {
             "idp_unavailable" => BackchannelDenial::IdpUnavailable,
-            r => BackchannelDenial::Token(r),
+            r => BackchannelDenial::Token(Reason::named(r)),
         }
     }
 
-    pub fn reason(self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            BackchannelDenial::NoToken => "no_token",
-            BackchannelDenial::Token(r) => r,
-            BackchannelDenial::IdpUnavailable => "idp_unavailable",
-            BackchannelDenial::Replay => "replay",
-            BackchannelDenial::Store => "store",
+            BackchannelDenial::NoToken => Code::NoToken.into(),
+            BackchannelDenial::Token(r) => r.clone(),
+            BackchannelDenial::IdpUnavailable => Code::IdpUnavailable.into(),
+            BackchannelDenial::Replay => Code::Replay.into(),
+            BackchannelDenial::Store => Code::Store.into(),
         }
     }
 
     /// 503 when the provider should try again; 400 for a token that will never do.
-    pub fn status(self) -> u16 {
+    pub fn status(&self) -> u16 {
         match self {
             BackchannelDenial::IdpUnavailable | BackchannelDenial::Store => 503,
             BackchannelDenial::NoToken | BackchannelDenial::Token(_) | BackchannelDenial::Replay => 400,
@@ -110,10 +110,10 @@ impl Gateway {
         if let Some(audit) = &self.audit {
             let mut ev = self.auth_event(session, ctx, Kind::AuthBackchannelLogout);
             ev.decision = Some(Decision::Deny);
-            ev.reason = Some(d.reason().into());
+            ev.reason = Some(d.reason());
             audit.append(ev);
         }
-        tracing::info!(reason = d.reason(), "back-channel logout refused");
+        tracing::info!(reason = %d.reason(), "back-channel logout refused");
         invalid_request(d.status())
     }
 }
@@ -121,15 +121,17 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::BackchannelDenial as D;
+    use crate::audit::{Code, Reason};
 
     #[test]
     fn retry_only_when_it_may_work() {
         assert_eq!(D::of_token("idp_unavailable"), D::IdpUnavailable);
-        assert_eq!((D::IdpUnavailable.status(), D::IdpUnavailable.reason()), (503, "idp_unavailable"));
-        assert_eq!((D::Store.status(), D::Store.reason()), (503, "store"));
-        assert_eq!(D::of_token("algorithm"), D::Token("algorithm"));
-        assert_eq!((D::Token("algorithm").status(), D::Token("algorithm").reason()), (400, "algorithm"));
-        assert_eq!((D::NoToken.status(), D::NoToken.reason()), (400, "no_token"));
-        assert_eq!((D::Replay.status(), D::Replay.reason()), (400, "replay"));
+        assert_eq!((D::IdpUnavailable.status(), D::IdpUnavailable.reason()), (503, Code::IdpUnavailable.into()));
+        assert_eq!((D::Store.status(), D::Store.reason()), (503, Code::Store.into()));
+        let alg = D::of_token("algorithm");
+        assert_eq!(alg, D::Token(Reason::Code(Code::Algorithm)));
+        assert_eq!((alg.status(), alg.reason()), (400, Code::Algorithm.into()));
+        assert_eq!((D::NoToken.status(), D::NoToken.reason()), (400, Code::NoToken.into()));
+        assert_eq!((D::Replay.status(), D::Replay.reason()), (400, Code::Replay.into()));
     }
 }

@@ -2,7 +2,7 @@
 //! one this browser started (state and pre-login cookie); then the session is made.
 
 use super::{Denial, Reply};
-use crate::audit::{Actor, Kind};
+use crate::audit::{Actor, Code, Kind, Reason};
 use crate::http::respond::Refusal;
 use crate::http::{cookies, form, Gateway, RequestCtx};
 use crate::identity::{redirect::safe_return, LoginError};
@@ -10,8 +10,8 @@ use crate::session::{Session as UserSession, SessionId};
 use pingora::proxy::Session;
 
 /// A sign-in refused at the callback for `reason`, with the generic page.
-fn failed(reason: &'static str) -> Denial {
-    Denial::LoginFailed { reason, actor: None, page: Refusal::LoginFailed }
+fn failed(reason: impl Into<Reason>) -> Denial {
+    Denial::LoginFailed { reason: reason.into(), actor: None, page: Refusal::LoginFailed }
 }
 
 impl Gateway {
@@ -23,11 +23,11 @@ impl Gateway {
         let Some(auth) = self.auth() else { return Err(Denial::Refused(Refusal::NoRoute)) };
         let Some(state) = form::query_param(session.req_header(), "state").filter(|s| !s.is_empty() && s.len() <= 512)
         else {
-            return Err(failed("state"));
+            return Err(failed(Code::State));
         };
         let pending = match auth.store.peek_login(&state).await {
             Ok(Some(p)) => p,
-            Ok(None) => return Err(failed("state")),
+            Ok(None) => return Err(failed(Code::State)),
             Err(e) => {
                 tracing::warn!(error = %e, "session store unavailable at sign-in callback");
                 return Err(Denial::Refused(Refusal::SessionStoreUnavailable));
@@ -40,38 +40,42 @@ impl Gateway {
             .map(|b| b.hash());
         // Both sides are SHA-256 digests of a secret: comparing them leaks nothing usable.
         if binding.as_deref() != Some(pending.binding.as_str()) {
-            return Err(failed("browser_binding"));
+            return Err(failed(Code::BrowserBinding));
         }
         match auth.store.consume_login(&state).await {
             Ok(true) => {}
-            Ok(false) => return Err(failed("state")),
+            Ok(false) => return Err(failed(Code::State)),
             Err(_) => return Err(Denial::Refused(Refusal::SessionStoreUnavailable)),
         }
         if form::query_param(session.req_header(), "error").is_some() {
-            return Err(failed("idp_error"));
+            return Err(failed(Code::IdpError));
         }
         let Some(code) = form::query_param(session.req_header(), "code").filter(|c| !c.is_empty()) else {
-            return Err(failed("code"));
+            return Err(failed(Code::AuthCode));
         };
         let claims = match auth.identity.finish(&code, &pending).await {
             Ok(c) => c,
             Err(LoginError::IdpUnavailable(e)) => {
                 tracing::warn!(error = %e, "identity provider unavailable at sign-in callback");
                 return Err(Denial::LoginFailed {
-                    reason: "idp_unavailable",
+                    reason: Code::IdpUnavailable.into(),
                     actor: None,
                     page: Refusal::IdpUnavailable,
                 });
             }
             Err(LoginError::Failed { reason, detail }) => {
                 tracing::info!(reason, detail, "ID token refused");
-                return Err(failed(reason));
+                return Err(failed(Reason::named(reason)));
             }
         };
         let actor = Actor { subject: claims.subject.clone(), groups: claims.groups.clone() };
         let mfa = auth.settings.oidc.mfa.satisfied(&claims.amr, claims.acr.as_deref());
         if pending.require_mfa && !mfa {
-            return Err(Denial::LoginFailed { reason: "mfa", actor: Some(actor), page: Refusal::MfaNotSatisfied });
+            return Err(Denial::LoginFailed {
+                reason: Code::Mfa.into(),
+                actor: Some(actor),
+                page: Refusal::MfaNotSatisfied,
+            });
         }
         let claims_rt = claims.refresh_token.clone();
         let record = UserSession {

@@ -45,7 +45,7 @@ impl Gateway {
                 ev.actor = who;
                 ev.session = Some(id.hash());
                 if !ended {
-                    ev.reason = Some("session_store_unavailable".into());
+                    ev.reason = Some(crate::audit::Code::SessionStoreUnavailable.into());
                 }
                 audit.append(ev);
             }

@@ -120,12 +120,12 @@ impl Gateway {
             Denial::LoginFailed { reason, actor, page } => {
                 if let Some(audit) = &self.audit {
                     let mut ev = self.auth_event(session, ctx, Kind::AuthLoginFailed);
-                    ev.reason = Some(reason.into());
+                    ev.reason = Some(reason.clone());
                     ev.actor = actor;
                     ev.status = Some(page.status());
                     audit.append(ev);
                 }
-                tracing::info!(reason, "sign-in refused");
+                tracing::info!(reason = %reason, "sign-in refused");
                 ctx.refusal = Some(page);
                 Reply::refusal(page)
             }
