@@ -14,38 +14,12 @@
 //! record).
 
 use crate::audit::{Actor, Audit, Event, Kind};
-use crate::secret::Secret;
 use crate::session::{now_secs, sha256_hex, SessionStore};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `[breakglass]`, checked.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub default: Duration,
-    pub max: Duration,
-    pub justification_max: usize,
-    pub max_per_day: u64,
-    pub retention: Duration,
-    pub audit_justification: bool,
-    /// The policy domain the review page's `custos:review` check is made in.
-    pub review_domain: String,
-    pub alerts: Vec<Alert>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertFormat {
-    Slack,
-    Json,
-}
-
-#[derive(Debug, Clone)]
-pub struct Alert {
-    pub url: String,
-    pub format: AlertFormat,
-    pub secret: Option<Secret>,
-}
+pub use crate::config::breakglass::{Alert, AlertFormat, Settings};
 
 /// An emergency grant, held on the session it was given to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

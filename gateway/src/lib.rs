@@ -16,10 +16,12 @@ pub mod config;
 pub mod http;
 /// OpenID Connect sign-in: discovery, login, callback, ID token validation, MFA rule.
 pub mod identity;
+/// The Prometheus registry: counters and histograms every layer updates (a leaf).
+pub mod metrics;
 /// casbin authorization: the request tuple, deny by default, policy test and reload.
 pub mod policy;
-/// Values that must never be printed: private keys and, later, client secrets.
-pub mod secret;
+/// Values that must never be printed (now `config::secret`; re-exported here).
+pub use config::secret;
 /// Builds and runs the pingora server from a `Config`: listeners, admin, shutdown.
 pub mod server;
 /// Sessions in Redis: opaque ids stored by hash, idle timeout, absolute lifetime.

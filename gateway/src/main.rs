@@ -224,7 +224,7 @@ enum CertsCommand {
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|e| {
+    Config::load_with(path, custos::policy::PolicyFiles::check_config).map_err(|e| {
         eprintln!("custos: invalid config: {e}");
         ExitCode::from(2)
     })

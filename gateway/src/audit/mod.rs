@@ -10,17 +10,16 @@
 pub mod chain;
 pub mod event;
 pub mod private;
+pub mod reason;
 pub mod sinks;
 pub mod spool;
-pub mod reason;
 pub mod verify;
 
 pub use event::{Actor, Decision, Event, Kind, Phase};
 pub use reason::{Code, Reason};
 
-use crate::secret::SecretRef;
 use ring::signature::{Ed25519KeyPair, KeyPair};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -45,80 +44,10 @@ pub enum AuditError {
     Full(u64),
 }
 
-/// Records queued for the writer beyond which new access is refused (503 under
-/// `on_failure = "deny"`) and refusal records are dropped (counted): the queue, and so
-/// memory, stays bounded when requests arrive faster than the disk takes them.
-/// Completion records of admitted requests are always queued; there is at most one
-/// per admitted request.
-pub const QUEUE_LIMIT: usize = 100_000;
-
-/// What to do when the spool cannot be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum OnFailure {
-    /// Refuse access (503): no access without a record.
-    #[default]
-    Deny,
-    /// Keep serving and raise an alert (log + metric).
-    Allow,
-}
-
-/// Validated `[audit]` settings.
-#[derive(Debug, Clone)]
-pub struct AuditSettings {
-    pub enabled: bool,
-    pub dir: PathBuf,
-    pub on_failure: OnFailure,
-    pub segment_bytes: u64,
-    pub checkpoint_every: u64,
-    pub checkpoint_interval: Duration,
-    /// Ed25519 key (PKCS#8 PEM) for checkpoints; made in `dir` when not set.
-    pub signing_key: Option<SecretRef>,
-    pub key_base: PathBuf,
-    /// `[audit.redis]`: the Redis Stream sink.
-    pub redis: Option<RedisSinkSettings>,
-    /// `[audit.file]`: the JSONL archive sink.
-    pub file: Option<PathBuf>,
-    /// `[audit.webhook]`: the signed webhook sink.
-    pub webhook: Option<WebhookSinkSettings>,
-    /// `[audit.otlp]`: (endpoint, timeout) of the OTLP/HTTP collector.
-    pub otlp: Option<(String, Duration)>,
-    /// See [`QUEUE_LIMIT`].
-    pub queue_limit: usize,
-    /// The longest wait between two delivery tries of a sink.
-    pub retry_max: Duration,
-    /// A sink that has taken nothing for this long raises an ALERT.
-    pub sink_alert_after: Duration,
-    /// The spool's size limit in bytes (0: none); see [`spool`].
-    pub spool_max_bytes: u64,
-}
-
-/// Defaults of the delivery settings (`retry_max_ms`, `sink_alert_secs`,
-/// `spool_max_bytes`).
-pub const RETRY_MAX: Duration = Duration::from_secs(5);
-pub const SINK_ALERT_AFTER: Duration = Duration::from_secs(300);
-pub const SPOOL_MAX_BYTES: u64 = 10 * 1024 * 1024 * 1024;
-
-#[derive(Clone)]
-pub struct WebhookSinkSettings {
-    pub url: String,
-    pub secret: crate::secret::Secret,
-    pub ca: Option<Vec<u8>>,
-    pub timeout: Duration,
-}
-
-impl std::fmt::Debug for WebhookSinkSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSinkSettings").field("url", &self.url).finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct RedisSinkSettings {
-    pub url: String,
-    pub stream: String,
-    pub maxlen: u64,
-}
+pub use crate::config::audit::{
+    AuditSettings, OnFailure, RedisSinkSettings, WebhookSinkSettings, QUEUE_LIMIT, RETRY_MAX, SINK_ALERT_AFTER,
+    SPOOL_MAX_BYTES,
+};
 
 /// The handle modules record through. Cheap to clone.
 #[derive(Clone)]
@@ -192,16 +121,16 @@ impl Audit {
             .spawn(move || {
                 writer.run(rx, |took, n, result| {
                     taken.fetch_sub(n, Ordering::AcqRel);
-                    crate::http::metrics::AUDIT_FSYNC.observe(took.as_secs_f64());
+                    crate::metrics::AUDIT_FSYNC.observe(took.as_secs_f64());
                     match result {
                         Ok(()) => {
-                            crate::http::metrics::AUDIT_RECORDS.inc_by(n as u64);
+                            crate::metrics::AUDIT_RECORDS.inc_by(n as u64);
                             if flag.swap(false, Ordering::AcqRel) {
                                 tracing::warn!("the audit spool is written again");
                             }
                         }
                         Err(e) => {
-                            crate::http::metrics::AUDIT_FAILURES.inc_by(n as u64);
+                            crate::metrics::AUDIT_FAILURES.inc_by(n as u64);
                             if !flag.swap(true, Ordering::AcqRel) {
                                 tracing::error!(records = n, error = %e, "ALERT: the audit spool cannot be written");
                             }
@@ -247,7 +176,7 @@ impl Audit {
     /// a dropped record is counted in `custos_audit_dropped_total`.
     pub fn append_refusal(&self, event: Event) {
         if self.queued.load(Ordering::Acquire) >= self.queue_limit {
-            crate::http::metrics::AUDIT_DROPPED.inc();
+            crate::metrics::AUDIT_DROPPED.inc();
             return;
         }
         let _ = self.send(spool::Append { event: Box::new(event), ack: None });

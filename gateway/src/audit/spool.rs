@@ -126,7 +126,7 @@ impl Writer {
             .map(|m| m.len())
             .sum();
         s.bytes.store(total, std::sync::atomic::Ordering::Release);
-        crate::http::metrics::AUDIT_SPOOL_BYTES.set(total as i64);
+        crate::metrics::AUDIT_SPOOL_BYTES.set(total as i64);
         Ok(Writer {
             s,
             file,
@@ -205,7 +205,7 @@ impl Writer {
         self.len += self.buf.len() as u64;
         let total =
             self.s.bytes.fetch_add(self.buf.len() as u64, std::sync::atomic::Ordering::AcqRel) + self.buf.len() as u64;
-        crate::http::metrics::AUDIT_SPOOL_BYTES.set(total as i64);
+        crate::metrics::AUDIT_SPOOL_BYTES.set(total as i64);
         self.s.committed.store(self.seq, std::sync::atomic::Ordering::Release);
         if checkpoint {
             self.since_checkpoint = 0;

@@ -40,25 +40,7 @@ pub struct Admin {
     pub routes: Vec<crate::config::Route>,
 }
 
-/// Reads a tokens file: `NAME SHA256HEX` per line, `#` comments.
-pub fn parse_tokens(text: &str) -> Result<HashMap<String, String>, String> {
-    let mut out = HashMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut parts = line.split_whitespace();
-        let (Some(name), Some(hash), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(format!("line {}: write `NAME SHA256HEX` (make one with `custos admin-token NAME`)", n + 1));
-        };
-        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("line {}: `{name}`: the second field must be the token's SHA-256 in hex", n + 1));
-        }
-        out.insert(hash.to_ascii_lowercase(), name.to_string());
-    }
-    Ok(out)
-}
+pub use crate::config::admin::parse_tokens;
 
 fn reply(status: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()

@@ -4,6 +4,7 @@
 //! specific host's routes.
 
 use super::path::NormPath;
+pub use crate::config::routes::host_of;
 use crate::config::{HostMatch, Route};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -102,24 +103,6 @@ impl Router {
             })
             .unwrap_or(&self.any);
         group.iter().find(|r| path.starts_with_segments(&r.path))
-    }
-}
-
-/// The host a request names, lower-cased, without port: from the `Host` header, or the
-/// URI authority (HTTP/2 `:authority`, absolute-form). Returns a borrowed slice when it
-/// is already lower-case, the common case.
-pub fn host_of(raw: &str) -> std::borrow::Cow<'_, str> {
-    let host = if let Some(rest) = raw.strip_prefix('[') {
-        // [v6]:port
-        rest.split(']').next().unwrap_or("")
-    } else {
-        raw.rsplit_once(':').map_or(raw, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { raw })
-    };
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(host)
     }
 }
 

@@ -8,16 +8,14 @@
 use crate::secret::Secret;
 use base64::Engine;
 use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::json;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
-enum Key {
-    Ed25519(Ed25519KeyPair),
-    P256(EcdsaKeyPair),
-}
+/// The key kinds an assertion is signed with (parsed where the config checks it).
+use crate::config::upstream_identity::SigningKey as Key;
 
 /// What an assertion says about the caller.
 pub struct Subject<'a> {
@@ -61,24 +59,20 @@ impl Asserter {
     pub fn new(key: Option<&Secret>, issuer: &str, ttl: Duration, max_groups: usize) -> Result<Asserter, String> {
         let rng = SystemRandom::new();
         let der = match key {
-            Some(pem) => {
-                let mut reader = pem.expose();
-                match rustls_pemfile::read_one(&mut reader) {
-                    Ok(Some(rustls_pemfile::Item::Pkcs8Key(k))) => k.secret_pkcs8_der().to_vec(),
-                    _ => return Err("not a PKCS#8 PEM private key (\"BEGIN PRIVATE KEY\")".into()),
-                }
-            }
+            Some(pem) => Key::pkcs8_der(pem)?,
             None => Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| "cannot make a key")?.as_ref().to_vec(),
         };
-        let (key, alg, jwk) = if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der) {
-            let x = b64(k.public_key().as_ref());
-            (Key::Ed25519(k), "EdDSA", json!({ "kty": "OKP", "crv": "Ed25519", "x": x }))
-        } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng) {
-            let p = k.public_key().as_ref();
-            let (x, y) = (b64(&p[1..33]), b64(&p[33..65]));
-            (Key::P256(k), "ES256", json!({ "kty": "EC", "crv": "P-256", "x": x, "y": y }))
-        } else {
-            return Err("the key is neither Ed25519 nor P-256".into());
+        let key = Key::from_pkcs8(&der, &rng)?;
+        let (alg, jwk) = match &key {
+            Key::Ed25519(k) => {
+                let x = b64(k.public_key().as_ref());
+                ("EdDSA", json!({ "kty": "OKP", "crv": "Ed25519", "x": x }))
+            }
+            Key::P256(k) => {
+                let p = k.public_key().as_ref();
+                let (x, y) = (b64(&p[1..33]), b64(&p[33..65]));
+                ("ES256", json!({ "kty": "EC", "crv": "P-256", "x": x, "y": y }))
+            }
         };
         // RFC 7638 thumbprint as the key id: the same key gives the same kid everywhere.
         let canonical = match &jwk["kty"] {

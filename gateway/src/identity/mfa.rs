@@ -1,26 +1,12 @@
 //! The MFA rule: which `amr` (RFC 8176) and `acr` values count as multi-factor, and
 //! what a step-up asks the provider for.
 
-use std::time::Duration;
-
 /// RFC 8176 methods by factor class: something you know, have, are.
 const KNOW: &[&str] = &["pwd", "pin", "kba"];
 const HAVE: &[&str] = &["otp", "hwk", "swk", "sc", "sms", "tel"];
 const ARE: &[&str] = &["face", "fpt", "iris", "retina", "vbm", "bio"];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MfaRule {
-    /// `amr` values that mean multi-factor on their own (`mfa`, `mca`).
-    pub amr: Vec<String>,
-    /// Two `amr` values from different factor classes count.
-    pub amr_two_factors: bool,
-    /// Accepted `acr` values.
-    pub acr: Vec<String>,
-    /// Sent as `acr_values` on step-up.
-    pub step_up_acr_values: Vec<String>,
-    /// Sent as `max_age` on step-up.
-    pub step_up_max_age: Option<Duration>,
-}
+pub use crate::config::oidc::MfaRule;
 
 impl MfaRule {
     pub fn satisfied(&self, amr: &[String], acr: Option<&str>) -> bool {

@@ -26,15 +26,10 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-pub const CALLBACK_PATH: &str = "/.custos/callback";
+pub use crate::config::oidc::{ACCEPTABLE_ALGS, CALLBACK_PATH};
 pub const LOGIN_PATH: &str = "/.custos/login";
 pub const LOGOUT_PATH: &str = "/.custos/logout";
 pub const BACKCHANNEL_LOGOUT_PATH: &str = "/.custos/backchannel-logout";
-
-/// Signature algorithms an operator may allow. Never `none`, never HMAC (a client
-/// secret is not a key the provider signs with, and HMAC with a public key is the
-/// classic algorithm confusion).
-pub const ACCEPTABLE_ALGS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
 
 /// After a failed discovery, logins fail fast for this long.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(2);

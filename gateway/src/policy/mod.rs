@@ -857,16 +857,7 @@ pub fn check_csv(file: &Path, text: &str) -> Result<(), PolicyError> {
     Ok(())
 }
 
-/// The files a gateway's policy comes from.
-#[derive(Debug, Clone)]
-pub struct PolicyFiles {
-    pub model: PathBuf,
-    pub policy: PathBuf,
-    pub cases: Option<PathBuf>,
-    pub poll: std::time::Duration,
-    /// IdP group → the identity it is decided as; others are `group:<name>`.
-    pub group_roles: std::collections::BTreeMap<String, String>,
-}
+pub use crate::config::policy::PolicyFiles;
 
 impl PolicyFiles {
     /// Loads the files and runs the cases (when configured): the set only if all pass.
@@ -897,6 +888,22 @@ impl PolicyFiles {
             .build()
             .map_err(|e| err(&self.policy, None, format!("cannot start a runtime: {e}")))?;
         rt.block_on(self.load_and_test())
+    }
+
+    /// The check `custos check` and `serve` make at load: the files load and their
+    /// cases pass, or a config error at the key of the file at fault.
+    pub fn check_config(cfg: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+        let Some(files) = &cfg.policy else { return Ok(()) };
+        files.load_checked().map(drop).map_err(|e| {
+            let key = if e.file == files.model {
+                "policy.model"
+            } else if Some(&e.file) == files.cases.as_ref() {
+                "policy.cases"
+            } else {
+                "policy.policy"
+            };
+            crate::config::ConfigError { file: cfg.file.clone(), key: key.into(), line: None, message: e.to_string() }
+        })
     }
 
     /// What the files hold now (SHA-256 of each), to see any change.

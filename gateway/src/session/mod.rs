@@ -144,17 +144,9 @@ pub enum Lookup {
     Expired(Box<Session>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub idle: Duration,
-    pub absolute: Duration,
-    /// `last_seen` is written at most this often.
-    pub touch_interval: Duration,
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+pub use crate::config::clock::now_secs;
+pub use crate::config::hash::{hex_lower, sha256_hex};
+pub use crate::config::session::Timeouts;
 
 /// How long a record stays in Redis past its end: long enough for the next request to
 /// find it and record *why* it ended (idle or expired); it is never accepted then.
@@ -749,23 +741,6 @@ impl SessionStore {
         let n: i64 = self.query(redis::cmd("DEL").arg(self.login_key(state))).await?;
         Ok(n == 1)
     }
-}
-
-/// SHA-256, lower-case hex. Written by hand: `hex::encode` goes through a `char`
-/// iterator and showed in the per-request profile.
-pub fn sha256_hex(b: &[u8]) -> String {
-    hex_lower(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
-}
-
-/// Lower-case hex of `b`.
-pub fn hex_lower(b: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(b.len() * 2);
-    for &byte in b {
-        out.push(HEX[(byte >> 4) as usize] as char);
-        out.push(HEX[(byte & 15) as usize] as char);
-    }
-    out
 }
 
 fn now_millis() -> u64 {

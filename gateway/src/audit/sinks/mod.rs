@@ -227,7 +227,7 @@ pub fn collect_garbage(dir: &Path, cursors: &[Arc<AtomicU64>], spool_bytes: &Ato
                     let left = spool_bytes
                         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| Some(b.saturating_sub(len)))
                         .map_or(0, |b| b.saturating_sub(len));
-                    crate::http::metrics::AUDIT_SPOOL_BYTES.set(left as i64);
+                    crate::metrics::AUDIT_SPOOL_BYTES.set(left as i64);
                 }
                 Err(e) => {
                     tracing::warn!(file = %pair[0].display(), error = %e, "cannot delete a delivered audit segment")
@@ -255,10 +255,7 @@ pub struct Delivery {
     pub audit: Audit,
 }
 
-/// `<dir>/dead-letters/<sink>`: batches the receiver refused for good.
-pub fn dead_letter_dir(dir: &Path, sink: &str) -> PathBuf {
-    dir.join("dead-letters").join(sink)
-}
+pub use crate::config::audit::dead_letter_dir;
 
 /// `<dir>/redeliver/<sink>`: dead letters queued by `custos audit redeliver`.
 pub fn redeliver_dir(dir: &Path, sink: &str) -> PathBuf {
@@ -386,8 +383,8 @@ async fn deliver_until_taken<'a>(
             }
             Err(Failure::Retry(e)) => {
                 failures += 1;
-                crate::http::metrics::AUDIT_SINK_FAILURES.with_label_values(&[name]).inc();
-                crate::http::metrics::AUDIT_SINK_OLDEST.with_label_values(&[name]).set(age_secs(&part[0]));
+                crate::metrics::AUDIT_SINK_FAILURES.with_label_values(&[name]).inc();
+                crate::metrics::AUDIT_SINK_OLDEST.with_label_values(&[name]).set(age_secs(&part[0]));
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 if failures == 1 {
                     tracing::warn!(sink = %name, error = %e, "audit sink unavailable; records stay in the spool and are retried until taken");
@@ -403,7 +400,7 @@ async fn deliver_until_taken<'a>(
     }
     if failures > 0 {
         tracing::info!(sink = %name, failures, "audit sink back");
-        crate::http::metrics::AUDIT_SINK_OLDEST.with_label_values(&[name]).set(0);
+        crate::metrics::AUDIT_SINK_OLDEST.with_label_values(&[name]).set(0);
     }
     refused
 }
@@ -424,7 +421,7 @@ async fn bury_refused(d: &Delivery, name: &str, refused: &[(&[Line], String)]) {
                 }
             }
         }
-        crate::http::metrics::AUDIT_DEAD_LETTER.inc_by(part.len() as u64);
+        crate::metrics::AUDIT_DEAD_LETTER.inc_by(part.len() as u64);
         // A receiver that refuses the dead-letter records themselves would otherwise
         // make one for each, for ever: those are only logged and counted.
         if !part.iter().all(|l| l.record.event.kind == Kind::AuditDeadLettered) {
@@ -454,7 +451,7 @@ async fn redeliver(d: &Delivery, sink: &mut dyn Sink, name: &str, path: &Path) {
         let mut ev = delivery_event(Kind::AuditRedelivered, name, &lines);
         ev.count = Some(taken as u64);
         d.audit.append(ev);
-        crate::http::metrics::AUDIT_SINK_DELIVERED.with_label_values(&[name]).inc_by(taken as u64);
+        crate::metrics::AUDIT_SINK_DELIVERED.with_label_values(&[name]).inc_by(taken as u64);
     }
     if let Err(e) = std::fs::remove_file(path) {
         tracing::error!(sink = %name, file = %path.display(), error = %e, "cannot delete a redelivered dead letter; it may be sent again");
@@ -471,8 +468,8 @@ pub async fn run(d: Arc<Delivery>, mut sink: Box<dyn Sink>, cursor: Cursor) {
     loop {
         let head = d.committed.load(Ordering::Acquire);
         let slowest = d.all_cursors.iter().map(|c| c.load(Ordering::Acquire)).min().unwrap_or(head);
-        crate::http::metrics::AUDIT_SPOOL_DEPTH.set(head.saturating_sub(slowest) as i64);
-        crate::http::metrics::AUDIT_SINK_LAG
+        crate::metrics::AUDIT_SPOOL_DEPTH.set(head.saturating_sub(slowest) as i64);
+        crate::metrics::AUDIT_SINK_LAG
             .with_label_values(&[&name])
             .set(head.saturating_sub(cursor.seq.load(Ordering::Acquire)) as i64);
         // Dead letters queued again by `custos audit redeliver`, looked for once a second.
@@ -501,7 +498,7 @@ pub async fn run(d: Arc<Delivery>, mut sink: Box<dyn Sink>, cursor: Cursor) {
         let refused = deliver_until_taken(&d, sink.as_mut(), &name, &lines).await;
         bury_refused(&d, &name, &refused).await;
         let taken = lines.len() - refused.iter().map(|(p, _)| p.len()).sum::<usize>();
-        crate::http::metrics::AUDIT_SINK_DELIVERED.with_label_values(&[&name]).inc_by(taken as u64);
+        crate::metrics::AUDIT_SINK_DELIVERED.with_label_values(&[&name]).inc_by(taken as u64);
         if let Err(e) = cursor.save(last) {
             tracing::error!(sink = %name, error = %e, "cannot save the sink cursor; records may be sent again");
         }
