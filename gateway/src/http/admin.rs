@@ -281,7 +281,7 @@ impl Admin {
                             ev.grant = Some(r.id.clone());
                             ev.target = Some(r.subject.clone());
                             ev.route = Some(r.route.clone());
-                            ev.reason = Some(crate::audit::Reason::named(&verdict.to_string()));
+                            ev.reason = Some(crate::audit::Reason::named(verdict));
                             ev.breakglass = Some(true);
                         });
                         json_reply(200, json!({ "grant": r.id, "verdict": verdict }))

@@ -1,7 +1,7 @@
 //! `/.custos/breakglass`: the declaration form (GET) and the declaration (POST).
 
 use super::page::DeclareForm;
-use super::{statement, BreakglassDenial as D};
+use super::{fields, statement, BreakglassDenial as D};
 use crate::breakglass::{self as bg, Grant, Record, Store};
 use crate::http::endpoints::{Denial, Reply};
 use crate::http::form::{self, CsrfError};
@@ -16,17 +16,10 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Reply, Denial> {
-        let (Some(settings), Some(auth)) = (self.breakglass.clone(), self.auth.clone()) else {
-            return Err(Denial::Refused(Refusal::NoRoute));
-        };
+        let (settings, auth) = self.breakglass_configured()?;
         // Signed in, with MFA: a browser without a session is sent to sign in and back.
         self.signed_in_with_mfa(session, ctx, &auth).await?;
-        let post = session.req_header().method == http::Method::POST;
-        let params = if post {
-            form::read(session).await.map_err(|_| D::FormTooLarge)?
-        } else {
-            form::query(session.req_header())
-        };
+        let (post, params) = fields(session).await?;
         let route_name = params.get("route").cloned().unwrap_or_default();
         let Some(route) = self.router.by_name(&route_name).map(|r| r.route.clone()) else {
             return Err(D::NoRoute.into());

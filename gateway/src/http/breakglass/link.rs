@@ -3,11 +3,10 @@
 //! (and the TOTP code when the link has one) uses it, once.
 
 use super::page;
-use super::{link_scope, statement, BreakglassDenial as D};
+use super::{fields, link_scope, statement, BreakglassDenial as D};
 use crate::audit::{Actor, Code, Decision, Kind};
 use crate::breakglass::{self as bg, AlertEvent, Grant, LinkState, Record, Store};
 use crate::http::endpoints::{Denial, Reply};
-use crate::http::form;
 use crate::http::respond::Refusal;
 use crate::http::{cookies, Gateway, RequestCtx};
 use crate::session::{now_secs, sha256_hex, Session as UserSession};
@@ -22,15 +21,8 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Reply, Denial> {
-        let (Some(settings), Some(auth)) = (self.breakglass.clone(), self.auth.clone()) else {
-            return Err(Denial::Refused(Refusal::NoRoute));
-        };
-        let post = session.req_header().method == http::Method::POST;
-        let params = if post {
-            form::read(session).await.map_err(|_| D::FormTooLarge)?
-        } else {
-            form::query(session.req_header())
-        };
+        let (settings, auth) = self.breakglass_configured()?;
+        let (post, params) = fields(session).await?;
         let token = params.get("t").cloned().unwrap_or_default();
         let hash = sha256_hex(token.as_bytes());
         let store = Store(&auth.store);

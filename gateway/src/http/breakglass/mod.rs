@@ -21,6 +21,7 @@ use crate::audit::{Event, Kind};
 use crate::breakglass as bg;
 use crate::session::now_secs;
 use pingora::proxy::Session;
+use std::sync::Arc;
 
 pub const PATH: &str = "/.custos/breakglass";
 pub const LINK_PATH: &str = "/.custos/breakglass/link";
@@ -46,6 +47,16 @@ fn case_ref(raw: Option<&String>) -> Result<Option<String>, BreakglassDenial> {
             Ok(Some(s.to_string()))
         }
         Some(_) => Err(BreakglassDenial::CaseRef),
+    }
+}
+
+/// Whether the request is a POST, and its fields: the form of a POST, else the query.
+async fn fields(session: &mut Session) -> Result<(bool, super::form::Fields), BreakglassDenial> {
+    if session.req_header().method == http::Method::POST {
+        let form = super::form::read(session).await.map_err(|_| BreakglassDenial::FormTooLarge)?;
+        Ok((true, form))
+    } else {
+        Ok((false, super::form::query(session.req_header())))
     }
 }
 
@@ -117,6 +128,15 @@ impl Gateway {
             a.append(ev);
         }
         page::refused(status, &msg)
+    }
+
+    /// The break-glass settings and the sign-in bundle, which its pages need (the table
+    /// has them only with both; anything else is no route).
+    fn breakglass_configured(&self) -> Result<(Arc<bg::Settings>, Arc<super::auth::Auth>), Denial> {
+        match (&self.breakglass, &self.auth) {
+            (Some(s), Some(a)) => Ok((s.clone(), a.clone())),
+            _ => Err(Denial::Refused(super::respond::Refusal::NoRoute)),
+        }
     }
 
     /// Signed in with MFA, else sent to sign in (or step up) and back
