@@ -9,6 +9,8 @@ pub mod audit;
 pub mod breakglass;
 /// `custos certs dev`: a local CA and server certificate for development and tests.
 pub mod certs;
+/// The `custos` command line: one file per command group, one error type.
+pub mod cli;
 /// The TOML schema, its validation and the internal, validated `Config`.
 pub mod config;
 /// The pingora `ProxyHttp` service: framing checks, path normalisation, routes, header

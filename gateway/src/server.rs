@@ -16,9 +16,33 @@ use pingora::services::listening::Service;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Why the gateway could not start: each names the config key (and file) it comes from.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{}: `{key}`: cannot listen on {addr}: {source}", file.display())]
+    Bind { file: PathBuf, key: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("listen.tls.key: unusable private key: {0}")]
+    TlsKey(rustls::Error),
+    #[error("listen.tls: {0}")]
+    Tls(Box<pingora::Error>),
+    #[error("{}: `audit`: {source}", file.display())]
+    Audit { file: PathBuf, source: crate::audit::AuditError },
+    /// The sign-in setup (OIDC, sessions) could not be built.
+    #[error("{}: {message}", file.display())]
+    Auth { file: PathBuf, message: String },
+    #[error("`policy`: {0}")]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error("`policy`: {0}")]
+    PolicyWatch(std::io::Error),
+    /// The emergency-grant sweep could not start.
+    #[error("{0}")]
+    Sweep(String),
+}
 
 /// The certificate the TLS listener presents, loaded and checked by `config`.
 #[derive(Debug)]
@@ -30,12 +54,11 @@ impl ResolvesServerCert for OneCert {
     }
 }
 
-fn tls_settings(t: &TlsListener) -> Result<TlsSettings, String> {
-    let key = rustls::crypto::ring::sign::any_supported_type(&t.key)
-        .map_err(|e| format!("listen.tls.key: unusable private key: {e}"))?;
+fn tls_settings(t: &TlsListener) -> Result<TlsSettings, ServerError> {
+    let key = rustls::crypto::ring::sign::any_supported_type(&t.key).map_err(ServerError::TlsKey)?;
     let certified = CertifiedKey::new(t.cert_chain.clone(), key);
     // `intermediate` only records paths; with a resolver set they are never read.
-    let mut settings = TlsSettings::intermediate("", "").map_err(|e| format!("listen.tls: {e}"))?;
+    let mut settings = TlsSettings::intermediate("", "").map_err(ServerError::Tls)?;
     settings.set_cert_resolver(Arc::new(OneCert(Arc::new(certified))));
     if t.http2 {
         settings.enable_h2();
@@ -44,7 +67,7 @@ fn tls_settings(t: &TlsListener) -> Result<TlsSettings, String> {
 }
 
 /// pingora does not report a port that is already taken, so try each bind first.
-fn check_binds(cfg: &Config) -> Result<(), String> {
+fn check_binds(cfg: &Config) -> Result<(), ServerError> {
     let addrs: [(&str, Option<SocketAddr>); 3] = [
         ("listen.http", cfg.listen_http),
         ("listen.tls.addr", cfg.listen_tls.as_ref().map(|t| t.addr)),
@@ -52,8 +75,12 @@ fn check_binds(cfg: &Config) -> Result<(), String> {
     ];
     for (key, addr) in addrs {
         if let Some(addr) = addr {
-            std::net::TcpListener::bind(addr)
-                .map_err(|e| format!("{}: `{key}`: cannot listen on {addr}: {e}", cfg.file.display()))?;
+            std::net::TcpListener::bind(addr).map_err(|source| ServerError::Bind {
+                file: cfg.file.clone(),
+                key,
+                addr,
+                source,
+            })?;
         }
     }
     Ok(())
@@ -153,7 +180,7 @@ fn close_audit(audit: Option<&Audit>, why: crate::audit::Code, sink_wait: Durati
 }
 
 /// Runs the gateway until it is told to stop.
-pub fn run(cfg: Config) -> Result<(), String> {
+pub fn run(cfg: Config) -> Result<(), ServerError> {
     check_binds(&cfg)?;
     let conf = ServerConf {
         threads: cfg.server.threads,
@@ -169,7 +196,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
 
     let audit = if cfg.audit.enabled {
         let alerts = cfg.breakglass.as_ref().map_or(&[][..], |b| &b.alerts[..]);
-        Some(Audit::start(&cfg.audit, alerts).map_err(|e| format!("{}: `audit`: {e}", cfg.file.display()))?)
+        Some(Audit::start(&cfg.audit, alerts).map_err(|source| ServerError::Audit { file: cfg.file.clone(), source })?)
     } else {
         tracing::warn!("audit.enabled = false: access decisions are NOT recorded");
         None
@@ -179,7 +206,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let auth = match &cfg.auth {
         None => None,
         Some(a) => {
-            let auth = Arc::new(Auth::new(a.clone()).map_err(|e| format!("{}: {e}", cfg.file.display()))?);
+            let auth = Arc::new(
+                Auth::new(a.clone())
+                    .map_err(|e| ServerError::Auth { file: cfg.file.clone(), message: e.to_string() })?,
+            );
             // Discover the provider now so the first sign-in is quick and a wrong
             // issuer shows in the log at start; the gateway serves either way.
             let identity = auth.identity.clone();
@@ -208,17 +238,18 @@ pub fn run(cfg: Config) -> Result<(), String> {
             None
         }
         Some(files) => {
-            let set = files.load_checked().map_err(|e| format!("`policy`: {e}"))?;
+            let set = files.load_checked()?;
             tracing::info!(model = %files.model.display(), policy = %files.policy.display(), engine = %set.engine(), "policy loaded");
             let policy = Arc::new(crate::policy::Policy::with_group_roles(set, files.group_roles.clone()));
-            crate::policy::watch(policy.clone(), files.clone(), audit.clone()).map_err(|e| format!("`policy`: {e}"))?;
+            crate::policy::watch(policy.clone(), files.clone(), audit.clone()).map_err(ServerError::PolicyWatch)?;
             Some(policy)
         }
     };
     // Grant ends are recorded on time on every gateway, also for grants another (dead)
     // gateway made.
     if let (Some(_), Some(a)) = (&cfg.breakglass, &auth) {
-        crate::breakglass::start_sweep(a.store.clone(), audit.clone())?;
+        crate::breakglass::start_sweep(a.store.clone(), audit.clone())
+            .map_err(|e| ServerError::Sweep(e.to_string()))?;
     }
     let admin_auth = auth.clone();
     let admin_policy = policy.clone();

@@ -214,6 +214,11 @@ impl Audit {
 
 /// Starts one delivery task per configured sink (and alert receiver) on a runtime of
 /// their own.
+/// A sink that cannot be set up stops the start, as any audit I/O error does.
+fn sink_error(e: sinks::SinkError) -> AuditError {
+    AuditError::Io(e.to_string())
+}
+
 fn start_sinks(
     s: &AuditSettings,
     alerts: &[crate::breakglass::Alert],
@@ -226,15 +231,15 @@ fn start_sinks(
         list.push(Box::new(sinks::file::FileSink::new(path.clone())));
     }
     if let Some(r) = &s.redis {
-        list.push(Box::new(sinks::redis::RedisSink::new(&r.url, r.stream.clone(), r.maxlen).map_err(AuditError::Io)?));
+        list.push(Box::new(sinks::redis::RedisSink::new(&r.url, r.stream.clone(), r.maxlen).map_err(sink_error)?));
     }
     if let Some((endpoint, timeout)) = &s.otlp {
-        list.push(Box::new(sinks::otlp::OtlpSink::new(endpoint, *timeout).map_err(AuditError::Io)?));
+        list.push(Box::new(sinks::otlp::OtlpSink::new(endpoint, *timeout).map_err(sink_error)?));
     }
     if let Some(w) = &s.webhook {
         list.push(Box::new(
             sinks::webhook::WebhookSink::new(w.url.clone(), w.secret.expose(), w.ca.as_deref(), w.timeout)
-                .map_err(AuditError::Io)?,
+                .map_err(sink_error)?,
         ));
     }
     let audit_sinks = list.len();

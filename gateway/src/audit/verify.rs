@@ -125,23 +125,28 @@ pub struct Report {
     pub checkpointed: Vec<(u64, String)>,
 }
 
+/// How a chain disagrees with the checkpoint kept outside it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointMismatch {
+    #[error("tail cut: a checkpoint kept outside the file covers seq {seq}, but the chain ends at seq {last_seq} ({} record(s) missing at the end)", seq - last_seq)]
+    TailCut { seq: u64, last_seq: u64 },
+    #[error("the checkpoint kept outside the file for seq {seq} names another hash: the chain was rewritten")]
+    Rewritten { seq: u64 },
+    #[error("the chain holds no checkpoint for seq {seq}, which the outside copy has")]
+    Missing { seq: u64 },
+}
+
 /// The checkpoint kept outside the file says the chain went further than the file:
 /// its tail was cut (or the files given are not the whole chain).
-pub fn check_against_checkpoint(r: &Report, seq: u64, hash: &str) -> Result<(), String> {
+pub fn check_against_checkpoint(r: &Report, seq: u64, hash: &str) -> Result<(), CheckpointMismatch> {
     if seq > r.last_seq {
-        return Err(format!(
-            "tail cut: a checkpoint kept outside the file covers seq {seq}, but the chain ends at seq {} ({} record(s) missing at the end)",
-            r.last_seq,
-            seq - r.last_seq
-        ));
+        return Err(CheckpointMismatch::TailCut { seq, last_seq: r.last_seq });
     }
     match r.checkpointed.iter().find(|(s, _)| *s == seq) {
         Some((_, h)) if h == hash => Ok(()),
-        Some(_) => Err(format!(
-            "the checkpoint kept outside the file for seq {seq} names another hash: the chain was rewritten"
-        )),
+        Some(_) => Err(CheckpointMismatch::Rewritten { seq }),
         None if seq < r.first_seq => Ok(()),
-        None => Err(format!("the chain holds no checkpoint for seq {seq}, which the outside copy has")),
+        None => Err(CheckpointMismatch::Missing { seq }),
     }
 }
 

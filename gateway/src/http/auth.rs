@@ -39,7 +39,7 @@ impl Auth {
             s.timeouts,
         )
         .map_err(|e| format!("`session.redis_url`: {e}"))?;
-        let identity = Arc::new(Identity::new(settings.oidc.clone())?);
+        let identity = Arc::new(Identity::new(settings.oidc.clone()).map_err(|e| e.to_string())?);
         let asserter = match &settings.upstream_identity {
             None => None,
             Some(u) => {

@@ -7,6 +7,7 @@
 
 pub mod assertion;
 pub mod bearer;
+mod error;
 pub mod mfa;
 pub mod redirect;
 
@@ -27,6 +28,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 pub use crate::config::oidc::{ACCEPTABLE_ALGS, CALLBACK_PATH};
+use error::{error_chain, reason_of};
+pub use error::{IdentityError, LoginError, SubjectError};
 pub const LOGIN_PATH: &str = "/.custos/login";
 pub const LOGOUT_PATH: &str = "/.custos/logout";
 pub const BACKCHANNEL_LOGOUT_PATH: &str = "/.custos/backchannel-logout";
@@ -35,21 +38,6 @@ pub const BACKCHANNEL_LOGOUT_PATH: &str = "/.custos/backchannel-logout";
 const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
 /// Keys are fetched again for an unknown `kid` at most this often.
 const JWKS_REFRESH: Duration = Duration::from_secs(10);
-
-/// Why a sign-in did not happen.
-#[derive(Debug)]
-pub enum LoginError {
-    /// The provider could not be reached: the user gets "try again later".
-    IdpUnavailable(String),
-    /// The sign-in was refused; `reason` goes to the audit record.
-    Failed { reason: &'static str, detail: String },
-}
-
-impl LoginError {
-    fn failed(reason: &'static str, detail: impl std::fmt::Display) -> LoginError {
-        LoginError::Failed { reason, detail: detail.to_string() }
-    }
-}
 
 /// What a validated ID token says about the user.
 #[derive(Debug, Clone)]
@@ -125,7 +113,7 @@ fn alg(name: &str) -> Option<CoreJwsSigningAlgorithm> {
 }
 
 impl Identity {
-    pub fn new(cfg: OidcSettings) -> Result<Identity, String> {
+    pub fn new(cfg: OidcSettings) -> Result<Identity, IdentityError> {
         let http = reqwest::Client::builder()
             // The OAuth 2.0 security BCP: never follow redirects on back-channel calls.
             .redirect(reqwest::redirect::Policy::none())
@@ -135,7 +123,7 @@ impl Identity {
             // connection outlives the runtime that made it.
             .pool_max_idle_per_host(0)
             .build()
-            .map_err(|e| format!("HTTP client for the identity provider: {e}"))?;
+            .map_err(IdentityError::HttpClient)?;
         let algs = cfg.id_token_algs.iter().filter_map(|a| alg(a)).collect();
         Ok(Identity {
             cfg,
@@ -179,15 +167,16 @@ impl Identity {
                     *last = Some(Instant::now());
                 }
                 tracing::warn!(issuer = %self.cfg.issuer, error = %e, "identity provider discovery failed");
-                Err(LoginError::IdpUnavailable(e))
+                Err(LoginError::IdpUnavailable(e.to_string()))
             }
         }
     }
 
-    async fn discover(&self) -> Result<Provider, String> {
-        let issuer = IssuerUrl::new(self.cfg.issuer.clone()).map_err(|e| e.to_string())?;
-        let metadata =
-            ProviderMetadataWithLogout::discover_async(issuer, &self.http).await.map_err(|e| error_chain(&e))?;
+    async fn discover(&self) -> Result<Provider, IdentityError> {
+        let issuer = IssuerUrl::new(self.cfg.issuer.clone()).map_err(IdentityError::Issuer)?;
+        let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| IdentityError::Discovery(error_chain(&e)))?;
         let jwks = metadata.jwks().clone();
         Ok(Provider { metadata, jwks })
     }
@@ -472,14 +461,14 @@ impl Identity {
     /// The user's name from verified claims (ID token or access token alike):
     /// `oidc.subject_claim`, never another claim in its place; an e-mail address only
     /// when the provider vouches for it (`email_verified`).
-    pub(crate) fn subject_of(&self, v: &Value) -> Result<String, String> {
+    pub(crate) fn subject_of(&self, v: &Value) -> Result<String, SubjectError> {
         if self.cfg.subject_claim == "email" && v.get("email_verified") != Some(&Value::Bool(true)) {
-            return Err("the token's email is not verified (email_verified)".into());
+            return Err(SubjectError::EmailNotVerified);
         }
         match v.get(&self.cfg.subject_claim) {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
             Some(Value::Number(n)) => Ok(n.to_string()),
-            _ => Err(format!("the token has no `{}` claim (oidc.subject_claim)", self.cfg.subject_claim)),
+            _ => Err(SubjectError::NoClaim(self.cfg.subject_claim.clone())),
         }
     }
 
@@ -520,32 +509,4 @@ type ConfiguredClient = openidconnect::Client<
 
 fn chrono_now() -> i64 {
     crate::session::now_secs() as i64
-}
-
-/// The audit reason for a failed ID token check.
-fn reason_of(e: &ClaimsVerificationError) -> &'static str {
-    match e {
-        ClaimsVerificationError::Expired(_) => "expired",
-        ClaimsVerificationError::InvalidAudience(_) => "audience",
-        ClaimsVerificationError::InvalidIssuer(_) => "issuer",
-        ClaimsVerificationError::InvalidNonce(_) => "nonce",
-        ClaimsVerificationError::SignatureVerification(
-            SignatureVerificationError::DisallowedAlg(_) | SignatureVerificationError::UnsupportedAlg(_),
-        ) => "algorithm",
-        ClaimsVerificationError::SignatureVerification(_) => "signature",
-        ClaimsVerificationError::InvalidAuthContext(_) | ClaimsVerificationError::InvalidAuthTime(_) => "auth_context",
-        ClaimsVerificationError::InvalidSubject(_) => "subject",
-        _ => "id_token",
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }

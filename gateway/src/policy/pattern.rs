@@ -30,10 +30,26 @@ pub enum Pattern {
     Ip(IpPattern),
 }
 
+/// Why a pattern does not compile: what casbin would panic with on a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// The regex crate's own message, its last line (without the pattern echoed).
+    #[error("{0}")]
+    Regex(String),
+    #[error("`{0}` is not an IP address")]
+    NotAnAddress(String),
+    #[error("`{0}` is not a netmask")]
+    NotANetmask(String),
+    #[error("a /{bits} network for an IPv{version} address")]
+    NetmaskTooLong { bits: u8, version: u8 },
+    #[error("not a pattern function")]
+    NotAPatternFunction,
+}
+
 impl Pattern {
     /// Compiles `pattern` for `func` (`keyMatch`, …); the error is what casbin would panic
     /// with when a request reached it.
-    pub fn compile(func: super::matcher::Func, pattern: &str) -> Result<Pattern, String> {
+    pub fn compile(func: super::matcher::Func, pattern: &str) -> Result<Pattern, PatternError> {
         use super::matcher::Func;
         match func {
             Func::KeyMatch => Ok(Pattern::Key { text: pattern.into(), star: pattern.find('*') }),
@@ -52,7 +68,7 @@ impl Pattern {
                 None => regex::Regex::new(pattern).map(Pattern::Re).map_err(regex_error),
             },
             Func::IpMatch => IpPattern::parse(pattern).map(Pattern::Ip),
-            Func::G(_) => Err("not a pattern function".into()),
+            Func::G(_) => Err(PatternError::NotAPatternFunction),
         }
     }
 
@@ -96,8 +112,8 @@ pub fn ip_match(key: &str, pattern: &str) -> bool {
     IpPattern::parse(pattern).is_ok_and(|p| p.matches(key))
 }
 
-fn regex_error(e: regex::Error) -> String {
-    e.to_string().lines().last().unwrap_or("").trim().to_string()
+fn regex_error(e: regex::Error) -> PatternError {
+    PatternError::Regex(e.to_string().lines().last().unwrap_or("").trim().to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,19 +267,19 @@ pub struct IpPattern {
 }
 
 impl IpPattern {
-    fn parse(p: &str) -> Result<IpPattern, String> {
+    fn parse(p: &str) -> Result<IpPattern, PatternError> {
         let (a, bits) = match p.split_once('/') {
             Some((a, b)) => (a, Some(b)),
             None => (p, None),
         };
-        let addr: IpAddr = a.parse().map_err(|_| format!("`{a}` is not an IP address"))?;
+        let addr: IpAddr = a.parse().map_err(|_| PatternError::NotAnAddress(a.to_string()))?;
         let bits = match bits {
             None => None,
             Some(b) => {
-                let n: u8 = b.parse().map_err(|_| format!("`{b}` is not a netmask"))?;
+                let n: u8 = b.parse().map_err(|_| PatternError::NotANetmask(b.to_string()))?;
                 let max = if addr.is_ipv4() { 32 } else { 128 };
                 if n > max {
-                    return Err(format!("a /{n} network for an IPv{} address", if max == 32 { 4 } else { 6 }));
+                    return Err(PatternError::NetmaskTooLong { bits: n, version: if max == 32 { 4 } else { 6 } });
                 }
                 Some(n)
             }

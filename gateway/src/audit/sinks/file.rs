@@ -19,17 +19,19 @@ impl FileSink {
         FileSink { path, last_seq: None, instance: None }
     }
 
-    fn last_in_file(&mut self) -> Result<u64, String> {
+    /// The seq of the file's last record (0 when empty), cutting a torn last append.
+    fn last_in_file(&mut self) -> Result<u64, Failure> {
         let data = match std::fs::read(&self.path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(format!("{}: {e}", self.path.display())),
+            Err(e) => return Err(Failure::Retry(format!("{}: {e}", self.path.display()))),
         };
         let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if complete < data.len() {
             // A torn append: cut it, it will be written again.
-            let f = std::fs::OpenOptions::new().write(true).open(&self.path).map_err(|e| e.to_string())?;
-            f.set_len(complete as u64).map_err(|e| e.to_string())?;
+            let f =
+                std::fs::OpenOptions::new().write(true).open(&self.path).map_err(|e| Failure::Retry(e.to_string()))?;
+            f.set_len(complete as u64).map_err(|e| Failure::Retry(e.to_string()))?;
         }
         let body = &data[..complete];
         let last = body[..body.len().saturating_sub(1)].split(|&b| b == b'\n').next_back().unwrap_or(b"");
@@ -37,7 +39,7 @@ impl FileSink {
             return Ok(0);
         }
         let r = crate::audit::chain::decode(last)
-            .map_err(|e| format!("{}: the last line does not verify: {e:?}", self.path.display()))?;
+            .map_err(|e| Failure::Retry(format!("{}: the last line does not verify: {e:?}", self.path.display())))?;
         self.instance = Some(r.event.instance);
         Ok(r.seq)
     }

@@ -40,10 +40,10 @@ pub struct OtlpSink {
 }
 
 impl OtlpSink {
-    pub fn new(endpoint: &str, timeout: Duration) -> Result<OtlpSink, String> {
+    pub fn new(endpoint: &str, timeout: Duration) -> Result<OtlpSink, super::SinkError> {
         let base = endpoint.trim_end_matches('/');
         let client =
-            reqwest::Client::builder().timeout(timeout).no_proxy().build().map_err(|e| format!("audit.otlp: {e}"))?;
+            reqwest::Client::builder().timeout(timeout).no_proxy().build().map_err(super::SinkError::OtlpClient)?;
         Ok(OtlpSink {
             client,
             logs_url: format!("{base}/v1/logs"),

@@ -39,8 +39,8 @@ pub struct RedisSink {
 }
 
 impl RedisSink {
-    pub fn new(url: &str, stream: String, maxlen: u64) -> Result<RedisSink, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("audit.redis.url: {e}"))?;
+    pub fn new(url: &str, stream: String, maxlen: u64) -> Result<RedisSink, super::SinkError> {
+        let client = redis::Client::open(url).map_err(super::SinkError::RedisUrl)?;
         Ok(RedisSink { client, conn: None, stream, maxlen })
     }
 }

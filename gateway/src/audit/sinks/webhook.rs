@@ -19,14 +19,19 @@ pub struct WebhookSink {
 }
 
 impl WebhookSink {
-    pub fn new(url: String, secret: &[u8], ca: Option<&[u8]>, timeout: Duration) -> Result<WebhookSink, String> {
+    pub fn new(
+        url: String,
+        secret: &[u8],
+        ca: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<WebhookSink, super::SinkError> {
         let mut b = reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(5)).no_proxy();
         if let Some(pem) = ca {
-            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("audit.webhook.ca: {e}"))? {
+            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(super::SinkError::WebhookCa)? {
                 b = b.add_root_certificate(cert);
             }
         }
-        let client = b.build().map_err(|e| format!("audit.webhook: {e}"))?;
+        let client = b.build().map_err(super::SinkError::WebhookClient)?;
         Ok(WebhookSink { client, url, key: hmac::Key::new(hmac::HMAC_SHA256, secret) })
     }
 }
