@@ -10,18 +10,18 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn by_request_id(records: &[Value]) -> HashMap<String, Vec<(u64, Value)>> {
-    let mut m: HashMap<String, Vec<(u64, Value)>> = HashMap::new();
+fn by_request_id(records: &[Record]) -> HashMap<String, Vec<(u64, Event)>> {
+    let mut m: HashMap<String, Vec<(u64, Event)>> = HashMap::new();
     for r in records {
-        if let Some(id) = r["event"]["request_id"].as_str() {
-            m.entry(id.to_string()).or_default().push((r["seq"].as_u64().unwrap(), r["event"].clone()));
+        if let Some(id) = r.event.request_id.as_deref() {
+            m.entry(id.to_string()).or_default().push((r.seq, r.event.clone()));
         }
     }
     m
 }
 
 /// Every request the upstream saw has a durable allow decision in the chain.
-fn assert_every_forwarded_request_was_recorded(seen: &[demo_ephi::Seen], records: &[Value]) {
+fn assert_every_forwarded_request_was_recorded(seen: &[demo_ephi::Seen], records: &[Record]) {
     let index = by_request_id(records);
     for s in seen {
         let id = s.header("x-request-id").expect("forwarded with a request id");
@@ -29,7 +29,7 @@ fn assert_every_forwarded_request_was_recorded(seen: &[demo_ephi::Seen], records
             .get(id)
             .unwrap_or_else(|| panic!("request {id} ({}) reached the upstream without a record", s.target));
         assert!(
-            events.iter().any(|(_, e)| e["kind"] == "access.decision" && e["decision"] == "allow"),
+            events.iter().any(|(_, e)| kind(e) == "access.decision" && decision(e).as_deref() == Some("allow")),
             "request {id} has no allow decision: {events:?}"
         );
     }
@@ -38,11 +38,11 @@ fn assert_every_forwarded_request_was_recorded(seen: &[demo_ephi::Seen], records
 #[tokio::test]
 async fn every_decision_is_recorded_before_forwarding_metadata_only() {
     let demo = demo().await;
-    let mut gw = Gateway::start(&format!(
+    let mut gw = Gateway::builder().config(format!(
         "{}[[routes]]\npublic = true\nname = \"search\"\npath = \"/debug/search\"\naudit_query = true\nupstream = \"http://{}\"\n",
         route_all(demo.addr),
         demo.addr
-    ))
+    )).start()
     .await;
     let c = client();
     assert_eq!(c.get(gw.url("/patients/1?ssn=123-45-6789")).send().await.unwrap().status(), 200);
@@ -68,7 +68,7 @@ async fn every_decision_is_recorded_before_forwarding_metadata_only() {
 
     let records = audit_records(&dir);
     assert_every_forwarded_request_was_recorded(&demo.seen(), &records);
-    let text = records.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("\n");
+    let text = records.iter().map(|r| serde_json::to_string(&r.event).unwrap()).collect::<Vec<_>>().join("\n");
     for secret in ["123-45-6789", "ssn", "secret-cookie", "diagnosis"] {
         assert!(!text.contains(secret), "{secret} leaked into the audit trail");
     }
@@ -77,25 +77,25 @@ async fn every_decision_is_recorded_before_forwarding_metadata_only() {
 
     // Decision before completion, for each forwarded request.
     for (id, events) in by_request_id(&records) {
-        let decision = events.iter().find(|(_, e)| e["kind"] == "access.decision").map(|(s, _)| *s);
-        let done = events.iter().find(|(_, e)| e["kind"] == "access.completed");
+        let decision = events.iter().find(|(_, e)| kind(e) == "access.decision").map(|(s, _)| *s);
+        let done = events.iter().find(|(_, e)| kind(e) == "access.completed");
         if let Some((done_seq, e)) = done {
             assert!(decision.is_some_and(|d| d < *done_seq), "{id}: completion before decision");
-            assert!(e["status"].as_u64().is_some() && e["duration_ms"].as_f64().is_some(), "{e}");
+            assert!(e.status.is_some() && e.duration_ms.is_some(), "{e:?}");
         }
     }
     let post = records
         .iter()
-        .find(|r| r["event"]["kind"] == "access.completed" && r["event"]["method"] == "POST")
+        .find(|r| kind(&r.event) == "access.completed" && r.event.method.as_deref() == Some("POST"))
         .expect("completion of the POST");
-    assert_eq!(post["event"]["status"], 201);
-    assert_eq!(post["event"]["bytes_in"], 20);
+    assert_eq!(post.event.status, Some(201));
+    assert_eq!(post.event.bytes_in, Some(20));
     // Refusals are decisions too.
-    let denied = records.iter().find(|r| r["event"]["decision"] == "deny").expect("a deny record");
-    assert_eq!(denied["event"]["reason"], "bad_path");
-    assert_eq!(denied["event"]["status"], 400);
-    let kinds: Vec<&str> = records.iter().filter_map(|r| r["event"]["kind"].as_str()).collect();
-    assert_eq!(kinds.first(), Some(&"audit.started"));
+    let denied = records.iter().find(|r| decision(&r.event).as_deref() == Some("deny")).expect("a deny record");
+    assert_eq!(reason(&denied.event).as_deref(), Some("bad_path"));
+    assert_eq!(denied.event.status, Some(400));
+    let kinds: Vec<String> = records.iter().map(|r| kind(&r.event)).collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("audit.started"));
     // An orderly stop ends the chain with a signed checkpoint over everything.
     assert_eq!(kinds[kinds.len() - 2..], ["audit.stopped", "audit.checkpoint"], "{kinds:?}");
     assert!(out.contains("ok: ") && !out.contains("after the last checkpoint"), "{out}");
@@ -108,7 +108,7 @@ fn write_lines(path: &Path, lines: &[String]) {
 #[tokio::test]
 async fn verify_names_edited_removed_inserted_and_reordered_records() {
     let demo = demo().await;
-    let mut gw = Gateway::start(&format!("[audit]\ncheckpoint_every = 5\n{}", route_all(demo.addr))).await;
+    let mut gw = Gateway::builder().config("[audit]\ncheckpoint_every = 5\n").route(route_all(demo.addr)).start().await;
     for i in 0..12 {
         client().get(gw.url(&format!("/patients/{}", i % 3 + 1))).send().await.unwrap();
     }
@@ -193,7 +193,7 @@ async fn sigkill_under_load_then_restart_continues_the_chain() {
     let audit_dir = tempfile::tempdir().unwrap();
     let cfg =
         format!("[audit]\ndir = \"{}\"\ncheckpoint_every = 50\n{}", audit_dir.path().display(), route_all(demo.addr));
-    let mut gw = Gateway::start(&cfg).await;
+    let mut gw = Gateway::builder().config(&cfg).start().await;
     let mut load = Vec::new();
     for i in 0..16 {
         let url = gw.url("/patients");
@@ -218,7 +218,7 @@ async fn sigkill_under_load_then_restart_continues_the_chain() {
     let before = audit_records(audit_dir.path()).len();
     assert!(before > 50, "too little load before the kill: {before} records");
 
-    let mut gw2 = Gateway::start(&cfg).await;
+    let mut gw2 = Gateway::builder().config(&cfg).start().await;
     for _ in 0..5 {
         assert_eq!(client().get(gw2.url("/patients/1")).send().await.unwrap().status(), 200);
     }
@@ -228,7 +228,7 @@ async fn sigkill_under_load_then_restart_continues_the_chain() {
     let (code, out) = audit_verify(&[OsStr::new("--key"), key.as_os_str(), audit_dir.path().as_os_str()]);
     assert_eq!(code, 0, "{out}");
     let records = audit_records(audit_dir.path());
-    let restarts = records.iter().filter(|r| r["event"]["kind"] == "audit.started").count();
+    let restarts = records.iter().filter(|r| kind(&r.event) == "audit.started").count();
     assert_eq!(restarts, 2, "one chain across the restart");
     assert_every_forwarded_request_was_recorded(&demo.seen(), &records);
 }
@@ -238,8 +238,8 @@ async fn a_full_spool_refuses_access_instead_of_serving_unaudited() {
     let demo = demo().await;
     // A 16 KiB file-size limit stands in for a full disk; SIGXFSZ ignored so writes
     // fail with EFBIG instead of killing the process.
-    let limit = Some("trap '' XFSZ; ulimit -f 32");
-    let mut gw = Gateway::start_full(&route_all(demo.addr), 2, limit).await;
+    let limit = "trap '' XFSZ; ulimit -f 32";
+    let mut gw = Gateway::builder().route(route_all(demo.addr)).grace(2).wrapper(limit).start().await;
     let mut statuses = Vec::new();
     for _ in 0..80 {
         statuses.push(client().get(gw.url("/patients/1")).send().await.unwrap().status().as_u16());
@@ -261,8 +261,13 @@ async fn a_full_spool_refuses_access_instead_of_serving_unaudited() {
 
     // on_failure = "allow" keeps serving (and counts the failures).
     let demo2 = crate::harness::demo().await;
-    let gw2 =
-        Gateway::start_full(&format!("[audit]\non_failure = \"allow\"\n{}", route_all(demo2.addr)), 2, limit).await;
+    let gw2 = Gateway::builder()
+        .config("[audit]\non_failure = \"allow\"\n")
+        .route(route_all(demo2.addr))
+        .grace(2)
+        .wrapper(limit)
+        .start()
+        .await;
     for _ in 0..80 {
         let r = client().get(gw2.url("/patients/1")).send().await;
         assert_eq!(r.map(|r| r.status().as_u16()).ok(), Some(200), "log: {}", gw2.log());
@@ -274,7 +279,7 @@ async fn two_gateways_cannot_write_one_chain() {
     let demo = demo().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!("[audit]\ndir = \"{}\"\n{}", dir.path().display(), route_all(demo.addr));
-    let _first = Gateway::start(&cfg).await;
+    let _first = Gateway::builder().config(&cfg).start().await;
     let conf = tempfile::tempdir().unwrap();
     let path = conf.path().join("second.toml");
     std::fs::write(&path, format!("[listen]\nhttp = \"127.0.0.1:{}\"\n{cfg}", free_port())).unwrap();
@@ -288,7 +293,7 @@ async fn two_gateways_cannot_write_one_chain() {
 async fn a_writer_over_its_queue_limit_refuses_access_and_counts_dropped_refusals() {
     let demo = demo().await;
     // A limit of 0 stands in for a writer that has fallen a whole queue behind.
-    let gw = Gateway::start(&format!("[audit]\nqueue_limit = 0\n{}", route_all(demo.addr))).await;
+    let gw = Gateway::builder().config("[audit]\nqueue_limit = 0\n").route(route_all(demo.addr)).start().await;
     let r = client().get(gw.url("/patients/1")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     let (status, _) =
@@ -302,7 +307,7 @@ async fn a_writer_over_its_queue_limit_refuses_access_and_counts_dropped_refusal
 #[tokio::test]
 async fn a_collected_prefix_verifies_only_when_declared_partial() {
     let demo = demo().await;
-    let mut gw = Gateway::start(&format!("[audit]\ncheckpoint_every = 4\n{}", route_all(demo.addr))).await;
+    let mut gw = Gateway::builder().config("[audit]\ncheckpoint_every = 4\n").route(route_all(demo.addr)).start().await;
     for _ in 0..8 {
         client().get(gw.url("/patients")).send().await.unwrap();
     }
@@ -345,7 +350,7 @@ fn modes(dir: &Path) -> Vec<(std::path::PathBuf, u32)> {
 async fn audit_files_are_private_whatever_the_umask() {
     let demo = demo().await;
     // A receiver that refuses every batch as bad (400): they end as dead letters.
-    let rx = crate::sinks::receiver(b"a-shared-webhook-secret-for-tests", 0).await;
+    let rx = receiver(b"a-shared-webhook-secret-for-tests", 0).await;
     *rx.refuse.lock().unwrap() = Some("\"seq\"".into());
     let secrets = tempfile::tempdir().unwrap();
     std::fs::write(secrets.path().join("hook.secret"), b"a-shared-webhook-secret-for-tests").unwrap();
@@ -357,7 +362,7 @@ async fn audit_files_are_private_whatever_the_umask() {
         secrets.path().join("hook.secret").display(),
         route_all(demo.addr)
     );
-    let mut gw = Gateway::start_full(&cfg, 2, Some("umask 000")).await;
+    let mut gw = Gateway::builder().config(&cfg).grace(2).wrapper("umask 000").start().await;
     for i in 0..40 {
         client().get(gw.url(&format!("/patients/{i}"))).send().await.unwrap();
     }
@@ -398,12 +403,12 @@ async fn audit_files_are_private_whatever_the_umask() {
     assert!(out.status.success(), "{text}");
     let warning = text.lines().find(|l| l.contains("warning")).unwrap_or_else(|| panic!("no warning:\n{text}"));
     assert!(warning.contains(&format!("{} is mode 755", dir.display())), "{warning}");
-    let gw = Gateway::start_full(
-        &cfg.replace("[audit]\n", &format!("[audit]\ndir = \"{}\"\n", dir.display())),
-        2,
-        Some("umask 000"),
-    )
-    .await;
+    let gw = Gateway::builder()
+        .config(cfg.replace("[audit]\n", &format!("[audit]\ndir = \"{}\"\n", dir.display())))
+        .grace(2)
+        .wrapper("umask 000")
+        .start()
+        .await;
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "serve left the audit directory {mode:o}: {}", gw.log());
 }

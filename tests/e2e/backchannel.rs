@@ -4,7 +4,6 @@
 //! are refused and end nothing.
 
 use crate::harness::*;
-use crate::login::{audit_has, browser, nav, sign_in, site, status_with, Opts, Site};
 use serde_json::json;
 
 async fn post_logout_token(s: &Site, token: &str) -> u16 {
@@ -58,7 +57,7 @@ async fn signing_out_at_the_provider_ends_the_gateway_session() {
         with("iat", json!(now - 3600)),
         with("sub", serde_json::Value::Null),
     ] {
-        let token = crate::bearer::signed(&s.idp, json!({ "typ": "logout+jwt" }), bad).await;
+        let token = signed(&s.idp, json!({ "typ": "logout+jwt" }), bad).await;
         assert_eq!(post_logout_token(&s, &token).await, 400);
     }
     assert_eq!(post_logout_token(&s, "not-a-jwt").await, 400);
@@ -88,19 +87,23 @@ async fn signing_out_at_the_provider_ends_the_gateway_session() {
     if status != 401 {
         let recs: Vec<String> = audit_records(&s.gw.audit_dir())
             .iter()
-            .filter(|r| r["event"]["kind"] == "auth.backchannel_logout")
-            .map(|r| r["event"].to_string())
+            .filter(|r| kind(&r.event) == "auth.backchannel_logout")
+            .map(|r| format!("{:?}", r.event))
             .collect();
         panic!("the provider's logout did not end the gateway session: {recs:#?}\n{}", s.gw.log());
     }
-    let ev = audit_has(&s.gw.audit_dir(), |r| r["kind"] == "auth.backchannel_logout" && r["decision"] == "allow").await;
-    assert_eq!(ev["actor"]["subject"], "bob");
+    let ev = audit_has(&s.gw.audit_dir(), |r| {
+        kind(r) == "auth.backchannel_logout" && decision(r).as_deref() == Some("allow")
+    })
+    .await;
+    assert_eq!(subject(&ev), Some("bob"));
 
     // A replayed logout token is refused.
-    let token = crate::bearer::signed(&s.idp, json!({ "typ": "logout+jwt" }), with("jti", json!("j-replay"))).await;
+    let token = signed(&s.idp, json!({ "typ": "logout+jwt" }), with("jti", json!("j-replay"))).await;
     assert_eq!(post_logout_token(&s, &token).await, 200);
     assert_eq!(post_logout_token(&s, &token).await, 400);
-    audit_has(&s.gw.audit_dir(), |r| r["kind"] == "auth.backchannel_logout" && r["reason"] == "replay").await;
+    audit_has(&s.gw.audit_dir(), |r| kind(r) == "auth.backchannel_logout" && reason(r).as_deref() == Some("replay"))
+        .await;
 }
 
 /// Re-validation: a user disabled at the provider loses access within the interval; a
@@ -131,8 +134,8 @@ async fn a_user_disabled_at_the_provider_loses_access_within_the_interval() {
     assert_eq!(r.status(), 204);
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert_eq!(status_with(&s, &bob).await, 401, "a user disabled at the provider kept access");
-    let ev = audit_has(&s.gw.audit_dir(), |r| r["kind"] == "session.revoked_by_idp").await;
-    assert_eq!(ev["actor"]["subject"], "bob");
+    let ev = audit_has(&s.gw.audit_dir(), |r| kind(r) == "session.revoked_by_idp").await;
+    assert_eq!(subject(&ev), Some("bob"));
 
     // The provider down: alice's session goes on past the interval.
     drop(server);

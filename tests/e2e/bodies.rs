@@ -2,90 +2,12 @@
 //! once. The upstream receives nothing past the fault (never more than the limit), its
 //! connection is closed rather than pooled, and the completion record names the reason.
 //! The upstream here is a raw TCP listener that never answers and records, per
-//! connection, every byte it received and whether the gateway closed it.
+//! connection, every byte it received and whether the gateway closed it (`Recorder`).
 
 use crate::harness::*;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-#[derive(Default)]
-struct Conn {
-    bytes: Vec<u8>,
-    closed: bool,
-}
-
-/// A silent upstream that records its connections.
-struct Recorder {
-    addr: SocketAddr,
-    conns: Arc<Mutex<Vec<Arc<Mutex<Conn>>>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Recorder {
-    async fn start() -> Recorder {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let conns: Arc<Mutex<Vec<Arc<Mutex<Conn>>>>> = Arc::default();
-        let all = conns.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                let conn = Arc::new(Mutex::new(Conn::default()));
-                all.lock().unwrap().push(conn.clone());
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 16384];
-                    loop {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => conn.lock().unwrap().bytes.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    conn.lock().unwrap().closed = true;
-                });
-            }
-        });
-        Recorder { addr, conns, task }
-    }
-
-    /// What the connection whose request line names `path` received so far, and whether
-    /// the gateway closed it.
-    fn conn(&self, path: &str) -> Option<(Vec<u8>, bool)> {
-        let line = format!("POST {path} HTTP/1.1\r");
-        self.conns.lock().unwrap().iter().find_map(|c| {
-            let c = c.lock().unwrap();
-            let head = c.bytes.split(|&b| b == b'\n').next().unwrap_or(b"");
-            (head == line.as_bytes()).then(|| (c.bytes.clone(), c.closed))
-        })
-    }
-
-    /// The connection whose request line names `path`, once the gateway has closed it
-    /// (panics after 10 s): what it received.
-    async fn closed_conn(&self, path: &str) -> Vec<u8> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match self.conn(path) {
-                Some((bytes, true)) => return bytes,
-                state => assert!(
-                    Instant::now() < deadline,
-                    "{path}: the upstream connection was not closed: {:?}",
-                    state.map(|(b, _)| String::from_utf8_lossy(&b).into_owned())
-                ),
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn connections(&self) -> usize {
-        self.conns.lock().unwrap().len()
-    }
-}
 
 /// The payload bytes of the chunked body after the head in `raw` (what the gateway wrote
 /// upstream, canonically framed), and whether its last chunk arrived.
@@ -139,10 +61,10 @@ async fn send(addr: SocketAddr, head: &str, body: &[u8], piece: usize) -> (u16, 
 #[tokio::test]
 async fn bad_chunked_framing_and_oversized_bodies_stop_at_once() {
     let up = Recorder::start().await;
-    let mut gw = Gateway::start(&format!(
+    let mut gw = Gateway::builder().config(format!(
         "[[routes]]\npublic = true\nname = \"up\"\nupstream = \"http://{}\"\n[routes.limits]\nmax_body_bytes = 1000\nupstream_read_timeout_secs = 30\n",
         up.addr
-    ))
+    )).start()
     .await;
     let head = |path: &str| format!("POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
     // Each fault is followed by what must never reach the upstream ("SECRET"), and sent
@@ -201,7 +123,7 @@ async fn bad_chunked_framing_and_oversized_bodies_stop_at_once() {
     s.write_all(ok).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let got = up.conns.lock().unwrap().get(conns).map(|c| c.lock().unwrap().bytes.clone()).unwrap_or_default();
+        let got = up.received(conns);
         if dechunk(&got) == (b"hello".to_vec(), true) {
             break;
         }
@@ -215,14 +137,14 @@ async fn bad_chunked_framing_and_oversized_bodies_stop_at_once() {
     let find = |kind: &str, path: &str| {
         records
             .iter()
-            .find(|r| r["event"]["kind"] == kind && r["event"]["path"] == path)
-            .map(|r| r["event"].clone())
+            .find(|r| crate::harness::kind(&r.event) == kind && r.event.path.as_deref() == Some(&*path))
+            .map(|r| r.event.clone())
             .unwrap_or_else(|| panic!("no {kind} record for {path}"))
     };
     for (path, reason) in bad.iter().map(|(p, _)| (p.as_str(), "bad_framing")).chain([("/too-large", "body_too_large")])
     {
-        assert_eq!(find("access.decision", path)["decision"], "allow", "{path}");
+        assert_eq!(decision(&find("access.decision", path)).as_deref(), Some("allow"), "{path}");
         let done = find("access.completed", path);
-        assert_eq!(done["reason"], reason, "{path}: {done}");
+        assert_eq!(crate::harness::reason(&done).as_deref(), Some(reason), "{path}: {done:?}");
     }
 }

@@ -9,7 +9,7 @@ const SMUGGLED: &str = "GET /debug/smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
 #[tokio::test]
 async fn ambiguous_framing_is_refused_and_nothing_is_forwarded() {
     let demo = demo().await;
-    let gw = Gateway::start(&route_all(demo.addr)).await;
+    let gw = Gateway::builder().route(route_all(demo.addr)).start().await;
     let cases: Vec<(&str, String)> = vec![
         ("CL and TE", format!("POST /debug/a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}")),
         ("TE and CL", format!("POST /debug/a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n{SMUGGLED}")),
@@ -56,7 +56,7 @@ async fn ambiguous_framing_is_refused_and_nothing_is_forwarded() {
 #[tokio::test]
 async fn host_and_content_length_have_one_reading() {
     let demo = demo().await;
-    let gw = Gateway::start(&route_all(demo.addr)).await;
+    let gw = Gateway::builder().route(route_all(demo.addr)).start().await;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("no Host", b"GET /debug/a HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec()),
         ("two Hosts", b"GET /debug/a HTTP/1.1\r\nHost: t\r\nHost: admin.example\r\n\r\n".to_vec()),

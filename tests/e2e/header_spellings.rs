@@ -44,8 +44,9 @@ async fn through(gw: &Gateway, demo: &demo_ephi::Demo) -> demo_ephi::Seen {
 async fn every_spelling_of_an_identity_header_is_dropped_and_client_names_need_a_trusted_proxy() {
     let demo = demo().await;
     let route = format!("{}underscore_headers = [\"x_legacy_id\"]\n", route_all(demo.addr));
-    let untrusted = Gateway::start(&route).await;
-    let trusted = Gateway::start(&format!("[headers]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{route}")).await;
+    let untrusted = Gateway::builder().config(&route).start().await;
+    let trusted =
+        Gateway::builder().config(format!("[headers]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{route}")).start().await;
 
     for (gw, from_proxy) in [(&untrusted, false), (&trusted, true)] {
         let seen = through(gw, &demo).await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_finish() {
     let demo = demo().await;
-    let mut gw = Gateway::start_with(&route_all(demo.addr), 60).await;
+    let mut gw = Gateway::builder().route(route_all(demo.addr)).grace(60).start().await;
     let url = gw.url("/slow?ms=6000");
     let slow =
         tokio::spawn(
@@ -68,7 +68,7 @@ fn tail(log: &str) -> String {
 #[tokio::test]
 async fn sigterm_ends_requests_that_outlast_the_grace_period() {
     let demo = demo().await;
-    let mut gw = Gateway::start_with(&route_all(demo.addr), 1).await;
+    let mut gw = Gateway::builder().route(route_all(demo.addr)).grace(1).start().await;
     let url = gw.url("/slow?ms=60000");
     let slow =
         tokio::spawn(
@@ -87,7 +87,7 @@ async fn sigterm_ends_requests_that_outlast_the_grace_period() {
 #[tokio::test]
 async fn sigint_exits_at_once() {
     let demo = demo().await;
-    let mut gw = Gateway::start_with(&route_all(demo.addr), 60).await;
+    let mut gw = Gateway::builder().route(route_all(demo.addr)).grace(60).start().await;
     std::process::Command::new(tool("kill", "procps")).args(["-INT", &gw.pid().to_string()]).status().unwrap();
     let exit = wait_exit(&mut gw, Instant::now(), Duration::from_secs(20)).await;
     assert_eq!(exit.code(), Some(130));

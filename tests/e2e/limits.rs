@@ -7,8 +7,11 @@ use crate::harness::*;
 #[tokio::test]
 async fn a_long_request_line_gets_414_and_large_headers_get_431() {
     let demo = demo().await;
-    let gw =
-        Gateway::start(&format!("[limits]\nmax_header_bytes = 8192\nmax_headers = 50\n{}", route_all(demo.addr))).await;
+    let gw = Gateway::builder()
+        .config("[limits]\nmax_header_bytes = 8192\nmax_headers = 50\n")
+        .route(route_all(demo.addr))
+        .start()
+        .await;
     let send = |head: String| {
         let addr = gw.http;
         async move { raw_status(addr, format!("{head}Host: t\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap() }
@@ -34,8 +37,14 @@ async fn a_long_request_line_gets_414_and_large_headers_get_431() {
     let reasons = || -> Vec<String> {
         audit_records(&gw.audit_dir())
             .into_iter()
-            .filter(|r| r["event"]["kind"] == "access.decision" && r["event"]["decision"] == "deny")
-            .map(|r| format!("{} {}", r["event"]["status"], r["event"]["reason"].as_str().unwrap_or("")))
+            .filter(|r| kind(&r.event) == "access.decision" && decision(&r.event).as_deref() == Some("deny"))
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r.event.status.map_or("null".into(), |s| s.to_string()),
+                    reason(&r.event).as_deref().unwrap_or("")
+                )
+            })
             .collect()
     };
     let want = ["414 uri_too_long", "431 header_too_large", "431 header_too_large", "431 header_too_large"];

@@ -7,11 +7,11 @@ use crate::harness::*;
 #[tokio::test]
 async fn the_upstream_receives_exactly_the_normalised_path() {
     let demo = demo().await;
-    let gw = Gateway::start(&format!(
+    let gw = Gateway::builder().config(format!(
         "[[routes]]\npublic = true\nname = \"api\"\npath = \"/api\"\nstrip_prefix = \"/api\"\nupstream = \"http://{0}\"\n\
          [[routes]]\npublic = true\nname = \"debug\"\npath = \"/debug\"\nupstream = \"http://{0}\"\n",
         demo.addr
-    ))
+    )).start()
     .await;
 
     let forwarded = [

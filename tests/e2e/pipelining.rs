@@ -6,7 +6,6 @@
 //! exchange ends when the gateway closes the connection, never on a timeout.
 
 use crate::harness::*;
-use crate::login::{site, Opts};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -91,11 +90,13 @@ fn get(path: &str, extra: &str) -> String {
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
     let demo = demo().await;
-    let gw = Gateway::start(&format!(
-        "[[routes]]\npublic = true\nname = \"debug\"\npath = \"/debug\"\nupstream = \"http://{}\"\n",
-        demo.addr
-    ))
-    .await;
+    let gw = Gateway::builder()
+        .config(format!(
+            "[[routes]]\npublic = true\nname = \"debug\"\npath = \"/debug\"\nupstream = \"http://{}\"\n",
+            demo.addr
+        ))
+        .start()
+        .await;
     let cases: Vec<Case> = vec![
         (
             "GET then GET",

@@ -3,43 +3,7 @@
 //! role; path tricks cannot reach a denied record; every decision names its rule.
 
 use crate::harness::*;
-use crate::idp::tokens;
-use crate::login::{audit_has, browser, nav, sign_in, site, Opts, Site};
 use serde_json::Value;
-
-pub fn policies() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
-}
-
-/// A site on the example HIPAA policy, in front of its own demo upstream.
-pub async fn policy_site() -> (Site, demo_ephi::Demo) {
-    let p = policies();
-    policy_site_with(&format!(
-        "[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n",
-        p.join("hipaa_model.conf").display(),
-        p.join("hipaa_policy.csv").display()
-    ))
-    .await
-}
-
-/// A site with `policy` (a `[policy]` table) and bearer tokens, one route `ehr` in the
-/// cardiology domain, in front of its own demo upstream.
-pub async fn policy_site_with(policy: &str) -> (Site, demo_ephi::Demo) {
-    let demo = demo().await;
-    let routes = format!(
-        "[[routes]]\nname = \"ehr\"\nupstream = \"http://{}\"\nrequire_mfa = false\nresource = \"ehr\"\ndomain = \"cardiology\"\n",
-        demo.addr
-    );
-    let session = format!("\n{policy}");
-    let s = site(Opts {
-        oidc: "api_audience = \"urn:custos:api\"",
-        session: &session,
-        routes: Some(routes),
-        ..Default::default()
-    })
-    .await;
-    (s, demo)
-}
 
 async fn call(s: &Site, method: &str, path: &str, token: &str) -> reqwest::Response {
     client()
@@ -58,16 +22,19 @@ async fn the_policy_decides_every_request_and_names_its_rule() {
     // bob is in the IdP group `staff`, which the policy maps to `nurse` in cardiology.
     let nurse = tokens(&s.idp, "bob", "bob-password", "").await["access_token"].as_str().unwrap().to_string();
     assert_eq!(call(&s, "GET", "/patients/1/notes", &nurse).await.status(), 200);
-    let allow = audit_has(&dir, |r| r["decision"] == "allow" && r["path"] == "/patients/1/notes").await;
-    assert_eq!(allow["rule"], "p, nurse, cardiology, ehr:/patients/*, GET, allow");
+    let allow =
+        audit_has(&dir, |r| decision(r).as_deref() == Some("allow") && r.path.as_deref() == Some("/patients/1/notes"))
+            .await;
+    assert_eq!(allow.rule.as_deref(), Some("p, nurse, cardiology, ehr:/patients/*, GET, allow"));
 
     let r = call(&s, "DELETE", "/patients/1/notes", &nurse).await;
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body, serde_json::json!({ "error": "forbidden", "route": "ehr", "action": "DELETE" }));
-    let deny = audit_has(&dir, |r| r["decision"] == "deny" && r["method"] == "DELETE").await;
-    assert_eq!(deny["reason"], "policy");
-    assert_eq!(deny["rule"], "p, nurse, cardiology, ehr:/patients/*, DELETE, deny");
+    let deny =
+        audit_has(&dir, |r| decision(r).as_deref() == Some("deny") && r.method.as_deref() == Some("DELETE")).await;
+    assert_eq!(reason(&deny).as_deref(), Some("policy"));
+    assert_eq!(deny.rule.as_deref(), Some("p, nurse, cardiology, ehr:/patients/*, DELETE, deny"));
 
     // Path tricks reach the same normalised object, which the policy denies.
     for path in
@@ -79,8 +46,10 @@ async fn the_policy_decides_every_request_and_names_its_rule() {
     // Path parameters, which some upstreams drop before routing, are refused.
     assert_eq!(call(&s, "GET", "/patients/3;x/notes", &nurse).await.status(), 400);
     // The audit names the deny that decided, not an allow that also matched.
-    let vip = audit_has(&dir, |r| r["decision"] == "deny" && r["path"] == "/patients/3/notes").await;
-    assert_eq!(vip["rule"], "p, nurse, cardiology, ehr:/patients/3/*, [A-Z]+, deny");
+    let vip =
+        audit_has(&dir, |r| decision(r).as_deref() == Some("deny") && r.path.as_deref() == Some("/patients/3/notes"))
+            .await;
+    assert_eq!(vip.rule.as_deref(), Some("p, nurse, cardiology, ehr:/patients/3/*, [A-Z]+, deny"));
     // Nothing of patient 3 reached the upstream, nor any DELETE.
     let seen = upstream.seen();
     assert!(!seen.is_empty());
@@ -97,8 +66,12 @@ async fn the_policy_decides_every_request_and_names_its_rule() {
     let mfa = tokens(&s.idp, "alice", "alice-password", "123456").await["access_token"].as_str().unwrap().to_string();
     let r = call(&s, "POST", "/patients/1/notes", &mfa).await;
     assert!(r.status().is_success(), "{}", r.status());
-    let allow = audit_has(&dir, |r| r["decision"] == "allow" && r["method"] == "POST").await;
-    assert_eq!(allow["rule"], "p, physician, cardiology, ehr:/patients/*, (GET)|(POST)|(PUT)|(PATCH), allow");
+    let allow =
+        audit_has(&dir, |r| decision(r).as_deref() == Some("allow") && r.method.as_deref() == Some("POST")).await;
+    assert_eq!(
+        allow.rule.as_deref(),
+        Some("p, physician, cardiology, ehr:/patients/*, (GET)|(POST)|(PUT)|(PATCH), allow")
+    );
 
     // A browser gets a page that names the route and the action, not the rule.
     let c = browser();
@@ -218,7 +191,7 @@ async fn policy_reloads_only_when_it_loads_and_passes_its_cases() {
         let (url, t) = (format!("{}{path}", s.origin), nurse.clone());
         async move { client().get(url).bearer_auth(t).send().await.unwrap().status().as_u16() }
     };
-    let count = |kind: &str| audit_records(&dir).iter().filter(|r| r["event"]["kind"] == kind).count();
+    let count = |kind: &str| audit_records(&dir).iter().filter(|r| crate::harness::kind(&r.event) == kind).count();
     async fn until(mut f: impl FnMut() -> bool) -> bool {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
@@ -235,16 +208,16 @@ async fn policy_reloads_only_when_it_loads_and_passes_its_cases() {
     std::fs::write(&policy, format!("{good}\nq, nurse, cardiology\n")).unwrap();
     assert!(until(|| count("policy.reload_rejected") >= 1).await, "no policy.reload_rejected");
     let lines = good.lines().count() + 2;
-    let rejected = audit_has(&dir, |r| r["kind"] == "policy.reload_rejected").await;
-    assert!(rejected["reason"].as_str().unwrap().contains(&format!("p.csv:{lines}")), "{rejected}");
+    let rejected = audit_has(&dir, |r| kind(r) == "policy.reload_rejected").await;
+    assert!(reason(&rejected).as_deref().unwrap().contains(&format!("p.csv:{lines}")), "{rejected:?}");
     assert_eq!(status("/patients/2").await, 200);
 
     // A good change: in force on the next requests.
     std::fs::write(&policy, format!("{good}\np, nurse, cardiology, ehr:/patients/2, GET, deny\n")).unwrap();
     assert!(until(|| count("policy.reloaded") >= 1).await, "no policy.reloaded");
     assert_eq!(status("/patients/2").await, 403, "the reloaded policy is not in force");
-    let reloaded = audit_has(&dir, |r| r["kind"] == "policy.reloaded").await;
-    assert!(reloaded["rule"].as_str().unwrap().starts_with("model="), "{reloaded}");
+    let reloaded = audit_has(&dir, |r| kind(r) == "policy.reloaded").await;
+    assert!(reloaded.rule.as_deref().unwrap().starts_with("model="), "{reloaded:?}");
 
     // A model that would deny everything, or panic on every request, written over the
     // good one: refused with the model's file and line, in the audit trail and the log,
@@ -264,8 +237,8 @@ async fn policy_reloads_only_when_it_loads_and_passes_its_cases() {
         assert!(until(|| count("policy.reload_rejected") > before).await, "a broken model was not refused ({what})");
         let at = format!("m.conf:{at}:");
         audit_has(&dir, |r| {
-            r["kind"] == "policy.reload_rejected"
-                && r["reason"].as_str().is_some_and(|m| m.contains(at.as_str()) && m.contains(what))
+            kind(r) == "policy.reload_rejected"
+                && reason(r).as_deref().is_some_and(|m| m.contains(at.as_str()) && m.contains(what))
         })
         .await;
         assert!(
@@ -284,9 +257,7 @@ async fn policy_reloads_only_when_it_loads_and_passes_its_cases() {
     let before = count("policy.reload_rejected");
     std::fs::write(&policy, good.replace("g, group:staff, nurse, cardiology", "")).unwrap();
     assert!(until(|| count("policy.reload_rejected") > before).await);
-    assert!(audit_records(&dir)
-        .iter()
-        .any(|r| r["event"]["reason"].as_str().is_some_and(|m| m.contains("cases fail"))));
+    assert!(audit_records(&dir).iter().any(|r| reason(&r.event).as_deref().is_some_and(|m| m.contains("cases fail"))));
     assert_eq!(status("/patients/1").await, 200, "a policy that failed its cases was put in force");
 
     // SIGHUP reloads (here: refuses the same files again) and the gateway keeps serving.
@@ -572,8 +543,8 @@ async fn an_explicit_mapping_turns_an_idp_group_into_a_role() {
     // As billing, bob sees invoices and no longer the records his nurse role gave him.
     assert_ne!(call(&s, "GET", "/billing/invoices/7", &bob).await.status(), 403);
     assert_eq!(call(&s, "GET", "/patients/1", &bob).await.status(), 403);
-    let allow = audit_has(&s.gw.audit_dir(), |r| r["decision"] == "allow").await;
-    assert_eq!(allow["rule"], "p, billing, *, ehr:/billing/*, (GET)|(POST), allow");
+    let allow = audit_has(&s.gw.audit_dir(), |r| decision(r).as_deref() == Some("allow")).await;
+    assert_eq!(allow.rule.as_deref(), Some("p, billing, *, ehr:/billing/*, (GET)|(POST), allow"));
 }
 
 /// A model the fast evaluator does not cover still serves, decided by the `casbin`

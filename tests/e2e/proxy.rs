@@ -6,7 +6,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn get_and_post_reach_the_upstream_with_their_bodies() {
     let demo = demo().await;
-    let gw = Gateway::start(&route_all(demo.addr)).await;
+    let gw = Gateway::builder().route(route_all(demo.addr)).start().await;
     let c = client();
 
     let r = c.get(gw.url("/patients/2")).send().await.unwrap();
@@ -29,12 +29,14 @@ async fn get_and_post_reach_the_upstream_with_their_bodies() {
 #[tokio::test]
 async fn unmatched_requests_get_404_and_are_never_forwarded() {
     let demo = demo().await;
-    let gw = Gateway::start(&format!(
-        "[[routes]]\npublic = true\nname = \"api\"\npath = \"/api\"\nupstream = \"http://{}\"\n\
+    let gw = Gateway::builder()
+        .config(format!(
+            "[[routes]]\npublic = true\nname = \"api\"\npath = \"/api\"\nupstream = \"http://{}\"\n\
          [[routes]]\npublic = true\nname = \"ehr\"\nhost = \"ehr.example.org\"\nupstream = \"http://{}\"\n",
-        demo.addr, demo.addr
-    ))
-    .await;
+            demo.addr, demo.addr
+        ))
+        .start()
+        .await;
     let c = client();
     for path in ["/", "/apix", "/patients", "/.custos/unknown"] {
         let r = c.get(gw.url(path)).send().await.unwrap();
@@ -51,11 +53,11 @@ async fn unmatched_requests_get_404_and_are_never_forwarded() {
 #[tokio::test]
 async fn spoofed_identity_headers_never_reach_the_upstream() {
     let demo = demo().await;
-    let gw = Gateway::start(&format!(
-        "[headers]\nstrip = [\"x-forwarded-user\", \"x-remote-user\", \"remote-user\", \"x-ehr-role\"]\n{}",
-        route_all(demo.addr)
-    ))
-    .await;
+    let gw = Gateway::builder()
+        .config("[headers]\nstrip = [\"x-forwarded-user\", \"x-remote-user\", \"remote-user\", \"x-ehr-role\"]\n")
+        .route(route_all(demo.addr))
+        .start()
+        .await;
     let r = client()
         .get(gw.url("/debug/headers"))
         .header("X-Custos-User", "mallory")
@@ -106,7 +108,11 @@ fn uuid_like(s: &str) -> bool {
 #[tokio::test]
 async fn a_trusted_proxy_chain_is_appended_to() {
     let demo = demo().await;
-    let gw = Gateway::start(&format!("[headers]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{}", route_all(demo.addr))).await;
+    let gw = Gateway::builder()
+        .config("[headers]\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
+        .route(route_all(demo.addr))
+        .start()
+        .await;
     client()
         .get(gw.url("/debug/h"))
         .header("X-Forwarded-For", "203.0.113.7")
@@ -122,10 +128,10 @@ async fn a_trusted_proxy_chain_is_appended_to() {
 #[tokio::test]
 async fn upstream_down_gives_a_plain_502_and_is_counted() {
     let closed = free_port();
-    let gw = Gateway::start(&format!(
-        "[[routes]]\npublic = true\nname = \"down\"\nupstream = \"http://127.0.0.1:{closed}\"\n"
-    ))
-    .await;
+    let gw = Gateway::builder()
+        .config(format!("[[routes]]\npublic = true\nname = \"down\"\nupstream = \"http://127.0.0.1:{closed}\"\n"))
+        .start()
+        .await;
     let r = client().get(gw.url("/patients?name=<script>")).send().await.unwrap();
     assert_eq!(r.status(), 502);
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
@@ -145,7 +151,7 @@ async fn upstream_down_gives_a_plain_502_and_is_counted() {
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_status() {
     let demo = demo().await;
-    let gw = Gateway::start(&route_all(demo.addr)).await;
+    let gw = Gateway::builder().route(route_all(demo.addr)).start().await;
     let c = client();
     for _ in 0..3 {
         assert_eq!(c.get(gw.url("/patients")).send().await.unwrap().status(), 200);
@@ -171,11 +177,13 @@ async fn metrics_count_requests_by_route_and_status() {
 #[tokio::test]
 async fn limits_refuse_large_bodies_and_headers() {
     let demo = demo().await;
-    let gw = Gateway::start(&format!(
-        "[limits]\nmax_headers = 20\n{}\n[routes.limits]\nmax_body_bytes = 1000\n",
-        route_all(demo.addr)
-    ))
-    .await;
+    let gw = Gateway::builder()
+        .config(format!(
+            "[limits]\nmax_headers = 20\n{}\n[routes.limits]\nmax_body_bytes = 1000\n",
+            route_all(demo.addr)
+        ))
+        .start()
+        .await;
     let c = client();
     let r = c.post(gw.url("/patients/1/notes")).body(vec![b'a'; 1001]).send().await.unwrap();
     assert_eq!(r.status(), 413);
@@ -202,7 +210,7 @@ async fn limits_refuse_large_bodies_and_headers() {
 #[tokio::test]
 async fn health_endpoints_answer_on_the_reserved_prefix() {
     let demo = demo().await;
-    let gw = Gateway::start(&route_all(demo.addr)).await;
+    let gw = Gateway::builder().route(route_all(demo.addr)).start().await;
     for p in ["/.custos/healthz", "/.custos/readyz"] {
         let r = client().get(gw.url(p)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{p}");
@@ -229,14 +237,16 @@ async fn timeouts_bound_slow_upstreams_and_silent_clients() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let demo = demo().await;
     // Separate routes, so that each timeout is the only one that can fire.
-    let gw = Gateway::start(&format!(
-        "[[routes]]\npublic = true\nname = \"slow-upstream\"\npath = \"/slow\"\nupstream = \"http://{0}\"\n\
+    let gw = Gateway::builder()
+        .config(format!(
+            "[[routes]]\npublic = true\nname = \"slow-upstream\"\npath = \"/slow\"\nupstream = \"http://{0}\"\n\
          [routes.limits]\nupstream_read_timeout_secs = 1\n\
          [[routes]]\npublic = true\nname = \"silent-client\"\npath = \"/debug\"\nupstream = \"http://{0}\"\n\
          [routes.limits]\nclient_read_timeout_secs = 1\nupstream_read_timeout_secs = 30\n",
-        demo.addr
-    ))
-    .await;
+            demo.addr
+        ))
+        .start()
+        .await;
     // An upstream silent for longer than its read timeout: 504, not a hung request (the
     // upstream would take 30 s; the bounds leave room for a loaded machine).
     let started = std::time::Instant::now();

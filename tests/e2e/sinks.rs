@@ -16,8 +16,8 @@ fn unique(prefix: &str) -> String {
 }
 
 /// Ids of every record in the spool and (if given) the archive.
-fn chain_ids(records: &[serde_json::Value]) -> Vec<String> {
-    records.iter().map(|r| r["event"]["id"].as_str().unwrap().to_string()).collect()
+fn chain_ids(records: &[Record]) -> Vec<String> {
+    records.iter().map(|r| r.event.id.clone()).collect()
 }
 
 async fn wait_for_stream(url: &str, stream: &str, want: usize) -> Vec<(String, String)> {
@@ -38,13 +38,15 @@ async fn redis_stream_and_archive_file_get_every_record_once() {
     let stream = unique("all");
     let archive = tempfile::tempdir().unwrap();
     let archive_file = archive.path().join("archive.jsonl");
-    let mut gw = Gateway::start(&format!(
+    let mut gw = Gateway::builder()
+        .config(format!(
         "[audit]\nsegment_bytes = 4096\ncheckpoint_every = 10\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n\
          [audit.file]\npath = \"{}\"\n{}",
         archive_file.display(),
         route_all(demo.addr)
     ))
-    .await;
+        .start()
+        .await;
     for i in 0..40 {
         assert_eq!(client().get(gw.url(&format!("/patients/{}", i % 3 + 1))).send().await.unwrap().status(), 200);
     }
@@ -62,9 +64,10 @@ async fn redis_stream_and_archive_file_get_every_record_once() {
     ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("matches the checkpoint kept in Redis"), "{out}");
-    let archived: Vec<serde_json::Value> =
-        std::fs::read_to_string(&archive_file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(archived.first().unwrap()["seq"], 1);
+    let archived_lines: Vec<String> =
+        std::fs::read_to_string(&archive_file).unwrap().lines().map(String::from).collect();
+    let archived: Vec<Record> = archived_lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(archived.first().unwrap().seq, 1);
     // Delivered segments were deleted from the spool; the newest stays.
     let left = audit_records(&gw.audit_dir());
     assert!(left.len() < archived.len(), "no delivered segment was deleted ({} of {})", left.len(), archived.len());
@@ -75,7 +78,8 @@ async fn redis_stream_and_archive_file_get_every_record_once() {
     assert_eq!(ids, chain_ids(&archived), "stream and chain differ");
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "duplicates in the stream");
     let line: serde_json::Value = serde_json::from_str(&entries[3].1).unwrap();
-    assert_eq!(line, archived[3], "the stream's record is the chain line");
+    let chain_line: serde_json::Value = serde_json::from_str(&archived_lines[3]).unwrap();
+    assert_eq!(line, chain_line, "the stream's record is the chain line");
 }
 
 #[tokio::test]
@@ -84,11 +88,11 @@ async fn a_sink_down_during_load_gets_every_record_once_it_is_back() {
     let port = free_port();
     let url = format!("redis://127.0.0.1:{port}/");
     let stream = unique("down");
-    let mut gw = Gateway::start(&format!(
-        "[audit]\ncheckpoint_every = 50\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n{}",
-        route_all(demo.addr)
-    ))
-    .await;
+    let mut gw = Gateway::builder()
+        .config(format!("[audit]\ncheckpoint_every = 50\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n"))
+        .route(route_all(demo.addr))
+        .start()
+        .await;
     let mut load = Vec::new();
     for _ in 0..8 {
         let u = gw.url("/patients");
@@ -153,11 +157,11 @@ async fn the_checkpoint_in_redis_exposes_a_cut_tail() {
     let demo = demo().await;
     let url = redis_url();
     let stream = unique("tail");
-    let mut gw = Gateway::start(&format!(
-        "[audit]\ncheckpoint_every = 5\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n{}",
-        route_all(demo.addr)
-    ))
-    .await;
+    let mut gw = Gateway::builder()
+        .config(format!("[audit]\ncheckpoint_every = 5\n[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n"))
+        .route(route_all(demo.addr))
+        .start()
+        .await;
     for _ in 0..15 {
         client().get(gw.url("/patients")).send().await.unwrap();
     }
@@ -185,9 +189,11 @@ async fn audit_tail_follows_the_stream_and_the_spool() {
     let demo = demo().await;
     let url = redis_url();
     let stream = unique("tailcmd");
-    let gw =
-        Gateway::start(&format!("[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n{}", route_all(demo.addr)))
-            .await;
+    let gw = Gateway::builder()
+        .config(format!("[audit.redis]\nurl = \"{url}\"\nstream = \"{stream}\"\n"))
+        .route(route_all(demo.addr))
+        .start()
+        .await;
     for _ in 0..3 {
         client().get(gw.url("/patients/2")).send().await.unwrap();
     }
@@ -232,99 +238,6 @@ async fn audit_tail_follows_the_stream_and_the_spool() {
     }
 }
 
-/// A SIEM's webhook endpoint, or a break-glass alert receiver: verifies each request's
-/// signature the way a receiver must (constant-time, timestamp within 5 min): on
-/// `/ingest` (the audit webhook) HMAC-SHA256 over `v2:{timestamp}:{records}:{body}` with
-/// `{records}` from `x-custos-records`, elsewhere (alerts) over `v1:{timestamp}:{body}`.
-/// It answers 500 to the first `fail_first` requests, 400 to a body holding the text in
-/// `refuse` (while set), and keeps what it took.
-pub(crate) struct Receiver {
-    pub addr: std::net::SocketAddr,
-    pub taken: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    pub bad_signatures: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    pub refuse: std::sync::Arc<std::sync::Mutex<Option<String>>>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-pub(crate) async fn receiver(secret: &'static [u8], fail_first: usize) -> Receiver {
-    receiver_on(0, secret, fail_first).await
-}
-
-/// [`receiver`] on a given port (0: any), e.g. one a gateway has been failing to reach.
-pub(crate) async fn receiver_on(port: u16, secret: &'static [u8], fail_first: usize) -> Receiver {
-    use http_body_util::{BodyExt, Full};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let taken = Arc::new(Mutex::new(Vec::new()));
-    let bad = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::new(AtomicUsize::new(0));
-    let refuse: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-    let (t, b, r) = (taken.clone(), bad.clone(), refuse.clone());
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let (t, b, seen, r) = (t.clone(), b.clone(), seen.clone(), r.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (t, b, seen, r) = (t.clone(), b.clone(), seen.clone(), r.clone());
-                    async move {
-                        let header = |name: &str| {
-                            req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
-                        };
-                        let (ts, sig, records) =
-                            (header("x-custos-timestamp"), header("x-custos-signature"), header("x-custos-records"));
-                        let webhook = req.uri().path().starts_with("/ingest");
-                        let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-                        let fresh = ts.parse::<u64>().is_ok_and(|t| t.abs_diff(now) <= 300);
-                        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-                        let (scheme, mut msg) = if webhook {
-                            ("v2=", format!("v2:{ts}:{records}:").into_bytes())
-                        } else {
-                            ("v1=", format!("v1:{ts}:").into_bytes())
-                        };
-                        msg.extend_from_slice(&body);
-                        let tag = sig.strip_prefix(scheme).and_then(|h| hex::decode(h).ok()).unwrap_or_default();
-                        let text = String::from_utf8_lossy(&body).into_owned();
-                        let refused = r.lock().unwrap().as_ref().is_some_and(|m| text.contains(m.as_str()));
-                        let status = if !fresh || ring::hmac::verify(&key, &msg, &tag).is_err() {
-                            b.fetch_add(1, Ordering::SeqCst);
-                            401
-                        } else if seen.fetch_add(1, Ordering::SeqCst) < fail_first {
-                            500
-                        } else if refused {
-                            400
-                        } else {
-                            let mut t = t.lock().unwrap();
-                            t.extend(text.lines().map(String::from));
-                            200
-                        };
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder().status(status).body(Full::new(bytes::Bytes::new())).unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Receiver { addr, taken, bad_signatures: bad, refuse, _task: task }
-}
-
-/// The value of a metric line `name` (with its labels) on the admin listener, if any.
-pub(crate) async fn metric(gw: &Gateway, name: &str) -> Option<f64> {
-    let m = client().get(format!("http://{}/metrics", gw.admin)).send().await.ok()?.text().await.ok()?;
-    m.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
-}
-
-/// Delivery retries back off to at most this (instead of 5 s), so a test sees many tries
-/// in little time.
-pub(crate) const FAST_RETRY: &str = "retry_max_ms = 200\n";
-
 const WEBHOOK_SECRET: &[u8] = b"a-shared-webhook-secret-for-tests";
 
 #[tokio::test]
@@ -333,36 +246,37 @@ async fn the_webhook_gets_signed_batches_and_retries_until_taken() {
     let rx = receiver(WEBHOOK_SECRET, 2).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hook.secret"), WEBHOOK_SECRET).unwrap();
-    let mut gw = Gateway::start(&format!(
-        "[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
-        rx.addr,
-        dir.path().join("hook.secret").display(),
-        route_all(demo.addr)
-    ))
-    .await;
+    let mut gw = Gateway::builder()
+        .config(format!(
+            "[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
+            rx.addr,
+            dir.path().join("hook.secret").display(),
+            route_all(demo.addr)
+        ))
+        .start()
+        .await;
     for _ in 0..20 {
         client().get(gw.url("/patients/3")).send().await.unwrap();
     }
     gw.stop().await;
     let records = audit_records(&gw.audit_dir());
     let taken = rx.taken.lock().unwrap().clone();
-    let ids: Vec<String> = taken
-        .iter()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids: Vec<String> = taken.iter().map(|l| serde_json::from_str::<Record>(l).unwrap().event.id).collect();
     assert_eq!(ids, chain_ids(&records), "the receiver did not get the whole chain once, in order");
     assert_eq!(rx.bad_signatures.load(std::sync::atomic::Ordering::SeqCst), 0, "a request failed signature checks");
 
     // A wrong secret is caught by the receiver: the check above can fail. A 401 is not
     // the payload's fault: the batch is tried again and again, never dead-lettered.
     let wrong = receiver(b"another-secret-entirely-0123456", 0).await;
-    let mut gw2 = Gateway::start(&format!(
-        "[audit]\n{FAST_RETRY}[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
-        wrong.addr,
-        dir.path().join("hook.secret").display(),
-        route_all(demo.addr)
-    ))
-    .await;
+    let mut gw2 = Gateway::builder()
+        .config(format!(
+            "[audit]\n{FAST_RETRY}[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
+            wrong.addr,
+            dir.path().join("hook.secret").display(),
+            route_all(demo.addr)
+        ))
+        .start()
+        .await;
     client().get(gw2.url("/patients/1")).send().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while wrong.bad_signatures.load(std::sync::atomic::Ordering::SeqCst) < 12 && Instant::now() < deadline {
@@ -387,10 +301,7 @@ fn dead_letters(audit: &std::path::Path, sink: &str) -> Vec<String> {
 }
 
 fn ids_of(lines: &[String]) -> Vec<String> {
-    lines
-        .iter()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]["id"].as_str().unwrap().to_string())
-        .collect()
+    lines.iter().map(|l| serde_json::from_str::<Record>(l).unwrap().event.id).collect()
 }
 
 /// A receiver down for many more tries than the old budget of eight (and than any budget:
@@ -402,11 +313,11 @@ async fn a_webhook_down_for_longer_than_any_retry_budget_gets_every_record_once(
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hook.secret"), WEBHOOK_SECRET).unwrap();
     let port = free_port();
-    let mut gw = Gateway::start(&format!(
+    let mut gw = Gateway::builder().config(format!(
         "[audit]\n{FAST_RETRY}sink_alert_secs = 1\n[audit.webhook]\nurl = \"http://127.0.0.1:{port}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
         dir.path().join("hook.secret").display(),
         route_all(demo.addr)
-    ))
+    )).start()
     .await;
     for i in 0..30 {
         assert_eq!(client().get(gw.url(&format!("/patients/{}", i % 3 + 1))).send().await.unwrap().status(), 200);
@@ -449,7 +360,7 @@ async fn a_webhook_down_for_longer_than_any_retry_budget_gets_every_record_once(
     let ids = ids_of(&rx.taken.lock().unwrap());
     assert_eq!(ids, chain_ids(&records), "the receiver did not get the whole chain exactly once, in order");
     assert_eq!(rx.bad_signatures.load(std::sync::atomic::Ordering::SeqCst), 0);
-    assert!(!records.iter().any(|r| r["event"]["kind"] == "audit.dead_lettered"));
+    assert!(!records.iter().any(|r| kind(&r.event) == "audit.dead_lettered"));
     assert_eq!(dead_letters(&gw.audit_dir(), "webhook"), Vec::<String>::new());
 }
 
@@ -465,18 +376,20 @@ async fn a_batch_the_webhook_refuses_is_dead_lettered_on_the_record_and_redelive
     let rx = receiver(WEBHOOK_SECRET, 0).await;
     // Only the decision record of /patients/2 carries this.
     *rx.refuse.lock().unwrap() = Some("\"path\":\"/patients/2\",\"decision\"".into());
-    let mut gw = Gateway::start(&format!(
-        "[audit]\n{FAST_RETRY}[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
-        rx.addr,
-        dir.path().join("hook.secret").display(),
-        route_all(demo.addr)
-    ))
-    .await;
+    let mut gw = Gateway::builder()
+        .config(format!(
+            "[audit]\n{FAST_RETRY}[audit.webhook]\nurl = \"http://{}/ingest\"\nsecret = {{ file = \"{}\" }}\n{}",
+            rx.addr,
+            dir.path().join("hook.secret").display(),
+            route_all(demo.addr)
+        ))
+        .start()
+        .await;
     let audit = gw.audit_dir();
     client().get(gw.url("/patients/1")).send().await.unwrap();
     client().get(gw.url("/patients/2")).send().await.unwrap();
-    let dead = crate::login::audit_has(&audit, |e| e["kind"] == "audit.dead_lettered").await;
-    assert_eq!(dead["sink"], "webhook", "{dead}");
+    let dead = audit_has(&audit, |e| kind(e) == "audit.dead_lettered").await;
+    assert_eq!(dead.sink.as_deref(), Some("webhook"), "{dead:?}");
     // Later records still flow.
     client().get(gw.url("/patients/3")).send().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -486,12 +399,11 @@ async fn a_batch_the_webhook_refuses_is_dead_lettered_on_the_record_and_redelive
     assert!(rx.taken.lock().unwrap().iter().any(|l| l.contains("/patients/3")), "the sink stopped after a dead letter");
     let poisoned = audit_records(&audit)
         .into_iter()
-        .find(|r| r["event"]["kind"] == "access.decision" && r["event"]["path"] == "/patients/2")
+        .find(|r| kind(&r.event) == "access.decision" && r.event.path.as_deref() == Some("/patients/2"))
         .unwrap();
-    let (first, last, count) =
-        (dead["first_seq"].as_u64().unwrap(), dead["last_seq"].as_u64().unwrap(), dead["count"].as_u64().unwrap());
-    let seq = poisoned["seq"].as_u64().unwrap();
-    assert!(first <= seq && seq <= last && count == last - first + 1, "{dead}");
+    let (first, last, count) = (dead.first_seq.unwrap(), dead.last_seq.unwrap(), dead.count.unwrap());
+    let seq = poisoned.seq;
+    assert!(first <= seq && seq <= last && count == last - first + 1, "{dead:?}");
     let buried = dead_letters(&audit, "webhook");
     assert_eq!(buried.len() as u64, count, "one dead letter, holding what the record says");
     assert!(buried.iter().any(|l| l.contains("/patients/2")));
@@ -508,9 +420,9 @@ async fn a_batch_the_webhook_refuses_is_dead_lettered_on_the_record_and_redelive
         .unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{said}");
-    let back = crate::login::audit_has(&audit, |e| e["kind"] == "audit.redelivered").await;
-    assert_eq!((back["sink"].as_str(), back["count"].as_u64()), (Some("webhook"), Some(count)), "{back}");
-    assert_eq!((back["first_seq"].as_u64(), back["last_seq"].as_u64()), (Some(first), Some(last)), "{back}");
+    let back = audit_has(&audit, |e| kind(e) == "audit.redelivered").await;
+    assert_eq!((back.sink.as_deref(), back.count), (Some("webhook"), Some(count)), "{back:?}");
+    assert_eq!((back.first_seq, back.last_seq), (Some(first), Some(last)), "{back:?}");
     assert_eq!(dead_letters(&audit, "webhook"), Vec::<String>::new());
     gw.stop().await;
     let records = audit_records(&audit);
@@ -528,88 +440,6 @@ async fn a_batch_the_webhook_refuses_is_dead_lettered_on_the_record_and_redelive
     assert_eq!(got, want, "the receiver does not hold the whole chain");
 }
 
-/// An OTLP/HTTP collector stand-in: decodes the real protobuf requests; answers 503 to
-/// the first `fail_traces` trace exports.
-struct Collector {
-    addr: std::net::SocketAddr,
-    fail_traces: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    logs: std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::logs::v1::LogRecord>>>,
-    spans: std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-async fn collector() -> Collector {
-    use http_body_util::{BodyExt, Full};
-    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use prost::Message;
-    use std::sync::{Arc, Mutex};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let spans = Arc::new(Mutex::new(Vec::new()));
-    let fail_traces = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (l, s, f) = (logs.clone(), spans.clone(), fail_traces.clone());
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let (l, s, f) = (l.clone(), s.clone(), f.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (l, s, f) = (l.clone(), s.clone(), f.clone());
-                    async move {
-                        let path = req.uri().path().to_string();
-                        let unavailable = path == "/v1/traces"
-                            && f.fetch_update(
-                                std::sync::atomic::Ordering::SeqCst,
-                                std::sync::atomic::Ordering::SeqCst,
-                                |n| n.checked_sub(1),
-                            )
-                            .is_ok();
-                        if unavailable {
-                            return Ok::<_, std::convert::Infallible>(
-                                hyper::Response::builder().status(503).body(Full::new(bytes::Bytes::new())).unwrap(),
-                            );
-                        }
-                        let ctype =
-                            req.headers().get("content-type").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
-                        let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                        let ok = ctype == b"application/x-protobuf"
-                            && match path.as_str() {
-                                "/v1/logs" => ExportLogsServiceRequest::decode(body).map(|r| {
-                                    for rl in r.resource_logs {
-                                        for sl in rl.scope_logs {
-                                            l.lock().unwrap().extend(sl.log_records);
-                                        }
-                                    }
-                                }),
-                                "/v1/traces" => ExportTraceServiceRequest::decode(body).map(|r| {
-                                    for rs in r.resource_spans {
-                                        for ss in rs.scope_spans {
-                                            s.lock().unwrap().extend(ss.spans);
-                                        }
-                                    }
-                                }),
-                                _ => Ok(()),
-                            }
-                            .is_ok();
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder()
-                                .status(if ok { 200 } else { 400 })
-                                .body(Full::new(bytes::Bytes::new()))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Collector { addr, fail_traces, logs, spans, _task: task }
-}
-
 fn attr(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str) -> Option<String> {
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| match &v.value {
@@ -623,8 +453,10 @@ fn attr(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str) -
 async fn otlp_gets_every_record_as_a_log_and_each_request_as_a_span_of_its_trace() {
     let demo = demo().await;
     let otel = collector().await;
-    let mut gw =
-        Gateway::start(&format!("[audit.otlp]\nendpoint = \"http://{}\"\n{}", otel.addr, route_all(demo.addr))).await;
+    let mut gw = Gateway::builder()
+        .config(format!("[audit.otlp]\nendpoint = \"http://{}\"\n{}", otel.addr, route_all(demo.addr)))
+        .start()
+        .await;
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     client()
@@ -654,10 +486,10 @@ async fn otlp_gets_every_record_as_a_log_and_each_request_as_a_span_of_its_trace
     assert_ne!(gateway_span, caller_span);
     let decision = records
         .iter()
-        .find(|r| r["event"]["kind"] == "access.decision" && r["event"]["path"] == "/patients/1")
+        .find(|r| kind(&r.event) == "access.decision" && r.event.path.as_deref() == Some("/patients/1"))
         .unwrap();
-    assert_eq!(decision["event"]["trace_id"], caller_trace);
-    assert_eq!(decision["event"]["span_id"], gateway_span);
+    assert_eq!(decision.event.trace_id.as_deref(), Some(&*caller_trace));
+    assert_eq!(decision.event.span_id.as_deref(), Some(&*gateway_span));
     let all_spans = otel.spans.lock().unwrap().clone();
     let spans: Vec<_> = all_spans.iter().filter(|s| s.kind == 2).cloned().collect();
     assert_eq!(spans.len(), 5, "one server span per request");
@@ -689,7 +521,7 @@ async fn otlp_gets_every_record_as_a_log_and_each_request_as_a_span_of_its_trace
 async fn otlp_retries_send_only_what_was_not_taken_and_refused_requests_have_spans() {
     let otel = collector().await;
     otel.fail_traces.store(3, std::sync::atomic::Ordering::SeqCst);
-    let s = crate::login::site(crate::login::Opts {
+    let s = site(Opts {
         session: &format!("\n[audit]\n{FAST_RETRY}[audit.otlp]\nendpoint = \"http://{}\"\n", otel.addr),
         ..Default::default()
     })
@@ -723,17 +555,17 @@ async fn otlp_retries_send_only_what_was_not_taken_and_refused_requests_have_spa
     for reason in ["unauthenticated", "bad_path"] {
         let d = records
             .iter()
-            .map(|r| &r["event"])
-            .find(|e| e["kind"] == "access.decision" && e["reason"] == reason)
+            .map(|r| &r.event)
+            .find(|e| kind(e) == "access.decision" && crate::harness::reason(e).as_deref() == Some(reason))
             .unwrap_or_else(|| panic!("no {reason} record"));
-        let span_id = d["span_id"].as_str().unwrap_or_else(|| panic!("no span id on the {reason} record: {d}"));
+        let span_id = d.span_id.as_deref().unwrap_or_else(|| panic!("no span id on the {reason} record: {d:?}"));
         let span = server
             .iter()
             .find(|s| hex::encode(&s.span_id) == span_id)
             .unwrap_or_else(|| panic!("no span for the {reason} request"));
-        assert_eq!(hex::encode(&span.trace_id), d["trace_id"].as_str().unwrap());
+        assert_eq!(hex::encode(&span.trace_id), d.trace_id.as_deref().unwrap());
         assert_eq!(attr(&span.attributes, "custos.decision").as_deref(), Some("deny"));
-        assert_eq!(attr(&span.attributes, "http.response.status_code"), d["status"].as_u64().map(|s| s.to_string()));
+        assert_eq!(attr(&span.attributes, "http.response.status_code"), d.status.map(|s| s.to_string()));
     }
     assert_eq!(server.len(), 3, "one server span per request: {server:?}");
 }
@@ -753,7 +585,7 @@ async fn a_full_spool_refuses_access_loudly_until_the_sink_catches_up() {
         audit.path().display(),
         route_all(demo.addr)
     );
-    let mut gw = Gateway::start(&cfg).await;
+    let mut gw = Gateway::builder().config(&cfg).start().await;
     let mut served = 0;
     let mut refused = false;
     for _ in 0..400 {
@@ -776,7 +608,7 @@ async fn a_full_spool_refuses_access_loudly_until_the_sink_catches_up() {
     // A restart with a full spool still starts (its sinks are what drain it), and still
     // refuses.
     gw.stop().await;
-    let mut gw = Gateway::start(&cfg).await;
+    let mut gw = Gateway::builder().config(&cfg).start().await;
     assert_eq!(client().get(gw.url("/patients/1")).send().await.unwrap().status(), 503);
 
     // The sink comes back: delivered segments are deleted and access resumes.

@@ -64,7 +64,7 @@ fn tls11_accepted(addr: SocketAddr) -> bool {
 #[tokio::test]
 async fn tls_1_3_and_1_2_succeed_and_1_1_is_refused() {
     let demo = demo().await;
-    let gw = Gateway::start(&route_all(demo.addr)).await;
+    let gw = Gateway::builder().route(route_all(demo.addr)).start().await;
     let (v, _) = handshake(gw.tls, &rustls::version::TLS13, &[]).await.unwrap();
     assert_eq!(v, rustls::ProtocolVersion::TLSv1_3);
     let (v, _) = handshake(gw.tls, &rustls::version::TLS12, &[]).await.unwrap();
@@ -107,7 +107,7 @@ async fn the_tls_1_1_probe_detects_a_server_that_accepts_it() {
 #[tokio::test]
 async fn http2_over_tls_by_alpn() {
     let demo = demo().await;
-    let gw = Gateway::start(&route_all(demo.addr)).await;
+    let gw = Gateway::builder().route(route_all(demo.addr)).start().await;
     let (_, alpn) = handshake(gw.tls, &rustls::version::TLS13, &[b"h2", b"http/1.1"]).await.unwrap();
     assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
     let (_, alpn) = handshake(gw.tls, &rustls::version::TLS13, &[b"http/1.1"]).await.unwrap();
@@ -139,13 +139,13 @@ async fn https_upstream_with_ca_bundle_and_client_certificate() {
     let demo = demo_ephi::start("127.0.0.1:0".parse().unwrap(), true, Some(tls)).await.unwrap();
     let port = demo.addr.port();
     let d = dir.display();
-    let gw = Gateway::start(&format!(
+    let gw = Gateway::builder().config(format!(
         "[[routes]]\npublic = true\nname = \"mtls\"\npath = \"/mtls\"\nstrip_prefix = \"/mtls\"\nupstream = \"https://127.0.0.1:{port}\"\n\
          [routes.upstream_tls]\nca = \"{d}/ca.pem\"\nsni = \"localhost\"\nclient_cert = \"{d}/client.pem\"\nclient_key = {{ file = \"{d}/client-key.pem\" }}\n\
          [[routes]]\npublic = true\nname = \"no-client-cert\"\npath = \"/anon\"\nupstream = \"https://127.0.0.1:{port}\"\n\
          [routes.upstream_tls]\nca = \"{d}/ca.pem\"\nsni = \"localhost\"\n\
          [[routes]]\npublic = true\nname = \"wrong-ca\"\npath = \"/wrongca\"\nupstream = \"https://127.0.0.1:{port}\"\n"
-    ))
+    )).start()
     .await;
     let c = client();
     let r = c.get(gw.url("/mtls/patients/1")).send().await.unwrap();

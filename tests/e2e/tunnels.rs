@@ -11,61 +11,13 @@
 //! then echoes raw bytes (the gateway does not read frames, so bytes are enough).
 
 use crate::harness::*;
-use crate::login::{audit_has, site, Opts, Site};
 use custos::session::{Session, SessionStore, Timeouts};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// The upstream: request heads it received, and how many tunnels it saw closed.
-#[derive(Clone, Default)]
-struct Echo {
-    heads: Arc<Mutex<Vec<String>>>,
-    closed: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-async fn echo_upstream() -> (SocketAddr, Echo) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let echo = Echo::default();
-    let e = echo.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let e = e.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read(&mut b).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
-                e.heads.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
-                let _ = s
-                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
-                    .await;
-                let mut buf = [0u8; 4096];
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                e.closed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            });
-        }
-    });
-    (addr, echo)
-}
 
 /// Sends an upgrade request; the status and, on `101`, the open connection.
 async fn upgrade(gw: SocketAddr, path: &str, headers: &str, cookie: Option<&str>) -> (u16, TcpStream) {
@@ -177,12 +129,9 @@ websocket = true
 }
 
 async fn live_site(up: SocketAddr, policy: &Path, model: &Path, extra: &str, o: Opts<'_>) -> Site {
-    let session = format!(
-        "{extra}\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\npoll_ms = 100\n",
-        model.display(),
-        policy.display()
-    );
-    site(Opts { session: &session, routes: Some(routes(up)), ..o }).await
+    let policy =
+        format!("[policy]\nmodel = \"{}\"\npolicy = \"{}\"\npoll_ms = 100\n", model.display(), policy.display());
+    site(Opts { session: extra, policy: &policy, routes: Some(routes(up)), ..o }).await
 }
 
 #[tokio::test]
@@ -199,8 +148,9 @@ async fn upgrades_are_refused_unless_the_route_opts_in_and_a_tunnel_ends_with_it
     // opaque tunnel. Refused now, with a record, and nothing forwarded.
     let (st, _) = upgrade(s.gw.http, "/app", WS, Some(&id)).await;
     assert_eq!(st, 400, "an upgrade on a route without websocket = true was not refused");
-    let ev = audit_has(&dir, |r| r["reason"] == "upgrade_refused" && r["route"] == "app").await;
-    assert_eq!(ev["decision"], "deny");
+    let ev =
+        audit_has(&dir, |r| reason(r).as_deref() == Some("upgrade_refused") && r.route.as_deref() == Some("app")).await;
+    assert_eq!(decision(&ev).as_deref(), Some("deny"));
     // h2c, anywhere; and any token but websocket.
     let h2c = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n";
     assert_eq!(upgrade(s.gw.http, "/live/feed", h2c, Some(&id)).await.0, 400);
@@ -223,15 +173,15 @@ async fn upgrades_are_refused_unless_the_route_opts_in_and_a_tunnel_ends_with_it
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let logout = serde_json::json!({ "iss": s.idp, "aud": client_id, "iat": now, "jti": uuid::Uuid::now_v7().to_string(),
         "events": { "http://schemas.openid.net/event/backchannel-logout": {} }, "sub": "alice-at-idp" });
-    let token = crate::bearer::signed(&s.idp, serde_json::json!({ "typ": "logout+jwt" }), logout).await;
+    let token = signed(&s.idp, serde_json::json!({ "typ": "logout+jwt" }), logout).await;
     let r =
         client().post(s.gw.url("/.custos/backchannel-logout")).form(&[("logout_token", token)]).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let took = closed_within(&mut t, Duration::from_secs(5)).await.expect("the tunnel outlived a back-channel logout");
     assert!(took < Duration::from_secs(1), "{took:?}");
-    let hash = crate::login::sha256(&bc);
-    let ev = audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["session"] == hash.as_str()).await;
-    assert_eq!(ev["reason"], "backchannel_logout");
+    let hash = sha256(&bc);
+    let ev = audit_has(&dir, |r| kind(r) == "tunnel.closed" && r.session.as_deref() == Some(hash.as_str())).await;
+    assert_eq!(reason(&ev).as_deref(), Some("backchannel_logout"));
     echo.heads.lock().unwrap().clear();
 
     // Allowed: a tunnel. The upstream gets the handshake without the gateway's cookie.
@@ -250,26 +200,27 @@ async fn upgrades_are_refused_unless_the_route_opts_in_and_a_tunnel_ends_with_it
     }
     closed_within(&mut t, Duration::from_secs(10)).await.expect("the tunnel outlived its idle session");
     assert!(started.elapsed() < Duration::from_secs(8), "closed after {:?}", started.elapsed());
-    let idle = crate::login::sha256(&id);
-    let closed = audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["session"] == idle.as_str()).await;
-    assert_eq!(closed["reason"], "session_idle_timeout", "{closed}");
-    assert_eq!(closed["bytes_in"], 24 + 3 * 10);
-    assert_eq!(closed["bytes_out"], 24 + 3 * 10);
-    assert_eq!(closed["actor"]["subject"], "alice");
-    assert!(closed["duration_ms"].as_f64().unwrap() > 1000.0, "{closed}");
-    audit_has(&dir, |r| r["kind"] == "tunnel.opened" && r["status"] == 101 && r["route"] == "live").await;
+    let idle = sha256(&id);
+    let closed = audit_has(&dir, |r| kind(r) == "tunnel.closed" && r.session.as_deref() == Some(idle.as_str())).await;
+    assert_eq!(reason(&closed).as_deref(), Some("session_idle_timeout"), "{closed:?}");
+    assert_eq!(closed.bytes_in, Some(24 + 3 * 10));
+    assert_eq!(closed.bytes_out, Some(24 + 3 * 10));
+    assert_eq!(subject(&closed), Some("alice"));
+    assert!(closed.duration_ms.unwrap() > 1000.0, "{closed:?}");
+    audit_has(&dir, |r| kind(r) == "tunnel.opened" && r.status == Some(101) && r.route.as_deref() == Some("live"))
+        .await;
 
     // A bearer token is no session: its tunnel ends at the token's `exp`.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let claims = serde_json::json!({ "iss": s.idp, "aud": "urn:custos:api", "sub": "carol", "iat": now, "exp": now + 3,
         "groups": ["clinicians"], "amr": ["pwd"] });
-    let token = crate::bearer::signed(&s.idp, serde_json::json!({ "typ": "at+jwt" }), claims).await;
+    let token = signed(&s.idp, serde_json::json!({ "typ": "at+jwt" }), claims).await;
     let (st, mut t) = upgrade(s.gw.http, "/live/feed", &format!("{WS}Authorization: Bearer {token}\r\n"), None).await;
     assert_eq!(st, 101);
     echoes(&mut t, b"ping").await;
     assert!(closed_within(&mut t, Duration::from_secs(10)).await.is_some(), "the tunnel outlived its token");
-    let ev = audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["actor"]["subject"] == "carol").await;
-    assert_eq!(ev["reason"], "credential_expired");
+    let ev = audit_has(&dir, |r| kind(r) == "tunnel.closed" && subject(r) == Some("carol")).await;
+    assert_eq!(reason(&ev).as_deref(), Some("credential_expired"));
     assert!(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() >= now + 3,
         "closed before the token expired"
@@ -289,23 +240,14 @@ async fn open_when_allowed(s: &Site, id: &str) -> TcpStream {
     }
 }
 
-/// An administrator token file (its hash) and the token, in `dir`.
-fn admin_token(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let out = Command::new(CUSTOS).args(["admin-token", "ops-oncall"]).output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let token = text.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
-    let line = text.lines().nth(1).unwrap().split(':').nth(1).unwrap().trim().to_string();
-    std::fs::write(dir.join("tokens"), format!("{line}\n")).unwrap();
-    std::fs::write(dir.join("my-token"), token).unwrap();
-    (dir.join("tokens"), dir.join("my-token"))
-}
-
 #[tokio::test]
 async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutdown() {
     let (up, echo) = echo_upstream().await;
     let tmp = tempfile::tempdir().unwrap();
     let (model, policy) = policy_files(tmp.path());
-    let (tokens, token) = admin_token(tmp.path());
+    let (token, line) = admin_token(tmp.path(), "ops-oncall");
+    let tokens = tmp.path().join("tokens");
+    std::fs::write(&tokens, format!("{line}\n")).unwrap();
     let prefix = format!("custos:test:{}", uuid::Uuid::now_v7().simple());
     let mut a = live_site(up, &policy, &model, "", Opts { prefix: Some(prefix.clone()), ..Default::default() }).await;
     let b = live_site(
@@ -325,7 +267,7 @@ async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutd
     echoes(&mut t, b"ping").await;
     let metrics = client().get(format!("http://{}/metrics", a.gw.admin)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("custos_tunnels_open 1"), "{metrics}");
-    let hash = crate::login::sha256(&id);
+    let hash = sha256(&id);
     let out = Command::new(CUSTOS)
         .args(["session", "revoke", "--session", &hash, "--admin", &format!("http://{}", b.gw.admin), "--token-file"])
         .arg(&token)
@@ -334,9 +276,9 @@ async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutd
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let took = closed_within(&mut t, Duration::from_secs(5)).await.expect("the tunnel outlived its revoked session");
     assert!(took < Duration::from_secs(1), "closed {took:?} after the revocation");
-    let ev = audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["session"] == hash.as_str()).await;
-    assert_eq!(ev["reason"], "session_revoked");
-    assert_eq!((ev["bytes_in"].as_u64(), ev["bytes_out"].as_u64()), (Some(4), Some(4)));
+    let ev = audit_has(&dir, |r| kind(r) == "tunnel.closed" && r.session.as_deref() == Some(hash.as_str())).await;
+    assert_eq!(reason(&ev).as_deref(), Some("session_revoked"));
+    assert_eq!((ev.bytes_in, ev.bytes_out), (Some(4), Some(4)));
 
     // Logout.
     let id = session(&a, 600).await;
@@ -350,8 +292,13 @@ async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutd
         .unwrap();
     assert!(r.status().is_success() || r.status().is_redirection(), "{}", r.status());
     assert!(closed_within(&mut t, Duration::from_secs(5)).await.is_some(), "the tunnel outlived the logout");
-    let hash = crate::login::sha256(&id);
-    audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["session"] == hash.as_str() && r["reason"] == "logout").await;
+    let hash = sha256(&id);
+    audit_has(&dir, |r| {
+        kind(r) == "tunnel.closed"
+            && r.session.as_deref() == Some(hash.as_str())
+            && reason(r).as_deref() == Some("logout")
+    })
+    .await;
 
     // A reload that withdraws the permission closes it.
     let id = session(&a, 600).await;
@@ -359,7 +306,7 @@ async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutd
     echoes(&mut t, b"ping").await;
     std::fs::write(&policy, WITHDRAWN).unwrap();
     assert!(closed_within(&mut t, Duration::from_secs(10)).await.is_some(), "the tunnel outlived its permission");
-    audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["reason"] == "policy_reload").await;
+    audit_has(&dir, |r| kind(r) == "tunnel.closed" && reason(r).as_deref() == Some("policy_reload")).await;
     assert_eq!(upgrade(a.gw.http, "/live/feed", WS, Some(&id)).await.0, 403);
 
     // Pub/sub drops what is published while a subscriber reconnects: after subscribing
@@ -371,14 +318,16 @@ async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutd
     echoes(&mut t, b"ping").await;
     let mut c = redis::Client::open(a.redis.as_str()).unwrap().get_connection().unwrap();
     let _: redis::Value = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query(&mut c).unwrap();
-    let _: i64 = redis::cmd("DEL").arg(format!("{}:s:{}", a.prefix, crate::login::sha256(&id))).query(&mut c).unwrap();
+    let _: i64 = redis::cmd("DEL").arg(format!("{}:s:{}", a.prefix, sha256(&id))).query(&mut c).unwrap();
     let took = closed_within(&mut t, Duration::from_secs(10))
         .await
         .expect("a session ended while unsubscribed kept its tunnel");
     assert!(took < Duration::from_secs(5), "found only after {took:?} (by the periodic sweep, not the re-check)");
-    let hash = crate::login::sha256(&id);
+    let hash = sha256(&id);
     audit_has(&dir, |r| {
-        r["kind"] == "tunnel.closed" && r["session"] == hash.as_str() && r["reason"] == "session_ended"
+        kind(r) == "tunnel.closed"
+            && r.session.as_deref() == Some(hash.as_str())
+            && reason(r).as_deref() == Some("session_ended")
     })
     .await;
 
@@ -390,7 +339,7 @@ async fn a_tunnel_ends_with_its_session_on_every_gateway_and_on_reload_and_shutd
     let took = closed_within(&mut t, Duration::from_secs(15)).await.expect("the tunnel outlived the shutdown");
     assert!(took > Duration::from_secs(3), "closed {took:?} after SIGTERM, before the grace period ended");
     a.gw.stop().await;
-    audit_has(&dir, |r| r["kind"] == "tunnel.closed" && r["reason"] == "shutdown").await;
+    audit_has(&dir, |r| kind(r) == "tunnel.closed" && reason(r).as_deref() == Some("shutdown")).await;
     // The upstream side of every tunnel was closed too.
     let deadline = Instant::now() + Duration::from_secs(5);
     while echo.closed.load(std::sync::atomic::Ordering::SeqCst) < 5 && Instant::now() < deadline {

@@ -3,8 +3,6 @@
 //! refused by the upstream; plain identity headers only where a route asks for them.
 
 use crate::harness::*;
-use crate::idp::{payload, tokens};
-use crate::login::{browser, nav, sign_in, site, Opts};
 use base64::Engine;
 use serde_json::{json, Value};
 
