@@ -3,10 +3,12 @@
 //! The module map, one concern each (see `DESIGN.md` beside the repository):
 #![forbid(unsafe_code)]
 
+/// Access decisions, protocol-neutral; emergency access (break-glass) today.
+pub mod access;
 /// The audit trail: event type, hash chain, durable spool, verification.
 pub mod audit;
-/// Emergency access.
-pub mod breakglass;
+/// Emergency access, at its old path while callers move to `access::breakglass`.
+pub use access::breakglass;
 /// `custos certs dev`: a local CA and server certificate for development and tests.
 pub mod certs;
 /// The `custos` command line: one file per command group, one error type.

@@ -66,7 +66,7 @@ pub struct Audit {
 impl Audit {
     /// Opens the spool (continuing its chain), records `audit.started`, and starts the
     /// writer thread, the sinks and one alert sink per break-glass alert receiver.
-    pub fn start(s: &AuditSettings, alerts: &[crate::breakglass::Alert]) -> Result<Audit, AuditError> {
+    pub fn start(s: &AuditSettings, alerts: &[crate::config::breakglass::Alert]) -> Result<Audit, AuditError> {
         // Private before anything is written there (see `private`).
         let secured = private::secure_dir(&s.dir)
             .map_err(|e| AuditError::Io(format!("cannot create {}: {e}", s.dir.display())))?;
@@ -221,7 +221,7 @@ fn sink_error(e: sinks::SinkError) -> AuditError {
 
 fn start_sinks(
     s: &AuditSettings,
-    alerts: &[crate::breakglass::Alert],
+    alerts: &[crate::config::breakglass::Alert],
     committed: Arc<std::sync::atomic::AtomicU64>,
     spool_bytes: Arc<std::sync::atomic::AtomicU64>,
     audit: Audit,

@@ -227,7 +227,7 @@ impl Gateway {
                     ctx.session_hash = Some(hash.clone());
                     ctx.user = Some(Arc::from(s.clone()));
                     if let Some(g) = &s.breakglass {
-                        self.grant_ended(session, ctx, g, "expired");
+                        self.grant_ended(session, ctx, g, crate::breakglass::GrantEnd::Expired);
                     }
                     ctx.user = None;
                     ctx.session_hash = None;
@@ -370,7 +370,9 @@ impl Gateway {
         }
         // A grant still on the session ends with it (its end was not recorded yet).
         if let Some(g) = &s.breakglass {
-            let why = if kind == Kind::SessionIdleTimeout { "session_idle_timeout" } else { "session_expired" };
+            use crate::breakglass::GrantEnd;
+            let why =
+                if kind == Kind::SessionIdleTimeout { GrantEnd::SessionIdleTimeout } else { GrantEnd::SessionExpired };
             self.grant_ended(session, ctx, g, why);
         }
     }

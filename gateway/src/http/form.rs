@@ -80,7 +80,7 @@ pub fn check_csrf(
     expected: &str,
     origin: &str,
 ) -> Result<(), CsrfError> {
-    if cookie.is_empty() || !fields.get("csrf").is_some_and(|t| crate::breakglass::same_token(t, expected)) {
+    if cookie.is_empty() || !fields.get("csrf").is_some_and(|t| crate::access::breakglass::same_token(t, expected)) {
         return Err(CsrfError::Token);
     }
     match req.headers.get(http::header::ORIGIN) {

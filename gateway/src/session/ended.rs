@@ -28,7 +28,8 @@
 //! keep its session alive. The store unreachable at a re-check that decides an end ends
 //! the hold (fail closed). Nothing here knows about HTTP.
 
-use super::{judge, now_millis, now_secs, Lookup, Session, SessionStore};
+use super::kv::now_millis;
+use super::{judge, now_secs, Lookup, Session, SessionStore};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -169,7 +170,7 @@ impl Drop for Hold {
 
 impl SessionStore {
     fn ended_channel(&self) -> String {
-        format!("{}:ended", self.inner.cfg.prefix)
+        format!("{}:ended", self.kv().prefix())
     }
 
     /// Tells every gateway that the session `hash` ended: one `PUBLISH`, and this
@@ -280,11 +281,11 @@ impl SessionStore {
     async fn subscribe_forever(self) {
         use futures_util::StreamExt;
         let channel = self.ended_channel();
-        let t = self.inner.cfg.timeout.max(Duration::from_secs(1));
+        let t = self.kv().timeout().max(Duration::from_secs(1));
         let mut backoff = Duration::from_millis(100);
         loop {
             let connected = tokio::time::timeout(t * 2, async {
-                let mut ps = self.inner.client.get_async_pubsub().await?;
+                let mut ps = self.kv().client().get_async_pubsub().await?;
                 ps.subscribe(&channel).await?;
                 Ok::<_, redis::RedisError>(ps)
             })

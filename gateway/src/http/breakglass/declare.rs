@@ -2,7 +2,7 @@
 
 use super::page::DeclareForm;
 use super::{fields, statement, BreakglassDenial as D};
-use crate::breakglass::{self as bg, Grant, Record, Store};
+use crate::access::breakglass::{self as bg, Grant, Record, Store};
 use crate::http::endpoints::{Denial, Reply};
 use crate::http::form::{self, CsrfError};
 use crate::http::respond::Refusal;
@@ -91,7 +91,7 @@ impl Gateway {
             id: grant.id.clone(),
             subject: user.subject.clone(),
             route: route.name.clone(),
-            kind: "declared".into(),
+            kind: bg::GrantKind::Declared,
             started: now,
             expires: grant.expires,
             scope: grant.scope_name(),
@@ -116,7 +116,7 @@ impl Gateway {
             return Err(Denial::Refused(Refusal::SessionStoreUnavailable));
         }
         if let Some(old) = &old {
-            self.grant_ended(session, ctx, old, "replaced");
+            self.grant_ended(session, ctx, old, bg::GrantEnd::Replaced);
         }
         bg::end_on_time(auth.store.clone(), self.audit.clone(), grant.id.clone(), grant.expires);
         self.started(session, ctx, &settings, &record, "declared", &user.subject).await;

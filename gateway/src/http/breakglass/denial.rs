@@ -1,8 +1,8 @@
 //! Every way a break-glass page refuses, with its status, its audit reason and the
 //! sentence the person reads, in one table.
 
+use crate::access::breakglass::ReviewError;
 use crate::audit::Code;
-use crate::breakglass::ReviewError;
 use std::borrow::Cow;
 
 /// A break-glass step refused (recorded as `breakglass.denied`).
@@ -97,8 +97,8 @@ impl BreakglassDenial {
 #[cfg(test)]
 mod tests {
     use super::BreakglassDenial as D;
+    use crate::access::breakglass::ReviewError;
     use crate::audit::Code;
-    use crate::breakglass::ReviewError;
 
     #[test]
     fn table() {

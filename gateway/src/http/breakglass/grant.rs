@@ -1,8 +1,8 @@
 //! A grant's start (audited durably and alerted), the grant a request runs under, and a
 //! grant's end, recorded once.
 
+use crate::access::breakglass::{self as bg, rfc3339, AlertEvent, AlertKind, Grant, GrantEnd, Record};
 use crate::audit::{Actor, Kind};
-use crate::breakglass::{self as bg, rfc3339, AlertEvent, Grant, Record};
 use crate::http::{Gateway, RequestCtx};
 use crate::session::{now_secs, Session as UserSession};
 use pingora::proxy::Session;
@@ -38,7 +38,7 @@ impl Gateway {
             }
         }
         tracing::warn!(user = who, route = %r.route, grant = %r.id, how, "break-glass emergency access started");
-        let event = if how == "sealed_link" { "breakglass.link_used" } else { "breakglass.started" };
+        let event = if how == "sealed_link" { AlertKind::LinkUsed } else { AlertKind::Started };
         let alert = AlertEvent {
             scope: Some(r.scope.clone()),
             when: rfc3339(r.started),
@@ -73,19 +73,18 @@ impl Gateway {
                 s.breakglass = None;
                 let _ = auth.store.save(hash, &s).await;
             }
-            self.grant_ended(session, ctx, g, "expired");
+            self.grant_ended(session, ctx, g, GrantEnd::Expired);
         }
         None
     }
 
     /// Records the end of `g` for `why`, unless another end of it was recorded first
     /// (on any gateway).
-    pub(in crate::http) fn grant_ended(&self, session: &Session, ctx: &RequestCtx, g: &Grant, why: &str) {
+    pub(in crate::http) fn grant_ended(&self, session: &Session, ctx: &RequestCtx, g: &Grant, why: GrantEnd) {
         let mut ev = self.bg_event(session, ctx, Kind::BreakglassEnded);
         ev.route = Some(g.route.clone());
         ev.grant = Some(g.id.clone());
         ev.scope = Some(g.scope_name());
-        ev.reason = Some(crate::audit::Reason::named(why));
-        bg::record_end(self.auth.as_ref().map(|a| a.store.clone()), self.audit.clone(), ev);
+        bg::record_end(self.auth.as_ref().map(|a| a.store.clone()), self.audit.clone(), ev, why);
     }
 }

@@ -4,8 +4,8 @@
 
 use super::page;
 use super::{fields, link_scope, statement, BreakglassDenial as D};
+use crate::access::breakglass::{self as bg, AlertEvent, AlertKind, Grant, LinkState, Record, Store};
 use crate::audit::{Actor, Code, Decision, Kind};
-use crate::breakglass::{self as bg, AlertEvent, Grant, LinkState, Record, Store};
 use crate::http::endpoints::{Denial, Reply};
 use crate::http::respond::Refusal;
 use crate::http::{cookies, Gateway, RequestCtx};
@@ -41,7 +41,7 @@ impl Gateway {
                     tracing::error!(user = %used.user, route = %used.route, "ALERT: a used sealed emergency link was presented again");
                     let alert = AlertEvent {
                         scope: Some(link_scope(&used)),
-                        ..AlertEvent::new("breakglass.link_reused", &used.user, &used.route)
+                        ..AlertEvent::new(AlertKind::LinkReused, &used.user, &used.route)
                     };
                     bg::alert(&settings, alert, self.audit.clone());
                 }
@@ -77,7 +77,7 @@ impl Gateway {
                         let alert = AlertEvent {
                             scope: Some(link_scope(&link)),
                             expires: Some(link.expires),
-                            ..AlertEvent::new("breakglass.link_spent", &link.user, &link.route)
+                            ..AlertEvent::new(AlertKind::LinkSpent, &link.user, &link.route)
                         };
                         bg::alert(&settings, alert, self.audit.clone());
                     }
@@ -139,7 +139,7 @@ impl Gateway {
             id: grant.id.clone(),
             subject: link.user.clone(),
             route: link.route.clone(),
-            kind: "sealed".into(),
+            kind: bg::GrantKind::Sealed,
             started: now,
             expires: grant.expires,
             scope: grant.scope_name(),

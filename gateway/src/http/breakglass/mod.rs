@@ -17,8 +17,8 @@ pub use denial::BreakglassDenial;
 
 use super::endpoints::Denial;
 use super::{Gateway, RequestCtx};
+use crate::access::breakglass as bg;
 use crate::audit::{Event, Kind};
-use crate::breakglass as bg;
 use crate::session::now_secs;
 use pingora::proxy::Session;
 use std::sync::Arc;

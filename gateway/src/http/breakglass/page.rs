@@ -2,7 +2,7 @@
 //! review queue. Everything from a request or a record is escaped.
 
 use super::{LINK_PATH, PATH, REVIEWS_PATH};
-use crate::breakglass::{self as bg, rfc3339, Record};
+use crate::access::breakglass::{self as bg, rfc3339, Record};
 use crate::http::endpoints::Reply;
 
 pub fn esc(s: &str) -> String {
@@ -125,7 +125,7 @@ pub fn reviews(list: &[Record], csrf: &str) -> Reply {
             route = esc(&r.route),
             scope = scope_text(&r.scope),
             who = esc(&r.subject),
-            kind = esc(&r.kind),
+            kind = esc(r.kind.as_str()),
             start = rfc3339(r.started),
             end = rfc3339(r.expires),
             id = esc(&r.id),
@@ -136,7 +136,7 @@ pub fn reviews(list: &[Record], csrf: &str) -> Reply {
         match &r.review {
             Some(v) => body.push_str(&format!(
                 "<p>Reviewed: <strong>{}</strong> by {} at {}: {}</p></section>",
-                esc(&v.verdict),
+                esc(v.verdict.as_str()),
                 esc(&v.reviewer),
                 rfc3339(v.at),
                 esc(&v.note)

@@ -4,8 +4,8 @@
 
 use super::page;
 use super::{BreakglassDenial as D, REVIEWS_OBJECT, REVIEWS_PATH};
+use crate::access::breakglass::{self as bg, Store};
 use crate::audit::Kind;
-use crate::breakglass::{self as bg, Store};
 use crate::http::endpoints::{Denial, Reply};
 use crate::http::form;
 use crate::http::respond::Refusal;

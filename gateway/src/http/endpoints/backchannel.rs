@@ -97,7 +97,7 @@ impl Gateway {
                 audit.append(ev);
                 // An emergency grant ends with its session.
                 if let Some(g) = s.breakglass.as_ref().filter(|g| g.expires > crate::session::now_secs()) {
-                    self.grant_ended(session, ctx, g, "backchannel_logout");
+                    self.grant_ended(session, ctx, g, crate::access::breakglass::GrantEnd::BackchannelLogout);
                 }
             }
         }

@@ -37,7 +37,7 @@ impl Gateway {
                 _ => (None, None),
             };
             if let Some(g) = grant.filter(|g| g.expires > crate::session::now_secs()) {
-                self.grant_ended(session, ctx, &g, "logout");
+                self.grant_ended(session, ctx, &g, crate::access::breakglass::GrantEnd::Logout);
             }
             ended = auth.store.delete(&id).await.is_ok();
             if let Some(audit) = &self.audit {

@@ -1,0 +1,143 @@
+//! What a session record holds ([`Session`]), what re-validation keeps beside it
+//! ([`Revalidation`]), and the judgement of a record against the idle timeout and the
+//! absolute lifetime ([`judge`]), on the server's clock.
+
+use super::grant::Grant;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What a session knows about its user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub subject: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub amr: Vec<String>,
+    #[serde(default)]
+    pub acr: Option<String>,
+    /// Unix seconds of the authentication at the IdP.
+    #[serde(default)]
+    pub auth_time: Option<u64>,
+    /// Unix seconds.
+    pub created: u64,
+    pub last_seen: u64,
+    #[serde(default)]
+    pub client: Option<String>,
+    /// The provider's session id (`sid` claim), for back-channel logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The provider's `sub` (may differ from `subject`), for back-channel logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_sub: Option<String>,
+    /// When the session is next due for a check with the provider: unix seconds of the
+    /// last check or attempt (0: at creation). A hint only: the refresh token and the
+    /// authoritative time live in their own key, which a last-seen write cannot undo.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validated: u64,
+    /// An emergency grant held by this session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakglass: Option<Grant>,
+    /// Made by a sealed emergency link: the session lives only as long as its grant.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
+}
+
+/// What re-validation keeps per session, in its own key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Revalidation {
+    /// Useless without the client secret, which Redis never holds.
+    pub refresh_token: RefreshToken,
+    /// Unix seconds of the last successful check.
+    pub validated: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// A refresh token; `Debug` prints nothing of it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RefreshToken(pub String);
+
+impl fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefreshToken(..)")
+    }
+}
+
+/// Why a session could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Active(Box<Session>),
+    /// No such session (never existed, logged out, or its TTL ran out).
+    Missing,
+    /// Idle longer than the idle timeout: automatic logoff.
+    IdleTimeout(Box<Session>),
+    /// Older than the absolute lifetime.
+    Expired(Box<Session>),
+}
+
+pub use crate::config::session::Timeouts;
+
+/// How long a record stays in Redis past its end: long enough for the next request to
+/// find it and record *why* it ended (idle or expired); it is never accepted then.
+pub const ENDED_GRACE_SECS: u64 = 300;
+
+/// The decision on a stored record at time `now`, and the TTL it has left.
+pub fn judge(s: &Session, now: u64, t: &Timeouts) -> (Option<Lookup>, u64) {
+    let absolute_end = s.created + t.absolute.as_secs();
+    let idle_end = s.last_seen + t.idle.as_secs();
+    if now >= absolute_end {
+        return (Some(Lookup::Expired(Box::new(s.clone()))), 0);
+    }
+    if now >= idle_end {
+        return (Some(Lookup::IdleTimeout(Box::new(s.clone()))), 0);
+    }
+    (None, absolute_end.min(idle_end) - now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn s(created: u64, last_seen: u64) -> Session {
+        Session {
+            subject: "u".into(),
+            email: None,
+            name: None,
+            groups: vec![],
+            amr: vec![],
+            acr: None,
+            auth_time: None,
+            created,
+            last_seen,
+            client: None,
+            sid: None,
+            idp_sub: None,
+            validated: 0,
+            breakglass: None,
+            sealed: false,
+        }
+    }
+
+    #[test]
+    fn idle_and_absolute_limits() {
+        let t = Timeouts {
+            idle: Duration::from_secs(900),
+            absolute: Duration::from_secs(43_200),
+            touch_interval: Duration::from_secs(60),
+        };
+        assert_eq!(judge(&s(0, 0), 899, &t), (None, 1));
+        assert!(matches!(judge(&s(0, 0), 900, &t).0, Some(Lookup::IdleTimeout(_))));
+        assert!(matches!(judge(&s(0, 43_000), 43_200, &t).0, Some(Lookup::Expired(_))));
+        // The TTL never outlives the absolute end.
+        assert_eq!(judge(&s(0, 43_000), 43_100, &t), (None, 100));
+    }
+}
