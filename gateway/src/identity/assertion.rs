@@ -5,7 +5,7 @@
 //! is stripped on the way in). Assertions are made once per user and route and reused
 //! until half their life is over, so signing is not per request.
 
-use crate::secret::Secret;
+use crate::config::secret::Secret;
 use base64::Engine;
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};

@@ -13,7 +13,8 @@
 use super::{http_failure, Failure, Line, Sink};
 use crate::audit::{Code, Kind};
 use crate::config::breakglass::{Alert, AlertFormat};
-use crate::session::{hex_lower, now_secs};
+use crate::config::clock::now_secs;
+use crate::config::hash::hex_lower;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
