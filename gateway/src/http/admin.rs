@@ -34,7 +34,7 @@ pub struct Admin {
     pub audit: Option<Audit>,
     /// sha256 hex of a token → the administrator's name.
     pub tokens: HashMap<String, String>,
-    pub breakglass: Option<Arc<crate::breakglass::Settings>>,
+    pub breakglass: Option<Arc<crate::access::breakglass::Settings>>,
     /// To ask, before issuing a sealed link, whether its user may declare an emergency.
     pub policy: Option<Arc<crate::policy::Policy>>,
     pub routes: Vec<crate::config::Route>,
@@ -86,7 +86,7 @@ impl Admin {
         let Some(auth) = &self.auth else {
             return json_reply(404, json!({ "error": "sign-in is not configured" }));
         };
-        let params = super::breakglass::query(req);
+        let params = super::form::query(req);
         let unavailable = || json_reply(503, json!({ "error": "the session store is unreachable" }));
         match (method.as_str(), path.as_str()) {
             ("GET", "/sessions") => {
@@ -137,8 +137,8 @@ impl Admin {
                         ev.scope = Some(g.scope_name());
                         ev.route = Some(g.route.clone());
                         ev.breakglass = Some(true);
-                        let why = crate::breakglass::GrantEnd::Revoked;
-                        crate::breakglass::record_end(Some(auth.store.clone()), self.audit.clone(), ev, why);
+                        let why = crate::access::breakglass::GrantEnd::Revoked;
+                        crate::access::breakglass::record_end(Some(auth.store.clone()), self.audit.clone(), ev, why);
                     }
                 }
                 tracing::info!(admin, revoked = ended.len(), "sessions revoked");
@@ -151,13 +151,16 @@ impl Admin {
                 let Some(settings) = self.breakglass.clone() else {
                     return json_reply(404, json!({ "error": "[breakglass] is not configured" }));
                 };
-                let mut body = Vec::new();
-                while let Ok(Some(chunk)) = session.read_request_body().await {
-                    body.extend_from_slice(&chunk);
-                    if body.len() > 16 * 1024 {
-                        return json_reply(413, json!({ "error": "the body is too large" }));
+                let body = match super::form::body(session).await {
+                    Ok(b) => b,
+                    Err(super::form::FormError::TooLarge) => {
+                        return json_reply(413, json!({ "error": "the body is too large" }))
                     }
-                }
+                    // A body cut off is not a note.
+                    Err(super::form::FormError::Cut(_)) => {
+                        return json_reply(400, json!({ "error": "the body could not be read" }))
+                    }
+                };
                 self.breakglass(&settings, auth, &admin, client, method.as_str(), p, &params, body).await
             }
             _ => json_reply(404, json!({ "error": "not found" })),
@@ -167,7 +170,7 @@ impl Admin {
     #[allow(clippy::too_many_arguments)]
     async fn breakglass(
         &self,
-        settings: &crate::breakglass::Settings,
+        settings: &crate::access::breakglass::Settings,
         auth: &Auth,
         admin: &str,
         client: Option<String>,
@@ -176,7 +179,7 @@ impl Admin {
         params: &HashMap<String, String>,
         body: Vec<u8>,
     ) -> Response<Vec<u8>> {
-        use crate::breakglass::{Link, Store};
+        use crate::access::breakglass::{Link, Store};
         let store = Store(&auth.store);
         let unavailable = || json_reply(503, json!({ "error": "the session store is unreachable" }));
         match (method, path) {
@@ -194,7 +197,7 @@ impl Admin {
                 if user.trim().is_empty() || user.starts_with(crate::policy::GROUP_PREFIX) {
                     return json_reply(400, json!({ "error": "the user is a subject, not a group" }));
                 }
-                if crate::breakglass::person(user) == crate::breakglass::person(admin) {
+                if crate::access::breakglass::person(user) == crate::access::breakglass::person(admin) {
                     return json_reply(
                         403,
                         json!({ "error": "an administrator may not issue an emergency link to themselves" }),
@@ -209,7 +212,7 @@ impl Admin {
                 // The grant covers that record unless the whole route is asked for (a link
                 // for the route's own path covers the route anyway).
                 let whole_route =
-                    path == r.path || params.get("scope").is_some_and(|v| v == crate::breakglass::WHOLE_ROUTE);
+                    path == r.path || params.get("scope").is_some_and(|v| v == crate::access::breakglass::WHOLE_ROUTE);
                 let totp_wanted = params.get("totp").is_some_and(|v| v == "1" || v == "true");
                 let allowed = self
                     .policy
@@ -221,7 +224,8 @@ impl Admin {
                         json!({ "error": format!("the policy does not let `{user}` declare an emergency on `{route}` at `{path}` (a sealed session has the roles of the policy's g lines only)") }),
                     );
                 }
-                let (Ok(token), Ok(secret)) = (crate::breakglass::new_token(), crate::breakglass::new_totp_secret())
+                let (Ok(token), Ok(secret)) =
+                    (crate::access::breakglass::new_token(), crate::access::breakglass::new_totp_secret())
                 else {
                     return json_reply(500, json!({ "error": "no randomness" }));
                 };
@@ -238,7 +242,7 @@ impl Admin {
                     path: Some(path.clone()),
                     whole_route,
                 };
-                let scope = if whole_route { crate::breakglass::WHOLE_ROUTE.to_string() } else { path.clone() };
+                let scope = if whole_route { crate::access::breakglass::WHOLE_ROUTE.to_string() } else { path.clone() };
                 if store.put_link(&sha256_hex(token.as_bytes()), &link).await.is_err() {
                     return unavailable();
                 }
@@ -254,7 +258,7 @@ impl Admin {
                     200,
                     json!({ "url": url, "user": user, "route": route, "scope": scope,
                             // The link and the access it gives both end then, however late it is used.
-                            "expires": link.expires, "access_ends": crate::breakglass::rfc3339(link.expires), "totp_secret": totp,
+                            "expires": link.expires, "access_ends": crate::access::breakglass::rfc3339(link.expires), "totp_secret": totp,
                             "otpauth": totp.as_ref().map(|s| format!("otpauth://totp/Custos:{}?secret={s}&issuer=Custos", url::form_urlencoded::byte_serialize(user.as_bytes()).collect::<String>())) }),
                 )
             }
@@ -270,21 +274,24 @@ impl Admin {
                 let Some(id) = params.get("id") else { return json_reply(400, json!({ "error": "give ?id=GRANT" })) };
                 let verdict = params.get("verdict").map(String::as_str).unwrap_or("");
                 let Ok(note) = String::from_utf8(body) else {
-                    return json_reply(400, json!({ "error": crate::breakglass::ReviewError::BadNote.message() }));
+                    return json_reply(
+                        400,
+                        json!({ "error": crate::access::breakglass::ReviewError::BadNote.message() }),
+                    );
                 };
-                match crate::breakglass::review(&store, id, admin, verdict, &note).await {
+                match crate::access::breakglass::review(&store, id, admin, verdict, &note).await {
                     Ok(r) => {
                         self.record(Kind::BreakglassReviewed, Some(admin), client, |ev| {
                             ev.grant = Some(r.id.clone());
                             ev.target = Some(r.subject.clone());
                             ev.route = Some(r.route.clone());
-                            ev.reason = Some(crate::audit::Reason::named(&verdict.to_string()));
+                            ev.reason = Some(crate::audit::Reason::named(verdict));
                             ev.breakglass = Some(true);
                         });
                         json_reply(200, json!({ "grant": r.id, "verdict": verdict }))
                     }
                     Err(e) => {
-                        if e == crate::breakglass::ReviewError::OwnUse {
+                        if e == crate::access::breakglass::ReviewError::OwnUse {
                             self.record(Kind::BreakglassDenied, Some(admin), client, |ev| {
                                 ev.grant = Some(id.clone());
                                 ev.reason = Some(crate::audit::Code::SelfReview.into());

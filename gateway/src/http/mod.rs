@@ -15,7 +15,9 @@ pub mod auth;
 pub mod breakglass;
 pub mod cookies;
 mod ctx;
+pub mod endpoints;
 mod enforce;
+pub mod form;
 pub mod framing;
 pub mod headers;
 pub use crate::config::path;
@@ -57,6 +59,8 @@ pub struct Gateway {
     breakglass: Option<Arc<crate::breakglass::Settings>>,
     /// `server.methods`, for the gateway's own endpoints (routes carry their own).
     methods: Arc<[http::Method]>,
+    /// The gateway's own endpoints this config enables.
+    endpoints: endpoints::Table,
     /// Upstream connections for WebSocket tunnels (`tunnel`), never pooled.
     tunnels: pingora::connectors::TransportConnector,
 }
@@ -74,6 +78,7 @@ impl Gateway {
             a.store.start_subscriber();
         }
         Gateway {
+            endpoints: endpoints::Table::new(auth.as_deref(), cfg.breakglass.is_some(), policy.is_some()),
             router: Router::new(&cfg.routes),
             limits: cfg.limits,
             headers: cfg.headers.clone(),
@@ -104,30 +109,6 @@ impl Gateway {
         }
         metrics::DECISIONS.with_label_values(&["deny"]).inc();
         respond::refuse(session, r).await?;
-        Ok(true)
-    }
-
-    /// `/.custos/…`: the gateway's own endpoints.
-    async fn endpoint(&self, session: &mut Session, ctx: &mut RequestCtx, path: &NormPath) -> Result<bool> {
-        match path.as_str() {
-            "/.custos/healthz" => respond::write(session, 200, "ok\n", false).await?,
-            "/.custos/readyz" => return self.readyz(session).await,
-            crate::identity::LOGIN_PATH if self.auth.is_some() => return self.login_endpoint(session, ctx).await,
-            crate::identity::CALLBACK_PATH if self.auth.is_some() => return self.callback_endpoint(session, ctx).await,
-            crate::identity::LOGOUT_PATH if self.auth.is_some() => return self.logout_endpoint(session, ctx).await,
-            "/.custos/jwks.json" => return self.jwks_endpoint(session).await,
-            crate::identity::BACKCHANNEL_LOGOUT_PATH if self.auth.is_some() => {
-                return self.backchannel_logout_endpoint(session, ctx).await
-            }
-            breakglass::PATH if self.breakglass.is_some() => return self.breakglass_endpoint(session, ctx).await,
-            breakglass::LINK_PATH if self.breakglass.is_some() => {
-                return self.breakglass_link_endpoint(session, ctx).await
-            }
-            breakglass::REVIEWS_PATH if self.breakglass.is_some() => {
-                return self.breakglass_reviews_endpoint(session, ctx).await
-            }
-            _ => respond::refuse(session, Refusal::NoRoute).await?,
-        }
         Ok(true)
     }
 
@@ -215,7 +196,8 @@ impl ProxyHttp for Gateway {
                 return self.refuse(session, ctx, Refusal::MethodNotAllowed).await;
             }
             ctx.forwarding = Some(Forwarding::new(session, &self.headers.trusted_proxies, self.is_tls(session)));
-            return Box::pin(self.endpoint(session, ctx, &path)).await;
+            Box::pin(self.endpoint(session, ctx, path.as_str())).await?;
+            return Ok(true);
         }
 
         // 4. Identity headers that only the gateway may set; the request id and the

@@ -4,7 +4,7 @@
 //! trace. Responses the gateway makes itself carry their own security headers, because
 //! pingora skips `response_filter` for them.
 
-use crate::access::Denial;
+use crate::access;
 use crate::audit::Code;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -151,24 +151,24 @@ impl Refusal {
 
 /// How HTTP answers a denial of the access core. A sign-in to start is a redirect for a
 /// browser; this is its answer to anything else.
-pub fn refusal_of(d: &Denial) -> Refusal {
+pub fn refusal_of(d: &access::Denial) -> Refusal {
     match d {
-        Denial::Internal => Refusal::Internal,
-        Denial::SessionStoreUnavailable => Refusal::SessionStoreUnavailable,
-        Denial::IdpUnavailable => Refusal::IdpUnavailable,
-        Denial::InvalidToken(_) => Refusal::InvalidToken,
-        Denial::MfaRequired(_) => Refusal::StepUpRequired,
-        Denial::SignIn(s) if s.step_up => Refusal::StepUpRequired,
-        Denial::SignIn(_) => Refusal::Unauthenticated,
-        Denial::PathParameters => Refusal::BadPath,
-        Denial::MethodOverride => Refusal::MethodOverride,
-        Denial::Policy { .. } => Refusal::PolicyDenied,
-        Denial::AuditUnavailable => Refusal::AuditUnavailable,
+        access::Denial::Internal => Refusal::Internal,
+        access::Denial::SessionStoreUnavailable => Refusal::SessionStoreUnavailable,
+        access::Denial::IdpUnavailable => Refusal::IdpUnavailable,
+        access::Denial::InvalidToken(_) => Refusal::InvalidToken,
+        access::Denial::MfaRequired(_) => Refusal::StepUpRequired,
+        access::Denial::SignIn(s) if s.step_up => Refusal::StepUpRequired,
+        access::Denial::SignIn(_) => Refusal::Unauthenticated,
+        access::Denial::PathParameters => Refusal::BadPath,
+        access::Denial::MethodOverride => Refusal::MethodOverride,
+        access::Denial::Policy { .. } => Refusal::PolicyDenied,
+        access::Denial::AuditUnavailable => Refusal::AuditUnavailable,
     }
 }
 
 /// The status a denial is answered with (for its audit record).
-pub fn denial_status(d: &Denial) -> u16 {
+pub fn denial_status(d: &access::Denial) -> u16 {
     refusal_of(d).status()
 }
 
@@ -273,9 +273,52 @@ pub async fn refuse_with(session: &mut Session, r: Refusal, mut extra: Vec<(&'st
     write_full(session, status, Bytes::from_static(body.as_bytes()), close, &extra).await
 }
 
+/// Why a gateway endpoint refused. Each kind is recorded its own way (an access decision,
+/// a refused sign-in, a refused break-glass step, a refused back-channel logout); this is
+/// their one table of statuses and audit reasons.
+#[derive(Debug)]
+pub enum Denial {
+    /// A page of [`Refusal`]'s table, recorded as an access decision.
+    Refused(Refusal),
+    /// A sign-in refused at the callback: why, who tried (when known), and the page shown.
+    LoginFailed { reason: crate::audit::Reason, actor: Option<crate::audit::Actor>, page: Refusal },
+    /// A break-glass step refused: a page saying what to do instead.
+    Breakglass(super::breakglass::BreakglassDenial),
+    /// A back-channel logout refused: a JSON error for the provider.
+    Backchannel(super::endpoints::BackchannelDenial),
+    /// The sign-in step answered (a redirect to the provider, or a 401) and recorded it.
+    Answered,
+    /// The connection failed: nothing more can be answered.
+    Io(Box<pingora::Error>),
+}
+
+impl Denial {
+    /// The status answered (`None`: answered already, or not at all).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Denial::Refused(r) | Denial::LoginFailed { page: r, .. } => Some(r.status()),
+            Denial::Breakglass(b) => Some(b.status()),
+            Denial::Backchannel(b) => Some(b.status()),
+            Denial::Answered | Denial::Io(_) => None,
+        }
+    }
+
+    /// The reason in the audit record.
+    pub fn reason(&self) -> Option<crate::audit::Reason> {
+        match self {
+            Denial::Refused(r) => Some(r.code().into()),
+            Denial::LoginFailed { reason, .. } => Some(reason.clone()),
+            Denial::Breakglass(b) => Some(b.reason().into()),
+            Denial::Backchannel(b) => Some(b.reason()),
+            Denial::Answered | Denial::Io(_) => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::Denial;
 
     #[test]
     fn denials_are_answered_from_the_table() {

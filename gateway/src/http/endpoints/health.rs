@@ -1,0 +1,37 @@
+//! `/.custos/healthz` (the process answers) and `/.custos/readyz` (its dependencies
+//! answer). Neither is recorded in the audit trail.
+
+use super::{Denial, Reply};
+use crate::http::Gateway;
+
+impl Gateway {
+    /// `/.custos/healthz`.
+    pub(in crate::http) fn healthz(&self) -> Result<Reply, Denial> {
+        Ok(Reply::text(200, bytes::Bytes::from_static(b"ok\n")))
+    }
+
+    /// `/.custos/readyz`: each dependency, and 503 when protected routes cannot be served.
+    pub(in crate::http) async fn readyz(&self) -> Result<Reply, Denial> {
+        let mut body = String::new();
+        let mut ready = true;
+        if let Some(auth) = self.auth() {
+            let (redis, idp) = tokio::join!(auth.store.ping(), auth.identity.probe());
+            match redis {
+                Ok(()) => body.push_str("redis: ok\n"),
+                Err(_) => {
+                    ready = false;
+                    body.push_str("redis: down (protected routes answer 503)\n");
+                }
+            }
+            // The provider being down stops new sign-ins only; sessions go on, so the
+            // instance stays in its load balancer.
+            body.push_str(if idp {
+                "idp: ok\n"
+            } else {
+                "idp: down (new sign-ins fail; existing sessions continue)\n"
+            });
+        }
+        body.insert_str(0, if ready { "ready\n" } else { "not ready\n" });
+        Ok(Reply::text(if ready { 200 } else { 503 }, body))
+    }
+}
