@@ -248,7 +248,7 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     // Grant ends are recorded on time on every gateway, also for grants another (dead)
     // gateway made.
     if let (Some(_), Some(a)) = (&cfg.breakglass, &auth) {
-        crate::breakglass::start_sweep(a.store.clone(), audit.clone())
+        crate::access::breakglass::start_sweep(a.store.clone(), audit.clone())
             .map_err(|e| ServerError::Sweep(e.to_string()))?;
     }
     let admin_auth = auth.clone();

@@ -256,40 +256,4 @@ mod tests {
             assert!(d.reason().code().is_some(), "{d:?}");
         }
     }
-
-    /// The core is protocol-neutral: nothing in it names pingora, the `http` crate or a
-    /// front end (spelt in halves so that this test does not name them itself).
-    #[test]
-    fn access_imports_no_front_end() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/access");
-        let mut dirs = vec![dir];
-        let banned = [
-            concat!("ping", "ora"),
-            concat!("crate::", "http"),
-            concat!("crate::", "server"),
-            concat!("crate::", "cli"),
-            concat!("http", "::"),
-        ];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).expect("the access folder") {
-                let path = entry.expect("a folder entry").path();
-                if path.is_dir() {
-                    dirs.push(path);
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).expect("a source file");
-                for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim_start().starts_with("//")) {
-                    for b in banned {
-                        let hit = line.match_indices(b).any(|(i, _)| {
-                            // `http::` inside a longer path (`crate::…::http::`) is not the crate.
-                            let before = i.checked_sub(1).map(|j| line.as_bytes()[j]);
-                            b != concat!("http", "::")
-                                || before.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == b':' || c == b'_'))
-                        });
-                        assert!(!hit, "{}:{}: names a front end: {line}", path.display(), n + 1);
-                    }
-                }
-            }
-        }
-    }
 }

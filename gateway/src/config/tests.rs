@@ -299,31 +299,3 @@ fn a_later_check_is_put_at_its_key() {
     assert_eq!((e.key.as_str(), e.line), ("policy.policy", line), "{e}");
     assert!(Path::new(&e.file) == f.file());
 }
-
-/// `config` is the bottom layer (with `metrics`): nothing in it names another module of
-/// Custos, so nothing it holds can pull a higher layer in.
-#[test]
-fn config_and_metrics_import_nothing_of_ours() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = vec![src.join("metrics.rs")];
-    let mut dirs = vec![src.join("config")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("the config folder") {
-            let path = entry.expect("a folder entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                files.push(path);
-            }
-        }
-    }
-    // Spelt in two halves so that this file does not name itself.
-    let needle = concat!("crate", "::");
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("a source file");
-        for (n, line) in text.lines().enumerate() {
-            let upward = line.match_indices(needle).any(|(i, _)| !line[i + needle.len()..].starts_with("config::"));
-            assert!(!upward, "{}:{}: imports from above config: {line}", file.display(), n + 1);
-        }
-    }
-}

@@ -56,7 +56,7 @@ pub struct Gateway {
     audit: Option<Audit>,
     auth: Option<Arc<auth::Auth>>,
     policy: Option<Arc<crate::policy::Policy>>,
-    breakglass: Option<Arc<crate::breakglass::Settings>>,
+    breakglass: Option<Arc<crate::access::breakglass::Settings>>,
     /// `server.methods`, for the gateway's own endpoints (routes carry their own).
     methods: Arc<[http::Method]>,
     /// The gateway's own endpoints this config enables.
