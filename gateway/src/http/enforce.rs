@@ -83,8 +83,11 @@ impl Gateway {
     pub(super) async fn decide(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let outcome = {
             let head = session.req_header();
-            // Only with a policy (the core judges them after authentication).
+            let public = ctx.route.as_ref().is_some_and(|r| r.route.public);
+            // Only with a policy on a protected route (the core judges them after
+            // authentication); a public route reads no credential either.
             let (objection, client) = match self.policy {
+                _ if public => (None, String::new()),
                 None => (None, String::new()),
                 Some(_) => {
                     let objection = if ctx.path.as_ref().is_some_and(|p| p.as_str().contains(';')) {
@@ -101,7 +104,7 @@ impl Gateway {
             };
             let meta = Meta { session, ctx };
             let req = access::Request {
-                credentials: self.presented(head),
+                credentials: if public { Presented::default() } else { self.presented(head) },
                 route: ctx.route.as_deref().map(|r| &r.route),
                 path: ctx.path.as_ref(),
                 action: head.method.as_str(),

@@ -1,5 +1,5 @@
 //! What the gateway's own pages read from a request: the query string, one bounded form
-//! reader (size limit, content type, `application/x-www-form-urlencoded`), and one check
+//! reader (size limit, `application/x-www-form-urlencoded`), and one check
 //! that a form was sent by the gateway's own page (its token, bound to the session, and
 //! the `Origin`). Every page that takes a form goes through these, so they share one rule.
 
@@ -45,19 +45,12 @@ pub async fn body(session: &mut ServerSession) -> Result<Vec<u8>, FormError> {
     Ok(body)
 }
 
-/// Whether the request says its body is `application/x-www-form-urlencoded`.
-fn is_form(req: &pingora::http::RequestHeader) -> bool {
-    req.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
-    })
-}
-
-/// A form body, bounded. A body of another content type has no fields: a page refuses it
-/// as it refuses a form without them.
+/// A form body, bounded, read as `application/x-www-form-urlencoded` whatever its
+/// `Content-Type` says (as the pages always have: a provider's logout token or a script's
+/// form is not refused for a missing or odd type; the fields decide).
 pub async fn read(session: &mut ServerSession) -> Result<Fields, FormError> {
-    let form = is_form(session.req_header());
     let body = body(session).await?;
-    Ok(if form { url::form_urlencoded::parse(&body).into_owned().collect() } else { Fields::new() })
+    Ok(url::form_urlencoded::parse(&body).into_owned().collect())
 }
 
 /// Why a form was not taken as the gateway's own.
@@ -105,14 +98,6 @@ mod tests {
             r.append_header(k.to_string(), *v).unwrap();
         }
         r
-    }
-
-    #[test]
-    fn form_content_type() {
-        assert!(is_form(&req(&[("content-type", "application/x-www-form-urlencoded")])));
-        assert!(is_form(&req(&[("content-type", "Application/X-WWW-Form-Urlencoded; charset=utf-8")])));
-        assert!(!is_form(&req(&[("content-type", "application/json")])));
-        assert!(!is_form(&req(&[])));
     }
 
     #[test]

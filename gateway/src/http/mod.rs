@@ -92,18 +92,13 @@ impl Gateway {
         }
     }
 
+    /// Refuses with `r`'s page, recorded with its reason.
     async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, r: Refusal) -> Result<bool> {
-        self.refuse_as(session, ctx, r, r.reason()).await
-    }
-
-    /// [`Gateway::refuse`] with a more precise reason for the audit record than the
-    /// page's (the client sees only the page).
-    async fn refuse_as(&self, session: &mut Session, ctx: &mut RequestCtx, r: Refusal, reason: &str) -> Result<bool> {
         ctx.refusal = Some(r);
         if let Some(audit) = &self.audit {
             let mut ev = self.access_event(session, ctx, Kind::AccessDecision);
             ev.decision = Some(Decision::Deny);
-            ev.reason = Some(crate::audit::Reason::named(reason));
+            ev.reason = Some(r.code().into());
             ev.status = Some(r.status());
             audit.append_refusal(ev);
         }
