@@ -176,7 +176,7 @@ impl Access<'_> {
                 Ok(p)
             }
             Err(BearerError::Invalid(reason)) => {
-                tracing::info!(reason, "bearer token refused");
+                tracing::info!(reason = reason.as_str(), "bearer token refused");
                 Err(self.deny(req, Denial::InvalidToken(reason), None, None))
             }
             Err(BearerError::IdpUnavailable) => Err(self.deny(req, Denial::IdpUnavailable, None, None)),

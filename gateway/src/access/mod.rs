@@ -103,7 +103,7 @@ pub enum Denial {
     /// The identity provider cannot be reached (a bearer token's keys).
     IdpUnavailable,
     /// A bearer token was refused, for this reason of the verifier's.
-    InvalidToken(&'static str),
+    InvalidToken(crate::audit::Code),
     /// A bearer token without the multi-factor sign-in the route needs.
     MfaRequired(Box<Principal>),
     /// No usable session, or one without the MFA asked for: the person must sign in
@@ -162,7 +162,7 @@ impl Denial {
             Denial::SessionStoreUnavailable => Code::SessionStoreUnavailable,
             Denial::IdpUnavailable => Code::IdpUnavailable,
             // The verifier's reasons are the `bearer_…` codes.
-            Denial::InvalidToken(why) => return Reason::named(&format!("bearer_{why}")),
+            Denial::InvalidToken(code) => return (*code).into(),
             Denial::MfaRequired(_) => Code::MfaRequired,
             Denial::SignIn(s) if s.step_up => Code::MfaStepUp,
             Denial::SignIn(_) => Code::Unauthenticated,
@@ -243,7 +243,7 @@ mod tests {
             (Denial::Internal, "internal"),
             (Denial::SessionStoreUnavailable, "session_store_unavailable"),
             (Denial::IdpUnavailable, "idp_unavailable"),
-            (Denial::InvalidToken("expired"), "bearer_expired"),
+            (Denial::InvalidToken(crate::audit::Code::BearerExpired), "bearer_expired"),
             (sign_in(false), "unauthenticated"),
             (sign_in(true), "mfa_step_up"),
             (Objection::PathParameters.into(), "path_parameters"),

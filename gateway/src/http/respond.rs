@@ -322,7 +322,7 @@ mod tests {
 
     #[test]
     fn denials_are_answered_from_the_table() {
-        assert_eq!(refusal_of(&Denial::InvalidToken("expired")), Refusal::InvalidToken);
+        assert_eq!(refusal_of(&Denial::InvalidToken(crate::audit::Code::BearerExpired)), Refusal::InvalidToken);
         assert_eq!(denial_status(&Denial::PathParameters), 400);
         assert_eq!(refusal_of(&Denial::PathParameters).reason(), "bad_path");
         assert_eq!(denial_status(&Denial::MethodOverride), 400);

@@ -10,6 +10,7 @@
 //! verify a `PS256` token. Clock leeway for `exp`, `nbf` and `iat` is `oidc.clock_skew_secs`.
 
 use super::Identity;
+use crate::audit::Code;
 use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -39,8 +40,8 @@ pub struct BearerClaims {
 /// Why a bearer token was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BearerError {
-    /// Refused; the reason goes to the audit record (`alg_none`, `alg_hmac`, `typ`, …).
-    Invalid(&'static str),
+    /// Refused; the audit record's reason (`bearer_alg_none`, `bearer_alg_hmac`, …).
+    Invalid(Code),
     /// The provider's keys cannot be fetched (and none are known).
     IdpUnavailable,
 }
@@ -71,7 +72,7 @@ impl Identity {
     /// Verifies `Authorization: Bearer <token>`.
     pub async fn verify_bearer(&self, token: &str) -> Result<Arc<BearerClaims>, BearerError> {
         let Some(audience) = self.cfg.api_audience.as_deref() else {
-            return Err(BearerError::Invalid("bearer_disabled"));
+            return Err(BearerError::Invalid(Code::BearerBearerDisabled));
         };
         let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
         let mut key = [0u8; 32];
@@ -84,33 +85,33 @@ impl Identity {
                 return Ok(c);
             }
             VERIFIED.with(|v| v.borrow_mut().remove(&key));
-            return Err(BearerError::Invalid("expired"));
+            return Err(BearerError::Invalid(Code::BearerExpired));
         }
 
         // The header, read before any key is chosen.
         let mut parts = token.split('.');
         let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return Err(BearerError::Invalid("malformed"));
+            return Err(BearerError::Invalid(Code::BearerMalformed));
         };
         let header: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(h.trim_end_matches('='))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(BearerError::Invalid("malformed"))?;
+            .ok_or(BearerError::Invalid(Code::BearerMalformed))?;
         let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or("none");
         if alg_name.eq_ignore_ascii_case("none") {
-            return Err(BearerError::Invalid("alg_none"));
+            return Err(BearerError::Invalid(Code::BearerAlgNone));
         }
         if alg_name.starts_with("HS") {
-            return Err(BearerError::Invalid("alg_hmac"));
+            return Err(BearerError::Invalid(Code::BearerAlgHmac));
         }
         let alg = match alg_of(alg_name) {
             Some(a) if self.cfg.id_token_algs.iter().any(|x| x == alg_name) => a,
-            _ => return Err(BearerError::Invalid("algorithm")),
+            _ => return Err(BearerError::Invalid(Code::BearerAlgorithm)),
         };
         let typ = header.get("typ").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
         if typ != "at+jwt" && typ != "application/at+jwt" {
-            return Err(BearerError::Invalid("typ"));
+            return Err(BearerError::Invalid(Code::BearerTyp));
         }
         let kid = header.get("kid").and_then(Value::as_str);
 
@@ -122,8 +123,8 @@ impl Identity {
             jwk = find(&keys, kid, alg_name);
         }
         let decoding = match jwk {
-            Ok(j) => DecodingKey::from_jwk(j).map_err(|_| BearerError::Invalid("unknown_key"))?,
-            Err(reason) => return Err(BearerError::Invalid(reason)),
+            Ok(j) => DecodingKey::from_jwk(j).map_err(|_| BearerError::Invalid(Code::BearerUnknownKey))?,
+            Err(miss) => return Err(BearerError::Invalid(miss.bearer_code())),
         };
 
         let mut v = Validation::new(alg);
@@ -135,14 +136,14 @@ impl Identity {
         let data = jsonwebtoken::decode::<Value>(token, &decoding, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             BearerError::Invalid(match e.kind() {
-                K::ExpiredSignature => "expired",
-                K::ImmatureSignature => "not_yet_valid",
-                K::InvalidIssuer => "issuer",
-                K::InvalidAudience => "audience",
-                K::InvalidSignature => "signature",
-                K::InvalidAlgorithm | K::InvalidAlgorithmName => "algorithm",
-                K::MissingRequiredClaim(_) => "missing_claim",
-                _ => "token",
+                K::ExpiredSignature => Code::BearerExpired,
+                K::ImmatureSignature => Code::BearerNotYetValid,
+                K::InvalidIssuer => Code::BearerIssuer,
+                K::InvalidAudience => Code::BearerAudience,
+                K::InvalidSignature => Code::BearerSignature,
+                K::InvalidAlgorithm | K::InvalidAlgorithmName => Code::BearerAlgorithm,
+                K::MissingRequiredClaim(_) => Code::BearerMissingClaim,
+                _ => Code::BearerToken,
             })
         })?;
         let c = data.claims;
@@ -151,15 +152,15 @@ impl Identity {
         match c.get("iat") {
             None => {}
             Some(Value::Number(n)) if n.as_f64().is_some_and(|iat| iat <= (now + leeway) as f64) => {}
-            Some(Value::Number(_)) => return Err(BearerError::Invalid("issued_in_future")),
-            Some(_) => return Err(BearerError::Invalid("malformed")),
+            Some(Value::Number(_)) => return Err(BearerError::Invalid(Code::BearerIssuedInFuture)),
+            Some(_) => return Err(BearerError::Invalid(Code::BearerMalformed)),
         }
         let strings = |k: &str| match c.get(k) {
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
             Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
             _ => Vec::new(),
         };
-        let subject = self.subject_of(&c).map_err(|_| BearerError::Invalid("subject_claim"))?;
+        let subject = self.subject_of(&c).map_err(|_| BearerError::Invalid(Code::BearerSubjectClaim))?;
         let email = c.get("email").and_then(Value::as_str).map(str::to_string);
         let (groups, amr) = (strings(&self.cfg.groups_claim), strings("amr"));
         let acr = c.get("acr").and_then(Value::as_str).map(str::to_string);
@@ -292,9 +293,33 @@ pub(crate) fn key_algorithm(jwk: &Value, allowed: &[String]) -> Option<&'static 
     (fits(known) && allowed.iter().any(|a| a == known)).then_some(known)
 }
 
-/// The key for a token's `kid` and `alg`, or the audit reason why there is none:
-/// `key_algorithm` when the key is there but verifies another algorithm.
-fn find<'a>(keys: &'a Keys, kid: Option<&str>, alg: &str) -> Result<&'a jsonwebtoken::jwk::Jwk, &'static str> {
+/// Why no key verifies a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyMiss {
+    /// No key of that `kid` (or, without a `kid`, no single key for the algorithm).
+    Unknown,
+    /// The key is there but verifies another algorithm.
+    OtherAlgorithm,
+}
+
+impl KeyMiss {
+    fn code(self) -> Code {
+        match self {
+            KeyMiss::Unknown => Code::UnknownKey,
+            KeyMiss::OtherAlgorithm => Code::KeyAlgorithm,
+        }
+    }
+
+    fn bearer_code(self) -> Code {
+        match self {
+            KeyMiss::Unknown => Code::BearerUnknownKey,
+            KeyMiss::OtherAlgorithm => Code::BearerKeyAlgorithm,
+        }
+    }
+}
+
+/// The key for a token's `kid` and `alg`, or why there is none.
+fn find<'a>(keys: &'a Keys, kid: Option<&str>, alg: &str) -> Result<&'a jsonwebtoken::jwk::Jwk, KeyMiss> {
     let named: Vec<usize> = match kid {
         Some(k) => (0..keys.set.keys.len()).filter(|&i| keys.set.keys[i].common.key_id.as_deref() == Some(k)).collect(),
         None => (0..keys.set.keys.len()).collect(),
@@ -303,9 +328,9 @@ fn find<'a>(keys: &'a Keys, kid: Option<&str>, alg: &str) -> Result<&'a jsonwebt
     match (fitting.next(), fitting.next()) {
         (Some(i), None) => Ok(&keys.set.keys[i]),
         // Without a kid, only an unambiguous key is used.
-        (Some(_), Some(_)) => Err("unknown_key"),
-        (None, _) if named.is_empty() => Err("unknown_key"),
-        (None, _) => Err("key_algorithm"),
+        (Some(_), Some(_)) => Err(KeyMiss::Unknown),
+        (None, _) if named.is_empty() => Err(KeyMiss::Unknown),
+        (None, _) => Err(KeyMiss::OtherAlgorithm),
     }
 }
 
@@ -323,22 +348,22 @@ impl Identity {
     /// OpenID Connect Back-Channel Logout 1.0, 2.6: a `logout_token` signed by the
     /// provider, for this client, recent, with the logout event, `sid` and/or `sub`, a
     /// `jti`, and no `nonce`. (Replay of the `jti` is checked by the caller, in Redis.)
-    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutToken, &'static str> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed")?;
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutToken, Code> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Code::Malformed)?;
         let alg_name = format!("{:?}", header.alg);
         if alg_name.starts_with("HS") || !self.cfg.id_token_algs.contains(&alg_name) {
-            return Err("algorithm");
+            return Err(Code::Algorithm);
         }
         if header.typ.as_deref().is_some_and(|t| !matches!(t.to_ascii_lowercase().as_str(), "logout+jwt" | "jwt")) {
-            return Err("typ");
+            return Err(Code::Typ);
         }
-        let mut keys = self.bearer_keys(false).await.map_err(|_| "idp_unavailable")?;
+        let mut keys = self.bearer_keys(false).await.map_err(|_| Code::IdpUnavailable)?;
         let mut jwk = find(&keys, header.kid.as_deref(), &alg_name);
         if jwk.is_err() {
-            keys = self.bearer_keys(true).await.map_err(|_| "idp_unavailable")?;
+            keys = self.bearer_keys(true).await.map_err(|_| Code::IdpUnavailable)?;
             jwk = find(&keys, header.kid.as_deref(), &alg_name);
         }
-        let key = DecodingKey::from_jwk(jwk?).map_err(|_| "unknown_key")?;
+        let key = DecodingKey::from_jwk(jwk.map_err(KeyMiss::code)?).map_err(|_| Code::UnknownKey)?;
         let leeway = self.cfg.clock_skew.as_secs() as i64;
         let mut v = Validation::new(header.alg);
         v.set_issuer(&[self.cfg.issuer.as_str()]);
@@ -350,33 +375,33 @@ impl Identity {
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind as K;
                 match e.kind() {
-                    K::InvalidIssuer => "issuer",
-                    K::InvalidAudience => "audience",
-                    K::InvalidSignature => "signature",
-                    _ => "token",
+                    K::InvalidIssuer => Code::Issuer,
+                    K::InvalidAudience => Code::Audience,
+                    K::InvalidSignature => Code::Signature,
+                    _ => Code::Token,
                 }
             })?
             .claims;
         let now = crate::session::now_secs() as i64;
-        let iat = c.get("iat").and_then(Value::as_i64).ok_or("iat")?;
+        let iat = c.get("iat").and_then(Value::as_i64).ok_or(Code::Iat)?;
         if iat > now + leeway || iat < now - 300 {
-            return Err("iat");
+            return Err(Code::Iat);
         }
         if c.get("exp").and_then(Value::as_i64).is_some_and(|exp| exp + leeway < now) {
-            return Err("expired");
+            return Err(Code::Expired);
         }
         if !c.get("events").and_then(|e| e.get(BACKCHANNEL_EVENT)).is_some_and(Value::is_object) {
-            return Err("events");
+            return Err(Code::Events);
         }
         if c.get("nonce").is_some() {
-            return Err("nonce");
+            return Err(Code::Nonce);
         }
         let text = |k: &str| c.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         let (sid, sub) = (text("sid"), text("sub"));
         if sid.is_none() && sub.is_none() {
-            return Err("sid_or_sub");
+            return Err(Code::SidOrSub);
         }
-        let jti = text("jti").ok_or("jti")?;
+        let jti = text("jti").ok_or(Code::Jti)?;
         Ok(LogoutToken { sid, sub, jti })
     }
 }

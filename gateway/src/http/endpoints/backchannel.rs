@@ -27,10 +27,10 @@ pub enum BackchannelDenial {
 
 impl BackchannelDenial {
     /// A refusal of the logout token's verification.
-    fn of_token(reason: &'static str) -> BackchannelDenial {
+    fn of_token(reason: Code) -> BackchannelDenial {
         match reason {
-            "idp_unavailable" => BackchannelDenial::IdpUnavailable,
-            r => BackchannelDenial::Token(Reason::named(r)),
+            Code::IdpUnavailable => BackchannelDenial::IdpUnavailable,
+            r => BackchannelDenial::Token(r.into()),
         }
     }
 
@@ -125,10 +125,10 @@ mod tests {
 
     #[test]
     fn retry_only_when_it_may_work() {
-        assert_eq!(D::of_token("idp_unavailable"), D::IdpUnavailable);
+        assert_eq!(D::of_token(Code::IdpUnavailable), D::IdpUnavailable);
         assert_eq!((D::IdpUnavailable.status(), D::IdpUnavailable.reason()), (503, Code::IdpUnavailable.into()));
         assert_eq!((D::Store.status(), D::Store.reason()), (503, Code::Store.into()));
-        let alg = D::of_token("algorithm");
+        let alg = D::of_token(Code::Algorithm);
         assert_eq!(alg, D::Token(Reason::Code(Code::Algorithm)));
         assert_eq!((alg.status(), alg.reason()), (400, Code::Algorithm.into()));
         assert_eq!((D::NoToken.status(), D::NoToken.reason()), (400, Code::NoToken.into()));
