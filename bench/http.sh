@@ -125,7 +125,8 @@ curl -fs -H "Cookie: custos_session=$SID" "http://$AUTH/plain" >/dev/null || { e
 # key; the gateway fetches its keys once and checks the token (then remembered until it
 # expires), applies the MFA rule and sends the identity assertion upstream.
 [ -d tests/idp/node_modules/oidc-provider ] || (cd tests/idp && npm ci --omit=dev --no-audit --no-fund >/dev/null)
-(cd tests/idp && PORT=$IDP_PORT CUSTOS_IDP_TEST_SIGNER=1 taskset -c 0 node server.mjs >"$OUT/idp.log" 2>&1) & pids+=($!)
+# `exec`: the pid kept is the provider's own, so the cleanup stops it.
+(cd tests/idp && PORT=$IDP_PORT CUSTOS_IDP_TEST_SIGNER=1 exec taskset -c 0 node server.mjs >"$OUT/idp.log" 2>&1) & pids+=($!)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$IDP_PORT/.well-known/openid-configuration" >/dev/null && break; sleep 0.1; done
 TOKEN=$(curl -fs -X POST "http://127.0.0.1:$IDP_PORT/test/sign" -H 'content-type: application/json' \
   -d "{\"header\":{\"typ\":\"at+jwt\"},\"payload\":{\"iss\":\"http://127.0.0.1:$IDP_PORT\",\"aud\":\"urn:custos:api\",\"sub\":\"bench\",\"groups\":[\"clinicians\"],\"amr\":[\"pwd\",\"otp\"],\"iat\":$now,\"exp\":$((now + 3600))}}")
@@ -181,5 +182,7 @@ d=$(mean "${RPS[direct]}") n=$(mean "${RPS[nginx]}") p=$(mean "${RPS[pingora]}")
 c99=$(mean "${P99[custos]}") s99=$(mean "${P99[auth]}") b=$(mean "${RPS[bearer]}") b99=$(mean "${P99[bearer]}")
 echo
 awk -v d="$d" -v n="$n" -v p="$p" -v c="$c" -v a="$a" -v s="$s" -v c99="$c99" -v s99="$s99" -v b="$b" -v b99="$b99" 'BEGIN { printf "ratios: custos/nginx %.2fx   custos/pingora %.2fx   pingora/nginx %.2fx   nginx/direct %.2fx\n        audit-on/audit-off %.2fx   audit-on/nginx %.2fx\n        signed-in/passthrough %.2fx (p99 %+.3f ms)   signed-in/nginx %.2fx\n        bearer/passthrough %.2fx (p99 %+.3f ms)\n", c/n, c/p, p/n, n/d, a/c, a/n, s/c, s99-c99, s/n, b/c, b99-c99 }'
-target/release/custos audit verify "$OUT/audit" | head -1
+# Into a file first: a closed pipe must not cut the verification short.
+target/release/custos audit verify "$OUT/audit" >"$OUT/verify.txt"
+head -1 "$OUT/verify.txt"
 echo "logs in $OUT"
