@@ -10,6 +10,7 @@
 pub mod chain;
 pub mod event;
 pub mod private;
+mod queue;
 pub mod reason;
 pub mod sinks;
 pub mod spool;
@@ -21,7 +22,6 @@ pub use reason::{Code, Reason};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,7 +52,8 @@ pub use crate::config::audit::{
 /// The handle modules record through. Cheap to clone.
 #[derive(Clone)]
 pub struct Audit {
-    tx: Sender<spool::Append>,
+    /// Shared: the queue closes (and the writer stops) when the last handle is dropped.
+    tx: Arc<queue::Sender>,
     pub on_failure: OnFailure,
     /// Set while the spool cannot be written (cleared by the next good write).
     pub failing: Arc<AtomicBool>,
@@ -111,7 +112,7 @@ impl Audit {
         started.reason =
             Some(Reason::message(if seq == 0 { "new chain".into() } else { format!("continuing after seq {seq}") }));
         writer.append_now(started)?;
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = queue::channel();
         let failing = Arc::new(AtomicBool::new(false));
         let flag = failing.clone();
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -140,7 +141,7 @@ impl Audit {
             })
             .map_err(|e| AuditError::Io(format!("cannot start the audit writer: {e}")))?;
         let mut audit = Audit {
-            tx,
+            tx: Arc::new(tx),
             on_failure: s.on_failure,
             failing,
             committed: committed.clone(),
@@ -160,33 +161,33 @@ impl Audit {
             return Err(AuditError::Overloaded(depth));
         }
         let (ack, done) = tokio::sync::oneshot::channel();
-        self.send(spool::Append { event: Box::new(event), ack: Some(ack) })?;
+        self.send(event, Some(ack))?;
         done.await.map_err(|_| AuditError::Closed)?
     }
 
-    fn send(&self, a: spool::Append) -> Result<(), AuditError> {
+    fn send(&self, event: Event, ack: Option<queue::Ack>) -> Result<(), AuditError> {
         self.queued.fetch_add(1, Ordering::AcqRel);
-        self.tx.send(a).map_err(|_| {
+        self.tx.send(event, ack).inspect_err(|_| {
             self.queued.fetch_sub(1, Ordering::AcqRel);
-            AuditError::Closed
         })
     }
 
     /// Appends a record of a refused request unless the writer is over its queue limit;
-    /// a dropped record is counted in `custos_audit_dropped_total`.
+    /// a dropped record is counted in `custos_audit_dropped_total`. Wakes nobody: it is
+    /// written with the next group, at most [`queue::LINGER`] later.
     pub fn append_refusal(&self, event: Event) {
         if self.queued.load(Ordering::Acquire) >= self.queue_limit {
             crate::metrics::AUDIT_DROPPED.inc();
             return;
         }
-        let _ = self.send(spool::Append { event: Box::new(event), ack: None });
+        let _ = self.send(event, None);
     }
 
     /// Appends `event` and waits until it and everything queued before it are on disk;
     /// for threads outside the runtime (shutdown).
     pub fn append_blocking(&self, event: Event) -> Result<u64, AuditError> {
         let (ack, done) = tokio::sync::oneshot::channel();
-        self.send(spool::Append { event: Box::new(event), ack: Some(ack) })?;
+        self.send(event, Some(ack))?;
         done.blocking_recv().map_err(|_| AuditError::Closed)?
     }
 
@@ -206,9 +207,10 @@ impl Audit {
         }
     }
 
-    /// Appends `event` to the chain without waiting (it is synced with the next group).
+    /// Appends `event` to the chain without waiting. Wakes nobody: it is synced with the
+    /// next group, or by the writer's timer at most [`queue::LINGER`] (50 ms) later.
     pub fn append(&self, event: Event) {
-        let _ = self.send(spool::Append { event: Box::new(event), ack: None });
+        let _ = self.send(event, None);
     }
 }
 

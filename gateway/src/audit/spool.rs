@@ -22,17 +22,10 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use super::queue::{Batch, Receiver, Taken};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::format_description::well_known::Rfc3339;
-
-/// What the writer is told to do.
-pub(crate) struct Append {
-    /// Boxed: an event is large, and it moves through a channel and async state.
-    pub event: Box<Event>,
-    pub ack: Option<tokio::sync::oneshot::Sender<Result<u64, AuditError>>>,
-}
 
 pub(crate) struct SpoolSettings {
     pub dir: PathBuf,
@@ -265,56 +258,43 @@ impl Writer {
     }
 
     /// The writer loop: runs until every sender is gone, then writes a last checkpoint.
-    pub fn run(mut self, rx: Receiver<Append>, on_commit: impl Fn(Duration, usize, Result<(), &AuditError>)) {
-        let mut batch: Vec<Event> = Vec::with_capacity(1024);
-        let mut acks = Vec::with_capacity(1024);
+    /// Each group is everything queued when it is taken (see [`super::queue`]).
+    pub fn run(mut self, rx: Receiver, on_commit: impl Fn(Duration, usize, Result<(), &AuditError>)) {
+        let mut batch = Batch::default();
         loop {
             let wait = self.s.checkpoint_interval.saturating_sub(self.last_checkpoint.elapsed());
-            let first = match rx.recv_timeout(wait.max(Duration::from_millis(10))) {
-                Ok(a) => a,
-                Err(RecvTimeoutError::Timeout) => {
+            match rx.take(&mut batch, Instant::now() + wait.max(Duration::from_millis(10))) {
+                Taken::Records => {}
+                Taken::Timeout => {
                     if self.checkpoint_due() {
                         let _ = self.commit(&mut [], true, true);
                     }
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => {
+                Taken::Closed => {
                     if self.since_checkpoint > 0 {
                         let _ = self.commit(&mut [], true, true);
                     }
                     return;
-                }
-            };
-            batch.push(*first.event);
-            acks.push(first.ack);
-            while batch.len() < 4096 {
-                match rx.try_recv() {
-                    Ok(a) => {
-                        batch.push(*a.event);
-                        acks.push(a.ack);
-                    }
-                    Err(_) => break,
                 }
             }
             let started = Instant::now();
             // An orderly stop is checkpointed at once, so the whole chain is signed.
             let checkpoint = self.since_checkpoint + batch.len() as u64 >= self.s.checkpoint_every
                 || self.last_checkpoint.elapsed() >= self.s.checkpoint_interval
-                || batch.iter().any(|e| e.kind == Kind::AuditStopped);
-            let result = self.commit(&mut batch, checkpoint, true);
+                || batch.events.iter().any(|e| e.kind == Kind::AuditStopped);
+            let result = self.commit(&mut batch.events, checkpoint, true);
             on_commit(started.elapsed(), batch.len(), result.as_ref().map(|_| ()));
-            // Each record learns its own sequence number.
-            let last = result.as_ref().ok().map(|&s| s - checkpoint as u64);
-            let n = batch.len() as u64;
-            for (i, ack) in acks.drain(..).enumerate() {
-                if let Some(ack) = ack {
-                    let r = match (&result, last) {
-                        (Ok(_), Some(last)) => Ok(last + 1 + i as u64 - n),
-                        (Err(e), _) => Err(e.clone()),
-                        _ => Err(AuditError::Closed),
-                    };
-                    let _ = ack.send(r);
-                }
+            // Each waited record learns its own sequence number: the group's first is
+            // one past the head before it.
+            let first = result.as_ref().ok().map(|&s| s - checkpoint as u64 + 1 - batch.len() as u64);
+            for (i, ack) in batch.acks.drain(..) {
+                let r = match (&result, first) {
+                    (Ok(_), Some(first)) => Ok(first + i as u64),
+                    (Err(e), _) => Err(e.clone()),
+                    _ => Err(AuditError::Closed),
+                };
+                let _ = ack.send(r);
             }
             batch.clear();
         }
