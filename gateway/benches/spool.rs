@@ -36,10 +36,7 @@ fn thread_cpu() -> HashMap<String, u64> {
 fn cpu_since(before: &HashMap<String, u64>) -> (u64, u64) {
     let now = thread_cpu();
     let delta = |pred: &dyn Fn(&str) -> bool| -> u64 {
-        now.iter()
-            .filter(|(n, _)| pred(n))
-            .map(|(n, ns)| ns.saturating_sub(before.get(n).copied().unwrap_or(0)))
-            .sum()
+        now.iter().filter(|(n, _)| pred(n)).map(|(n, ns)| ns.saturating_sub(before.get(n).copied().unwrap_or(0))).sum()
     };
     (delta(&|n| n == "custos-audit"), delta(&|n| n.starts_with("tokio-r")))
 }

@@ -16,6 +16,9 @@ pub mod sinks;
 pub mod spool;
 pub mod verify;
 
+#[cfg(test)]
+mod tests;
+
 pub use event::{Actor, Decision, Event, Kind, Phase};
 pub use reason::{Code, Reason};
 

@@ -17,12 +17,12 @@
 
 use super::chain::{self, GENESIS};
 use super::event::{Checkpoint, Event, Kind};
+use super::queue::{Batch, Receiver, Taken};
 use super::AuditError;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use super::queue::{Batch, Receiver, Taken};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::format_description::well_known::Rfc3339;
