@@ -33,14 +33,25 @@ pub struct Record {
 
 /// Encodes one record; appends the line (with `\n`) to `out` and returns its hash.
 pub fn encode(out: &mut Vec<u8>, seq: u64, prev: &str, event: &Event) -> String {
+    let mut head = prev.to_string();
+    encode_onto(out, seq, &mut head, event);
+    head
+}
+
+/// [`encode`] for the writer: `head` holds the previous record's hash and is overwritten
+/// with this record's, in place (no allocation per record).
+pub fn encode_onto(out: &mut Vec<u8>, seq: u64, head: &mut String, event: &Event) {
     let start = out.len();
-    serde_json::to_writer(&mut *out, &Body { seq, prev, event }).expect("an event always serializes");
-    let hash = hex::encode(digest(&SHA256, &out[start..]));
+    serde_json::to_writer(&mut *out, &Body { seq, prev: head, event }).expect("an event always serializes");
+    let mut hex = [0u8; 64];
+    // A SHA-256 digest is 32 bytes: it always fills the 64 hex digits.
+    let _ = hex::encode_to_slice(digest(&SHA256, &out[start..]), &mut hex);
     out.pop(); // the closing brace, written back after the hash
     out.extend_from_slice(HASH_OPEN);
-    out.extend_from_slice(hash.as_bytes());
+    out.extend_from_slice(&hex);
     out.extend_from_slice(b"\"}\n");
-    hash
+    head.clear();
+    head.extend(hex.iter().map(|&b| b as char));
 }
 
 /// Why a line does not hold.

@@ -158,7 +158,7 @@ impl Writer {
                 ev.time.clone_from(&now);
             }
             ev.instance.clone_from(&self.s.instance);
-            self.last_hash = chain::encode(&mut self.buf, self.seq, &self.last_hash, ev);
+            chain::encode_onto(&mut self.buf, self.seq, &mut self.last_hash, ev);
         }
         if checkpoint {
             let mut cp = Event::new(Kind::AuditCheckpoint);
@@ -172,7 +172,7 @@ impl Writer {
                 sig: hex::encode(self.s.key.sign(msg.as_bytes()).as_ref()),
             });
             self.seq += 1;
-            self.last_hash = chain::encode(&mut self.buf, self.seq, &self.last_hash, &cp);
+            chain::encode_onto(&mut self.buf, self.seq, &mut self.last_hash, &cp);
         }
         match self.room_for(self.buf.len() as u64) {
             Err(e) if bounded => {
