@@ -165,7 +165,10 @@ impl Audit {
         }
         let (ack, done) = tokio::sync::oneshot::channel();
         self.send(event, Some(ack))?;
-        done.await.map_err(|_| AuditError::Closed)?
+        let queue::Delivery { result, rest } = done.await.map_err(|_| AuditError::Closed)?;
+        // The rest of the group, answered from this thread (see `queue::Rest`).
+        drop(rest);
+        result
     }
 
     fn send(&self, event: Event, ack: Option<queue::Ack>) -> Result<(), AuditError> {
@@ -191,7 +194,7 @@ impl Audit {
     pub fn append_blocking(&self, event: Event) -> Result<u64, AuditError> {
         let (ack, done) = tokio::sync::oneshot::channel();
         self.send(event, Some(ack))?;
-        done.blocking_recv().map_err(|_| AuditError::Closed)?
+        done.blocking_recv().map_err(|_| AuditError::Closed)?.result
     }
 
     /// Waits (blocking, at most `limit`) until every sink has every durable record; for

@@ -9,6 +9,8 @@
 //!   queued when no waited record comes (plus the time the write and sync take).
 //! - The writer takes the whole queue by swapping vectors, so neither side allocates per
 //!   record once the vectors have grown.
+//! - A group's waiters are answered with one cross-thread wake-up: the writer answers one
+//!   of them, who hands out the others' answers from its own thread ([`Rest`]).
 //!
 //! When the last [`Sender`] is dropped the queue is closed: the writer writes what is
 //! queued, then stops.
@@ -23,7 +25,37 @@ use std::time::{Duration, Instant};
 pub const LINGER: Duration = Duration::from_millis(50);
 
 /// Where a waiting caller learns its record's sequence number (or why it is not on disk).
-pub(crate) type Ack = tokio::sync::oneshot::Sender<Result<u64, AuditError>>;
+pub(crate) type Ack = tokio::sync::oneshot::Sender<Delivery>;
+
+/// A waiting caller's answer, and with the first answer of a group, the rest of them.
+pub(crate) struct Delivery {
+    pub result: Result<u64, AuditError>,
+    pub rest: Rest,
+}
+
+/// The answers of a group after the first. They are sent when this is dropped, wherever
+/// that is: normally on the first waiter's runtime thread as soon as it wakes, where
+/// waking the other waiters of that runtime is a local push and not a system call, so a
+/// group costs the writer one cross-thread wake-up instead of one per waiter. If the
+/// first waiter is gone, the value comes back to the writer and is dropped there. Nobody
+/// is left unanswered either way.
+pub(crate) struct Rest(Vec<(Result<u64, AuditError>, Ack)>);
+
+impl Drop for Rest {
+    fn drop(&mut self) {
+        for (result, ack) in self.0.drain(..) {
+            let _ = ack.send(Delivery { result, rest: Rest(Vec::new()) });
+        }
+    }
+}
+
+/// Answers a group's waiters (see [`Rest`]).
+pub(crate) fn acknowledge(answers: impl Iterator<Item = (Result<u64, AuditError>, Ack)>) {
+    let mut all: Vec<_> = answers.collect();
+    if let Some((result, first)) = all.pop() {
+        let _ = first.send(Delivery { result, rest: Rest(all) });
+    }
+}
 
 /// What is queued: the events in order, and for the ones somebody waits on, their index
 /// and where to acknowledge them.
@@ -197,6 +229,34 @@ mod tests {
         let (taken, took, n, acked) = writer.join().unwrap();
         assert_eq!((taken, n, acked), (Taken::Records, 2, vec![1]));
         assert!(took < LINGER, "a waited record waited for the timer: {took:?}");
+    }
+
+    #[test]
+    fn a_group_is_answered_through_one_waiter_and_nobody_is_left_out() {
+        let mut receivers = Vec::new();
+        let mut answers = Vec::new();
+        for seq in 1..=3u64 {
+            let (ack, done) = tokio::sync::oneshot::channel();
+            answers.push((Ok(seq), ack));
+            receivers.push(done);
+        }
+        acknowledge(answers.into_iter());
+        // One waiter holds the group; the others hear nothing until it hands them out.
+        let mut first = receivers.pop().unwrap().blocking_recv().unwrap();
+        assert_eq!(first.result.as_ref().ok(), Some(&3));
+        assert!(receivers[0].try_recv().is_err());
+        drop(std::mem::replace(&mut first.rest, Rest(Vec::new())));
+        let got: Vec<_> = receivers.into_iter().map(|r| r.blocking_recv().unwrap().result.unwrap()).collect();
+        assert_eq!(got, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_waiter_gone_before_its_answer_does_not_strand_the_others() {
+        let (gone, dropped) = tokio::sync::oneshot::channel();
+        let (ack, done) = tokio::sync::oneshot::channel();
+        drop(dropped);
+        acknowledge(vec![(Ok(1), ack), (Err(AuditError::Closed), gone)].into_iter());
+        assert_eq!(done.blocking_recv().unwrap().result.unwrap(), 1);
     }
 
     #[test]

@@ -288,14 +288,14 @@ impl Writer {
             // Each waited record learns its own sequence number: the group's first is
             // one past the head before it.
             let first = result.as_ref().ok().map(|&s| s - checkpoint as u64 + 1 - batch.len() as u64);
-            for (i, ack) in batch.acks.drain(..) {
+            super::queue::acknowledge(batch.acks.drain(..).map(|(i, ack)| {
                 let r = match (&result, first) {
                     (Ok(_), Some(first)) => Ok(first + i as u64),
                     (Err(e), _) => Err(e.clone()),
                     _ => Err(AuditError::Closed),
                 };
-                let _ = ack.send(r);
-            }
+                (r, ack)
+            }));
             batch.clear();
         }
     }
