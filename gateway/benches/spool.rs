@@ -17,26 +17,31 @@ use custos::http::metrics::{AUDIT_FSYNC, AUDIT_RECORDS};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Nanoseconds of CPU each of this process's threads has run, by thread name.
-fn thread_cpu() -> HashMap<String, u64> {
-    let mut by_name = HashMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return by_name };
+/// Nanoseconds of CPU each of this process's threads has run: by thread id, with its name.
+fn thread_cpu() -> HashMap<String, (String, u64)> {
+    let mut by_tid = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return by_tid };
     for t in tasks.flatten() {
         let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_string();
         let ns = std::fs::read_to_string(t.path().join("schedstat"))
             .ok()
             .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
             .unwrap_or(0);
-        *by_name.entry(name).or_insert(0) += ns;
+        by_tid.insert(t.file_name().to_string_lossy().into_owned(), (name, ns));
     }
-    by_name
+    by_tid
 }
 
-/// CPU of the writer thread and of the runtime's workers (the producers) since `before`.
-fn cpu_since(before: &HashMap<String, u64>) -> (u64, u64) {
+/// CPU of the writer thread and of the runtime's workers (the producers) since `before`
+/// (a thread is matched by id: an earlier level's writer that has stopped since counts
+/// for nothing here).
+fn cpu_since(before: &HashMap<String, (String, u64)>) -> (u64, u64) {
     let now = thread_cpu();
     let delta = |pred: &dyn Fn(&str) -> bool| -> u64 {
-        now.iter().filter(|(n, _)| pred(n)).map(|(n, ns)| ns.saturating_sub(before.get(n).copied().unwrap_or(0))).sum()
+        now.iter()
+            .filter(|(_, (n, _))| pred(n))
+            .map(|(tid, (_, ns))| ns.saturating_sub(before.get(tid).map_or(0, |b| b.1)))
+            .sum()
     };
     (delta(&|n| n == "custos-audit"), delta(&|n| n.starts_with("tokio-r")))
 }
