@@ -68,7 +68,10 @@ impl Load {
 fn refused_within_bound(samples: &[Sample], after: Instant, what: &str) {
     let late_served: Vec<_> =
         samples.iter().filter(|(t, st)| *t >= after + BOUND && *st != 401).map(|(t, st)| (*t - after, *st)).collect();
-    assert!(late_served.is_empty(), "{what}: requests started more than 100 ms later were not refused: {late_served:?}");
+    assert!(
+        late_served.is_empty(),
+        "{what}: requests started more than 100 ms later were not refused: {late_served:?}"
+    );
     assert!(
         samples.iter().any(|(t, st)| *t >= after && *t < after + BOUND && *st == 401),
         "{what}: not refused within 100 ms"

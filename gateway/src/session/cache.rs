@@ -61,8 +61,8 @@ pub(super) enum Answer {
 impl Cache {
     /// A cache of at most `max` sessions; 0: no cache.
     pub(super) fn new(max: usize) -> Cache {
-        let state = NonZeroUsize::new(max)
-            .map(|n| Mutex::new(State { entries: LruCache::new(n), epoch: 0, live: false }));
+        let state =
+            NonZeroUsize::new(max).map(|n| Mutex::new(State { entries: LruCache::new(n), epoch: 0, live: false }));
         Cache { state, pong: AtomicU64::new(0) }
     }
 

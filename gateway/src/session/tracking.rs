@@ -84,8 +84,10 @@ impl SessionStore {
         }
     }
 
-    /// Connects, names the connection, turns tracking on (with the cache) and subscribes.
-    async fn track(&self, link: &Arc<Link>) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    /// Connects, names the connection, turns tracking on (with the cache) and subscribes;
+    /// whether tracking is on. Tracking refused (an ACL without `CLIENT`) leaves the cache
+    /// off, not the channel.
+    async fn track(&self, link: &Arc<Link>) -> redis::RedisResult<(redis::aio::MultiplexedConnection, bool)> {
         let t = self.kv().timeout().max(Duration::from_secs(1));
         let store = self.clone();
         let on = link.clone();
@@ -97,19 +99,29 @@ impl SessionStore {
                 Ok::<(), std::convert::Infallible>(())
             });
         let mut conn = self.kv().push_client().get_multiplexed_async_connection_with_config(&cfg).await?;
-        redis::cmd("CLIENT").arg("SETNAME").arg(CLIENT_NAME).query_async::<()>(&mut conn).await?;
+        // A name only helps operators find it: refused, it goes on without.
+        let _: redis::RedisResult<()> =
+            redis::cmd("CLIENT").arg("SETNAME").arg(CLIENT_NAME).query_async(&mut conn).await;
+        let mut tracking = false;
         if self.inner.cache.enabled() {
-            redis::cmd("CLIENT")
+            let on: redis::RedisResult<()> = redis::cmd("CLIENT")
                 .arg("TRACKING")
                 .arg("ON")
                 .arg("BCAST")
                 .arg("PREFIX")
                 .arg(self.key_of_hash(""))
-                .query_async::<()>(&mut conn)
-                .await?;
+                .query_async(&mut conn)
+                .await;
+            match on {
+                Ok(()) => tracking = true,
+                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) => {
+                    tracing::warn!(error = %e, "Redis refuses CLIENT TRACKING: sessions are not cached");
+                }
+                Err(e) => return Err(e),
+            }
         }
         conn.subscribe(self.ended_channel()).await?;
-        Ok(conn)
+        Ok((conn, tracking))
     }
 
     /// Subscribes (and tracks), and starts over (with a re-check of everything held)
@@ -123,7 +135,7 @@ impl SessionStore {
             if !matches!(connected, Ok(Ok(_))) {
                 link.current.store(false, Ordering::Release);
             }
-            let mut conn = match connected {
+            let (mut conn, tracking) = match connected {
                 Ok(Ok(c)) => c,
                 failed => {
                     let e = match failed {
@@ -142,7 +154,7 @@ impl SessionStore {
             backoff = Duration::from_millis(100);
             // Messages published while we were not subscribed are lost: read again.
             let mut healthy = self.recheck_all().await.is_ok();
-            if healthy {
+            if healthy && tracking {
                 self.inner.cache.tracking_live();
             }
             let mut ping = tokio::time::interval(PING_EVERY);
