@@ -52,6 +52,16 @@ fn load(s: &Site, cookie: &str, tasks: usize) -> Load {
 }
 
 impl Load {
+    /// Waits (at most 20 s: the machine may be loaded) until `n` requests have started
+    /// at or after `from`.
+    async fn until_started(&self, n: usize, from: Instant) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.samples.lock().unwrap().iter().filter(|(t, _)| *t >= from).count() < n {
+            assert!(Instant::now() < deadline, "the load is too slow");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn finish(self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
@@ -63,8 +73,8 @@ impl Load {
     }
 }
 
-/// Every request that started at or after `after + BOUND` was refused, and one that
-/// started before `after + BOUND` was refused already (when `within`).
+/// Every request that started 100 ms or more after `after` was refused (and there were
+/// some).
 fn refused_within_bound(samples: &[Sample], after: Instant, what: &str) {
     let late_served: Vec<_> =
         samples.iter().filter(|(t, st)| *t >= after + BOUND && *st != 401).map(|(t, st)| (*t - after, *st)).collect();
@@ -72,11 +82,7 @@ fn refused_within_bound(samples: &[Sample], after: Instant, what: &str) {
         late_served.is_empty(),
         "{what}: requests started more than 100 ms later were not refused: {late_served:?}"
     );
-    assert!(
-        samples.iter().any(|(t, st)| *t >= after && *t < after + BOUND && *st == 401),
-        "{what}: not refused within 100 ms"
-    );
-    assert!(samples.iter().filter(|(t, _)| *t >= after + BOUND).count() > 10, "{what}: too little load after");
+    assert!(samples.iter().filter(|(t, _)| *t >= after + BOUND).count() >= 10, "{what}: too little load after");
 }
 
 async fn metric_of(s: &Site, name: &str) -> f64 {
@@ -116,7 +122,7 @@ async fn a_session_revoked_through_another_gateway_is_refused_under_load_within_
 
     let hits = metric_of(&a, HITS).await;
     let running = load(&a, &cookie, 4);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.until_started(40, Instant::now()).await;
     let revoked = client()
         .post(format!("http://{}/sessions/revoke?session={}", b.gw.admin, sha256(&cookie)))
         .bearer_auth(std::fs::read_to_string(&token).unwrap())
@@ -126,11 +132,14 @@ async fn a_session_revoked_through_another_gateway_is_refused_under_load_within_
     let returned = Instant::now();
     let body = revoked.text().await.unwrap();
     assert!(body.contains("\"revoked\":1"), "{body}");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    running.until_started(10, returned + BOUND).await;
     let samples = running.finish().await;
 
     let before: Vec<_> = samples.iter().filter(|(t, _)| *t + Duration::from_millis(50) < returned).collect();
-    assert!(before.len() > 20 && before.iter().all(|(_, st)| *st == 200), "the load before the revocation: {before:?}");
+    assert!(
+        before.len() >= 20 && before.iter().all(|(_, st)| *st == 200),
+        "the load before the revocation: {before:?}"
+    );
     assert!(
         metric_of(&a, HITS).await >= hits + before.len() as f64 * 0.9,
         "the load was not served from the session cache"
@@ -185,7 +194,7 @@ async fn with_the_tracking_connection_killed_reads_go_to_redis() {
     let cookie = cookie_value(&r, "custos_session").expect("a session cookie");
     until_cached(&a, &cookie).await;
     let running = load(&a, &cookie, 4);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.until_started(20, Instant::now()).await;
 
     // The session ends while the tracking connection is down: its invalidation is lost.
     let ids = tracking_clients(&mut conn);
@@ -196,7 +205,7 @@ async fn with_the_tracking_connection_killed_reads_go_to_redis() {
     let deleted: i64 = redis::cmd("DEL").arg(&key).query(&mut conn).unwrap();
     let returned = Instant::now();
     assert_eq!(deleted, 1);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    running.until_started(10, returned + BOUND).await;
     let samples = running.finish().await;
     refused_within_bound(&samples, returned, "ended while tracking was down");
     assert!(metric_of(&a, MISSES).await > misses, "the reads did not go to Redis");
