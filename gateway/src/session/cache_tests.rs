@@ -182,3 +182,29 @@ fn hits_and_misses_are_counted() {
     assert!(crate::metrics::SESSION_CACHE_HITS.get() >= hits + 2);
     assert!(crate::metrics::SESSION_CACHE_MISSES.get() > misses);
 }
+
+#[tokio::test]
+async fn the_gateway_that_ends_or_rewrites_a_session_drops_it_before_returning() {
+    // Nothing listens there: the announcement and the rewrite fail, the local drop must not.
+    let timeouts = crate::session::Timeouts {
+        idle: Duration::from_secs(900),
+        absolute: Duration::from_secs(43_200),
+        touch_interval: Duration::from_secs(60),
+    };
+    let store = crate::session::SessionStore::with_cache(
+        crate::session::StoreConfig::plain("redis://127.0.0.1:1/", "t"),
+        timeouts,
+        10,
+    )
+    .unwrap();
+    let c = &store.inner.cache;
+    c.tracking_live();
+    let t = ticket(c, "h");
+    c.insert("h", session("alice"), t);
+    store.announce("h", crate::session::EndReason::Logout).await;
+    assert!(hit(c, "h").is_none(), "an ended session stayed cached");
+    let t = ticket(c, "k");
+    c.insert("k", session("bob"), t);
+    assert!(store.save("k", &session("bob")).await.is_err());
+    assert!(hit(c, "k").is_none(), "a rewritten session stayed cached");
+}
