@@ -8,8 +8,8 @@
 -- through all their sessions and no cache can serve one hot entry.
 --
 -- wrk counts a 3xx or a 5xx as a success; response() counts every status instead and
--- done() prints them (`statuses 200=N ...`) with wrk's own error counts, for the shell to
--- refuse any run that was not all 200.
+-- done() prints them (`statuses 200=N ...`) with the number of distinct requests and wrk's
+-- own error counts, for the shell to refuse any run that was not all 200.
 
 local threads = {}
 
@@ -32,6 +32,7 @@ function init(args)
     file:close()
   end
   if #variants == 0 then variants[1] = wrk.format(nil, path) end
+  variant_count = #variants
   next_request = 0
 end
 
@@ -45,8 +46,9 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local counts = {}
+  local counts, variants = {}, 0
   for _, thread in ipairs(threads) do
+    variants = math.max(variants, thread:get("variant_count"))
     for status, n in pairs(thread:get("statuses")) do
       counts[status] = (counts[status] or 0) + n
     end
@@ -56,6 +58,6 @@ function done(summary, latency, requests)
   table.sort(out)
   io.write("statuses ", table.concat(out, " "), "\n")
   local e = summary.errors
-  io.write(string.format("requests %d errors connect=%d read=%d write=%d timeout=%d\n",
-    summary.requests, e.connect, e.read, e.write, e.timeout))
+  io.write(string.format("requests %d variants %d errors connect=%d read=%d write=%d timeout=%d\n",
+    summary.requests, variants, e.connect, e.read, e.write, e.timeout))
 end

@@ -18,7 +18,7 @@
 # strict case) or 0,1 (its extra threads may run beside wrk). Unset: both layouts, one
 # after the other, each a complete run whose ratios compare only within it.
 #
-#   bench/http.sh                       (needs: apt-get install -y wrk nginx-light redis-server python3)
+#   bench/http.sh                       (needs: apt-get install -y wrk nginx-light redis-server python3 cmake)
 #   PROXY_CPUS=1 DUR=2s ONLY="custos full" bench/http.sh
 #
 # The benchmark does not flatter: every target runs the same wrk script (bench/count.lua),
@@ -170,9 +170,15 @@ for run in 1 2; do
     cpu_ticks "${procs[@]}" >"$OUT/cpu.after"
     statuses=$(awk '$1=="statuses" {$1=""; print}' <<<"$out")
     reqs=$(awk '$1=="requests" {print $2}' <<<"$out")
-    errors=$(awk '$1=="requests" {for (i=4;i<=NF;i++) {split($i,e,"="); if (e[2]>0) print $i}}' <<<"$out")
+    variants=$(awk '$1=="requests" {print $4}' <<<"$out")
+    errors=$(awk '$1=="requests" {for (i=6;i<=NF;i++) {split($i,e,"="); if (e[2]>0) print $i}}' <<<"$out")
     if [ -z "$reqs" ] || [ "$reqs" -eq 0 ] || [ -n "$(tr ' ' '\n' <<<"$statuses" | grep -v '^$' | grep -v '^200=')" ] || [ -n "$errors" ]; then
       echo "$BENCH: target $t (run $run) failed: statuses$statuses, ${errors:-no socket errors}; logs in $OUT" >&2
+      exit 1
+    fi
+    # The signed-in targets: every session in the cycle, each used at least once.
+    if [ "${HDRS[$t]}" = "$OUT/cookies.hdr" ] && { [ "${variants:-0}" -lt "$SESSIONS" ] || [ "$reqs" -lt "$SESSIONS" ]; }; then
+      echo "$BENCH: target $t (run $run) cycled $variants sessions in $reqs requests, not $SESSIONS" >&2
       exit 1
     fi
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -222,7 +228,7 @@ tck=$(getconf CLK_TCK)
 for t in "${TARGETS[@]}"; do
   for k in "${!CPU[@]}"; do
     read -r kt label name <<<"$k"
-    [ "$kt" = "$t" ] && echo "$label $name ${CPU[$k]}"
+    if [ "$kt" = "$t" ]; then echo "$label $name ${CPU[$k]}"; fi
   done | LC_ALL=C sort | awk -v t="$t" -v n="${REQS[$t]}" -v tck="$tck" '
     { us = $3 * 1e6 / tck / n
       if (!($1 in total)) order[++labels] = $1
