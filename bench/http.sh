@@ -136,23 +136,25 @@ for t in "${TARGETS[@]}"; do
   wait_ok "$t" "http://${ADDR[$t]}/plain" "$(head -1 "${HDRS[$t]}")"
 done
 
-# cpu_ticks LABEL:PID...: lines "label thread ticks" (utime + stime, in clock ticks):
-# per thread name for Custos (threads of one name summed) plus its process total, the
-# process total ("total") for the others.
+# cpu_ticks LABEL:PID...: lines "label thread ticks" (utime + stime, in clock ticks): per
+# thread for Custos, plus its process total; the process total ("total") for the others.
+# A Custos thread is named by its name (`comm`), threads of one name summed: "custos" is
+# every thread without a name of its own (pingora's workers: the proxy itself), apart from
+# the main thread ("main"); "custos-audit" the audit writer.
 cpu_ticks() {
-  local spec label pid f line
+  local spec label pid tid line
   for spec in "$@"; do
     label=${spec%%:*} pid=${spec#*:}
     { read -r line <"/proc/$pid/stat" && echo "$label total $line"; } 2>/dev/null || true
     [ "$label" = custos ] || continue
-    for f in /proc/"$pid"/task/*/stat; do
-      { read -r line <"$f" && echo "$label thread $line"; } 2>/dev/null || true
+    for tid in $(ls "/proc/$pid/task" 2>/dev/null | sort -n); do
+      { read -r line <"/proc/$pid/task/$tid/stat" && echo "$label $([ "$tid" = "$pid" ] && echo main || echo thread) $line"; } 2>/dev/null || true
     done
   done | awk '{
     s = $0; label = $1; kind = $2; sub(/^[^ ]+ [^ ]+ /, "", s)
     l = index(s, "("); r = 0
     for (i = length(s); i > l; i--) if (substr(s, i, 1) == ")") { r = i; break }
-    name = kind == "total" ? "total" : substr(s, l + 1, r - l - 1); gsub(/ /, "_", name)
+    name = kind == "thread" ? substr(s, l + 1, r - l - 1) : kind; gsub(/ /, "_", name)
     split(substr(s, r + 2), f, " "); t[label " " name] += f[12] + f[13]
   } END { for (k in t) print k, t[k] }'
 }
