@@ -108,11 +108,6 @@ impl Kv {
         self.cfg.timeout
     }
 
-    /// The client, for connections of their own (a subscription).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
-    }
-
     /// The RESP3 client, for a connection that takes pushes (the session-end channel).
     pub fn push_client(&self) -> &redis::Client {
         &self.push_client
