@@ -1,3 +1,5 @@
+//! The session cache, rule by rule: what is kept, what drops it, when it answers.
+
 use super::*;
 
 fn session(subject: &str) -> Arc<Session> {
