@@ -21,9 +21,9 @@ need nginx taskset redis-server redis-cli python3 curl
 CONNS=${CONNS:-10000}
 SESSIONS=${SESSIONS:-1000}
 # The [session] key that bounds the session cache, and its value (at least $SESSIONS, so
-# the cache holds them all). Empty: no such key is written (a gateway without a session
-# cache). Set it to the key's name once the cache lands, e.g. SESSION_CACHE_KEY=cache_max_entries.
-SESSION_CACHE_KEY=${SESSION_CACHE_KEY:-}
+# the cache holds them all). SESSION_CACHE_KEY= (empty): no such key is written, the
+# gateway's default applies.
+SESSION_CACHE_KEY=${SESSION_CACHE_KEY-max_cached_sessions}
 SESSION_CACHE_MAX=${SESSION_CACHE_MAX:-$((SESSIONS * 2))}
 OUT=$(mktemp -d /tmp/custos-memory.XXXXXX)
 UP=127.0.0.1:19100 NGX=127.0.0.1:19101 CUS=127.0.0.1:19102 AUTH=127.0.0.1:19103 REDIS_PORT=19104
