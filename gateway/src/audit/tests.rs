@@ -3,11 +3,10 @@
 
 use super::*;
 use crate::metrics::AUDIT_FSYNC;
-use std::sync::Mutex;
 use std::time::Instant;
 
 /// The commit counter is process-wide: tests that read it run one at a time.
-static COMMITS: Mutex<()> = Mutex::new(());
+static COMMITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn settings(dir: &Path) -> AuditSettings {
     AuditSettings {
@@ -44,7 +43,7 @@ fn on_disk(dir: &Path) -> Vec<(u64, Kind)> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn concurrent_durable_appends_share_fsyncs_and_learn_their_own_seqs() {
-    let _one = COMMITS.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = COMMITS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let audit = Audit::start(&settings(dir.path()), &[]).unwrap();
     let before = AUDIT_FSYNC.get_sample_count();
@@ -82,7 +81,7 @@ async fn concurrent_durable_appends_share_fsyncs_and_learn_their_own_seqs() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_record_nobody_waits_on_wakes_nobody_and_is_written_within_the_bound() {
-    let _one = COMMITS.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = COMMITS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let audit = Audit::start(&settings(dir.path()), &[]).unwrap();
     let before = AUDIT_FSYNC.get_sample_count();
@@ -103,7 +102,7 @@ async fn a_record_nobody_waits_on_wakes_nobody_and_is_written_within_the_bound()
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_durable_record_takes_the_queued_completion_into_its_group() {
-    let _one = COMMITS.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = COMMITS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let audit = Audit::start(&settings(dir.path()), &[]).unwrap();
     let before = AUDIT_FSYNC.get_sample_count();
@@ -120,7 +119,7 @@ async fn a_durable_record_takes_the_queued_completion_into_its_group() {
 
 #[test]
 fn an_orderly_stop_writes_what_is_queued() {
-    let _one = COMMITS.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = COMMITS.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
     let audit = Audit::start(&settings(dir.path()), &[]).unwrap();
     for _ in 0..3 {
