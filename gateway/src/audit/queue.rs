@@ -180,7 +180,9 @@ impl Receiver {
             if s.closed {
                 return Taken::Closed;
             }
-            let wake_at = s.since.map_or(until, |since| (since + LINGER).min(until));
+            // Never asleep longer than LINGER: a record nobody waits on does not wake the
+            // writer, so its timer must come round to it.
+            let wake_at = s.since.map_or(now + LINGER, |since| since + LINGER).min(until);
             if now >= wake_at {
                 return Taken::Timeout;
             }
@@ -211,6 +213,23 @@ mod tests {
         let took = start.elapsed();
         assert!(took >= LINGER && took < LINGER * 4, "taken after {took:?}");
         assert_eq!((batch.events.len(), batch.acks.len()), (1, 0));
+    }
+
+    #[test]
+    fn an_unwaited_record_queued_while_the_writer_sleeps_is_taken_by_its_timer() {
+        let (tx, rx) = channel();
+        let writer = std::thread::spawn(move || {
+            let mut batch = Batch::default();
+            let taken = rx.take(&mut batch, Instant::now() + Duration::from_secs(30));
+            (taken, Instant::now(), batch.len())
+        });
+        std::thread::sleep(LINGER / 2);
+        let sent = Instant::now();
+        tx.send(ev(), None).unwrap();
+        let (taken, at, n) = writer.join().unwrap();
+        assert_eq!((taken, n), (Taken::Records, 1));
+        let after = at - sent;
+        assert!(after >= LINGER && after < LINGER * 10, "taken {after:?} after it was queued");
     }
 
     #[test]
