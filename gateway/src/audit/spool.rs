@@ -284,6 +284,10 @@ impl Writer {
                 || self.last_checkpoint.elapsed() >= self.s.checkpoint_interval
                 || batch.events.iter().any(|e| e.kind == Kind::AuditStopped);
             let result = self.commit(&mut batch.events, checkpoint, true);
+            if matches!(result, Err(AuditError::Full(_))) && batch.len() > 1 {
+                self.commit_each(&mut batch, &on_commit);
+                continue;
+            }
             on_commit(started.elapsed(), batch.len(), result.as_ref().map(|_| ()));
             // Each waited record learns its own sequence number: the group's first is
             // one past the head before it.
@@ -298,6 +302,25 @@ impl Writer {
             }));
             batch.clear();
         }
+    }
+}
+
+impl Writer {
+    /// A group the spool limit refused, committed record by record in order, as if each
+    /// had come alone: a record nobody waits on (queued with the group) must not take a
+    /// waited one down with it, nor let a later one through that alone would not fit.
+    /// Only on this rare path is there an fsync per record.
+    fn commit_each(&mut self, batch: &mut Batch, on_commit: &impl Fn(Duration, usize, Result<(), &AuditError>)) {
+        let mut results = Vec::with_capacity(batch.len());
+        for ev in batch.events.iter_mut() {
+            let started = Instant::now();
+            let stop = ev.kind == Kind::AuditStopped;
+            let result = self.commit(std::slice::from_mut(ev), stop, true).map(|seq| seq - stop as u64);
+            on_commit(started.elapsed(), 1, result.as_ref().map(|_| ()));
+            results.push(result);
+        }
+        super::queue::acknowledge(batch.acks.drain(..).map(|(i, ack)| (results[i].clone(), ack)));
+        batch.clear();
     }
 }
 
