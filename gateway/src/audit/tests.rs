@@ -142,3 +142,34 @@ fn an_orderly_stop_writes_what_is_queued() {
         ]
     );
 }
+
+#[test]
+fn a_full_spool_judges_each_record_of_a_refused_group_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    let writer = spool::Writer::open(spool::SpoolSettings {
+        dir: dir.path().join("audit"),
+        instance: "test".into(),
+        segment_bytes: 1 << 20,
+        checkpoint_every: 100_000,
+        checkpoint_interval: Duration::from_secs(3600),
+        key: Arc::new(ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()),
+        committed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        max_bytes: 2000,
+        bytes: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    })
+    .unwrap();
+    let (tx, rx) = queue::channel();
+    let thread = std::thread::spawn(move || writer.run(rx, |_, _, _| {}));
+    // Too big for the spool alone; nobody waits on it, so it rides with the next group.
+    let mut big = Event::new(Kind::AccessCompleted);
+    big.path = Some("/x".repeat(1500));
+    tx.send(big, None).unwrap();
+    let (ack, done) = tokio::sync::oneshot::channel();
+    tx.send(Event::new(Kind::AccessDecision), Some(ack)).unwrap();
+    // The small record fits alone, as it would have without the big one queued before it.
+    assert_eq!(done.blocking_recv().unwrap().result.unwrap(), 1);
+    drop(tx);
+    thread.join().unwrap();
+    assert_eq!(on_disk(dir.path())[..1], [(1, Kind::AccessDecision)]);
+}
