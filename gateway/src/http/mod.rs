@@ -364,7 +364,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(f) = ctx.forwarding.as_ref() {
+        if let Some(f) = ctx.forwarding.as_ref().filter(|_| self.headers.echo_request_id) {
             upstream_response.insert_header("x-request-id", f.request_id.clone())?;
         }
         self.strip_own_set_cookies(upstream_response)?;
