@@ -248,7 +248,7 @@ impl Gateway {
             ev.reason = Some(crate::audit::Reason::named(reason));
             ev.status = Some(302);
             audit.append_refusal(ev);
-            super::metrics::DECISIONS.with_label_values(&["deny"]).inc();
+            self.denied.inc();
         }
         let ttl = auth.settings.oidc.login_timeout.as_secs();
         let set = vec![cookies::set(&names.login_cookie_name, binding.cookie_value(), Some(ttl), self.secure(session))];
