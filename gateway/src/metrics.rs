@@ -1,5 +1,6 @@
 //! Prometheus metrics, served by the admin listener: requests by route and status,
-//! latency by route, upstream errors by route, and the audit spool's and sinks' state.
+//! latency by route, upstream errors by route, the audit spool's and sinks' state, and
+//! the session cache's hits and misses.
 //! A leaf: every layer counts here, and it imports nothing of Custos.
 
 use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
@@ -134,6 +135,8 @@ pub fn init() {
     LazyLock::force(&AUDIT_DROPPED);
     LazyLock::force(&AUDIT_SPOOL_BYTES);
     LazyLock::force(&AUDIT_SINK_OLDEST);
+    LazyLock::force(&SESSION_CACHE_HITS);
+    LazyLock::force(&SESSION_CACHE_MISSES);
 }
 
 /// Statuses whose per-route counters are resolved once (see `routes::RouteEntry`).
@@ -163,3 +166,19 @@ pub fn status_label(status: u16) -> &'static str {
         s => LABELS.get((s / 100).saturating_sub(1) as usize).copied().unwrap_or("other"),
     }
 }
+
+pub static SESSION_CACHE_HITS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "custos_session_cache_hits_total",
+        "Session loads answered from the gateway's session cache (no Redis call)."
+    )
+    .expect("metric registers once")
+});
+
+pub static SESSION_CACHE_MISSES: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "custos_session_cache_misses_total",
+        "Session loads read from Redis with the session cache on (not held, or the cache not live)."
+    )
+    .expect("metric registers once")
+});

@@ -27,6 +27,7 @@ mod policy_engines;
 mod proxy;
 mod quickstart;
 mod revocation;
+mod session_cache;
 mod sessions;
 mod setup;
 mod sinks;

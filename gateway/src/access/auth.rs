@@ -34,7 +34,7 @@ pub enum AuthError {
 impl Auth {
     pub fn new(settings: AuthSettings) -> Result<Auth, AuthError> {
         let s = &settings.session;
-        let store = SessionStore::new(
+        let store = SessionStore::with_cache(
             crate::session::StoreConfig {
                 url: s.redis_url.clone(),
                 username: s.redis_username.clone(),
@@ -44,6 +44,7 @@ impl Auth {
                 prefix: s.key_prefix.clone(),
             },
             s.timeouts,
+            s.max_cached_sessions,
         )
         .map_err(|e| AuthError::Store(e.to_string()))?;
         let identity = Arc::new(Identity::new(settings.oidc.clone())?);
@@ -143,7 +144,7 @@ impl Access<'_> {
                         return Err(sign_in(None, false, Some(Duration::ZERO)));
                     }
                     let mfa = auth.settings.oidc.mfa.satisfied(&s.amr, s.acr.as_deref());
-                    let p = Principal { credential: Credential::Session { hash }, user: Arc::from(s), mfa };
+                    let p = Principal { credential: Credential::Session { hash }, user: s, mfa };
                     if need_mfa && !mfa {
                         return Err(sign_in(Some(p), true, Some(auth.step_up_max_age())));
                     }
@@ -187,7 +188,8 @@ impl Access<'_> {
     /// the session still stands. False: the provider refused it (the user is disabled or
     /// signed out there) and the session is ended. The provider being unreachable leaves
     /// the session alone: fail closed is for Redis, not for an IdP outage.
-    async fn revalidate(&self, req: &Request<'_>, auth: &Auth, hash: &str, s: &mut Session) -> bool {
+    /// `s` is shared with the session cache: copied only when a check changes it.
+    async fn revalidate(&self, req: &Request<'_>, auth: &Auth, hash: &str, s: &mut Arc<Session>) -> bool {
         let Some(every) = auth.settings.session.revalidate else { return true };
         let now = crate::session::now_secs();
         let last = if s.validated == 0 { s.created } else { s.validated };
@@ -209,7 +211,7 @@ impl Access<'_> {
         };
         let Some(mut state) = state.filter(|st| st.validated + every.as_secs() <= now) else {
             // Done by someone else (or nothing to check with): next due from there.
-            s.validated = now;
+            Arc::make_mut(s).validated = now;
             let _ = auth.store.save(hash, s).await;
             auth.store.unlock(&lock).await;
             return true;
@@ -224,7 +226,7 @@ impl Access<'_> {
                 if let Err(e) = auth.store.set_revalidation(hash, &state).await {
                     tracing::warn!(error = %e, "could not record a session's re-validation");
                 }
-                s.validated = now;
+                Arc::make_mut(s).validated = now;
                 true
             }
             crate::identity::Revalidation::Unavailable | crate::identity::Revalidation::Misconfigured(_) => {
@@ -234,7 +236,7 @@ impl Access<'_> {
                     tracing::warn!("identity provider unreachable; session kept until it can be re-validated");
                 }
                 // Try again in at most 30 s, not on every request.
-                s.validated = now.saturating_sub(every.as_secs()) + every.as_secs().min(30);
+                Arc::make_mut(s).validated = now.saturating_sub(every.as_secs()) + every.as_secs().min(30);
                 true
             }
             crate::identity::Revalidation::Refused => false,

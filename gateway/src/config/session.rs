@@ -20,7 +20,13 @@ pub struct SessionSettings {
     pub max_per_user: Option<usize>,
     /// `None`: sessions are not re-validated with the provider.
     pub revalidate: Option<Duration>,
+    /// Parsed session records kept per gateway; 0: no session cache.
+    pub max_cached_sessions: usize,
 }
+
+/// The most `session.max_cached_sessions` may be: a record is about a kilobyte, so the
+/// cache stays within a gigabyte.
+const MAX_CACHED_SESSIONS: usize = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -89,6 +95,7 @@ impl Validator<'_> {
         if s.touch_interval_secs >= s.idle_timeout_secs {
             return Err(self.err("session.touch_interval_secs", "must be shorter than `idle_timeout_secs`"));
         }
+        self.at_most("session.max_cached_sessions", s.max_cached_sessions, MAX_CACHED_SESSIONS)?;
         let prefix = if secure_cookies { "__Host-" } else { "" };
         let session = SessionSettings {
             redis_url: url.to_string(),
@@ -100,6 +107,7 @@ impl Validator<'_> {
             cookie_name: format!("{prefix}{c}"),
             login_cookie_name: format!("{prefix}{c}_login"),
             max_per_user: s.max_sessions_per_user,
+            max_cached_sessions: s.max_cached_sessions,
             revalidate: (s.revalidate_secs > 0).then(|| Duration::from_secs(s.revalidate_secs)),
             timeouts: Timeouts {
                 idle: Duration::from_secs(s.idle_timeout_secs),

@@ -227,6 +227,7 @@ fn each_error_names_its_key() {
         ),
         ("cookie prefix", signed_in("cookie_name = \"__Host-x\"\n", ROUTE), "session.cookie_name"),
         ("sessions per user", signed_in("max_sessions_per_user = 100000\n", ROUTE), "session.max_sessions_per_user"),
+        ("cached sessions", signed_in("max_cached_sessions = 2000000\n", ROUTE), "session.max_cached_sessions"),
         (
             "protected route on another host",
             signed_in("", "[[routes]]\nname = \"a\"\nhost = \"ehr.example.org\"\nupstream = \"http://127.0.0.1:9\"\n"),

@@ -9,8 +9,9 @@
 //!   logout, back-channel logout, the provider's refusal, a replaced session) publishes
 //!   `<reason> <hash>` on the channel `<prefix>:ended` (`PUBLISH`, explicit: Redis
 //!   keyspace notifications are off by default and cannot be relied on). One subscriber
-//!   task per gateway and store hands each message to the holds of that hash; the
-//!   gateway that ended the session tells its own holds directly as well.
+//!   task per gateway and store ([`super::tracking`]) hands each message to the holds of
+//!   that hash and drops it from the session cache; the gateway that ended the session
+//!   tells its own holds and cache directly as well.
 //! - **Re-checks.** Pub/sub drops messages while its connection is down, so after every
 //!   (re)subscription, and every [`SWEEP_EVERY`] as a backstop, every held session is
 //!   read again (without touching `last_seen`) and the ended ones are let go. A hold also
@@ -39,9 +40,6 @@ use tokio::sync::oneshot;
 /// The backstop re-check of every held session, in case a message was lost without the
 /// subscription noticing (a half-open connection between two pings).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(15);
-
-/// How often the subscriber pings Redis on its connection (a dead one is re-made).
-const PING_EVERY: Duration = Duration::from_secs(5);
 
 /// Why a session ended, as announced on the channel and written in audit records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +83,7 @@ impl EndReason {
     }
 
     /// A reason read from the channel; one this version does not know still ends.
-    fn parse(s: &str) -> EndReason {
+    pub(super) fn parse(s: &str) -> EndReason {
         const ALL: [EndReason; 10] = [
             EndReason::Revoked,
             EndReason::Logout,
@@ -119,7 +117,7 @@ type Waiter = (u64, oneshot::Sender<EndReason>);
 pub(super) struct Registry {
     holds: Mutex<HashMap<String, Vec<Waiter>>>,
     next: AtomicU64,
-    subscriber: std::sync::atomic::AtomicBool,
+    pub(super) subscriber: std::sync::atomic::AtomicBool,
 }
 
 impl Registry {
@@ -169,7 +167,7 @@ impl Drop for Hold {
 }
 
 impl SessionStore {
-    fn ended_channel(&self) -> String {
+    pub(super) fn ended_channel(&self) -> String {
         format!("{}:ended", self.kv().prefix())
     }
 
@@ -180,6 +178,8 @@ impl SessionStore {
     /// cleanup must still run. A PUBLISH that fails is tried again; if it still fails,
     /// other gateways find the end at their next re-check (see the module).
     pub(super) async fn announce(&self, hash: &str, why: EndReason) {
+        // Before the ending call returns: this gateway's next request reads Redis.
+        self.inner.cache.invalidate(hash);
         self.inner.holds.notify(hash, why);
         let msg = format!("{} {hash}", why.as_str());
         for attempt in 0..3 {
@@ -242,7 +242,7 @@ impl SessionStore {
     }
 
     /// Reads every held session again and ends the holds of those that ended.
-    async fn recheck_all(&self) -> Result<(), super::SessionError> {
+    pub(super) async fn recheck_all(&self) -> Result<(), super::SessionError> {
         let held = self.inner.holds.held();
         for chunk in held.chunks(100) {
             let keys: Vec<String> = chunk.iter().map(|h| self.key_of_hash(h)).collect();
@@ -254,88 +254,6 @@ impl SessionStore {
             }
         }
         Ok(())
-    }
-
-    /// Starts this store's subscriber now (else it starts with the first hold), so that
-    /// the first hold does not wait for a subscription.
-    pub fn start_subscriber(&self) {
-        if self.inner.holds.subscriber.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let store = self.clone();
-        {
-            let spawned = std::thread::Builder::new().name("custos-session-ends".into()).spawn(move || {
-                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(rt) => rt.block_on(store.subscribe_forever()),
-                    Err(e) => tracing::error!(error = %e, "cannot start the session-end subscriber"),
-                }
-            });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start the session-end subscriber");
-            }
-        }
-    }
-
-    /// Subscribes to `<prefix>:ended`, hands each message to the holds, and starts over
-    /// (with a re-check of everything held) whenever the connection is lost.
-    async fn subscribe_forever(self) {
-        use futures_util::StreamExt;
-        let channel = self.ended_channel();
-        let t = self.kv().timeout().max(Duration::from_secs(1));
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let connected = tokio::time::timeout(t * 2, async {
-                let mut ps = self.kv().client().get_async_pubsub().await?;
-                ps.subscribe(&channel).await?;
-                Ok::<_, redis::RedisError>(ps)
-            })
-            .await;
-            let ps = match connected {
-                Ok(Ok(ps)) => ps,
-                failed => {
-                    let e = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "timed out".to_string(),
-                    };
-                    // Once per outage, not at every try.
-                    if backoff == Duration::from_millis(100) {
-                        tracing::warn!(error = %e, "session-end channel: cannot subscribe; retrying");
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
-                }
-            };
-            backoff = Duration::from_millis(100);
-            let (mut sink, mut stream) = ps.split();
-            // Messages published while we were not subscribed are lost: read again.
-            let mut healthy = self.recheck_all().await.is_ok();
-            let mut ping = tokio::time::interval(PING_EVERY);
-            let mut sweep = tokio::time::interval(SWEEP_EVERY);
-            ping.reset();
-            sweep.reset();
-            while healthy {
-                tokio::select! {
-                    msg = stream.next() => match msg {
-                        Some(m) => {
-                            let payload: String = m.get_payload().unwrap_or_default();
-                            if let Some((why, hash)) = payload.split_once(' ') {
-                                self.inner.holds.notify(hash, EndReason::parse(why));
-                            }
-                        }
-                        None => healthy = false,
-                    },
-                    // Any reply will do (subscribed, RESP2 answers `["pong", ""]`).
-                    _ = ping.tick() => {
-                        healthy = matches!(tokio::time::timeout(t * 2, sink.ping::<redis::Value>()).await, Ok(Ok(_)));
-                    }
-                    _ = sweep.tick() => {
-                        healthy = self.recheck_all().await.is_ok();
-                    }
-                }
-            }
-            tracing::warn!("session-end channel: connection lost; subscribing again");
-        }
     }
 }
 

@@ -55,6 +55,9 @@ thread_local! {
 pub struct Kv {
     id: usize,
     client: redis::Client,
+    /// The same, speaking RESP3: pushes (subscriptions, invalidations) on a connection
+    /// that also answers commands.
+    push_client: redis::Client,
     cfg: StoreConfig,
     /// Unix milliseconds before which no new connection is tried (after a failed one).
     retry_after: AtomicU64,
@@ -77,17 +80,22 @@ impl Kv {
                 .map_err(|_| SessionError::Unavailable("the Redis password is not UTF-8".into()))?;
             settings = settings.set_password(p.trim_end_matches(['\r', '\n']));
         }
+        let resp3 = info.clone().set_redis_settings(settings.clone().set_protocol(redis::ProtocolVersion::RESP3));
         info = info.set_redis_settings(settings);
-        let client = match &cfg.ca {
-            Some(ca) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates { client_tls: None, root_cert: Some(ca.clone()) },
-            ),
-            None => redis::Client::open(info),
-        }
-        .map_err(unavailable)?;
+        let open = |info: redis::ConnectionInfo| {
+            match &cfg.ca {
+                Some(ca) => redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates { client_tls: None, root_cert: Some(ca.clone()) },
+                ),
+                None => redis::Client::open(info),
+            }
+            .map_err(unavailable)
+        };
+        let client = open(info)?;
+        let push_client = open(resp3)?;
         let id = NEXT_STORE.fetch_add(1, Ordering::Relaxed);
-        Ok(Kv { id, client, cfg, retry_after: AtomicU64::new(0) })
+        Ok(Kv { id, client, push_client, cfg, retry_after: AtomicU64::new(0) })
     }
 
     /// The prefix of every key.
@@ -100,9 +108,9 @@ impl Kv {
         self.cfg.timeout
     }
 
-    /// The client, for connections of their own (a subscription).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// The RESP3 client, for a connection that takes pushes (the session-end channel).
+    pub fn push_client(&self) -> &redis::Client {
+        &self.push_client
     }
 
     /// The keyspace `<prefix>:<name>:`.

@@ -6,12 +6,15 @@
 //! from a logout and audited). `last_seen` is written at most once per
 //! `touch_interval`, so idle expiry is accurate to within that interval ([`store`]).
 //! Never a connection per request: one multiplexed connection per worker thread
-//! ([`kv`], the key-value layer break-glass shares). Sign-ins in progress are kept here
+//! ([`kv`], the key-value layer break-glass shares), and most requests need none: parsed
+//! records are cached, bounded, while Redis pushes every change of a session key to
+//! this gateway ([`cache`], [`tracking`]); a lost push connection turns the cache off. Sign-ins in progress are kept here
 //! too, under a hash of their `state`, single-use ([`login`]). Every end of a session
 //! is announced on the session-end channel ([`ended`]), so that what a session holds
 //! open closes with it on every gateway. A session may carry an emergency grant
 //! ([`grant`]: the record only).
 
+pub mod cache;
 pub mod ended;
 pub mod grant;
 pub mod id;
@@ -19,6 +22,7 @@ pub mod kv;
 pub mod login;
 pub mod record;
 pub mod store;
+pub mod tracking;
 
 pub use ended::{EndReason, Hold};
 pub use grant::Grant;

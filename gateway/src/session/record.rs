@@ -74,7 +74,8 @@ impl fmt::Debug for RefreshToken {
 /// Why a session could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    Active(Box<Session>),
+    /// Shared with the session cache: never copied per request.
+    Active(std::sync::Arc<Session>),
     /// No such session (never existed, logged out, or its TTL ran out).
     Missing,
     /// Idle longer than the idle timeout: automatic logoff.

@@ -2,9 +2,12 @@
 //! (`<prefix>:s:<hex sha256(id)>`), indexed by user, provider session and provider
 //! subject for listing and revocation; re-validation state beside each record; every
 //! load judged against the timeouts, `last_seen` written at most once per touch
-//! interval; every end announced on the session-end channel ([`super::ended`]).
+//! interval; every end announced on the session-end channel ([`super::ended`]). Loads
+//! are answered from the session cache when it holds the record ([`super::cache`]);
+//! every end and rewrite here drops the record from it before returning.
 //! Connections, timeouts and key-value operations are the [`super::kv`] layer's.
 
+use super::cache::{Answer, Cache};
 use super::ended::{self, EndReason};
 use super::kv::{Kv, StoreConfig};
 use super::ENDED_GRACE_SECS;
@@ -27,13 +30,21 @@ pub(super) struct Inner {
     kv: Kv,
     /// What is held open for sessions of this store ([`ended`]).
     pub(super) holds: ended::Registry,
+    /// Parsed records, trusted while Redis tracks them for us ([`super::cache`]).
+    pub(super) cache: Cache,
 }
 
 impl SessionStore {
-    /// Checks the configuration; connects on first use.
+    /// Checks the configuration; connects on first use. No session cache.
     pub fn new(cfg: StoreConfig, timeouts: Timeouts) -> Result<SessionStore, SessionError> {
+        SessionStore::with_cache(cfg, timeouts, 0)
+    }
+
+    /// [`SessionStore::new`] with a session cache of at most `max_cached` records (0: none).
+    pub fn with_cache(cfg: StoreConfig, timeouts: Timeouts, max_cached: usize) -> Result<SessionStore, SessionError> {
         let kv = Kv::new(cfg)?;
-        Ok(SessionStore { inner: Arc::new(Inner { kv, holds: Default::default() }), timeouts })
+        let inner = Inner { kv, holds: Default::default(), cache: Cache::new(max_cached) };
+        Ok(SessionStore { inner: Arc::new(inner), timeouts })
     }
 
     /// [`SessionStore::new`] plus a first connection (for tools and tests).
@@ -247,9 +258,10 @@ impl SessionStore {
     /// changing its lifetime; never brings back one that ended meanwhile.
     pub async fn save(&self, hash: &str, session: &Session) -> Result<(), SessionError> {
         let body = serde_json::to_string(session).map_err(|_| SessionError::Corrupt)?;
-        let _: Option<String> =
-            self.query(redis::cmd("SET").arg(self.key_of_hash(hash)).arg(body).arg("XX").arg("KEEPTTL")).await?;
-        Ok(())
+        let saved: Result<Option<String>, _> =
+            self.query(redis::cmd("SET").arg(self.key_of_hash(hash)).arg(body).arg("XX").arg("KEEPTTL")).await;
+        self.inner.cache.invalidate(hash);
+        saved.map(|_| ())
     }
 
     /// A short lock (one gateway re-validates a session at a time): true when taken.
@@ -279,33 +291,63 @@ impl SessionStore {
     }
 
     /// [`SessionStore::load`] by the id's hash (computed once per request by the caller).
+    /// From the cache when it holds the record; judged on the server's clock either way.
     pub async fn load_by_hash(&self, hash: &str) -> Result<Lookup, SessionError> {
-        let key = self.key_of_hash(hash);
-        let raw: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
-        let Some(raw) = raw else {
-            return Ok(Lookup::Missing);
+        let cache = &self.inner.cache;
+        let (s, ticket, cached) = match cache.lookup(hash) {
+            Answer::Hit(s) => (s, None, true),
+            Answer::Miss(ticket) => {
+                if cache.enabled() {
+                    // The cache answers once the tracking connection is up.
+                    self.start_subscriber();
+                }
+                let raw: Option<String> = self.query(redis::cmd("GET").arg(self.key_of_hash(hash))).await?;
+                let Some(raw) = raw else {
+                    return Ok(Lookup::Missing);
+                };
+                let s: Session = serde_json::from_str(&raw).map_err(|_| SessionError::Corrupt)?;
+                (Arc::new(s), ticket, false)
+            }
         };
-        let mut s: Session = serde_json::from_str(&raw).map_err(|_| SessionError::Corrupt)?;
         let now = now_secs();
         let (verdict, _) = judge(&s, now, &self.timeouts);
         if let Some(v) = verdict {
-            let _: Result<i64, _> = self.query(redis::cmd("DEL").arg(&key)).await;
+            let _: Result<i64, _> = self.query(redis::cmd("DEL").arg(self.key_of_hash(hash))).await;
+            cache.invalidate(hash);
             return Ok(v);
         }
-        if now.saturating_sub(s.last_seen) >= self.timeouts.touch_interval.as_secs() {
-            s.last_seen = now;
-            let (_, ttl) = judge(&s, now, &self.timeouts);
-            let body = serde_json::to_string(&s).map_err(|_| SessionError::Corrupt)?;
-            // XX: never resurrect a session deleted meanwhile (logout, revocation). A
-            // failed write is not fatal: the session is valid; it only ends sooner.
-            let touched: Result<Option<String>, _> = self
-                .query(redis::cmd("SET").arg(&key).arg(body).arg("XX").arg("EX").arg(ttl.max(1) + ENDED_GRACE_SECS))
-                .await;
-            if let Err(e) = touched {
-                tracing::warn!(error = %e, "could not record a session's last request");
+        if now.saturating_sub(s.last_seen) < self.timeouts.touch_interval.as_secs() {
+            if let Some(t) = ticket {
+                cache.insert(hash, s.clone(), t);
             }
+            return Ok(Lookup::Active(s));
         }
-        Ok(Lookup::Active(Box::new(s)))
+        let mut touched = (*s).clone();
+        touched.last_seen = now;
+        let touched = Arc::new(touched);
+        if cached {
+            // Concurrent requests see the new `last_seen` and do not write it too; the
+            // write's own invalidation drops it, and the next request reads it back.
+            cache.replace(hash, &s, touched.clone());
+        }
+        let (_, ttl) = judge(&touched, now, &self.timeouts);
+        let body = serde_json::to_string(&*touched).map_err(|_| SessionError::Corrupt)?;
+        // XX: never resurrect a session deleted meanwhile (logout, revocation). A
+        // failed write is not fatal: the session is valid; it only ends sooner.
+        let written: Result<Option<String>, _> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(self.key_of_hash(hash))
+                    .arg(body)
+                    .arg("XX")
+                    .arg("EX")
+                    .arg(ttl.max(1) + ENDED_GRACE_SECS),
+            )
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not record a session's last request");
+        }
+        Ok(Lookup::Active(touched))
     }
 
     /// The stored record as it is, without judging or touching it (logout).

@@ -211,6 +211,10 @@ pub struct SessionCfg {
     /// within this. Default 60.
     #[serde(default = "default_touch")]
     pub touch_interval_secs: u64,
+    /// Session records each gateway keeps parsed in memory (least recently used go
+    /// first), trusted only while Redis pushes their changes. 0: none. Default 10000.
+    #[serde(default = "default_max_cached_sessions")]
+    pub max_cached_sessions: usize,
 }
 
 fn default_revalidate() -> u64 {
@@ -233,4 +237,7 @@ fn default_absolute() -> u64 {
 }
 fn default_touch() -> u64 {
     60
+}
+fn default_max_cached_sessions() -> usize {
+    10_000
 }
