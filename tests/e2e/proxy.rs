@@ -265,3 +265,18 @@ async fn timeouts_bound_slow_upstreams_and_silent_clients() {
     let text = String::from_utf8_lossy(&out);
     assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
 }
+
+#[tokio::test]
+async fn the_request_id_echo_can_be_turned_off() {
+    let demo = demo().await;
+    let gw =
+        Gateway::builder().config("[headers]\necho_request_id = false\n").route(route_all(demo.addr)).start().await;
+    let r = client().get(gw.url("/debug/headers")).header("X-Request-Id", "trace-me-456").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers().get("x-request-id"), None, "echoed although turned off");
+    // The upstream still gets it, and so does a request without one (a new id).
+    assert_eq!(demo.seen().pop().unwrap().header("x-request-id"), Some("trace-me-456"));
+    let r = client().get(gw.url("/debug/headers")).send().await.unwrap();
+    assert_eq!(r.headers().get("x-request-id"), None);
+    assert!(uuid_like(demo.seen().pop().unwrap().header("x-request-id").unwrap()));
+}

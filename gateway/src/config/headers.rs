@@ -10,6 +10,8 @@ pub struct HeaderSettings {
     /// Lower-case header names removed from every request (plus `x-custos-*`).
     pub strip: Vec<http::HeaderName>,
     pub trusted_proxies: Vec<IpNet>,
+    /// Responses carry the request's `X-Request-Id` (`headers.echo_request_id`).
+    pub echo_request_id: bool,
 }
 
 /// Every header in the gateway's namespace starts with this.
@@ -85,6 +87,6 @@ impl Validator<'_> {
             })?;
             trusted_proxies.push(net);
         }
-        Ok(HeaderSettings { strip, trusted_proxies })
+        Ok(HeaderSettings { strip, trusted_proxies, echo_request_id: raw.echo_request_id })
     }
 }

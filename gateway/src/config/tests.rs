@@ -92,6 +92,11 @@ fn each_error_names_its_key() {
         ("unknown top-level key", format!("colour = 1\n{LISTEN}{ROUTE}"), "colour"),
         ("unknown route key", format!("{LISTEN}{ROUTE}upstrem = \"x\"\n"), "routes[0].upstrem"),
         ("websocket not a boolean", format!("{LISTEN}{ROUTE}websocket = \"yes\"\n"), "routes[0].websocket"),
+        (
+            "echo_request_id not a boolean",
+            format!("{LISTEN}[headers]\necho_request_id = \"no\"\n{ROUTE}"),
+            "headers.echo_request_id",
+        ),
         ("missing upstream", format!("{LISTEN}[[routes]]\npublic = true\nname = \"a\"\n"), "routes[0].upstream"),
         ("wrong type", format!("{LISTEN}[server]\nthreads = \"two\"\n{ROUTE}"), "server.threads"),
         ("alert format", alert("\"http://127.0.0.1:9/a\"\nformat = \"teams\"\n"), "breakglass.alerts[0].format"),

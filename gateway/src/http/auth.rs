@@ -56,15 +56,23 @@ fn is_origin(authority: &str, origin: &str) -> bool {
 
 /// A name as a header value: percent-encoded except RFC 3986 unreserved characters and
 /// `@`, so any name fits in a header and a comma inside a group name cannot split it.
-fn header_safe(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
+/// Appended to `out`: the groups are written into one buffer.
+fn push_header_safe(out: &mut String, v: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            for c in [b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]] {
+                out.push(c as char);
+            }
         }
     }
+}
+
+fn header_safe(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    push_header_safe(&mut out, v);
     out
 }
 
@@ -117,10 +125,16 @@ impl Gateway {
             // comma inside a group name cannot split it in two.
             upstream.insert_header("x-custos-user", header_safe(&user.subject))?;
             let max = auth.settings.upstream_identity.as_ref().map_or(50, |u| u.max_groups);
-            let groups: Vec<String> = user.groups.iter().take(max).map(|g| header_safe(g)).collect();
-            upstream.insert_header("x-custos-groups", groups.join(","))?;
+            let mut groups = String::with_capacity(user.groups.iter().take(max).map(|g| g.len() + 1).sum());
+            for (i, g) in user.groups.iter().take(max).enumerate() {
+                if i > 0 {
+                    groups.push(',');
+                }
+                push_header_safe(&mut groups, g);
+            }
+            upstream.insert_header("x-custos-groups", groups)?;
             if user.groups.len() > max {
-                upstream.insert_header("x-custos-groups-truncated", "true")?;
+                upstream.insert_header("x-custos-groups-truncated", http::HeaderValue::from_static("true"))?;
             }
         }
         Ok(())
@@ -234,7 +248,7 @@ impl Gateway {
             ev.reason = Some(crate::audit::Reason::named(reason));
             ev.status = Some(302);
             audit.append_refusal(ev);
-            super::metrics::DECISIONS.with_label_values(&["deny"]).inc();
+            self.denied.inc();
         }
         let ttl = auth.settings.oidc.login_timeout.as_secs();
         let set = vec![cookies::set(&names.login_cookie_name, binding.cookie_value(), Some(ttl), self.secure(session))];
@@ -251,5 +265,6 @@ mod tests {
         assert_eq!(super::header_safe("x,admins"), "x%2Cadmins");
         assert_eq!(super::header_safe("Ärzte"), "%C3%84rzte");
         assert!(http::HeaderValue::from_str(&super::header_safe("a\r\nb: c")).is_ok());
+        assert_eq!(super::header_safe("a b\u{7f}%"), "a%20b%7F%25");
     }
 }

@@ -63,6 +63,8 @@ pub struct Gateway {
     endpoints: endpoints::Table,
     /// Upstream connections for WebSocket tunnels (`tunnel`), never pooled.
     tunnels: pingora::connectors::TransportConnector,
+    /// `custos_decisions_total{decision="deny"}`, resolved once.
+    denied: prometheus::IntCounter,
 }
 
 impl Gateway {
@@ -89,6 +91,7 @@ impl Gateway {
             breakglass: cfg.breakglass.clone(),
             methods: cfg.server.methods.clone(),
             tunnels: pingora::connectors::TransportConnector::new(None),
+            denied: metrics::DECISIONS.with_label_values(&["deny"]),
         }
     }
 
@@ -102,7 +105,7 @@ impl Gateway {
             ev.status = Some(r.status());
             audit.append_refusal(ev);
         }
-        metrics::DECISIONS.with_label_values(&["deny"]).inc();
+        self.denied.inc();
         respond::refuse(session, r).await?;
         Ok(true)
     }
@@ -364,7 +367,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(f) = ctx.forwarding.as_ref() {
+        if let Some(f) = ctx.forwarding.as_ref().filter(|_| self.headers.echo_request_id) {
             upstream_response.insert_header("x-request-id", f.request_id.clone())?;
         }
         self.strip_own_set_cookies(upstream_response)?;

@@ -166,6 +166,9 @@ pub struct Headers {
     /// Peers (CIDRs) whose `X-Forwarded-*` headers are trusted and appended to.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Whether responses carry the request's `X-Request-Id` back to the client.
+    #[serde(default = "yes")]
+    pub echo_request_id: bool,
 }
 
 pub fn default_strip() -> Vec<String> {
@@ -186,7 +189,7 @@ pub fn default_strip() -> Vec<String> {
 
 impl Default for Headers {
     fn default() -> Self {
-        Headers { strip: default_strip(), trusted_proxies: Vec::new() }
+        Headers { strip: default_strip(), trusted_proxies: Vec::new(), echo_request_id: true }
     }
 }
 
