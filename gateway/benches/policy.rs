@@ -6,11 +6,18 @@
 //!   column with `*`, and the shipped model's MFA clause: a role's bucket holds 500
 //!   rules at 10k, so the path index decides.
 //!
+//! - `hipaa`: the shipped example (policies/hipaa_model.conf and hipaa_policy.csv as they
+//!   are, plus `p, physician, cardiology, ehr:/plain, GET, allow`), decided as the gateway
+//!   decides a signed-in user: the subject, then each IdP group as `group:<name>`.
+//!
 //! Requests: `best` (the role's first rule decides), `worst` (its last one), `denied`
-//! (nothing matches). Prints p50/p99 per decision, heap allocations per decision, and the
+//! (nothing matches); on `hipaa`: `best` (a physician reading /plain), `worst` (a nurse
+//! deleting a record: deny), `denied` (a researcher on /patients: deny), `norole` (a user
+//! in no group). Prints p50/p99 per decision, heap allocations per decision, and the
 //! load (parse + casbin + index).
 //!
-//!   cargo bench --bench policy      (POLICY_SIZES=1000,10000 POLICY_ITERS=20000 POLICY_ENGINES=fast,casbin)
+//!   cargo bench --bench policy      (POLICY_SIZES=1000,10000 POLICY_ITERS=20000 POLICY_ENGINES=fast,casbin
+//!                                   POLICY_SHAPES=narrow,wide,hipaa)
 //!
 //! Under callgrind (bench/policy-callgrind.sh) `POLICY_ONLY=engine:shape:size:request`
 //! makes exactly `POLICY_CALLS` (10,000) decisions of one kind and times nothing.
@@ -54,10 +61,51 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6
 }
 
-/// (model, policy, requests as (label, sub, obj, allowed)).
-fn generate(shape: &str, n: usize) -> (&'static str, String, Vec<(&'static str, String, String, bool)>) {
+/// One request of a shape: label, subject, IdP groups, object, action, the decision.
+struct Req {
+    label: &'static str,
+    sub: String,
+    groups: Vec<String>,
+    obj: String,
+    act: &'static str,
+    allow: bool,
+}
+
+impl Req {
+    fn new(label: &'static str, sub: &str, obj: String, allow: bool) -> Req {
+        Req { label, sub: sub.into(), groups: Vec::new(), obj, act: "GET", allow }
+    }
+}
+
+/// The shipped example policy's directory.
+fn shipped(file: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies").join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// (model, policy, requests, domain).
+fn generate(shape: &str, n: usize) -> (String, String, Vec<Req>, &'static str) {
     let mut text = String::new();
     match shape {
+        "hipaa" => {
+            text = shipped("hipaa_policy.csv");
+            text.push_str("\np, physician, cardiology, ehr:/plain, GET, allow\n");
+            let who = |label, sub: &str, group: Option<&str>, obj: &str, act, allow| Req {
+                label,
+                sub: sub.into(),
+                groups: group.into_iter().map(String::from).collect(),
+                obj: obj.into(),
+                act,
+                allow,
+            };
+            let reqs = vec![
+                who("best", "alice", Some("clinicians"), "ehr:/plain", "GET", true),
+                who("worst", "nina", Some("staff"), "ehr:/patients/7", "DELETE", false),
+                who("denied", "rita", Some("research"), "ehr:/patients/7", "GET", false),
+                who("norole", "nobody", None, "ehr:/plain", "GET", false),
+            ];
+            (shipped("hipaa_model.conf"), text, reqs, "cardiology")
+        }
         "narrow" => {
             for i in 0..n {
                 text.push_str(&format!("p, role{i}, /res{i}/:id, (GET)|(POST)\n"));
@@ -68,11 +116,11 @@ fn generate(shape: &str, n: usize) -> (&'static str, String, Vec<(&'static str, 
                 text.push_str(&format!("g, user{u}, role{role}\n"));
             }
             let reqs = vec![
-                ("best", "user0".into(), "/res0/7".into(), true),
-                ("worst", "user999".into(), format!("/res{}/7", n - 1), true),
-                ("denied", "user5".into(), "/nothing/7".into(), false),
+                Req::new("best", "user0", "/res0/7".into(), true),
+                Req::new("worst", "user999", format!("/res{}/7", n - 1), true),
+                Req::new("denied", "user5", "/nothing/7".into(), false),
             ];
-            (NARROW, text, reqs)
+            (NARROW.into(), text, reqs, "ward")
         }
         _ => {
             let per = n / 20;
@@ -89,11 +137,11 @@ fn generate(shape: &str, n: usize) -> (&'static str, String, Vec<(&'static str, 
                 text.push_str(&format!("g, user{u}, role{}, ward\n", u % 20));
             }
             let reqs = vec![
-                ("best", "user0".into(), "/r0/res0/7".into(), true),
-                ("worst", "user0".into(), format!("/r0/res{}/7", per - 1), true),
-                ("denied", "user0".into(), "/r0/nothing/7".into(), false),
+                Req::new("best", "user0", "/r0/res0/7".into(), true),
+                Req::new("worst", "user0", format!("/r0/res{}/7", per - 1), true),
+                Req::new("denied", "user0", "/r0/nothing/7".into(), false),
             ];
-            (WIDE, text, reqs)
+            (WIDE.into(), text, reqs, "ward")
         }
     }
 }
@@ -121,11 +169,14 @@ async fn main() {
             "shape", "rules", "engine", "request", "p50_us", "p99_us", "allocs"
         );
     }
-    for shape in ["narrow", "wide"] {
-        for &n in &sizes {
+    let shapes = env("POLICY_SHAPES", "narrow,wide,hipaa");
+    for shape in shapes.split(',').map(str::trim) {
+        // The shipped example has one size: its own (printed as 0).
+        let shape_sizes = if shape == "hipaa" { vec![0] } else { sizes.clone() };
+        for &n in &shape_sizes {
             let dir = tempfile::tempdir().expect("temp dir");
             let (mp, pp) = (dir.path().join("m.conf"), dir.path().join("p.csv"));
-            let (model, policy, reqs) = generate(shape, n);
+            let (model, policy, reqs, dom) = generate(shape, n);
             std::fs::write(&mp, model).unwrap();
             std::fs::write(&pp, policy).unwrap();
             let t = Instant::now();
@@ -142,14 +193,13 @@ async fn main() {
                 );
             }
             for &engine in &engines {
-                for (label, sub, obj, want) in &reqs {
-                    let groups: Vec<String> = Vec::new();
+                for Req { label, sub, groups, obj, act, allow: want } in &reqs {
                     let r = Request {
                         sub,
-                        groups: &groups,
-                        dom: "ward",
+                        groups,
+                        dom,
                         obj,
-                        act: "GET",
+                        act,
                         mfa: true,
                         breakglass: false,
                         client: "127.0.0.1",
