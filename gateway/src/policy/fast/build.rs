@@ -7,6 +7,8 @@ struct Builder {
     ids: FxMap<Box<str>, u32>,
     patterns: Vec<Pattern>,
     pattern_ids: HashMap<(Func, String), u32>,
+    /// The `g(r.a, …, r.dom)` argument pairs given a memo slot, by slot.
+    g_slots: Vec<(u8, Option<u8>)>,
 }
 
 impl Builder {
@@ -37,6 +39,18 @@ impl Builder {
         Ok(i)
     }
 
+    /// The memo slot of `g(r.a, …, r.dom)` (`None`: the slots are taken).
+    fn g_slot(&mut self, a: u8, dom: Option<u8>) -> Option<u8> {
+        if let Some(i) = self.g_slots.iter().position(|&s| s == (a, dom)) {
+            return Some(i as u8);
+        }
+        if self.g_slots.len() == MAX_G_SLOTS {
+            return None;
+        }
+        self.g_slots.push((a, dom));
+        Some((self.g_slots.len() - 1) as u8)
+    }
+
     /// `a` with the line's values `p` put in, folded where the request plays no part.
     fn specialize(&mut self, a: &Ast, p: &[String], roles: &Roles) -> Result<Expr, String> {
         Ok(match a {
@@ -61,6 +75,10 @@ impl Builder {
                 let y = self.specialize(y, p, roles)?;
                 match (op, x, y) {
                     (Op::And, Expr::B(false), _) => Expr::B(false),
+                    // A left side that cannot fail does not need evaluating
+                    // (`r.breakglass && p.sub == "breakglass"` on other subjects' lines).
+                    (Op::And, x, Expr::B(false)) if infallible(&x) => Expr::B(false),
+                    (Op::Or, x, Expr::B(true)) if infallible(&x) => Expr::B(true),
                     (Op::And, Expr::B(true), y) => y,
                     (Op::And, x, Expr::B(true)) => x,
                     (Op::And, x, y) => Expr::And(Box::new(x), Box::new(y)),
@@ -86,6 +104,19 @@ impl Builder {
                 match (&a, &b, &d) {
                     (Expr::S(x), Expr::S(y), None) => Expr::B(roles.has_link(x, y, DEFAULT_DOMAIN)),
                     (Expr::S(x), Expr::S(y), Some(Expr::S(d))) => Expr::B(roles.has_link(x, y, d)),
+                    (&Expr::R(ra), Expr::S(y), None | Some(Expr::R(_))) => {
+                        let dom = match d {
+                            Some(Expr::R(j)) => Some(j),
+                            _ => None,
+                        };
+                        match self.g_slot(ra, dom) {
+                            Some(slot) => {
+                                let id = self.intern(y);
+                                Expr::GReq { slot, a: ra, dom, b: y.clone(), id }
+                            }
+                            None => Expr::G(Box::new(a), Box::new(b), d.map(Box::new)),
+                        }
+                    }
                     _ => Expr::G(Box::new(a), Box::new(b), d.map(Box::new)),
                 }
             }
@@ -101,6 +132,17 @@ impl Builder {
                 }
             }
         })
+    }
+}
+
+/// Whether evaluating `e` can never fail (no pattern or role function, whose arguments
+/// must be strings).
+fn infallible(e: &Expr) -> bool {
+    match e {
+        Expr::B(_) | Expr::I(_) | Expr::S(_) | Expr::R(_) => true,
+        Expr::Not(x) => infallible(x),
+        Expr::And(x, y) | Expr::Or(x, y) | Expr::Cmp(_, x, y) => infallible(x) && infallible(y),
+        Expr::Match(..) | Expr::G(..) | Expr::GReq { .. } => false,
     }
 }
 
@@ -236,7 +278,8 @@ impl Fast {
         let ast = matcher::parse(src.matcher, &names).map_err(unsupported)?;
         let roles = Roles::build(&src.g);
         let closures = roles.closures().map_err(BuildError::Unsupported)?;
-        let mut b = Builder { ids: FxMap::default(), patterns: Vec::new(), pattern_ids: HashMap::new() };
+        let mut b =
+            Builder { ids: FxMap::default(), patterns: Vec::new(), pattern_ids: HashMap::new(), g_slots: Vec::new() };
 
         // Role closures as interned ids.
         let mut domains: FxMap<Box<str>, Domain> = FxMap::default();

@@ -36,7 +36,7 @@ impl Fast {
     /// Decides for one identity; `req` holds the request tokens in model order.
     pub fn enforce(&self, req: &[Val<'_>]) -> Result<Outcome, Unmatchable> {
         if let Some(e) = &self.empty {
-            let allow = self.eval(e, req)? == Val::B(true);
+            let allow = self.eval(e, req, &mut [None; MAX_G_SLOTS])? == Val::B(true);
             return Ok(Outcome { allow, rule: None });
         }
         // The keys each dimension selects.
@@ -107,6 +107,7 @@ impl Fast {
             (if nd > 0 { k0 } else { one }, if nd > 1 { k1 } else { one }, if nd > 2 { k2 } else { one });
         // The first matching line of each kind, in policy order.
         let (mut first_allow, mut first_deny) = (u32::MAX, u32::MAX);
+        let mut memo: Memo<'_> = [None; MAX_G_SLOTS];
         for &a in k0 {
             for &b in k1 {
                 for &c in k2 {
@@ -160,7 +161,7 @@ impl Fast {
                             (_, Kind::Allow) => li < first_allow,
                             (_, Kind::Deny) => true,
                         };
-                        if !relevant || self.eval(&self.exprs[li as usize], req)? != Val::B(true) {
+                        if !relevant || self.eval(&self.exprs[li as usize], req, &mut memo)? != Val::B(true) {
                             continue;
                         }
                         match kind {
@@ -192,30 +193,47 @@ impl Fast {
         })
     }
 
-    fn eval<'a>(&'a self, e: &'a Expr, req: &[Val<'a>]) -> Result<Val<'a>, Unmatchable> {
+    fn eval<'a>(&'a self, e: &'a Expr, req: &[Val<'a>], memo: &mut Memo<'a>) -> Result<Val<'a>, Unmatchable> {
+        let mut eval = |e| self.eval(e, req, memo);
         Ok(match e {
             Expr::B(b) => Val::B(*b),
             Expr::I(i) => Val::I(*i),
             Expr::S(s) => Val::S(s),
             Expr::R(i) => req[*i as usize],
-            Expr::Not(x) => Val::B(self.eval(x, req)? != Val::B(true)),
-            Expr::And(x, y) => Val::B(self.eval(x, req)? == Val::B(true) && self.eval(y, req)? == Val::B(true)),
-            Expr::Or(x, y) => Val::B(self.eval(x, req)? == Val::B(true) || self.eval(y, req)? == Val::B(true)),
-            Expr::Cmp(op, x, y) => Val::B(compare(*op, self.eval(x, req)?, self.eval(y, req)?)),
+            Expr::Not(x) => Val::B(eval(x)? != Val::B(true)),
+            Expr::And(x, y) => Val::B(eval(x)? == Val::B(true) && eval(y)? == Val::B(true)),
+            Expr::Or(x, y) => Val::B(eval(x)? == Val::B(true) || eval(y)? == Val::B(true)),
+            Expr::Cmp(op, x, y) => Val::B(compare(*op, eval(x)?, eval(y)?)),
             Expr::Match(p, x) => {
-                let Val::S(s) = self.eval(x, req)? else { return Err(Unmatchable) };
+                let Val::S(s) = eval(x)? else { return Err(Unmatchable) };
                 Val::B(self.patterns[*p as usize].matches(s))
             }
             Expr::G(a, b, d) => {
-                let (Val::S(a), Val::S(b)) = (self.eval(a, req)?, self.eval(b, req)?) else { return Err(Unmatchable) };
+                let (Val::S(a), Val::S(b)) = (eval(a)?, eval(b)?) else { return Err(Unmatchable) };
                 let dom = match d {
-                    Some(d) => match self.eval(d, req)? {
+                    Some(d) => match eval(d)? {
                         Val::S(d) => d,
                         _ => return Err(Unmatchable),
                     },
                     None => DEFAULT_DOMAIN,
                 };
                 Val::B(self.has_link(a, b, dom))
+            }
+            Expr::GReq { slot, a, dom, b, id } => {
+                let Val::S(a) = req[*a as usize] else { return Err(Unmatchable) };
+                let dom = match dom {
+                    Some(j) => match req[*j as usize] {
+                        Val::S(d) => d,
+                        _ => return Err(Unmatchable),
+                    },
+                    None => DEFAULT_DOMAIN,
+                };
+                if a == &**b {
+                    return Ok(Val::B(true));
+                }
+                let closure = *memo[*slot as usize]
+                    .get_or_insert_with(|| self.domains.get(dom).and_then(|d| d.closure.get(a)).map(|c| &**c));
+                Val::B(closure.is_some_and(|c| c.binary_search(id).is_ok()))
             }
         })
     }

@@ -79,7 +79,18 @@ enum Expr {
     Match(u32, Box<Expr>),
     /// `g(a, b[, dom])`.
     G(Box<Expr>, Box<Expr>, Option<Box<Expr>>),
+    /// `g(r.a, "b"[, r.dom])`, the common case: the role `b` resolved to its id at build,
+    /// and the closure of (r.a, r.dom) looked up once per decision, in memo slot `slot`,
+    /// however many lines ask.
+    GReq { slot: u8, a: u8, dom: Option<u8>, b: Box<str>, id: u32 },
 }
+
+/// At most this many distinct `g(r.a, …, r.dom)` argument pairs get a memo slot; more
+/// are evaluated as plain `g` calls.
+const MAX_G_SLOTS: usize = 4;
+
+/// Per decision: each memo slot's closure once looked up (`Some(None)`: not in the graph).
+type Memo<'a> = [Option<Option<&'a [u32]>>; MAX_G_SLOTS];
 
 /// Where a role function looks: the default domain, a request token, or any domain.
 #[derive(Debug, Clone, Copy)]
