@@ -201,3 +201,6 @@ fn compare(op: Op, a: Val<'_>, b: Val<'_>) -> bool {
 pub fn rule_text(p: &[String]) -> String {
     format!("p, {}", p.join(", "))
 }
+
+#[cfg(test)]
+mod tests;
