@@ -164,10 +164,10 @@ async fn a_logout_or_an_idle_timeout_is_refused_on_the_next_request_where_it_was
     let r = sign_in(&a, &browser(), "/", "alice", "alice-password", None).await;
     let cookie = cookie_value(&r, "custos_session").expect("a session cookie");
     until_cached(&a, &cookie).await;
-    let hits = metric_of(&a, HITS).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(status_with(&a, &cookie).await, 200);
-    assert!(metric_of(&a, HITS).await > hits, "not answered from the cache");
+    // Still served from the cache (a `last_seen` write, due once a second, drops the
+    // record and the next request reads it back: hence a few tries).
+    until_cached(&a, &cookie).await;
     tokio::time::sleep(Duration::from_millis(3200)).await;
     assert_eq!(status_with(&a, &cookie).await, 401, "an idle session was served from the cache");
 }

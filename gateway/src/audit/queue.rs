@@ -146,6 +146,17 @@ impl Drop for Sender {
     }
 }
 
+impl Drop for Receiver {
+    /// The writer is gone (stopped, or its thread panicked): nothing queued will be
+    /// written, so its waiters learn it now ([`AuditError::Closed`], `audit.on_failure`
+    /// applies) and later records are refused, instead of waiting for ever.
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.closed = true;
+        s.queued.acks.clear();
+    }
+}
+
 /// What [`Receiver::take`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Taken {
@@ -213,6 +224,21 @@ mod tests {
         let took = start.elapsed();
         assert!(took >= LINGER && took < LINGER * 4, "taken after {took:?}");
         assert_eq!((batch.events.len(), batch.acks.len()), (1, 0));
+    }
+
+    #[test]
+    fn a_writer_that_is_gone_answers_its_waiters_and_refuses_new_records() {
+        let (tx, rx) = channel();
+        let (ack, mut done) = tokio::sync::oneshot::channel();
+        tx.send(ev(), Some(ack)).unwrap();
+        // The writer thread ends without taking the queue (a panic unwinds through it).
+        let writer = std::thread::spawn(move || {
+            let _rx = rx;
+            panic!("the writer failed");
+        });
+        assert!(writer.join().is_err());
+        assert!(matches!(done.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Closed)));
+        assert!(matches!(tx.send(ev(), None), Err(AuditError::Closed)));
     }
 
     #[test]

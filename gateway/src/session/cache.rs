@@ -20,13 +20,11 @@
 //!
 //! Timeouts are judged by the store on every request, cached or not (the server clock).
 
-use super::kv::now_millis;
 use super::Session;
 use lru::LruCache;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How old the tracking connection's last pong may be for the cache to answer (it pings
 /// every [`super::tracking::PING_EVERY`]).
@@ -35,8 +33,6 @@ pub const FRESH: Duration = Duration::from_secs(2);
 /// The cache of one store. `None` inside: caching is off (`session.max_cached_sessions = 0`).
 pub(super) struct Cache {
     state: Option<Mutex<State>>,
-    /// Unix milliseconds of the tracking connection's last pong.
-    pong: AtomicU64,
 }
 
 struct State {
@@ -45,6 +41,9 @@ struct State {
     epoch: u64,
     /// Tracking is set up on the current connection.
     live: bool,
+    /// When the tracking connection last answered a ping (a monotonic clock: a step of
+    /// the wall clock must not make an old pong look fresh).
+    pong: Option<Instant>,
 }
 
 /// The epoch a miss saw before reading Redis.
@@ -61,9 +60,9 @@ pub(super) enum Answer {
 impl Cache {
     /// A cache of at most `max` sessions; 0: no cache.
     pub(super) fn new(max: usize) -> Cache {
-        let state =
-            NonZeroUsize::new(max).map(|n| Mutex::new(State { entries: LruCache::new(n), epoch: 0, live: false }));
-        Cache { state, pong: AtomicU64::new(0) }
+        let state = NonZeroUsize::new(max)
+            .map(|n| Mutex::new(State { entries: LruCache::new(n), epoch: 0, live: false, pong: None }));
+        Cache { state }
     }
 
     pub(super) fn enabled(&self) -> bool {
@@ -75,14 +74,14 @@ impl Cache {
         self.state.as_ref().map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn usable(&self, st: &State) -> bool {
-        st.live && now_millis().saturating_sub(self.pong.load(Ordering::Acquire)) < FRESH.as_millis() as u64
+    fn usable(st: &State) -> bool {
+        st.live && st.pong.is_some_and(|p| p.elapsed() < FRESH)
     }
 
     /// The cached record of `hash`, or a ticket for keeping the one about to be read.
     pub(super) fn lookup(&self, hash: &str) -> Answer {
         let Some(mut st) = self.state() else { return Answer::Miss(None) };
-        if !self.usable(&st) {
+        if !Self::usable(&st) {
             if !st.entries.is_empty() {
                 // Pongs stopped: nothing cached is trusted (and nothing kept) until they
                 // are answered again, or tracking is set up again.
@@ -103,7 +102,7 @@ impl Cache {
     /// since (it may be older than that drop) or tracking was lost.
     pub(super) fn insert(&self, hash: &str, s: Arc<Session>, ticket: Ticket) {
         let Some(mut st) = self.state() else { return };
-        if st.epoch == ticket.0 && self.usable(&st) {
+        if st.epoch == ticket.0 && Self::usable(&st) {
             st.entries.put(hash.to_string(), s);
         }
     }
@@ -140,10 +139,10 @@ impl Cache {
 
     /// Tracking is set up on a new connection: start from nothing, and answer.
     pub(super) fn tracking_live(&self) {
-        self.pong();
         if let Some(mut st) = self.state() {
             Self::drop_all(&mut st);
             st.live = true;
+            st.pong = Some(Instant::now());
         }
     }
 
@@ -157,7 +156,9 @@ impl Cache {
 
     /// The tracking connection answered a ping.
     pub(super) fn pong(&self) {
-        self.pong.store(now_millis(), Ordering::Release);
+        if let Some(mut st) = self.state() {
+            st.pong = Some(Instant::now());
+        }
     }
 
     #[cfg(test)]

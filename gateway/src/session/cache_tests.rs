@@ -118,7 +118,7 @@ fn unanswered_pings_turn_it_off() {
     let t = ticket(&c, "h");
     c.insert("h", session("alice"), t);
     let t = ticket(&c, "k");
-    c.pong.store(now_millis() - FRESH.as_millis() as u64 - 1, Ordering::Release);
+    c.state().unwrap().pong = std::time::Instant::now().checked_sub(FRESH + std::time::Duration::from_millis(1));
     assert!(matches!(c.lookup("h"), Answer::Miss(None)));
     assert_eq!(c.len(), 0, "a stale cache was kept");
     c.insert("k", session("bob"), t);
@@ -209,4 +209,14 @@ async fn the_gateway_that_ends_or_rewrites_a_session_drops_it_before_returning()
     c.insert("k", session("bob"), t);
     assert!(store.save("k", &session("bob")).await.is_err());
     assert!(hit(c, "k").is_none(), "a rewritten session stayed cached");
+    // A revocation and a logout whose Redis call fails (it may still have run there).
+    let t = ticket(c, "r");
+    c.insert("r", session("carol"), t);
+    assert!(store.end_by_hash("r", None).await.is_err());
+    assert!(hit(c, "r").is_none(), "a revoked session stayed cached");
+    let id = crate::session::SessionId::generate().unwrap();
+    let t = ticket(c, &id.hash());
+    c.insert(&id.hash(), session("dave"), t);
+    assert!(store.delete(&id).await.is_err());
+    assert!(hit(c, &id.hash()).is_none(), "a logged-out session stayed cached");
 }

@@ -206,7 +206,11 @@ impl SessionStore {
         why: EndReason,
     ) -> Result<Option<Session>, SessionError> {
         let key = self.key_of_hash(hash);
-        let raw: Option<Vec<u8>> = self.query(redis::cmd("GETDEL").arg(&key)).await?;
+        let taken: Result<Option<Vec<u8>>, _> = self.query(redis::cmd("GETDEL").arg(&key)).await;
+        // Dropped from this gateway's cache whatever Redis answered: a timed-out GETDEL
+        // may still have run, and an end must never be served from the cache here.
+        self.inner.cache.invalidate(hash);
+        let raw = taken?;
         self.announce(hash, why).await;
         let _: Result<i64, _> = self.query(redis::cmd("DEL").arg(self.rt_key(hash))).await;
         let s = raw.and_then(|r| serde_json::from_slice::<Session>(&r).ok());
@@ -369,8 +373,12 @@ impl SessionStore {
 
     /// [`SessionStore::delete`], announcing `why` on the session-end channel.
     pub async fn delete_for(&self, id: &SessionId, why: EndReason) -> Result<bool, SessionError> {
-        let n: i64 = self.query(redis::cmd("DEL").arg(self.key(id))).await?;
-        self.announce(&id.hash(), why).await;
+        let hash = id.hash();
+        let deleted: Result<i64, _> = self.query(redis::cmd("DEL").arg(self.key_of_hash(&hash))).await;
+        // As in `end_by_hash_for`: out of the cache even when Redis did not answer.
+        self.inner.cache.invalidate(&hash);
+        let n = deleted?;
+        self.announce(&hash, why).await;
         Ok(n > 0)
     }
 }

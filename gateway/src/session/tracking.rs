@@ -114,7 +114,9 @@ impl SessionStore {
                 .await;
             match on {
                 Ok(()) => tracking = true,
-                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) => {
+                // Refused (an ACL without CLIENT, a server or proxy without BCAST
+                // tracking): no cache, but the session-end channel still runs.
+                Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {
                     tracing::warn!(error = %e, "Redis refuses CLIENT TRACKING: sessions are not cached");
                 }
                 Err(e) => return Err(e),

@@ -82,7 +82,13 @@ enum Expr {
     /// `g(r.a, "b"[, r.dom])`, the common case: the role `b` resolved to its id at build,
     /// and the closure of (r.a, r.dom) looked up once per decision, in memo slot `slot`,
     /// however many lines ask.
-    GReq { slot: u8, a: u8, dom: Option<u8>, b: Box<str>, id: u32 },
+    GReq {
+        slot: u8,
+        a: u8,
+        dom: Option<u8>,
+        b: Box<str>,
+        id: u32,
+    },
 }
 
 /// At most this many distinct `g(r.a, …, r.dom)` argument pairs get a memo slot; more
