@@ -35,6 +35,11 @@ pub static DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
+/// `custos_decisions_total{decision="allow"}` and `{decision="deny"}`, resolved once (not
+/// looked up by label on every request).
+pub static ALLOWED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| DECISIONS.with_label_values(&["allow"]));
+pub static DENIED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| DECISIONS.with_label_values(&["deny"]));
+
 pub static AUDIT_RECORDS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     prometheus::register_int_counter!("custos_audit_records_total", "Records made durable in the audit spool.")
         .expect("metric registers once")

@@ -59,7 +59,7 @@ impl Access<'_> {
             ev.status = Some((req.status)(&d));
             audit.append_refusal(ev);
         }
-        metrics::DECISIONS.with_label_values(&["deny"]).inc();
+        metrics::DENIED.inc();
         d
     }
 
@@ -72,7 +72,7 @@ impl Access<'_> {
         principal: Option<Principal>,
         verdict: Verdict,
     ) -> Result<Permit, Denial> {
-        metrics::DECISIONS.with_label_values(&["allow"]).inc();
+        metrics::ALLOWED.inc();
         let mut permit = Permit { principal, verdict, recorded: false, audit_phase: None };
         let Some(audit) = self.audit else {
             return Ok(permit);

@@ -248,7 +248,7 @@ impl Gateway {
             ev.reason = Some(crate::audit::Reason::named(reason));
             ev.status = Some(302);
             audit.append_refusal(ev);
-            self.denied.inc();
+            crate::metrics::DENIED.inc();
         }
         let ttl = auth.settings.oidc.login_timeout.as_secs();
         let set = vec![cookies::set(&names.login_cookie_name, binding.cookie_value(), Some(ttl), self.secure(session))];

@@ -63,8 +63,6 @@ pub struct Gateway {
     endpoints: endpoints::Table,
     /// Upstream connections for WebSocket tunnels (`tunnel`), never pooled.
     tunnels: pingora::connectors::TransportConnector,
-    /// `custos_decisions_total{decision="deny"}`, resolved once.
-    denied: prometheus::IntCounter,
 }
 
 impl Gateway {
@@ -91,7 +89,6 @@ impl Gateway {
             breakglass: cfg.breakglass.clone(),
             methods: cfg.server.methods.clone(),
             tunnels: pingora::connectors::TransportConnector::new(None),
-            denied: metrics::DECISIONS.with_label_values(&["deny"]),
         }
     }
 
@@ -105,7 +102,7 @@ impl Gateway {
             ev.status = Some(r.status());
             audit.append_refusal(ev);
         }
-        self.denied.inc();
+        metrics::DENIED.inc();
         respond::refuse(session, r).await?;
         Ok(true)
     }

@@ -3,23 +3,7 @@
 use super::*;
 
 fn session(subject: &str) -> Arc<Session> {
-    Arc::new(Session {
-        subject: subject.into(),
-        email: None,
-        name: None,
-        groups: vec![],
-        amr: vec![],
-        acr: None,
-        auth_time: None,
-        created: 1,
-        last_seen: 1,
-        client: None,
-        sid: None,
-        idp_sub: None,
-        validated: 0,
-        breakglass: None,
-        sealed: false,
-    })
+    Arc::new(Session::test(subject, 1, 1))
 }
 
 fn live(max: usize) -> Cache {

@@ -104,13 +104,11 @@ pub fn judge(s: &Session, now: u64, t: &Timeouts) -> (Option<Lookup>, u64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn s(created: u64, last_seen: u64) -> Session {
+impl Session {
+    /// A bare record of `subject` (no groups, no MFA), for tests.
+    pub(crate) fn test(subject: &str, created: u64, last_seen: u64) -> Session {
         Session {
-            subject: "u".into(),
+            subject: subject.into(),
             email: None,
             name: None,
             groups: vec![],
@@ -126,6 +124,16 @@ mod tests {
             breakglass: None,
             sealed: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn s(created: u64, last_seen: u64) -> Session {
+        Session::test("u", created, last_seen)
     }
 
     #[test]
