@@ -15,6 +15,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("policy", &["config", "metrics", "audit", "session"]),
     ("access", &["config", "metrics", "audit", "session", "identity", "policy"]),
     ("http", &["config", "metrics", "audit", "session", "identity", "policy", "access", "telemetry"]),
+    ("postgres", &["config", "metrics", "audit", "session", "identity", "policy", "access", "telemetry"]),
     ("telemetry", &["config"]),
     ("certs", &["config"]),
     ("server", &["*"]),
@@ -30,6 +31,7 @@ const NO_FRONT_END: &[(&str, &[&str])] = &[
     ("identity", &["pingora"]),
     ("policy", &["pingora"]),
     ("access", &["pingora", "http"]),
+    ("postgres", &["pingora", "http"]),
 ];
 
 /// Whether a line of code names the external crate `name` (`name::…` as a path root, not

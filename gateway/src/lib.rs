@@ -12,7 +12,8 @@
 //! identity  policy     credentials → a person; the decision engine
 //! access               the one decision path every front end calls: decide, complete,
 //!                      break-glass grants
-//! http                 front end: the pingora ProxyHttp adapter, gateway pages
+//! http  postgres       front ends: the pingora ProxyHttp adapter, gateway pages; the
+//!                      PostgreSQL wire proxy
 //! server  cli          wiring and commands
 //! ```
 #![forbid(unsafe_code)]
@@ -38,6 +39,9 @@ pub mod identity;
 pub mod metrics;
 /// casbin authorization: the request tuple, deny by default, policy test and reload.
 pub mod policy;
+/// The PostgreSQL front end: the wire protocol's messages, the client side (TLS,
+/// startup, sign-in, the statement loop) and the upstream side (connect, authenticate).
+pub mod postgres;
 /// Builds and runs the pingora server from a `Config`: listeners, admin, shutdown.
 pub mod server;
 /// Sessions in Redis: opaque ids stored by hash, idle timeout, absolute lifetime.

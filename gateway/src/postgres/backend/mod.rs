@@ -1,0 +1,1 @@
+//! The upstream side: one connection to the database per client connection.

@@ -1,0 +1,1 @@
+//! The client side: what a PostgreSQL client sends Custos, and what it is answered.

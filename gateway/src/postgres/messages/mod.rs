@@ -1,0 +1,1 @@
+//! The wire protocol's messages (PostgreSQL docs, "Message Formats"), one file each.
