@@ -6,6 +6,7 @@
 //! frontend/   the client side: TLS, startup, sign-in, the statement loop
 //! backend/    the upstream side: connect (TLS modes), authenticate, the session's start
 //! auth/       the client halves of the upstream's authentication (SCRAM-SHA-256, MD5)
+//! statements/ what a statement does (verb, objects, fingerprint), from pg_query's parse tree
 //! ```
 //!
 //! Bytes received are forwarded as they came; only what must be read is decoded.
@@ -14,3 +15,4 @@ pub mod auth;
 pub mod backend;
 pub mod frontend;
 pub mod messages;
+pub mod statements;
