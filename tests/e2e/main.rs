@@ -21,6 +21,7 @@ mod limits;
 mod login;
 mod methods;
 mod paths;
+mod pg_harness;
 mod pipelining;
 mod policy;
 mod policy_engines;
