@@ -25,6 +25,16 @@ pub mod password;
 pub mod query;
 pub mod startup;
 
+// Server → client.
+pub mod authentication;
+pub mod backend_key_data;
+pub mod command_complete;
+pub mod error_response;
+pub mod negotiate_protocol_version;
+pub mod parameter_status;
+pub mod ready_for_query;
+pub mod row_description;
+
 /// Why bytes on the wire are not a message Custos accepts.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
@@ -148,9 +158,15 @@ impl<'a> Reader<'a> {
     /// A NUL-terminated string, which must be UTF-8 (Custos speaks only UTF8 as the client
     /// encoding, so anything else is malformed).
     pub fn cstr(&mut self) -> Result<&'a str, WireError> {
+        std::str::from_utf8(self.cstr_bytes()?).map_err(|_| WireError::Malformed("string is not UTF-8"))
+    }
+
+    /// A NUL-terminated string in whatever encoding it came (the server's own messages
+    /// before the session's encoding is set).
+    pub fn cstr_bytes(&mut self) -> Result<&'a [u8], WireError> {
         let end = self.rest.iter().position(|&b| b == 0).ok_or(WireError::Truncated)?;
-        let s = std::str::from_utf8(&self.rest[..end]).map_err(|_| WireError::Malformed("string is not UTF-8"))?;
-        self.rest = &self.rest[end + 1..];
+        let (s, rest) = (&self.rest[..end], &self.rest[end + 1..]);
+        self.rest = rest;
         Ok(s)
     }
 
