@@ -29,7 +29,7 @@ pub use grant::Grant;
 pub use id::SessionId;
 pub use kv::{Kv, Space, StoreConfig};
 pub use login::PendingLogin;
-pub use record::{judge, Lookup, RefreshToken, Revalidation, Session, Timeouts, ENDED_GRACE_SECS};
+pub use record::{judge, Lifetime, Lookup, RefreshToken, Revalidation, Session, Timeouts, ENDED_GRACE_SECS};
 pub use store::SessionStore;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
