@@ -20,7 +20,7 @@
 //! record, every token a `db.token_issued` one; tokens, codes and device ids never are.
 
 use super::{Denial, Reply};
-use crate::access::{self, Denial as AccessDenial, Principal, Presented};
+use crate::access::{self, Denial as AccessDenial, Presented, Principal};
 use crate::audit::{Code, Kind};
 use crate::http::breakglass::page::{esc, page};
 use crate::http::enforce::Meta;
@@ -133,7 +133,6 @@ impl DbRefusal {
             ),
         }
     }
-
 }
 
 /// A loopback redirect, as the command line asked for it.
@@ -311,10 +310,9 @@ impl Gateway {
             Ok(l) => l,
             Err(r) => return Ok(self.db_refused(session, ctx, name, r, true)),
         };
-        let (Some(challenge), Some(state)) = (
-            params.get("challenge").filter(|c| dbtoken::is_challenge(c)),
-            params.get("state").filter(|s| is_state(s)),
-        ) else {
+        let (Some(challenge), Some(state)) =
+            (params.get("challenge").filter(|c| dbtoken::is_challenge(c)), params.get("state").filter(|s| is_state(s)))
+        else {
             return Ok(self.db_refused(session, ctx, name, DbRefusal::Malformed, true));
         };
         let p = match self.db_person(session, ctx, &db).await? {
@@ -456,7 +454,8 @@ impl Gateway {
         if auth.store.put_device(&id, &login, ttl).await.is_err() {
             return Err(Denial::Refused(Refusal::SessionStoreUnavailable));
         }
-        let url = format!("{}{LOGIN_PATH}?db={}&device={}", auth.settings.oidc.origin, enc(&db.name), id.cookie_value());
+        let url =
+            format!("{}{LOGIN_PATH}?db={}&device={}", auth.settings.oidc.origin, enc(&db.name), id.cookie_value());
         Ok(Reply::json(
             200,
             &serde_json::json!({
