@@ -27,7 +27,7 @@ pub fn classify(sql: &str) -> Result<Vec<Statement>, Unparseable> {
         // summary read the very text the server will.
         let text = if raws.len() == 1 { sql } else { text_of(sql, raw)? };
         let mut objects = objects(text)?;
-        super::walk::missed(node, &mut objects);
+        super::walk::missed(node, verb, &mut objects);
         if let Verb::CopyFrom { .. } = verb {
             // COPY … FROM writes its one relation; the summary reports it as read.
             for o in objects.iter_mut().filter(|o| o.kind == ObjectKind::Relation) {

@@ -2,17 +2,18 @@
 //! walker follows expressions and the common statements but not every utility statement
 //! (a cursor's query) nor every clause (a subquery in RETURNING); this walk visits every
 //! node of the tree through its serde form, so whatever the summary missed is added. What
-//! it adds is named as read (`select`) or called: the summary already reports every target
-//! that is written or defined, and the places it skips only ever read.
+//! it adds to a query (SELECT, DML, COPY, a cursor, EXPLAIN, PREPARE) is read: the summary
+//! reports every relation a query writes, and the clauses it skips only read. What it adds
+//! to any other command is that command's target (CREATE SEQUENCE s, CLUSTER t): `ddl`.
 
 use pg_query::NodeEnum;
 use serde_json::Value;
 
-use super::{Access, Name, Object, ObjectKind};
+use super::{Access, Name, Object, ObjectKind, Verb};
 
 /// Adds to `objects` the relations and functions of `node` not already in it.
 /// Unqualified references to a CTE of the statement are left out, as the summary does.
-pub(super) fn missed(node: &NodeEnum, objects: &mut Vec<Object>) {
+pub(super) fn missed(node: &NodeEnum, verb: Verb, objects: &mut Vec<Object>) {
     // The protobuf tree derives Serialize; its depth is bounded by the decoder's own
     // recursion limit, so converting it cannot overflow the stack.
     let Ok(tree) = serde_json::to_value(node) else { return };
@@ -45,10 +46,28 @@ pub(super) fn missed(node: &NodeEnum, objects: &mut Vec<Object>) {
             continue;
         }
         let name = if schema.is_empty() { quote(rel) } else { format!("{}.{}", quote(schema), quote(rel)) };
-        add(objects, ObjectKind::Relation, &name, Access::Select);
+        add(objects, ObjectKind::Relation, &name, read_or_defined(verb));
     }
     for f in functions.into_iter().flatten() {
         add(objects, ObjectKind::Function, &f, Access::Call);
+    }
+}
+
+fn read_or_defined(verb: Verb) -> Access {
+    match verb {
+        Verb::Select
+        | Verb::Insert
+        | Verb::Update
+        | Verb::Delete
+        | Verb::Merge
+        | Verb::CopyFrom { .. }
+        | Verb::CopyTo { .. }
+        | Verb::Declare
+        | Verb::Explain { .. }
+        | Verb::Prepare
+        | Verb::Call
+        | Verb::Do => Access::Select,
+        _ => Access::Ddl,
     }
 }
 
