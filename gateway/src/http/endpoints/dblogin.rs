@@ -48,8 +48,14 @@ pub struct DbTarget {
 
 /// The databases of `cfg` (`[[databases]]`), as the sign-in needs them.
 pub fn targets(cfg: &crate::config::Config) -> Vec<DbTarget> {
-    let _ = cfg;
-    Vec::new()
+    cfg.databases
+        .iter()
+        .map(|d| DbTarget {
+            name: d.name.clone(),
+            require_mfa: d.require_mfa,
+            lifetime: Lifetime { idle_secs: d.idle_timeout.as_secs(), absolute_secs: d.absolute_timeout.as_secs() },
+        })
+        .collect()
 }
 
 /// Why a step of a database sign-in was refused: its audit reason, status and what the
