@@ -111,6 +111,23 @@ fn audit_text(s: &Site) -> String {
         .collect()
 }
 
+/// The records for which `pred` holds, once there are `n` of them (or after 10 s: then
+/// the caller's count fails).
+async fn records_eventually(
+    s: &Site,
+    n: usize,
+    pred: impl Fn(&custos::audit::Event) -> bool,
+) -> Vec<custos::audit::Event> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = records_in(&[s.gw.audit_dir()], &pred);
+        if v.len() >= n || std::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A `BROWSER` script (`sh`, mode 0755) in `dir`.
 fn browser_script(dir: &Path, body: &str) -> std::path::PathBuf {
     let f = dir.join("browser.sh");
@@ -161,11 +178,17 @@ async fn the_command_line_gets_a_token_through_chromium_with_mfa() {
             .env("HOME", dir.path()),
     )
     .await;
-    let browser_log = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(ok, "custos db login failed: {err}\nbrowser: {browser_log}\ngateway: {}", s.gw.log());
+    let browser_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ok, "custos db login failed: {err}\nbrowser: {}\ngateway: {}", browser_log(), s.gw.log());
     let token = out.trim().strip_prefix("PGPASSWORD=").unwrap_or_else(|| panic!("{out}")).to_string();
     assert_eq!(token.len(), 64);
-    assert!(browser_log.contains("Go back to your terminal"), "{browser_log}");
+    // The browser landed on the command line's listener (it writes its log as it closes).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !browser_log().contains("Go back to your terminal") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(browser_log().contains("\"url\":\"http://127.0.0.1:"), "{}", browser_log());
+    assert!(browser_log().contains("Go back to your terminal"), "{}", browser_log());
 
     // Redis: the record under the token's hash, the token itself nowhere.
     let rec = token_record(&s, &token).expect("no token record under its hash");
@@ -309,7 +332,7 @@ async fn a_wrong_verifier_and_a_replayed_code_are_refused() {
     let dir_a = s.gw.audit_dir();
     audit_has(&dir_a, |r| kind(r) == "db.login_refused" && reason(r).as_deref() == Some("verifier")).await;
     audit_has(&dir_a, |r| kind(r) == "db.login_refused" && reason(r).as_deref() == Some("code")).await;
-    let issued = records_in(&[&dir_a], |r| kind(r) == "db.token_issued");
+    let issued = records_eventually(&s, 1, |r| kind(r) == "db.token_issued").await;
     assert_eq!(issued.len(), 1);
     assert_eq!(issued[0].from_session.as_deref(), Some(&*sha256(&browser_id)));
 }
@@ -338,7 +361,7 @@ async fn only_a_loopback_redirect_is_accepted() {
     assert_eq!(r.status(), 302);
     assert!(location(&r).starts_with("http://[::1]:40001/callback?code="), "{}", location(&r));
     let refused =
-        records_in(&[s.gw.audit_dir()], |r| kind(r) == "db.login_refused" && reason(r).as_deref() == Some("loopback"));
+        records_eventually(&s, 7, |r| kind(r) == "db.login_refused" && reason(r).as_deref() == Some("loopback")).await;
     assert_eq!(refused.len(), 7, "every refusal is recorded");
     assert_eq!(subject(&refused[0]), None, "the link is checked before anyone signs in");
 }
@@ -509,7 +532,7 @@ async fn a_device_login_link_sent_to_someone_else_does_not_give_their_token() {
     let dir_a = s.gw.audit_dir();
     audit_has(&dir_a, |r| kind(r) == "db.login_refused" && reason(r).as_deref() == Some("csrf")).await;
     audit_has(&dir_a, |r| kind(r) == "db.login_refused" && reason(r).as_deref() == Some("device_confirmed")).await;
-    let issued = records_in(&[&dir_a], |r| kind(r) == "db.token_issued");
+    let issued = records_eventually(&s, 1, |r| kind(r) == "db.token_issued").await;
     assert_eq!(issued.len(), 1, "{issued:?}");
     assert_eq!(subject(&issued[0]), Some("nora"));
 }
