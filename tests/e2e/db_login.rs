@@ -571,6 +571,27 @@ async fn a_token_is_refused_as_a_browser_cookie() {
     assert_eq!(r.status(), 401);
     assert!(token_record(&s, token).is_some(), "refusing it ended it");
     assert_eq!(status_with(&s, &id).await, 200);
+
+    // Signing out at the provider (back-channel logout) ends the token with the browser's
+    // session: it was made from that provider session.
+    let client_id = {
+        let text = std::fs::read_to_string(s.gw.dir.path().join("custos.toml")).unwrap();
+        text.lines().find_map(|l| l.strip_prefix("client_id = \"")).unwrap().trim_end_matches('"').to_string()
+    };
+    let claims = serde_json::json!({
+        "iss": s.idp, "aud": client_id, "iat": now_secs(), "jti": uuid::Uuid::new_v4().to_string(), "sub": "alice",
+        "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+    });
+    let logout = signed(&s.idp, serde_json::json!({ "typ": "logout+jwt" }), claims).await;
+    let r = client()
+        .post(format!("{}/.custos/backchannel-logout", s.origin))
+        .form(&[("logout_token", logout.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(token_record(&s, token).is_none(), "the provider's logout left the database token");
+    assert_eq!(status_with(&s, &id).await, 401);
 }
 
 /// A token is a session of the user's: listed, counted in `max_sessions_per_user`, and
@@ -625,9 +646,32 @@ async fn tokens_are_listed_capped_and_revoked_like_sessions() {
     assert_eq!(status_with(&s, &id).await, 401, "the cap did not count the tokens");
     assert!(token_record(&s, &third).is_some());
 
-    // Revoked by its hash: that token alone.
+    let dbs: Vec<&Value> = listed["sessions"].as_array().unwrap().iter().map(|x| &x["db"]).collect();
+    assert_eq!(dbs.iter().filter(|d| **d == "ehr").count(), 2, "the listing says which are database tokens: {listed}");
+
+    // Revoked by its hash: that token alone, announced on the session-end channel (what
+    // closes its connections on every gateway).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (redis_url, channel, want) = (s.redis.clone(), format!("{}:ended", s.prefix), sha256(&first));
+    std::thread::spawn(move || {
+        let mut conn = redis::Client::open(redis_url.as_str()).unwrap().get_connection().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut ps = conn.as_pubsub();
+        ps.subscribe(&channel).unwrap();
+        tx.send(String::new()).unwrap();
+        while let Ok(m) = ps.get_message() {
+            let text: String = m.get_payload().unwrap();
+            if text.ends_with(&want) {
+                let _ = tx.send(text);
+                return;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20)).expect("subscribed");
     let out = cli(&["revoke", "--session", &sha256(&first)]);
     assert_eq!(out["revoked"], 1, "{out}");
+    let announced = rx.recv_timeout(Duration::from_secs(20)).expect("the end was not announced");
+    assert_eq!(announced, format!("session_revoked {}", sha256(&first)));
     assert!(token_record(&s, &first).is_none());
     assert!(token_record(&s, &second).is_some());
     // With the user: every token.
