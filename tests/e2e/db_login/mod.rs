@@ -1,17 +1,19 @@
 //! `custos db login` against the real OpenID provider, Redis and (once) Chromium: the
 //! loopback flow with the real command line, the database's MFA rule, PKCE verifiers and
-//! one-time codes, loopback-only redirects, the flow without a browser and the phishing
-//! it must resist, the token as its own session (never a browser cookie, listed, capped
-//! and revoked like any), and where the command line writes it.
+//! one-time codes, loopback-only redirects, and where the command line writes the token
+//! (here); the flow without a browser and the phishing it must resist (`device`); the
+//! token as its own session, never a browser cookie, listed, capped and revoked like any
+//! (`sessions`). The fixtures below are theirs too.
+
+mod device;
+mod sessions;
 
 use crate::harness::*;
 use custos::session::dbtoken::s256;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Two databases: `ehr` needs MFA and has its own token lifetime (600 s idle, 1 h);
 /// `notes` does not need MFA (the site does).
@@ -59,7 +61,13 @@ fn pkce() -> (String, String) {
 }
 
 /// A browser signed in as `user` at `path`; its session id.
-async fn signed_in(s: &Site, path: &str, user: &str, pass: &str, otp: Option<&str>) -> (reqwest::Client, String) {
+async fn signed_in(
+    s: &Site,
+    path: &str,
+    user: &str,
+    pass: &str,
+    otp: Option<&str>,
+) -> (reqwest::Client, String) {
     let c = browser();
     let r = sign_in(s, &c, path, user, pass, otp).await;
     assert_eq!(r.status(), 302, "{user} could not sign in at {path}");
@@ -364,325 +372,6 @@ async fn only_a_loopback_redirect_is_accepted() {
         records_eventually(&s, 7, |r| kind(r) == "db.login_refused" && reason(r).as_deref() == Some("loopback")).await;
     assert_eq!(refused.len(), 7, "every refusal is recorded");
     assert_eq!(subject(&refused[0]), None, "the link is checked before anyone signs in");
-}
-
-/// Reads the command line's stderr until it has printed the URL and the code to compare.
-async fn url_and_code(err: &mut (impl tokio::io::AsyncBufRead + Unpin)) -> (String, String, String) {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    while err.read_line(&mut line).await.unwrap() > 0 {
-        lines.push(std::mem::take(&mut line));
-        let all = lines.concat();
-        if let Some(at) = all.find("must show the code ") {
-            let rest = &all[at + "must show the code ".len()..];
-            let code = rest.split(' ').next().unwrap().to_string();
-            let host = rest.split("the computer ").nth(1).unwrap().split(". ").next().unwrap().to_string();
-            let url = all.lines().find(|l| l.contains("/.custos/db/login?")).unwrap().trim().to_string();
-            return (url, code, host);
-        }
-    }
-    panic!("the command line printed no URL and code: {}", lines.concat());
-}
-
-/// The confirmation page's form token.
-fn form_token(page: &str) -> String {
-    page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string()
-}
-
-/// Without a browser: the command line prints a URL and a code; the person signs in
-/// wherever, sees the same code and host name, confirms, and the command line's poll
-/// gets the token.
-#[tokio::test]
-async fn without_a_browser_the_person_confirms_the_code_and_host() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = db_site(dir.path(), Opts::default()).await;
-    let mut child = tokio::process::Command::new(CUSTOS)
-        .args(["db", "login", "ehr", "--no-browser", "--gateway", &s.origin, "--print", "password"])
-        .env("HOME", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let (url, code, host) = tokio::time::timeout(Duration::from_secs(30), url_and_code(&mut err)).await.unwrap();
-    assert!(url.starts_with(&format!("{}/.custos/db/login?db=ehr&device=", s.origin)), "{url}");
-    assert_eq!(code.len(), 9, "{code}");
-
-    // Not signed in yet: through the sign-in (with MFA) and back to the page.
-    let c = browser();
-    let r = nav(&c, &url).await;
-    assert_eq!(r.status(), 302);
-    let callback = idp_login(&c, &s.idp, &location(&r), "alice", "alice-password", Some("123456")).await;
-    let r = nav(&c, &callback).await;
-    assert_eq!(r.status(), 302);
-    let back = location(&r);
-    assert!(url.ends_with(&back), "not sent back to the page: {back}");
-    let r = nav(&c, &url).await;
-    assert_eq!(r.status(), 200);
-    let page = r.text().await.unwrap();
-    assert!(page.contains(&code) && page.contains(&host) && page.contains("127.0.0.1"), "{page}");
-    let r = c
-        .post(format!("{}/.custos/db/login", s.origin))
-        .form(&[("db", "ehr"), ("device", url.rsplit('=').next().unwrap()), ("csrf", &form_token(&page))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = String::from_utf8_lossy(&out.stdout);
-    let token = out.trim().strip_prefix("PGPASSWORD=").unwrap_or_else(|| panic!("{out}"));
-    let rec = token_record(&s, token).expect("no token record");
-    assert_eq!(rec["subject"], "alice");
-    let issued = audit_has(&s.gw.audit_dir(), |r| kind(r) == "db.token_issued").await;
-    assert_eq!(reason(&issued).as_deref(), Some("device"));
-    assert!(!audit_text(&s).contains(token));
-}
-
-/// An attacker starts a device login and sends its URL to alice. What stands between the
-/// attacker and alice's token:
-/// - signing in through the link releases nothing: only alice's own click on the
-///   gateway's page, which shows the attacker's code, host name and address with a
-///   warning, confirms it;
-/// - that click cannot be forged from another site: the form's token is bound to
-///   alice's browser session and to this login (the attacker's own token does not fit);
-/// - the token goes only to whoever holds the verifier: someone else who has the URL (a
-///   forwarded link, a screen share) gets nothing and ends the login;
-/// - a login is confirmed once: if someone else confirms first, the owner's page says so.
-#[tokio::test]
-async fn a_device_login_link_sent_to_someone_else_does_not_give_their_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = db_site(dir.path(), Opts::default()).await;
-    let start = |challenge: String| {
-        let origin = s.origin.clone();
-        async move {
-            let r = client()
-                .post(format!("{origin}/.custos/db/device"))
-                .form(&[("db", "ehr"), ("challenge", challenge.as_str()), ("host", "attacker-box")])
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.json::<Value>().await.unwrap()
-        }
-    };
-    let (attacker_verifier, challenge) = pkce();
-    let d = start(challenge).await;
-    let url = d["url"].as_str().unwrap().to_string();
-    let device = d["device"].as_str().unwrap().to_string();
-    let poll = |verifier: String, device: String| token_req_owned(&s, device, verifier);
-
-    // alice follows the link and signs in.
-    let (alice, alice_id) = signed_in(&s, "/patients", "alice", "alice-password", Some("123456")).await;
-    let r = nav(&alice, &url).await;
-    assert_eq!(r.status(), 200);
-    let page = r.text().await.unwrap();
-    let code = d["user_code"].as_str().unwrap();
-    assert!(page.contains(&format!("{}-{}", &code[..4], &code[4..])), "the page does not show the code: {page}");
-    assert!(page.contains("attacker-box") && page.contains("If someone sent you this link"), "{page}");
-    let (status, v) = poll(attacker_verifier.clone(), device.clone()).await;
-    assert_eq!((status, v["error"].as_str()), (400, Some("authorization_pending")), "signing in alone released it");
-
-    // A forged confirmation: no form token, or the attacker's own (made for their session).
-    let (_attacker, attacker_id) = signed_in(&s, "/patients", "nora", "nora-password", Some("123456")).await;
-    let r = nav(&_attacker, &url).await;
-    let attacker_token = form_token(&r.text().await.unwrap());
-    for csrf in ["", attacker_token.as_str()] {
-        let r = client()
-            .post(format!("{}/.custos/db/login", s.origin))
-            .header("cookie", format!("custos_session={alice_id}"))
-            .header("origin", "https://evil.example")
-            .form(&[("db", "ehr"), ("device", device.as_str()), ("csrf", csrf)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 403, "a confirmation forged from another site was taken");
-    }
-    let (status, v) = poll(attacker_verifier.clone(), device.clone()).await;
-    assert_eq!(v["error"], "authorization_pending", "{status} {v}");
-    assert_ne!(attacker_id, alice_id);
-
-    // Someone with the URL but not the verifier: nothing, and the login is over.
-    let (other_verifier, _) = pkce();
-    let (status, v) = poll(other_verifier, device.clone()).await;
-    assert_eq!((status, v["error"].as_str()), (400, Some("verifier")));
-    let (status, v) = poll(attacker_verifier, device.clone()).await;
-    assert_eq!((status, v["error"].as_str()), (400, Some("device")), "{v}");
-
-    // Confirmed once: a login someone else confirmed first is refused to its owner's page.
-    let (owner_verifier, challenge) = pkce();
-    let d = start(challenge).await;
-    let url = d["url"].as_str().unwrap().to_string();
-    let device = d["device"].as_str().unwrap().to_string();
-    let r = nav(&_attacker, &url).await;
-    let token = form_token(&r.text().await.unwrap());
-    let r = _attacker
-        .post(format!("{}/.custos/db/login", s.origin))
-        .form(&[("db", "ehr"), ("device", device.as_str()), ("csrf", token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = nav(&alice, &url).await;
-    assert_eq!(r.status(), 409, "the owner was not told someone else confirmed");
-    let (status, v) = poll(owner_verifier, device).await;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(v["user"], "nora", "the token is the confirming person's, and the command line prints whose");
-    let dir_a = s.gw.audit_dir();
-    audit_has(&dir_a, |r| kind(r) == "db.login_refused" && reason(r).as_deref() == Some("csrf")).await;
-    audit_has(&dir_a, |r| kind(r) == "db.login_refused" && reason(r).as_deref() == Some("device_confirmed")).await;
-    let issued = records_eventually(&s, 1, |r| kind(r) == "db.token_issued").await;
-    assert_eq!(issued.len(), 1, "{issued:?}");
-    assert_eq!(subject(&issued[0]), Some("nora"));
-}
-
-async fn token_req_owned(s: &Site, device: String, verifier: String) -> (u16, Value) {
-    token_req(s, &[("device", &device), ("verifier", &verifier)]).await
-}
-
-/// A token is a database's credential: as a browser's session cookie it is no session.
-#[tokio::test]
-async fn a_token_is_refused_as_a_browser_cookie() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = db_site(dir.path(), Opts::default()).await;
-    let (c, id) = signed_in(&s, "/patients", "alice", "alice-password", Some("123456")).await;
-    let (verifier, challenge) = pkce();
-    let code = code_for(&c, &s, "ehr", &challenge).await;
-    let (status, v) = token_req(&s, &[("code", &code), ("verifier", &verifier)]).await;
-    assert_eq!(status, 200, "{v}");
-    let token = v["token"].as_str().unwrap();
-    assert_eq!(status_with(&s, token).await, 401, "a database token worked as a session cookie");
-    let r = browser()
-        .get(format!("{}/patients/1", s.origin))
-        .header("accept", "text/html")
-        .header("cookie", format!("custos_session={token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302, "a browser with a token for a cookie is sent to sign in");
-    // And it makes no further token either.
-    let r = client()
-        .get(login_url(&s, "ehr", "&port=40001", &challenge))
-        .header("cookie", format!("custos_session={token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    assert!(token_record(&s, token).is_some(), "refusing it ended it");
-    assert_eq!(status_with(&s, &id).await, 200);
-
-    // Signing out at the provider (back-channel logout) ends the token with the browser's
-    // session: it was made from that provider session.
-    let client_id = {
-        let text = std::fs::read_to_string(s.gw.dir.path().join("custos.toml")).unwrap();
-        text.lines().find_map(|l| l.strip_prefix("client_id = \"")).unwrap().trim_end_matches('"').to_string()
-    };
-    let claims = serde_json::json!({
-        "iss": s.idp, "aud": client_id, "iat": now_secs(), "jti": uuid::Uuid::new_v4().to_string(), "sub": "alice",
-        "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
-    });
-    let logout = signed(&s.idp, serde_json::json!({ "typ": "logout+jwt" }), claims).await;
-    let r = client()
-        .post(format!("{}/.custos/backchannel-logout", s.origin))
-        .form(&[("logout_token", logout.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(token_record(&s, token).is_none(), "the provider's logout left the database token");
-    assert_eq!(status_with(&s, &id).await, 401);
-}
-
-/// A token is a session of the user's: listed, counted in `max_sessions_per_user`, and
-/// ended by `custos session revoke`, by its hash or with the user's, on its own.
-#[tokio::test]
-async fn tokens_are_listed_capped_and_revoked_like_sessions() {
-    let dir = tempfile::tempdir().unwrap();
-    let (token_file, line) = admin_token(dir.path(), "ops");
-    let tokens = dir.path().join("tokens");
-    std::fs::write(&tokens, format!("{line}\n")).unwrap();
-    let s = db_site(
-        dir.path(),
-        Opts { admin_tokens: Some(&tokens), session: "max_sessions_per_user = 3", ..Default::default() },
-    )
-    .await;
-    let (c, id) = signed_in(&s, "/patients", "alice", "alice-password", Some("123456")).await;
-    let get = || {
-        let (c, s) = (c.clone(), &s);
-        async move {
-            // Sessions made in one second are of no order: the cap ends the oldest.
-            tokio::time::sleep(Duration::from_millis(1100)).await;
-            let (verifier, challenge) = pkce();
-            let code = code_for(&c, s, "ehr", &challenge).await;
-            let (status, v) = token_req(s, &[("code", &code), ("verifier", &verifier)]).await;
-            assert_eq!(status, 200, "{v}");
-            v["token"].as_str().unwrap().to_string()
-        }
-    };
-    let first = get().await;
-    let second = get().await;
-    let admin = format!("http://{}", s.gw.admin);
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(CUSTOS)
-            .arg("session")
-            .args(args)
-            .args(["--admin", &admin, "--token-file"])
-            .arg(&token_file)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
-    };
-    let listed = cli(&["list", "--user", "alice"]);
-    let hashes: Vec<&str> =
-        listed["sessions"].as_array().unwrap().iter().map(|x| x["session"].as_str().unwrap()).collect();
-    assert_eq!(hashes.len(), 3, "{listed}");
-    for t in [&id, &first, &second] {
-        assert!(hashes.contains(&&*sha256(t)), "{listed}");
-    }
-    // One more than the cap: the oldest (the browser's) ends.
-    let third = get().await;
-    assert_eq!(status_with(&s, &id).await, 401, "the cap did not count the tokens");
-    assert!(token_record(&s, &third).is_some());
-
-    let dbs: Vec<&Value> = listed["sessions"].as_array().unwrap().iter().map(|x| &x["db"]).collect();
-    assert_eq!(dbs.iter().filter(|d| **d == "ehr").count(), 2, "the listing says which are database tokens: {listed}");
-
-    // Revoked by its hash: that token alone, announced on the session-end channel (what
-    // closes its connections on every gateway).
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (redis_url, channel, want) = (s.redis.clone(), format!("{}:ended", s.prefix), sha256(&first));
-    std::thread::spawn(move || {
-        let mut conn = redis::Client::open(redis_url.as_str()).unwrap().get_connection().unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut ps = conn.as_pubsub();
-        ps.subscribe(&channel).unwrap();
-        tx.send(String::new()).unwrap();
-        while let Ok(m) = ps.get_message() {
-            let text: String = m.get_payload().unwrap();
-            if text.ends_with(&want) {
-                let _ = tx.send(text);
-                return;
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(20)).expect("subscribed");
-    let out = cli(&["revoke", "--session", &sha256(&first)]);
-    assert_eq!(out["revoked"], 1, "{out}");
-    let announced = rx.recv_timeout(Duration::from_secs(20)).expect("the end was not announced");
-    assert_eq!(announced, format!("session_revoked {}", sha256(&first)));
-    assert!(token_record(&s, &first).is_none());
-    assert!(token_record(&s, &second).is_some());
-    // With the user: every token.
-    let out = cli(&["revoke", "--user", "alice"]);
-    assert_eq!(out["revoked"], 2, "{out}");
-    assert!(token_record(&s, &second).is_none() && token_record(&s, &third).is_none());
-    let ev = audit_has(&s.gw.audit_dir(), |r| {
-        kind(r) == "admin.session_revoked" && r.session.as_deref() == Some(&*sha256(&first))
-    })
-    .await;
-    assert_eq!(ev.target.as_deref(), Some("alice"));
 }
 
 #[test]
