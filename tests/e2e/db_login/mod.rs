@@ -61,13 +61,7 @@ fn pkce() -> (String, String) {
 }
 
 /// A browser signed in as `user` at `path`; its session id.
-async fn signed_in(
-    s: &Site,
-    path: &str,
-    user: &str,
-    pass: &str,
-    otp: Option<&str>,
-) -> (reqwest::Client, String) {
+async fn signed_in(s: &Site, path: &str, user: &str, pass: &str, otp: Option<&str>) -> (reqwest::Client, String) {
     let c = browser();
     let r = sign_in(s, &c, path, user, pass, otp).await;
     assert_eq!(r.status(), 302, "{user} could not sign in at {path}");
@@ -343,6 +337,39 @@ async fn a_wrong_verifier_and_a_replayed_code_are_refused() {
     let issued = records_eventually(&s, 1, |r| kind(r) == "db.token_issued").await;
     assert_eq!(issued.len(), 1);
     assert_eq!(issued[0].from_session.as_deref(), Some(&*sha256(&browser_id)));
+}
+
+/// Refused token requests are bounded per client address (`oidc.max_logins_per_minute`),
+/// and device logins started count as sign-ins started.
+#[tokio::test]
+async fn refused_token_requests_and_device_logins_are_bounded_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = db_site(dir.path(), Opts { oidc: "max_logins_per_minute = 3", ..Default::default() }).await;
+    let (verifier, challenge) = pkce();
+    let bad = unknown_code();
+    for _ in 0..3 {
+        let (status, v) = token_req(&s, &[("code", &bad), ("verifier", &verifier)]).await;
+        assert_eq!((status, v["error"].as_str()), (400, Some("code")), "{v}");
+    }
+    let (status, v) = token_req(&s, &[("code", &bad), ("verifier", &verifier)]).await;
+    assert_eq!((status, v["error"].as_str()), (429, Some("login_rate")), "{v}");
+    audit_has(&s.gw.audit_dir(), |r| kind(r) == "db.login_refused" && reason(r).as_deref() == Some("login_rate")).await;
+    let start = || {
+        client().post(format!("{}/.custos/db/device", s.origin)).form(&[
+            ("db", "ehr"),
+            ("challenge", challenge.as_str()),
+            ("host", "box"),
+        ])
+    };
+    for _ in 0..3 {
+        assert_eq!(start().send().await.unwrap().status(), 200);
+    }
+    assert_eq!(start().send().await.unwrap().status(), 429);
+}
+
+/// A well-formed code no one was given (64 lowercase hex digits).
+fn unknown_code() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
 /// The browser is sent back to a loopback listener with a numeric port, nowhere else.

@@ -34,6 +34,12 @@ async fn a_token_is_refused_as_a_browser_cookie() {
     assert!(token_record(&s, token).is_some(), "refusing it ended it");
     assert_eq!(status_with(&s, &id).await, 200);
 
+    // Signing out of the browser leaves the token: it is a session of its own.
+    let r = nav(&c, &format!("{}/.custos/logout", s.origin)).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(status_with(&s, &id).await, 401);
+    assert!(token_record(&s, token).is_some(), "the browser's logout ended the database token");
+
     // Signing out at the provider (back-channel logout) ends the token with the browser's
     // session: it was made from that provider session.
     let client_id = {
@@ -103,11 +109,6 @@ async fn tokens_are_listed_capped_and_revoked_like_sessions() {
     for t in [&id, &first, &second] {
         assert!(hashes.contains(&&*sha256(t)), "{listed}");
     }
-    // One more than the cap: the oldest (the browser's) ends.
-    let third = get().await;
-    assert_eq!(status_with(&s, &id).await, 401, "the cap did not count the tokens");
-    assert!(token_record(&s, &third).is_some());
-
     let dbs: Vec<&Value> = listed["sessions"].as_array().unwrap().iter().map(|x| &x["db"]).collect();
     assert_eq!(dbs.iter().filter(|d| **d == "ehr").count(), 2, "the listing says which are database tokens: {listed}");
 
@@ -136,10 +137,21 @@ async fn tokens_are_listed_capped_and_revoked_like_sessions() {
     assert_eq!(announced, format!("session_revoked {}", sha256(&first)));
     assert!(token_record(&s, &first).is_none());
     assert!(token_record(&s, &second).is_some());
+    assert_eq!(status_with(&s, &id).await, 200, "revoking a token ended the browser's session");
+
+    // At the cap again, then one more: the oldest (the browser's) ends.
+    let third = get().await;
+    assert_eq!(status_with(&s, &id).await, 200);
+    let fourth = get().await;
+    assert_eq!(status_with(&s, &id).await, 401, "the cap did not count the tokens");
+    assert!(token_record(&s, &fourth).is_some());
+
     // With the user: every token.
     let out = cli(&["revoke", "--user", "alice"]);
-    assert_eq!(out["revoked"], 2, "{out}");
-    assert!(token_record(&s, &second).is_none() && token_record(&s, &third).is_none());
+    assert_eq!(out["revoked"], 3, "{out}");
+    for t in [&second, &third, &fourth] {
+        assert!(token_record(&s, t).is_none());
+    }
     let ev = audit_has(&s.gw.audit_dir(), |r| {
         kind(r) == "admin.session_revoked" && r.session.as_deref() == Some(&*sha256(&first))
     })
