@@ -26,6 +26,7 @@ mod pg_harness;
 mod pipelining;
 mod policy;
 mod policy_engines;
+mod postgres;
 mod proxy;
 mod quickstart;
 mod revocation;

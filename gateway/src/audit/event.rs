@@ -245,6 +245,30 @@ pub struct Event {
     /// session); never the id itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_session: Option<String>,
+    /// The database connection's id (the same on all its records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// The upstream role the connection runs as (`[databases.roles]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_role: Option<String>,
+    /// What a statement does (`select`, `insert`, `copy_to`, …), from its parse tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verb: Option<String>,
+    /// The relations and functions a statement touches, as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
+    /// The statement's fingerprint (literal values never change it, nor appear in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Rows a statement returned or affected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// The SQLSTATE a statement or connection ended with (`00000`: success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    /// Startup parameters a client sent that were not passed on (their names only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filtered: Vec<String>,
 }
 
 impl Event {
@@ -294,6 +318,14 @@ impl Event {
             alert: None,
             database: None,
             from_session: None,
+            connection: None,
+            db_role: None,
+            verb: None,
+            objects: Vec::new(),
+            fingerprint: None,
+            rows: None,
+            sqlstate: None,
+            filtered: Vec::new(),
         }
     }
 }

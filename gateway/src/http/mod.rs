@@ -411,13 +411,15 @@ impl ProxyHttp for Gateway {
         if ctx.allowed {
             let start = ctx.timings.start;
             let done = crate::access::Completion {
-                status,
+                status: Some(status),
                 bytes_in: ctx.body_bytes,
                 bytes_out: session.body_bytes_sent() as u64,
                 duration: start.elapsed(),
                 reason: ctx.refusal.map(|r| r.code().into()).or(ctx.tunnel_closed.map(crate::audit::Reason::named)),
                 audit_phase: ctx.timings.audit,
                 upstream_phase: ctx.timings.upstream.map(|(s, d)| (s, d.unwrap_or_else(|| start.elapsed() - s))),
+                rows: None,
+                sqlstate: None,
             };
             let meta = enforce::Meta { session, ctx };
             self.access().complete(&meta, (ctx.principal.as_ref(), &ctx.verdict), done);

@@ -143,12 +143,19 @@ impl Gateway {
             let head = session.req_header();
             let meta = Meta { session, ctx };
             // The session cookie only: a bearer token is no browser sign-in.
-            let credentials =
-                Presented { bearer: None, session: cookies::get(head, &auth.settings.session.cookie_name) };
+            let credentials = Presented {
+                bearer: None,
+                session: cookies::get(head, &auth.settings.session.cookie_name),
+                password: None,
+            };
             let req = access::Request {
                 credentials,
                 route: None,
                 path: ctx.path.as_ref(),
+                database: None,
+                held: None,
+                claimed_user: None,
+                role: None,
                 action: head.method.as_str(),
                 client: "",
                 objection: None,
