@@ -13,6 +13,7 @@ mod breakglass;
 mod casbin_fidelity;
 mod compose;
 mod config_errors;
+mod db_login;
 mod framing;
 mod header_spellings;
 mod idp;
