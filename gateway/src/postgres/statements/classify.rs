@@ -93,11 +93,7 @@ fn access(context: Context) -> Access {
 /// guardrails read, never its value.
 fn setting(objects: &mut Vec<Object>, name: &str) {
     if !name.is_empty() {
-        objects.push(Object {
-            kind: ObjectKind::Setting,
-            name: Name::from_identifier(name),
-            access: Access::Other,
-        });
+        objects.push(Object { kind: ObjectKind::Setting, name: Name::from_identifier(name), access: Access::Other });
     }
 }
 

@@ -14,9 +14,13 @@ pub enum Verb {
     Delete,
     Merge,
     /// COPY … FROM; `program` for FROM PROGRAM (a command run on the database host).
-    CopyFrom { program: bool },
+    CopyFrom {
+        program: bool,
+    },
     /// COPY … TO; `program` for TO PROGRAM.
-    CopyTo { program: bool },
+    CopyTo {
+        program: bool,
+    },
     Create,
     Alter,
     Drop,
@@ -43,7 +47,10 @@ pub enum Verb {
     Fetch,
     Close,
     /// EXPLAIN; with ANALYZE the explained statement runs.
-    Explain { analyze: bool, of: Explained },
+    Explain {
+        analyze: bool,
+        of: Explained,
+    },
     Call,
     Do,
     Vacuum,
@@ -308,15 +315,13 @@ fn explained(node: &NodeEnum) -> Option<Explained> {
 /// analyze: it is the side that runs the statement, so the one to assume.
 fn analyzes(options: &[pg_query::Node]) -> bool {
     options.iter().any(|o| match &o.node {
-        Some(NodeEnum::DefElem(d)) if d.defname == "analyze" => {
-            match d.arg.as_deref().and_then(|a| a.node.as_ref()) {
-                None => true,
-                Some(NodeEnum::Boolean(b)) => b.boolval,
-                Some(NodeEnum::Integer(i)) => i.ival != 0,
-                Some(NodeEnum::String(s)) => !off(&s.sval),
-                Some(_) => true,
-            }
-        }
+        Some(NodeEnum::DefElem(d)) if d.defname == "analyze" => match d.arg.as_deref().and_then(|a| a.node.as_ref()) {
+            None => true,
+            Some(NodeEnum::Boolean(b)) => b.boolval,
+            Some(NodeEnum::Integer(i)) => i.ival != 0,
+            Some(NodeEnum::String(s)) => !off(&s.sval),
+            Some(_) => true,
+        },
         _ => false,
     })
 }
@@ -325,6 +330,7 @@ fn analyzes(options: &[pg_query::Node]) -> bool {
 /// unambiguous prefix of `false`/`off`/`no`.
 fn off(v: &str) -> bool {
     let v = v.to_ascii_lowercase();
-    v == "0" || (!v.is_empty() && ("false".starts_with(&v) || "no".starts_with(&v))) || (v.len() >= 2 && "off".starts_with(&v))
+    v == "0"
+        || (!v.is_empty() && ("false".starts_with(&v) || "no".starts_with(&v)))
+        || (v.len() >= 2 && "off".starts_with(&v))
 }
-

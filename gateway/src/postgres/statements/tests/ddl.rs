@@ -13,7 +13,11 @@ fn create() {
     case("CREATE ROLE intern", Verb::Create, &[]);
     case("CREATE EXTENSION pgcrypto", Verb::Create, &[]);
     case("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", Verb::Create, &["f()/ddl"]);
-    case("CREATE TRIGGER t BEFORE INSERT ON patients FOR EACH ROW EXECUTE FUNCTION g()", Verb::Create, &["patients/ddl"]);
+    case(
+        "CREATE TRIGGER t BEFORE INSERT ON patients FOR EACH ROW EXECUTE FUNCTION g()",
+        Verb::Create,
+        &["patients/ddl"],
+    );
     case("CREATE SEQUENCE s", Verb::Create, &["s/ddl"]);
     case("CREATE POLICY own ON patients USING (owner = current_user)", Verb::Create, &["patients/ddl"]);
 }

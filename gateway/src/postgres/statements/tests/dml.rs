@@ -20,7 +20,11 @@ fn update_with_and_without_where() {
     assert_eq!(s.has_where, Some(true));
     let s = case("UPDATE patients SET name = 'x'", Verb::Update, &["patients/dml"]);
     assert_eq!(s.has_where, Some(false));
-    let s = case("UPDATE patients p SET ward = w.id FROM wards w WHERE w.name = p.ward_name", Verb::Update, &["patients/dml", "wards/select"]);
+    let s = case(
+        "UPDATE patients p SET ward = w.id FROM wards w WHERE w.name = p.ward_name",
+        Verb::Update,
+        &["patients/dml", "wards/select"],
+    );
     assert_eq!(s.has_where, Some(true));
 }
 
@@ -30,7 +34,11 @@ fn delete_with_and_without_where() {
     assert_eq!(s.has_where, Some(true));
     let s = case("DELETE FROM patients", Verb::Delete, &["patients/dml"]);
     assert_eq!(s.has_where, Some(false));
-    let s = case("DELETE FROM patients USING wards WHERE wards.id = patients.ward", Verb::Delete, &["patients/dml", "wards/select"]);
+    let s = case(
+        "DELETE FROM patients USING wards WHERE wards.id = patients.ward",
+        Verb::Delete,
+        &["patients/dml", "wards/select"],
+    );
     assert_eq!(s.has_where, Some(true));
     let s = case("DELETE FROM patients WHERE CURRENT OF c", Verb::Delete, &["patients/dml"]);
     assert_eq!(s.has_where, Some(true));
@@ -50,7 +58,8 @@ fn returning_subqueries_are_read() {
 fn one_unguarded_write_makes_the_statement_unguarded() {
     let s = one("WITH a AS (UPDATE wards SET n = 0 WHERE id = 1 RETURNING id) DELETE FROM patients WHERE ward IN (SELECT id FROM a)");
     assert_eq!(s.has_where, Some(true));
-    let s = one("WITH a AS (UPDATE wards SET n = 0 RETURNING id) DELETE FROM patients WHERE ward IN (SELECT id FROM a)");
+    let s =
+        one("WITH a AS (UPDATE wards SET n = 0 RETURNING id) DELETE FROM patients WHERE ward IN (SELECT id FROM a)");
     assert_eq!(s.has_where, Some(false));
     let s = one("WITH a AS (DELETE FROM wards RETURNING id) INSERT INTO archive SELECT * FROM a");
     assert_eq!(s.verb, Verb::Insert);

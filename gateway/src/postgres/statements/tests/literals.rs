@@ -5,8 +5,21 @@ use super::*;
 
 /// Values that must never reach a record; each appears in a statement below.
 const SECRETS: &[&str] = &[
-    "zebra-7731", "8675309", "3.14159", "2031-07-19", "$1", "$2", "deadbeef", "hunter2x", "plain-payload",
-    "/srv/leak.csv", "gzip-leak", "tz-leak", "path_leak", "dollar-body", "Ω-unicode",
+    "zebra-7731",
+    "8675309",
+    "3.14159",
+    "2031-07-19",
+    "$1",
+    "$2",
+    "deadbeef",
+    "hunter2x",
+    "plain-payload",
+    "/srv/leak.csv",
+    "gzip-leak",
+    "tz-leak",
+    "path_leak",
+    "dollar-body",
+    "Ω-unicode",
 ];
 
 const STATEMENTS: &[&str] = &[

@@ -33,7 +33,8 @@ fn objs(s: &Statement) -> Vec<String> {
     s.objects
         .iter()
         .map(|o| {
-            let access = serde_json::to_value(o.access).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let access =
+                serde_json::to_value(o.access).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
             match o.kind {
                 ObjectKind::Relation => format!("{}/{access}", o.name),
                 ObjectKind::Function => format!("{}()/{access}", o.name),

@@ -6,7 +6,11 @@ use super::*;
 fn plain_and_qualified_relations() {
     case("SELECT name FROM patients WHERE id = 7", Verb::Select, &["patients/select"]);
     case("select * from public.patients", Verb::Select, &["public.patients/select"]);
-    case(r#"SELECT * FROM "Patient Notes" n, ehr."Visit Log""#, Verb::Select, &[r#""Patient Notes"/select"#, r#"ehr."Visit Log"/select"#]);
+    case(
+        r#"SELECT * FROM "Patient Notes" n, ehr."Visit Log""#,
+        Verb::Select,
+        &[r#""Patient Notes"/select"#, r#"ehr."Visit Log"/select"#],
+    );
     case("SELECT 1", Verb::Select, &[]);
     case("VALUES (1), (2)", Verb::Select, &[]);
     case("TABLE patients", Verb::Select, &["patients/select"]);
@@ -42,7 +46,11 @@ fn subqueries_everywhere() {
         Verb::Select,
         &["s1/select", "s2/select", "s3/select", "s4/select", "s5/select", "s6/select", "max()/call", "count()/call"],
     );
-    case("SELECT * FROM patients, LATERAL (SELECT * FROM visits WHERE pid = patients.id) v", Verb::Select, &["patients/select", "visits/select"]);
+    case(
+        "SELECT * FROM patients, LATERAL (SELECT * FROM visits WHERE pid = patients.id) v",
+        Verb::Select,
+        &["patients/select", "visits/select"],
+    );
 }
 
 #[test]
@@ -56,7 +64,11 @@ fn set_operations() {
 
 #[test]
 fn functions_called() {
-    case("SELECT lower(name), pg_catalog.now(), count(*) FROM patients", Verb::Select, &["patients/select", "lower()/call", "pg_catalog.now()/call", "count()/call"]);
+    case(
+        "SELECT lower(name), pg_catalog.now(), count(*) FROM patients",
+        Verb::Select,
+        &["patients/select", "lower()/call", "pg_catalog.now()/call", "count()/call"],
+    );
     case("SELECT * FROM generate_series(1, 3)", Verb::Select, &["generate_series()/call"]);
     case("SELECT pg_read_file('/etc/passwd')", Verb::Select, &["pg_read_file()/call"]);
 }

@@ -31,5 +31,7 @@ fn speed() {
     let mut cache = Cache::new(NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN), 8192);
     let _ = cache.classify(SHORT);
     let hit = per_call(200_000, || drop(black_box(cache.classify(black_box(SHORT)))));
-    eprintln!("classify {parse:.0} ns (parse {raw:.0}, summary {summary:.0}, fingerprint {fp:.0}); cache hit {hit:.0} ns");
+    eprintln!(
+        "classify {parse:.0} ns (parse {raw:.0}, summary {summary:.0}, fingerprint {fp:.0}); cache hit {hit:.0} ns"
+    );
 }

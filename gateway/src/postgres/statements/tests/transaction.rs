@@ -28,7 +28,8 @@ fn each_kind() {
 
 #[test]
 fn a_transaction_in_one_string() {
-    let s = stmts("BEGIN; UPDATE patients SET n = 1 WHERE id = 2; SAVEPOINT a; DELETE FROM visits; ROLLBACK TO a; COMMIT");
+    let s =
+        stmts("BEGIN; UPDATE patients SET n = 1 WHERE id = 2; SAVEPOINT a; DELETE FROM visits; ROLLBACK TO a; COMMIT");
     let verbs: Vec<Verb> = s.iter().map(|s| s.verb).collect();
     assert_eq!(verbs, [Verb::Begin, Verb::Update, Verb::Savepoint, Verb::Delete, Verb::RollbackTo, Verb::Commit]);
     assert_eq!(objs(&s[1]), ["patients/dml"]);

@@ -33,7 +33,10 @@ fn each_statement_of_a_string_is_its_own() {
     let s = stmts("SELECT * FROM a; ; INSERT INTO b VALUES (1);\n-- trailing comment\nDROP TABLE c");
     let verbs: Vec<Verb> = s.iter().map(|s| s.verb).collect();
     assert_eq!(verbs, [Verb::Select, Verb::Insert, Verb::Drop]);
-    assert_eq!((objs(&s[0]), objs(&s[1]), objs(&s[2])), (vec!["a/select".to_owned()], vec!["b/dml".to_owned()], vec!["c/ddl".to_owned()]));
+    assert_eq!(
+        (objs(&s[0]), objs(&s[1]), objs(&s[2])),
+        (vec!["a/select".to_owned()], vec!["b/dml".to_owned()], vec!["c/ddl".to_owned()])
+    );
     // Multi-byte text before a statement: its place is counted in bytes.
     let s = stmts("SELECT 'Ωé日本'; SELECT * FROM ü");
     assert_eq!(objs(&s[1]), [r#""ü"/select"#]);
