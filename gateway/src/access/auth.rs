@@ -139,6 +139,11 @@ impl Access<'_> {
                         self.grant_ended(ev, g, super::breakglass::GrantEnd::Expired);
                     }
                 }
+                Ok(Lookup::Active(s)) if s.db.is_some() => {
+                    // A database token is a credential for its database only: presented
+                    // as a session cookie it is no session (the person signs in).
+                    tracing::info!("a database token was presented as a session cookie; refused");
+                }
                 Ok(Lookup::Active(mut s)) => {
                     if !self.revalidate(req, auth, &hash, &mut s).await {
                         return Err(sign_in(None, false, Some(Duration::ZERO)));

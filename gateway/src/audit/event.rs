@@ -88,6 +88,14 @@ super::reason::vocabulary! {
         /// Dead letters were delivered on `custos audit redeliver` (`sink`, `count`,
         /// `first_seq`, `last_seq`).
         AuditRedelivered = "audit.redelivered",
+        /// A database token was issued after a browser sign-in (`custos db login`): `actor`,
+        /// `database`, `session` (the new token's hash), `from_session` (the hash of the
+        /// browser session it was made from), `mfa`, `reason` (`loopback` or `device`).
+        DbTokenIssued = "db.token_issued",
+        /// A step of a database sign-in was refused (`database`, `reason`: `database`,
+        /// `loopback`, `verifier`, `code`, `device`, `device_confirmed`, `mfa`,
+        /// `session_ended`, `csrf`, `login_rate`, `malformed`).
+        DbLoginRefused = "db.login_refused",
 }
 }
 
@@ -230,6 +238,13 @@ pub struct Event {
     /// What a `breakglass.alert` says (the alert object receivers get).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<serde_json::Value>,
+    /// The database (its `[[databases]]` name) a record is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// SHA-256 of the session a credential was made from (a database token's browser
+    /// session); never the id itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_session: Option<String>,
 }
 
 impl Event {
@@ -277,6 +292,8 @@ impl Event {
             first_seq: None,
             last_seq: None,
             alert: None,
+            database: None,
+            from_session: None,
         }
     }
 }

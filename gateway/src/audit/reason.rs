@@ -192,6 +192,13 @@ vocabulary! {
     Sigint = "SIGINT",
     Sigterm = "SIGTERM",
     SigtermGraceOver = "SIGTERM, grace period over",
+    // Database sign-ins refused (`db.login_refused`) and how tokens were handed over
+    // (`db.token_issued`).
+    Database = "database",
+    Loopback = "loopback",
+    Verifier = "verifier",
+    Device = "device",
+    DeviceConfirmed = "device_confirmed",
 }
 }
 

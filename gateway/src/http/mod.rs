@@ -78,7 +78,12 @@ impl Gateway {
             a.store.start_subscriber();
         }
         Gateway {
-            endpoints: endpoints::Table::new(auth.as_deref(), cfg.breakglass.is_some(), policy.is_some()),
+            endpoints: endpoints::Table::new(
+                auth.as_deref(),
+                cfg.breakglass.is_some(),
+                policy.is_some(),
+                endpoints::dblogin::targets(cfg),
+            ),
             router: Router::new(&cfg.routes),
             limits: cfg.limits,
             headers: cfg.headers.clone(),
