@@ -35,6 +35,7 @@ fn statements(sql: &str) -> Result<Vec<Statement>, Unparseable> {
         let text = if raws.len() == 1 { sql } else { text_of(sql, raw)? };
         let mut objects = objects(text)?;
         super::walk::missed(node, verb, &mut objects);
+        super::walk::dropped(node, &mut objects);
         if let Verb::CopyFrom { .. } = verb {
             // COPY … FROM writes its one relation; the summary reports it as read.
             for o in objects.iter_mut().filter(|o| o.kind == ObjectKind::Relation) {

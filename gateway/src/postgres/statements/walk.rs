@@ -44,6 +44,36 @@ pub(super) fn missed(node: &NodeEnum, verb: Verb, objects: &mut Vec<Object>) {
     }
 }
 
+/// The relations a DROP names. The summary names dropped tables (and the tables of
+/// dropped rules and triggers) only; views, materialized views, indexes, sequences,
+/// foreign tables and the tables of dropped policies are relations too.
+pub(super) fn dropped(node: &NodeEnum, objects: &mut Vec<Object>) {
+    use pg_query::protobuf::ObjectType as T;
+    let NodeEnum::DropStmt(d) = node else { return };
+    // Policies are named `table… policy`: the relation is all but the last part.
+    let keep_last = match T::try_from(d.remove_type) {
+        Ok(T::ObjectView | T::ObjectMatview | T::ObjectIndex | T::ObjectSequence | T::ObjectForeignTable) => true,
+        Ok(T::ObjectPolicy) => false,
+        _ => return,
+    };
+    for object in &d.objects {
+        let Some(NodeEnum::List(list)) = &object.node else { continue };
+        let parts: Vec<&str> = list
+            .items
+            .iter()
+            .filter_map(|i| match &i.node {
+                Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
+                _ => None,
+            })
+            .collect();
+        let parts = if keep_last { &parts[..] } else { &parts[..parts.len().saturating_sub(1)] };
+        if !parts.is_empty() {
+            let name = parts.iter().map(|p| quote(p)).collect::<Vec<_>>().join(".");
+            add(objects, ObjectKind::Relation, &name, Access::Ddl);
+        }
+    }
+}
+
 fn read_or_defined(verb: Verb) -> Access {
     match verb {
         Verb::Select
