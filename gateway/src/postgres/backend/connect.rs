@@ -120,7 +120,9 @@ async fn start_session(target: &Upstream<'_>, mut stream: Stream) -> Result<Back
                 return Err(Failure::Refused { code: e.code.into_owned() });
             }
             tag::NOTICE_RESPONSE => notices.push(msg.into_raw()),
-            _ if !matches!(auth, Auth::Done) => return Err(WireError::Malformed("message before authentication ended").into()),
+            _ if !matches!(auth, Auth::Done) => {
+                return Err(WireError::Malformed("message before authentication ended").into())
+            }
             tag::PARAMETER_STATUS => {
                 let p = ParameterStatus::decode(&msg.body)?;
                 let (name, value) = (p.name.to_owned(), p.value.to_owned());
@@ -135,7 +137,13 @@ async fn start_session(target: &Upstream<'_>, mut stream: Stream) -> Result<Back
 }
 
 /// Answers one authentication request, writing the answer (if any) to `out`.
-fn authenticate(state: Auth, req: Authentication<'_>, target: &Upstream<'_>, tls: bool, out: &mut BytesMut) -> Result<Auth, Failure> {
+fn authenticate(
+    state: Auth,
+    req: Authentication<'_>,
+    target: &Upstream<'_>,
+    tls: bool,
+    out: &mut BytesMut,
+) -> Result<Auth, Failure> {
     Ok(match (state, req) {
         (Auth::Started | Auth::Answered | Auth::ScramVerified, Authentication::Ok) => Auth::Done,
         // An Ok before the server proved it holds the verifier proves nothing.

@@ -45,7 +45,10 @@ fn target<'a>(port: u16, tls: &'a UpstreamTls, params: &'a [(String, String)]) -
 
 /// Accepts one connection: TLS if the client asks (with `acceptor`), then the startup
 /// packet's parameters. `None` when the client gave up in the TLS handshake.
-async fn try_accept(l: &TcpListener, acceptor: Option<tokio_rustls::TlsAcceptor>) -> Option<(Box<dyn Io>, Vec<(String, String)>)> {
+async fn try_accept(
+    l: &TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> Option<(Box<dyn Io>, Vec<(String, String)>)> {
     let (mut tcp, _) = l.accept().await.unwrap();
     let mut first = read_initial(&mut tcp).await.unwrap().unwrap();
     let mut s: Box<dyn Io> = Box::new(tcp);
@@ -57,7 +60,9 @@ async fn try_accept(l: &TcpListener, acceptor: Option<tokio_rustls::TlsAcceptor>
         s = tls;
     }
     match first {
-        Initial::Startup { major: 3, minor: 0, params, protocol_options } if protocol_options.is_empty() => Some((s, params)),
+        Initial::Startup { major: 3, minor: 0, params, protocol_options } if protocol_options.is_empty() => {
+            Some((s, params))
+        }
         other => panic!("not a 3.0 startup: {other:?}"),
     }
 }
@@ -109,10 +114,20 @@ async fn trust_start_up_keeps_parameters_key_notices_and_what_came_after() {
     let (tls, extra) = (UpstreamTls::disabled(), vec![("application_name".to_owned(), "custos:alice".to_owned())]);
     let b = connect(&target(port, &tls, &extra)).await.unwrap();
     let params = server.await.unwrap();
-    assert_eq!(params, [("user", "ehr_ro"), ("database", "ehr"), ("application_name", "custos:alice")].map(|(n, v)| (n.into(), v.into())));
+    assert_eq!(
+        params,
+        [("user", "ehr_ro"), ("database", "ehr"), ("application_name", "custos:alice")]
+            .map(|(n, v)| (n.into(), v.into()))
+    );
     assert!(!b.tls && !b.stream.is_tls());
-    assert_eq!(b.params.iter().map(|p| (&*p.name, &*p.value)).collect::<Vec<_>>(), [("server_version", "15.8"), ("client_encoding", "UTF8")]);
-    assert_eq!(&b.params[0].raw[..], &encoded(|o| ParameterStatus { name: "server_version", value: "15.8" }.encode(o))[..]);
+    assert_eq!(
+        b.params.iter().map(|p| (&*p.name, &*p.value)).collect::<Vec<_>>(),
+        [("server_version", "15.8"), ("client_encoding", "UTF8")]
+    );
+    assert_eq!(
+        &b.params[0].raw[..],
+        &encoded(|o| ParameterStatus { name: "server_version", value: "15.8" }.encode(o))[..]
+    );
     assert_eq!(b.key, Some(BackendKeyData { pid: 4242, secret: vec![9; 4] }));
     assert_eq!((b.notices.len(), b.notices[0][0]), (1, b'N'));
     assert_eq!(&b.buffered[..], b"A\0\0");
@@ -160,13 +175,17 @@ async fn scram_ending_with(last: Bytes) -> BackendError {
         let (mut s, _) = accept(&l, None).await;
         send(&mut s, &auth(10, b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0")).await;
         let m = recv(&mut s).await.unwrap();
-        let Password::SaslInitial { mechanism: "SCRAM-SHA-256", data: Some(first) } = Password::decode(&m.body, Expecting::SaslInitial).unwrap() else {
+        let Password::SaslInitial { mechanism: "SCRAM-SHA-256", data: Some(first) } =
+            Password::decode(&m.body, Expecting::SaslInitial).unwrap()
+        else {
             panic!("not a SCRAM-SHA-256 initial response");
         };
         let nonce = std::str::from_utf8(first).unwrap().strip_prefix("n,,n=,r=").unwrap().to_owned();
         send(&mut s, &auth(11, format!("r={nonce}srv,s=c2FsdA==,i=4096").as_bytes())).await;
         let m = recv(&mut s).await.unwrap();
-        assert!(matches!(Password::decode(&m.body, Expecting::SaslResponse).unwrap(), Password::SaslResponse(p) if p.starts_with(b"c=biws,r=")));
+        assert!(
+            matches!(Password::decode(&m.body, Expecting::SaslResponse).unwrap(), Password::SaslResponse(p) if p.starts_with(b"c=biws,r="))
+        );
         send(&mut s, &last).await;
         let _ = recv(&mut s).await;
     });
@@ -320,6 +339,9 @@ async fn cancel_sends_the_upstream_key_plain_and_inside_tls() {
         });
         cancel(&target(port, &tls, &[]), &key).await.unwrap();
         let got = server.await.unwrap();
-        assert_eq!(got, Initial::Cancel(crate::postgres::messages::startup::Cancel { pid: 77, secret: vec![1, 2, 3, 4] }));
+        assert_eq!(
+            got,
+            Initial::Cancel(crate::postgres::messages::startup::Cancel { pid: 77, secret: vec![1, 2, 3, 4] })
+        );
     }
 }

@@ -39,7 +39,8 @@ pub struct UpstreamTls {
 }
 
 /// Where Debian, Fedora and Alpine keep the system's CA bundle (`SSL_CERT_FILE` first).
-const SYSTEM_BUNDLES: &[&str] = &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+const SYSTEM_BUNDLES: &[&str] =
+    &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
 
 impl UpstreamTls {
     pub fn disabled() -> UpstreamTls {
@@ -49,14 +50,20 @@ impl UpstreamTls {
     /// `ca` is the bundle `verify-full` checks against (empty: the system's roots, read
     /// now, once); `require` ignores it. Reads files only for the system roots, so call it
     /// at start-up, not per connection.
-    pub fn new(mode: TlsMode, ca: Vec<CertificateDer<'static>>, client: Option<ClientCert>) -> Result<UpstreamTls, TlsSetupError> {
+    pub fn new(
+        mode: TlsMode,
+        ca: Vec<CertificateDer<'static>>,
+        client: Option<ClientCert>,
+    ) -> Result<UpstreamTls, TlsSetupError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsSetupError(e.to_string()))?;
         let builder = match mode {
             TlsMode::Disable => return Ok(UpstreamTls::disabled()),
-            TlsMode::Require => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))),
+            TlsMode::Require => {
+                builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            }
             TlsMode::VerifyFull => {
                 let ca = if ca.is_empty() { system_roots()? } else { ca };
                 let mut roots = RootCertStore::empty();
@@ -68,7 +75,9 @@ impl UpstreamTls {
             }
         };
         let mut config = match client {
-            Some(c) => builder.with_client_auth_cert(c.chain, c.key).map_err(|e| TlsSetupError(format!("client certificate: {e}")))?,
+            Some(c) => builder
+                .with_client_auth_cert(c.chain, c.key)
+                .map_err(|e| TlsSetupError(format!("client certificate: {e}")))?,
             None => builder.with_no_client_auth(),
         };
         // PostgreSQL 17 and later check it for direct TLS; earlier servers ignore it.
@@ -94,7 +103,9 @@ fn system_roots() -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
         .find(|p| std::path::Path::new(p).is_file())
         .ok_or_else(|| TlsSetupError("no CA bundle given and no system CA bundle found".into()))?;
     let pem = std::fs::read(path).map_err(|e| TlsSetupError(format!("{path}: {e}")))?;
-    rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<_, _>>().map_err(|e| TlsSetupError(format!("{path}: {e}")))
+    rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsSetupError(format!("{path}: {e}")))
 }
 
 /// `require`: any certificate is taken (libpq's meaning of the mode), but the handshake's

@@ -15,9 +15,13 @@ pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
 pub enum Authentication<'a> {
     Ok,
     CleartextPassword,
-    Md5Password { salt: [u8; 4] },
+    Md5Password {
+        salt: [u8; 4],
+    },
     /// The mechanisms the server offers, in its order.
-    Sasl { mechanisms: Vec<&'a str> },
+    Sasl {
+        mechanisms: Vec<&'a str>,
+    },
     SaslContinue(&'a [u8]),
     SaslFinal(&'a [u8]),
     /// A method Custos does not speak (Kerberos 2, GSS 7 and 8, SSPI 9, or unknown).
@@ -76,7 +80,10 @@ mod tests {
             (b"\0\0\0\0", Authentication::Ok),
             (b"\0\0\0\x03", Authentication::CleartextPassword),
             (b"\0\0\0\x05\x01\x02\x03\x04", Authentication::Md5Password { salt: [1, 2, 3, 4] }),
-            (b"\0\0\0\x0aSCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0", Authentication::Sasl { mechanisms: vec!["SCRAM-SHA-256-PLUS", SCRAM_SHA_256] }),
+            (
+                b"\0\0\0\x0aSCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0",
+                Authentication::Sasl { mechanisms: vec!["SCRAM-SHA-256-PLUS", SCRAM_SHA_256] },
+            ),
             (b"\0\0\0\x0br=abc,s=xyz,i=4096", Authentication::SaslContinue(b"r=abc,s=xyz,i=4096")),
             (b"\0\0\0\x0cv=sig", Authentication::SaslFinal(b"v=sig")),
             (b"\0\0\0\x07", Authentication::Other(7)),

@@ -74,7 +74,9 @@ impl<'a> ErrorResponse<'a> {
 
     fn encode_as(&self, out: &mut BytesMut, tag: u8) {
         frame(out, tag, |b| {
-            for (field, value) in [(b'S', &self.severity), (b'V', &self.severity), (b'C', &self.code), (b'M', &self.message)] {
+            for (field, value) in
+                [(b'S', &self.severity), (b'V', &self.severity), (b'C', &self.code), (b'M', &self.message)]
+            {
                 b.put_u8(field);
                 put_cstr(b, value);
             }

@@ -88,7 +88,8 @@ pub struct Message {
 impl Message {
     /// A message from its whole encoding (tag, length, body), as [`frame`] writes it.
     pub fn from_raw(raw: Bytes) -> Result<Message, WireError> {
-        let head: [u8; Header::SIZE] = raw.get(..Header::SIZE).and_then(|h| h.try_into().ok()).ok_or(WireError::Truncated)?;
+        let head: [u8; Header::SIZE] =
+            raw.get(..Header::SIZE).and_then(|h| h.try_into().ok()).ok_or(WireError::Truncated)?;
         let header = Header::parse(head)?;
         if raw.len() != Header::SIZE + header.body_len() {
             return Err(WireError::Malformed("length does not match the message"));

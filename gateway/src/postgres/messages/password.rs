@@ -25,7 +25,10 @@ pub enum Expecting {
 pub enum Password<'a> {
     Cleartext(&'a str),
     /// `data` is `None` when the client sent length -1 (no initial response).
-    SaslInitial { mechanism: &'a str, data: Option<&'a [u8]> },
+    SaslInitial {
+        mechanism: &'a str,
+        data: Option<&'a [u8]>,
+    },
     SaslResponse(&'a [u8]),
 }
 
@@ -93,7 +96,10 @@ mod tests {
     #[test]
     fn each_kind_round_trips() {
         round_trip(Password::Cleartext("s3cret"), Expecting::Password);
-        round_trip(Password::SaslInitial { mechanism: "SCRAM-SHA-256", data: Some(b"n,,n=,r=abc") }, Expecting::SaslInitial);
+        round_trip(
+            Password::SaslInitial { mechanism: "SCRAM-SHA-256", data: Some(b"n,,n=,r=abc") },
+            Expecting::SaslInitial,
+        );
         round_trip(Password::SaslInitial { mechanism: "SCRAM-SHA-256", data: None }, Expecting::SaslInitial);
         round_trip(Password::SaslResponse(b"c=biws,r=abc,p=xyz"), Expecting::SaslResponse);
         round_trip(Password::SaslResponse(b""), Expecting::SaslResponse);
@@ -104,7 +110,10 @@ mod tests {
         let mut out = BytesMut::new();
         Password::SaslInitial { mechanism: "SCRAM-SHA-256", data: Some(b"abc") }.encode(&mut out);
         assert!(Password::decode(&out[5..], Expecting::Password).is_err());
-        assert!(matches!(Password::decode(b"M\0\xff\xff\xff\xfe", Expecting::SaslInitial), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            Password::decode(b"M\0\xff\xff\xff\xfe", Expecting::SaslInitial),
+            Err(WireError::Malformed(_))
+        ));
         assert!(matches!(Password::decode(b"M\0\0\0\0\x09abc", Expecting::SaslInitial), Err(WireError::Truncated)));
         assert!(matches!(Password::decode(b"pw", Expecting::Password), Err(WireError::Truncated)));
     }

@@ -32,9 +32,17 @@ pub enum Initial {
     /// A StartupMessage of protocol 3.x. `protocol_options` are the `_pq_.` keys (without
     /// their values), kept out of `params`: Custos knows none of them, so each is one to
     /// name in NegotiateProtocolVersion.
-    Startup { major: u16, minor: u16, params: Vec<(String, String)>, protocol_options: Vec<String> },
+    Startup {
+        major: u16,
+        minor: u16,
+        params: Vec<(String, String)>,
+        protocol_options: Vec<String>,
+    },
     /// A startup packet of a protocol major version other than 3.
-    Unsupported { major: u16, minor: u16 },
+    Unsupported {
+        major: u16,
+        minor: u16,
+    },
     SslRequest,
     GssEncRequest,
     Cancel(Cancel),
