@@ -142,6 +142,11 @@ pub fn init() {
     LazyLock::force(&AUDIT_SINK_OLDEST);
     LazyLock::force(&SESSION_CACHE_HITS);
     LazyLock::force(&SESSION_CACHE_MISSES);
+    LazyLock::force(&DB_CONNECTIONS);
+    LazyLock::force(&DB_CONNECTS);
+    LazyLock::force(&DB_STATEMENTS);
+    LazyLock::force(&DB_PARSE_CACHE);
+    LazyLock::force(&DB_UPSTREAM_ERRORS);
 }
 
 /// Statuses whose per-route counters are resolved once (see `routes::RouteEntry`).
@@ -184,6 +189,51 @@ pub static SESSION_CACHE_MISSES: LazyLock<prometheus::IntCounter> = LazyLock::ne
     prometheus::register_int_counter!(
         "custos_session_cache_misses_total",
         "Session loads read from Redis with the session cache on (not held, or the cache not live)."
+    )
+    .expect("metric registers once")
+});
+
+pub static DB_CONNECTIONS: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "custos_db_connections",
+        "Signed-in database connections open now, by database.",
+        &["database"]
+    )
+    .expect("metric registers once")
+});
+
+pub static DB_CONNECTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "custos_db_connects_total",
+        "Database connection attempts, by database and outcome (`allowed`, or the refusal's reason).",
+        &["database", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+pub static DB_STATEMENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "custos_db_statements_total",
+        "Statements answered, by database, verb and outcome (`ok`, `error`, `refused`, `not_run`).",
+        &["database", "verb", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+pub static DB_PARSE_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "custos_db_parse_cache_total",
+        "Statement texts looked up in the parse cache, by result (`hit`, `miss`).",
+        &["result"]
+    )
+    .expect("metric registers once")
+});
+
+pub static DB_UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "custos_db_upstream_errors_total",
+        "Upstream database connections that failed (`refused`: authentication or startup; `unavailable`).",
+        &["database", "kind"]
     )
     .expect("metric registers once")
 });

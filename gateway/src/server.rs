@@ -43,6 +43,9 @@ pub enum ServerError {
     /// The emergency-grant sweep could not start.
     #[error("{0}")]
     Sweep(String),
+    /// The PostgreSQL front end could not start (its message names the key).
+    #[error("{}: {message}", file.display())]
+    Postgres { file: PathBuf, message: String },
 }
 
 /// The certificate the TLS listener presents, loaded and checked by `config`.
@@ -128,13 +131,77 @@ impl ShutdownSignalWatch for Drain {
     }
 }
 
+/// The PostgreSQL front end on a runtime of its own (threads as `server.threads`): its
+/// listener is bound before this returns, so a taken port fails the start.
+fn start_postgres(
+    cfg: &Config,
+    pg: &crate::config::PostgresSettings,
+    auth: Option<Arc<Auth>>,
+    policy: Option<Arc<crate::policy::Policy>>,
+    audit: Option<Audit>,
+) -> Result<(), ServerError> {
+    use crate::postgres::frontend::Frontend;
+    let fe = Frontend::new(pg.clone(), cfg.databases.clone(), cfg.listen_tls.as_ref(), auth, policy, audit)
+        .map_err(|e| ServerError::Postgres { file: cfg.file.clone(), message: e.to_string() })?;
+    let fe = Arc::new(fe);
+    let threads = cfg.server.threads;
+    let (ready, bound) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("custos-postgres".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("custos-pg")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match fe.bind().await {
+                    Ok(serve) => {
+                        let _ = ready.send(Ok(()));
+                        serve.await;
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e.to_string()));
+                    }
+                }
+                // Draining: the open connections go on until they end or are closed.
+                while crate::postgres::frontend::OPEN.load(Ordering::Acquire) > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                std::future::pending::<()>().await
+            });
+        })
+        .map_err(|e| ServerError::Postgres { file: cfg.file.clone(), message: e.to_string() })?;
+    match bound.recv() {
+        Ok(Ok(())) => {
+            tracing::info!(postgres = %pg.listen, databases = cfg.databases.len(), "postgres listening");
+            Ok(())
+        }
+        Ok(Err(message)) => Err(ServerError::Postgres { file: cfg.file.clone(), message }),
+        Err(_) => Err(ServerError::Postgres { file: cfg.file.clone(), message: "the listener thread ended".into() }),
+    }
+}
+
+/// Requests in flight and open database connections.
+fn busy() -> bool {
+    IN_FLIGHT.load(Ordering::Acquire) > 0 || crate::postgres::frontend::OPEN.load(Ordering::Acquire) > 0
+}
+
 /// Exits once no request is in flight, or when the grace period ends.
 fn exit_when_drained(grace: Duration, audit: Option<Audit>) {
     let start = Instant::now();
+    crate::postgres::frontend::drain();
     // Let pingora close the listeners first.
     std::thread::sleep(Duration::from_millis(100));
     while start.elapsed() < grace {
-        if IN_FLIGHT.load(Ordering::Acquire) == 0 {
+        if !busy() {
             tracing::info!(after_ms = start.elapsed().as_millis() as u64, "drained; exiting");
             close_audit(audit.as_ref(), crate::audit::Code::Sigterm, Duration::from_secs(3));
             std::process::exit(0);
@@ -156,9 +223,19 @@ fn exit_when_drained(grace: Duration, audit: Option<Audit>) {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+    // Database connections end here too: each is told (57P01) and records its end.
+    let connections = crate::postgres::frontend::OPEN.load(Ordering::Acquire);
+    if connections > 0 {
+        crate::postgres::frontend::close_all();
+        let until = Instant::now() + Duration::from_secs(2);
+        while crate::postgres::frontend::OPEN.load(Ordering::Acquire) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     tracing::warn!(
         in_flight = IN_FLIGHT.load(Ordering::Acquire),
         tunnels,
+        connections,
         "grace period over; exiting with requests in flight"
     );
     close_audit(audit.as_ref(), crate::audit::Code::SigtermGraceOver, Duration::from_secs(1));
@@ -251,6 +328,9 @@ pub fn run(cfg: Config) -> Result<(), ServerError> {
     if let (Some(_), Some(a)) = (&cfg.breakglass, &auth) {
         crate::access::breakglass::start_sweep(a.store.clone(), audit.clone())
             .map_err(|e| ServerError::Sweep(e.to_string()))?;
+    }
+    if let Some(pg) = &cfg.postgres {
+        start_postgres(&cfg, pg, auth.clone(), policy.clone(), audit.clone())?;
     }
     let admin_auth = auth.clone();
     let admin_policy = policy.clone();

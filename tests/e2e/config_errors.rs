@@ -34,6 +34,15 @@ fn breakglass(extra: &str) -> String {
     )
 }
 
+/// The PostgreSQL front end on a loopback plaintext listener with one `[[databases]]`
+/// entry, its roles table `roles`.
+fn database(roles: &str) -> String {
+    format!(
+        "[listen]\nhttp = \"127.0.0.1:0\"\npostgres = \"127.0.0.1:6432\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\n[postgres]\nallow_plaintext = true\n{ROUTE}[[databases]]\nname = \"ehr\"\nhost = \"127.0.0.1\"\n{roles}",
+        oidc("")
+    )
+}
+
 const ROUTE: &str = "[[routes]]\npublic = true\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\n";
 
 /// What the binary does with a config error, for each kind (the schema's, a section's,
@@ -50,6 +59,9 @@ fn each_config_error_names_the_file_and_the_key() {
         ("callback path", format!("[listen]\nhttp = \"127.0.0.1:0\"\n{}[session]\nredis_url = \"redis://127.0.0.1:1/\"\n{ROUTE}", oidc("").replace("/.custos/callback", "/callback")), "`oidc.redirect_url`"),
         ("alert format", breakglass("[[breakglass.alerts]]\nurl = \"http://127.0.0.1:9/a\"\nformat = \"teams\"\n"), "`breakglass.alerts[0].format`"),
         ("a missing policy file", breakglass("").replace("hipaa_policy.csv", "no-such-policy.csv"), "`policy.policy`"),
+        ("a database without roles", database("[databases.roles]\n"), "`databases[0].roles`"),
+        ("a role without a password", database("[databases.roles]\nreaders = \"ehr_ro\"\n"), "`databases[0].roles.readers.password`"),
+        ("plaintext PostgreSQL off loopback", database("[databases.roles]\nreaders = { user = \"r\", password = { env = \"PATH\" } }\n").replace("127.0.0.1:6432", "0.0.0.0:6432"), "`postgres.allow_plaintext`"),
     ];
     for (name, config, key) in cases {
         for sub in ["check", "serve"] {
@@ -112,4 +124,13 @@ async fn a_taken_port_is_reported_with_its_key() {
     let (code, stderr, path, _dir) = run("serve", &format!("[listen]\nhttp = \"127.0.0.1:{port}\"\n{ROUTE}"));
     assert_ne!(code, 0);
     assert!(stderr.contains("`listen.http`") && stderr.contains(&path.display().to_string()), "{stderr}");
+}
+
+/// `check` validates the database section without the network: a host that resolves
+/// nowhere is not its business (`serve` connects), so it passes.
+#[test]
+fn check_accepts_a_database_it_cannot_reach() {
+    let roles = "[databases.roles]\nreaders = { user = \"r\", password = { env = \"PATH\" } }\n";
+    let (code, stderr, _, _dir) = run("check", &database(roles).replace("\"127.0.0.1\"\n", "\"db.invalid\"\n"));
+    assert_eq!(code, 0, "{stderr}");
 }

@@ -23,6 +23,8 @@ fn user() -> Session {
         validated: 0,
         breakglass: None,
         sealed: false,
+        db: None,
+        lifetime: None,
     }
 }
 

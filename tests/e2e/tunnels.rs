@@ -77,6 +77,8 @@ fn user() -> Session {
         validated: 0,
         breakglass: None,
         sealed: false,
+        db: None,
+        lifetime: None,
     }
 }
 

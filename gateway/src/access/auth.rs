@@ -104,6 +104,10 @@ impl Access<'_> {
             // Config validation refuses non-public routes without [oidc]; never forward.
             return Err(self.deny(req, Denial::Internal, None, None));
         };
+        if let Some(db) = req.database {
+            let need_mfa = db.require_mfa.unwrap_or(auth.settings.oidc.require_mfa);
+            return self.authenticate_database(req, auth, db, need_mfa).await;
+        }
         let need_mfa = auth.needs_mfa(req.route);
         if auth.settings.oidc.api_audience.is_some() {
             if let Some(token) = req.credentials.bearer {
@@ -127,6 +131,8 @@ impl Access<'_> {
                     tracing::warn!(error = %e, "session store unavailable; refusing protected request");
                     return Err(self.deny(req, Denial::SessionStoreUnavailable, None, None));
                 }
+                // A database token is not a browser session.
+                Ok(Lookup::Active(s)) if s.db.is_some() => {}
                 Ok(Lookup::Active(s))
                     if s.sealed && s.breakglass.as_ref().is_none_or(|g| g.expires <= crate::session::now_secs()) =>
                 {
@@ -138,6 +144,11 @@ impl Access<'_> {
                         ev.session = Some(hash.clone());
                         self.grant_ended(ev, g, super::breakglass::GrantEnd::Expired);
                     }
+                }
+                Ok(Lookup::Active(s)) if s.db.is_some() => {
+                    // A database token is a credential for its database only: presented
+                    // as a session cookie it is no session (the person signs in).
+                    tracing::info!("a database token was presented as a session cookie; refused");
                 }
                 Ok(Lookup::Active(mut s)) => {
                     if !self.revalidate(req, auth, &hash, &mut s).await {
@@ -156,6 +167,113 @@ impl Access<'_> {
             }
         }
         Err(sign_in(None, false, reauth))
+    }
+
+    /// A database client's password: a database token minted for this database by
+    /// `custos db login` (a session of its own), or an OIDC access token. Anything else,
+    /// or none, is a sign-in the front end refuses and records.
+    async fn authenticate_database(
+        &self,
+        req: &Request<'_>,
+        auth: &Auth,
+        db: &crate::config::Database,
+        need_mfa: bool,
+    ) -> Result<Principal, Denial> {
+        let refused = || {
+            Denial::SignIn(Box::new(SignIn { principal: None, grant: None, need_mfa, step_up: false, reauth: None }))
+        };
+        let Some(password) = req.credentials.password else { return Err(refused()) };
+        if let Some(id) = SessionId::parse(password) {
+            let hash = id.hash();
+            match auth.store.load_by_hash(&hash).await {
+                Err(crate::session::SessionError::Corrupt) => tracing::warn!("unreadable database token record"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "session store unavailable; refusing a database sign-in");
+                    return Err(self.deny(req, Denial::SessionStoreUnavailable, None, None));
+                }
+                Ok(Lookup::Active(mut s)) if s.db.as_deref() == Some(db.name.as_str()) => {
+                    if !self.revalidate(req, auth, &hash, &mut s).await {
+                        return Err(refused());
+                    }
+                    let mfa = auth.settings.oidc.mfa.satisfied(&s.amr, s.acr.as_deref());
+                    let p = Principal { credential: Credential::Session { hash }, user: s, mfa };
+                    return self.claimed(req, p, need_mfa);
+                }
+                Ok(Lookup::IdleTimeout(s)) => self.session_ended(req, Kind::SessionIdleTimeout, &s, hash),
+                Ok(Lookup::Expired(s)) => self.session_ended(req, Kind::SessionExpired, &s, hash),
+                // Another database's token, a browser session's id, or none at all.
+                Ok(_) => {}
+            }
+            return Err(refused());
+        }
+        if auth.settings.oidc.api_audience.is_some() {
+            // The MFA rule is judged after the user name, in `claimed`.
+            let p = self.authenticate_bearer(req, auth, password, false).await?;
+            return self.claimed(req, p, need_mfa);
+        }
+        Err(refused())
+    }
+
+    /// The user name the client claimed must be the credential's subject; then the MFA
+    /// rule.
+    fn claimed(&self, req: &Request<'_>, p: Principal, need_mfa: bool) -> Result<Principal, Denial> {
+        if req.claimed_user.is_some_and(|u| u != p.user.subject) {
+            return Err(self.deny(req, Denial::UserMismatch, Some(&p), None));
+        }
+        if need_mfa && !p.mfa {
+            return Err(self.deny(req, Denial::MfaRequired(Box::new(p)), None, None));
+        }
+        Ok(p)
+    }
+
+    /// The credential of something already decided, checked again: the session still
+    /// live (its last use moved on, as a request's does), a bearer token not yet past its
+    /// `exp`. Ended: a sign-in (the front end ends the connection) or, for a token, its
+    /// refusal, recorded.
+    pub(super) async fn recheck(&self, req: &Request<'_>, held: &Principal) -> Result<Principal, Denial> {
+        let ended = || {
+            Denial::SignIn(Box::new(SignIn {
+                principal: None,
+                grant: None,
+                need_mfa: false,
+                step_up: false,
+                reauth: None,
+            }))
+        };
+        match &held.credential {
+            Credential::Bearer { expires, .. } => {
+                if crate::session::now_secs() >= *expires {
+                    return Err(self.deny(
+                        req,
+                        Denial::InvalidToken(crate::audit::Code::BearerExpired),
+                        Some(held),
+                        None,
+                    ));
+                }
+                Ok(held.clone())
+            }
+            Credential::Session { hash } => {
+                let Some(auth) = self.auth else { return Err(self.deny(req, Denial::Internal, Some(held), None)) };
+                match auth.store.load_by_hash(hash).await {
+                    Ok(Lookup::Active(s)) => {
+                        Ok(Principal { credential: held.credential.clone(), user: s, mfa: held.mfa })
+                    }
+                    Ok(Lookup::IdleTimeout(s)) => {
+                        self.session_ended(req, Kind::SessionIdleTimeout, &s, hash.clone());
+                        Err(ended())
+                    }
+                    Ok(Lookup::Expired(s)) => {
+                        self.session_ended(req, Kind::SessionExpired, &s, hash.clone());
+                        Err(ended())
+                    }
+                    Ok(Lookup::Missing) | Err(crate::session::SessionError::Corrupt) => Err(ended()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session store unavailable; refusing");
+                        Err(self.deny(req, Denial::SessionStoreUnavailable, Some(held), None))
+                    }
+                }
+            }
+        }
     }
 
     /// `Authorization: Bearer`: an access token instead of a session.

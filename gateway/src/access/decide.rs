@@ -22,17 +22,29 @@ pub fn policy_request<'a>(
     obj: &'a str,
     act: &'a str,
 ) -> crate::policy::Request<'a> {
+    question(&route.domain, &route.name, sub, groups, obj, act)
+}
+
+/// The policy's question in a domain, about a route or a database by name.
+fn question<'a>(
+    dom: &'a str,
+    name: &'a str,
+    sub: &'a str,
+    groups: &'a [String],
+    obj: &'a str,
+    act: &'a str,
+) -> crate::policy::Request<'a> {
     crate::policy::Request {
         sub,
         groups,
-        dom: &route.domain,
+        dom,
         obj,
         act,
         mfa: false,
         breakglass: false,
         client: "",
         hour: (crate::session::now_secs() / 3600 % 24) as i64,
-        route: &route.name,
+        route: name,
     }
 }
 
@@ -42,6 +54,10 @@ impl Access<'_> {
     pub async fn decide(&self, req: &Request<'_>) -> Result<Permit, Denial> {
         if req.route.is_some_and(|r| r.public) {
             return self.allow(req, None, Verdict::default()).await;
+        }
+        if let Some((held, verdict)) = req.held {
+            let p = self.recheck(req, held).await?;
+            return self.allow(req, Some(p), verdict.clone()).await;
         }
         let p = self.authenticate(req).await?;
         let (p, verdict) = self.authorize(req, p).await?;
@@ -54,6 +70,19 @@ impl Access<'_> {
         let Some(policy) = self.policy else { return Ok((p, Verdict::default())) };
         if let Some(o) = req.objection {
             return Err(self.deny(req, o.into(), Some(&p), None));
+        }
+        if let Some(db) = req.database {
+            let obj = db.object();
+            let ask = crate::policy::Request {
+                mfa: p.mfa,
+                client: req.client,
+                ..question(&db.domain, &db.name, &p.user.subject, &p.user.groups, &obj, req.action)
+            };
+            let d = policy.decide(&ask);
+            if d.allow {
+                return Ok((p, Verdict { rule: d.rule, grant: None }));
+            }
+            return Err(self.deny(req, Denial::Policy { rule: d.rule }, Some(&p), None));
         }
         let (Some(route), Some(path)) = (req.route, req.path) else {
             // With a policy, a request nobody decided is never forwarded.

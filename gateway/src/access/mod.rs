@@ -22,7 +22,7 @@ pub use record::Completion;
 
 use crate::audit::{Audit, Code, Event, Kind, Reason};
 use crate::config::path::NormPath;
-use crate::config::Route;
+use crate::config::{Database, Route};
 use crate::policy::Policy;
 use crate::session::Session;
 use std::sync::Arc;
@@ -87,6 +87,8 @@ pub struct Permit {
     pub verdict: Verdict,
     /// The decision record is durable: a completion record is owed.
     pub recorded: bool,
+    /// On a database: the index in its `roles` of the role the connection runs as.
+    pub db_role: Option<usize>,
     /// When making the decision record durable began and how long it took, since the
     /// request's start.
     pub audit_phase: Option<(Duration, Duration)>,
@@ -117,6 +119,12 @@ pub enum Denial {
     Policy { rule: Option<Arc<str>> },
     /// The decision record could not be made durable (`audit.on_failure = deny`).
     AuditUnavailable,
+    /// The user name the client gave is not the credential's subject.
+    UserMismatch,
+    /// The person holds none of the database's roles.
+    NoDatabaseRole,
+    /// The role the client asked for is not one the person holds.
+    RoleNotHeld,
 }
 
 /// A front end's reason to refuse a request on a route with a policy, judged after
@@ -170,6 +178,9 @@ impl Denial {
             Denial::MethodOverride => Code::MethodOverride,
             Denial::Policy { .. } => Code::Policy,
             Denial::AuditUnavailable => Code::AuditUnavailable,
+            Denial::UserMismatch => Code::UserMismatch,
+            Denial::NoDatabaseRole => Code::NoDatabaseRole,
+            Denial::RoleNotHeld => Code::RoleNotHeld,
         })
     }
 
@@ -197,6 +208,9 @@ pub struct Presented<'a> {
     pub bearer: Option<&'a str>,
     /// The value of the session cookie.
     pub session: Option<&'a str>,
+    /// A database client's password: a database token (`custos db login`) or an OIDC
+    /// access token.
+    pub password: Option<&'a str>,
 }
 
 /// One request to decide.
@@ -206,6 +220,17 @@ pub struct Request<'a> {
     pub route: Option<&'a Route>,
     /// The normalised path.
     pub path: Option<&'a NormPath>,
+    /// The database it is for (a database front end's request; `route` is then `None`).
+    pub database: Option<&'a Database>,
+    /// A request on something already decided (a statement on a database connection):
+    /// its principal and verdict. The credential is checked again (still live, the
+    /// session's last use moved on) and the request recorded under that verdict; the
+    /// policy is not asked again.
+    pub held: Option<(&'a Principal, &'a Verdict)>,
+    /// The user name the client gave (a database's startup): it must be the subject.
+    pub claimed_user: Option<&'a str>,
+    /// The database role the client asked for (`custos.role`).
+    pub role: Option<&'a str>,
     /// The action (the HTTP method).
     pub action: &'a str,
     /// The client's address, `""` when unknown.
@@ -215,7 +240,8 @@ pub struct Request<'a> {
     pub objection: Option<Objection>,
     /// When the request began (phases are timed from it).
     pub start: Instant,
-    /// The status a denial is answered with, for its record (the front end's table).
+    /// The status a denial is answered with, for its record (the front end's table; 0
+    /// for none: a protocol without HTTP statuses).
     pub status: fn(&Denial) -> u16,
     pub meta: &'a dyn Meta,
 }

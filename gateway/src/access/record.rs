@@ -4,6 +4,7 @@
 
 use super::{auth::actor_of, Access, Denial, Permit, Principal, Request, Verdict};
 use crate::audit::{Decision, Event, Kind, Phase, Reason};
+use crate::config::Database;
 use crate::metrics;
 use std::time::Duration;
 
@@ -23,7 +24,8 @@ pub(super) fn stamp(ev: &mut Event, p: Option<&Principal>, grant: Option<&str>) 
 /// How a permitted request ended, for its completion record.
 #[derive(Debug, Clone)]
 pub struct Completion {
-    pub status: u16,
+    /// The HTTP status (`None` for a protocol without them).
+    pub status: Option<u16>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration: Duration,
@@ -33,6 +35,9 @@ pub struct Completion {
     /// its response header.
     pub audit_phase: Option<(Duration, Duration)>,
     pub upstream_phase: Option<(Duration, Duration)>,
+    /// A database statement's rows returned or affected, and its SQLSTATE.
+    pub rows: Option<u64>,
+    pub sqlstate: Option<String>,
 }
 
 impl Access<'_> {
@@ -41,6 +46,19 @@ impl Access<'_> {
         let mut ev = meta.event(kind);
         stamp(&mut ev, p, grant);
         ev
+    }
+
+    /// Records a front end's own refusal of a request (a rule of its protocol: a
+    /// statement that does not parse, a plaintext connection), with who asked when known,
+    /// and counts it.
+    pub fn refused(&self, meta: &dyn super::Meta, p: Option<&Principal>, reason: Reason) {
+        if let Some(audit) = self.audit {
+            let mut ev = Self::event(meta, Kind::AccessDecision, p, None);
+            ev.decision = Some(Decision::Deny);
+            ev.reason = Some(reason);
+            audit.append_refusal(ev);
+        }
+        metrics::DENIED.inc();
     }
 
     /// Records `d` (who asked: `p`, or the one the denial carries) and counts it; a
@@ -56,7 +74,11 @@ impl Access<'_> {
             if let Denial::Policy { rule } = &d {
                 ev.rule = Some(rule.as_deref().unwrap_or("default deny").to_string());
             }
-            ev.status = Some((req.status)(&d));
+            let status = (req.status)(&d);
+            ev.status = (status != 0).then_some(status);
+            if let Some(db) = req.database {
+                ev.database = Some(db.name.clone());
+            }
             audit.append_refusal(ev);
         }
         metrics::DENIED.inc();
@@ -73,7 +95,14 @@ impl Access<'_> {
         verdict: Verdict,
     ) -> Result<Permit, Denial> {
         metrics::ALLOWED.inc();
-        let mut permit = Permit { principal, verdict, recorded: false, audit_phase: None };
+        let db_role = match req.database {
+            Some(db) if req.held.is_none() => match self.pick_role(db, req.role, principal.as_ref()) {
+                Ok(i) => Some(i),
+                Err(d) => return Err(self.deny(req, d, principal.as_ref(), None)),
+            },
+            _ => None,
+        };
+        let mut permit = Permit { principal, verdict, recorded: false, audit_phase: None, db_role };
         let Some(audit) = self.audit else {
             return Ok(permit);
         };
@@ -86,7 +115,12 @@ impl Access<'_> {
             .rule
             .as_deref()
             .map(str::to_string)
-            .or_else(|| req.route.map(|r| format!("route:{}", r.name)));
+            .or_else(|| req.route.map(|r| format!("route:{}", r.name)))
+            .or_else(|| req.database.map(|d| format!("database:{}", d.name)));
+        if let Some(db) = req.database {
+            ev.database = Some(db.name.clone());
+            ev.db_role = permit.db_role.and_then(|i| db.roles.get(i)).map(|r| r.role.clone());
+        }
         let began = req.start.elapsed();
         let result = audit.append_durable(ev).await;
         permit.audit_phase = Some((began, req.start.elapsed() - began));
@@ -108,12 +142,35 @@ impl Access<'_> {
         }
     }
 
+    /// The database role a connection runs as: the one asked for, if the person holds
+    /// it; else the first of the database's roles (least privileged first) they hold.
+    /// Who holds a role is the policy's role graph; without a policy, only the first
+    /// role is anyone's.
+    fn pick_role(&self, db: &Database, asked: Option<&str>, p: Option<&Principal>) -> Result<usize, Denial> {
+        let holds = |role: &str| match (self.policy, p) {
+            (Some(policy), Some(p)) => policy.holds_role(&p.user.subject, &p.user.groups, role, &db.domain),
+            (None, _) => db.roles.first().is_some_and(|r| r.role == role),
+            (Some(_), None) => false,
+        };
+        match asked {
+            Some(name) => db
+                .roles
+                .iter()
+                .position(|r| r.role == name)
+                .filter(|&i| holds(&db.roles[i].role))
+                .ok_or(Denial::RoleNotHeld),
+            None => db.roles.iter().position(|r| holds(&r.role)).ok_or(Denial::NoDatabaseRole),
+        }
+    }
+
     /// Appends the completion record of a permitted request whose decision record is
     /// durable.
     pub fn complete(&self, meta: &dyn super::Meta, permit: (Option<&Principal>, &Verdict), done: Completion) {
         let Some(audit) = self.audit else { return };
         let mut ev = Self::event(meta, Kind::AccessCompleted, permit.0, permit.1.grant.as_deref());
-        ev.status = Some(done.status);
+        ev.status = done.status;
+        ev.rows = done.rows;
+        ev.sqlstate = done.sqlstate;
         ev.bytes_in = Some(done.bytes_in);
         ev.bytes_out = Some(done.bytes_out);
         ev.duration_ms = Some(done.duration.as_secs_f64() * 1000.0);

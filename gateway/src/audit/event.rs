@@ -88,6 +88,14 @@ super::reason::vocabulary! {
         /// Dead letters were delivered on `custos audit redeliver` (`sink`, `count`,
         /// `first_seq`, `last_seq`).
         AuditRedelivered = "audit.redelivered",
+        /// A database token was issued after a browser sign-in (`custos db login`): `actor`,
+        /// `database`, `session` (the new token's hash), `from_session` (the hash of the
+        /// browser session it was made from), `mfa`, `reason` (`loopback` or `device`).
+        DbTokenIssued = "db.token_issued",
+        /// A step of a database sign-in was refused (`database`, `reason`: `database`,
+        /// `loopback`, `verifier`, `code`, `device`, `device_confirmed`, `mfa`,
+        /// `session_ended`, `csrf`, `login_rate`, `malformed`).
+        DbLoginRefused = "db.login_refused",
 }
 }
 
@@ -230,6 +238,37 @@ pub struct Event {
     /// What a `breakglass.alert` says (the alert object receivers get).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<serde_json::Value>,
+    /// The database (its `[[databases]]` name) a record is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// SHA-256 of the session a credential was made from (a database token's browser
+    /// session); never the id itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_session: Option<String>,
+    /// The database connection's id (the same on all its records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// The upstream role the connection runs as (`[databases.roles]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_role: Option<String>,
+    /// What a statement does (`select`, `insert`, `copy_to`, …), from its parse tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verb: Option<String>,
+    /// The relations and functions a statement touches, as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
+    /// The statement's fingerprint (literal values never change it, nor appear in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Rows a statement returned or affected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// The SQLSTATE a statement or connection ended with (`00000`: success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    /// Startup parameters a client sent that were not passed on (their names only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filtered: Vec<String>,
 }
 
 impl Event {
@@ -277,6 +316,16 @@ impl Event {
             first_seq: None,
             last_seq: None,
             alert: None,
+            database: None,
+            from_session: None,
+            connection: None,
+            db_role: None,
+            verb: None,
+            objects: Vec::new(),
+            fingerprint: None,
+            rows: None,
+            sqlstate: None,
+            filtered: Vec::new(),
         }
     }
 }

@@ -160,6 +160,24 @@ vocabulary! {
     UpstreamClosed = "upstream_closed",
     PolicyReload = "policy_reload",
     Shutdown = "shutdown",
+    // The PostgreSQL front end.
+    Plaintext = "plaintext",
+    UnknownDatabase = "unknown_database",
+    ClientEncoding = "client_encoding",
+    Replication = "replication",
+    ProtocolVersion = "protocol_version",
+    ProtocolViolation = "protocol_violation",
+    UserMismatch = "user_mismatch",
+    AuthRate = "auth_rate",
+    NoDatabaseRole = "no_database_role",
+    RoleNotHeld = "role_not_held",
+    TooManyConnections = "too_many_connections",
+    UpstreamRefused = "upstream_refused",
+    Unparseable = "unparseable",
+    StatementTooLarge = "statement_too_large",
+    FunctionCall = "function_call",
+    UnknownStatement = "unknown_statement",
+    NotRun = "not_run",
     // Emergency access.
     Declared = "declared",
     SealedLink = "sealed_link",
@@ -192,6 +210,13 @@ vocabulary! {
     Sigint = "SIGINT",
     Sigterm = "SIGTERM",
     SigtermGraceOver = "SIGTERM, grace period over",
+    // Database sign-ins refused (`db.login_refused`) and how tokens were handed over
+    // (`db.token_issued`).
+    Database = "database",
+    Loopback = "loopback",
+    Verifier = "verifier",
+    Device = "device",
+    DeviceConfirmed = "device_confirmed",
 }
 }
 

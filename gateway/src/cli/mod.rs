@@ -8,6 +8,7 @@
 mod admin;
 mod audit;
 mod certs;
+mod db;
 mod policy;
 mod serve;
 
@@ -58,6 +59,12 @@ enum Command {
         command: admin::BreakglassCommand,
         #[command(flatten)]
         admin: admin::AdminArgs,
+    },
+    /// Databases through the gateway: `custos db login DATABASE` signs you in in the
+    /// browser and saves a database token for psql.
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
     },
     /// casbin policies: test them like code.
     Policy {
@@ -145,6 +152,7 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Audit { command } => audit::run(command),
         Command::Certs { command } => certs::run(command),
         Command::Policy { command } => policy::run(command),
+        Command::Db { command } => db::run(command),
         Command::Session { command, admin } => admin::session(command, &admin),
         Command::Breakglass { command, admin } => admin::breakglass(command, &admin),
         Command::AdminToken { name } => admin::admin_token(&name),

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod audit;
 pub mod breakglass;
 pub mod clock;
+pub mod databases;
 mod error;
 pub mod hash;
 pub mod headers;
@@ -32,6 +33,7 @@ mod tests;
 pub mod upstream_identity;
 
 pub use audit::AuditSettings;
+pub use databases::{Database, DbLimits, DbRole, DbTls, DbTlsMode, PostgresSettings};
 pub use error::ConfigError;
 pub use headers::HeaderSettings;
 pub use limits::{Limits, MAX_HEADER_BYTES};
@@ -72,6 +74,10 @@ pub struct Config {
     /// Emergency access.
     pub breakglass: Option<Arc<breakglass::Settings>>,
     pub routes: Vec<Route>,
+    /// The PostgreSQL front end (`listen.postgres` and `[postgres]`); `None`: off.
+    pub postgres: Option<PostgresSettings>,
+    /// `[[databases]]`: empty exactly when `postgres` is `None`.
+    pub databases: Vec<Database>,
 }
 
 impl Config {
@@ -220,6 +226,21 @@ impl Validator<'_> {
             .ok_or_else(|| self.err(key, "holds no PEM private key"))
     }
 
+    /// Refuses a key that does not match its certificate now, not at the first handshake.
+    fn key_matches(
+        &self,
+        key: &str,
+        pk: &PrivateKeyDer<'static>,
+        certs: &[CertificateDer<'static>],
+        cert_key: &str,
+    ) -> Result<(), ConfigError> {
+        let signing = rustls::crypto::ring::sign::any_supported_type(pk)
+            .map_err(|e| self.err(key, format!("unusable private key: {e}")))?;
+        rustls::sign::CertifiedKey::new(certs.to_vec(), signing)
+            .keys_match()
+            .map_err(|_| self.err(key, format!("does not match the certificate in {cert_key}")))
+    }
+
     /// The sections in a fixed order: the first error found is the one reported.
     fn validate(&self, raw: schema::File) -> Result<Config, ConfigError> {
         let server = self.server(&raw.server)?;
@@ -236,6 +257,12 @@ impl Validator<'_> {
         if let Some(a) = &auth {
             self.routes_on_session_host(&routes, a)?;
         }
+        let taken = [
+            ("listen.http", listen_http),
+            ("listen.tls.addr", listen_tls.as_ref().map(|t| t.addr)),
+            ("admin.listen", admin),
+        ];
+        let (postgres, databases) = self.databases(&raw, listen_tls.as_ref(), &taken, auth.as_ref())?;
         let policy = self.policy(raw.policy.as_ref(), auth.is_some())?;
         let breakglass = self.breakglass(raw.breakglass.as_ref(), policy.as_ref(), audit.enabled)?;
         if auth.is_none() {
@@ -256,6 +283,8 @@ impl Validator<'_> {
             policy,
             breakglass,
             routes,
+            postgres,
+            databases,
         })
     }
 

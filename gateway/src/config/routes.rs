@@ -44,6 +44,8 @@ pub struct Route {
     pub underscore_headers: Vec<http::HeaderName>,
     /// WebSocket upgrades are tunnelled (else refused).
     pub websocket: bool,
+    /// The route serves ePHI (`ephi`, default true): what reports and guardrails read.
+    pub ephi: bool,
     pub limits: Limits,
 }
 
@@ -263,6 +265,7 @@ impl Validator<'_> {
             domain: r.domain.clone().unwrap_or_default(),
             audit_query: r.audit_query,
             websocket: r.websocket,
+            ephi: r.ephi,
             limits,
         })
     }

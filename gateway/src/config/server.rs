@@ -73,13 +73,7 @@ impl Validator<'_> {
                 let addr = self.socket_addr("listen.tls.addr", &t.addr)?;
                 let cert_chain = self.certs("listen.tls.cert", &t.cert)?;
                 let key = self.key("listen.tls.key", &t.key)?;
-                // Refuse a key that does not match the certificate now, not at the
-                // first handshake.
-                let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-                    .map_err(|e| self.err("listen.tls.key", format!("unusable private key: {e}")))?;
-                rustls::sign::CertifiedKey::new(cert_chain.clone(), signing)
-                    .keys_match()
-                    .map_err(|_| self.err("listen.tls.key", "does not match the certificate in listen.tls.cert"))?;
+                self.key_matches("listen.tls.key", &key, &cert_chain, "listen.tls.cert")?;
                 Some(TlsListener { addr, cert_chain, key: Arc::new(key), http2: t.http2 })
             }
         };

@@ -55,6 +55,7 @@ impl Fixture {
 
 const LISTEN: &str = "[listen]\nhttp = \"127.0.0.1:0\"\n";
 const ROUTE: &str = "[[routes]]\npublic = true\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\n";
+const RO: &str = "readers = \"ehr_ro\"\n";
 const SESSION: &str = "[session]\nredis_url = \"redis://127.0.0.1:1/\"\n";
 
 /// An `[oidc]` table with `extra` lines.
@@ -78,6 +79,23 @@ fn breakglass(extra: &str) -> String {
     )
 }
 
+/// A `[[databases]]` entry named `ehr` with `keys` (after its name, host and password),
+/// `roles` as its `[databases.roles]` lines, then `tables`.
+fn db(keys: &str, roles: &str, tables: &str) -> String {
+    format!(
+        "[[databases]]\nname = \"ehr\"\nhost = \"127.0.0.1\"\npassword = {{ file = \"secret\" }}\n{keys}[databases.roles]\n{roles}{tables}"
+    )
+}
+
+/// The PostgreSQL front end on a loopback plaintext listener, with sign-in, `[postgres]`
+/// lines and the `[[databases]]` in `dbs`.
+fn pg(postgres: &str, dbs: &str) -> String {
+    format!(
+        "{LISTEN}postgres = \"127.0.0.1:6432\"\n{}{SESSION}[postgres]\nallow_plaintext = true\n{postgres}{ROUTE}{dbs}",
+        oidc("")
+    )
+}
+
 fn tls(key: &str) -> String {
     format!("[listen.tls]\naddr = \"127.0.0.1:0\"\ncert = \"server.pem\"\nkey = {key}\n{ROUTE}")
 }
@@ -86,6 +104,7 @@ fn tls(key: &str) -> String {
 fn each_error_names_its_key() {
     let f = Fixture::new();
     let alert = |lines: &str| breakglass(&format!("[[breakglass.alerts]]\nurl = {lines}"));
+    let ehr = db("", RO, "[databases.tls]\nmode = \"disable\"\n");
     let cases: Vec<(&str, String, &str)> = vec![
         // Unknown, missing and mistyped keys (the schema).
         ("unknown key", format!("[listen]\nhttp = \"127.0.0.1:0\"\nhtpp = \"x\"\n{ROUTE}"), "listen.htpp"),
@@ -259,12 +278,96 @@ fn each_error_names_its_key() {
         ),
         ("a spool limit below four segments", format!("{LISTEN}[audit]\nspool_max_bytes = 100000\n{ROUTE}"), "audit.spool_max_bytes"),
         ("audit queue", format!("{LISTEN}[audit]\nqueue_limit = 100000000\n{ROUTE}"), "audit.queue_limit"),
+        // listen.postgres, [postgres], [[databases]]
+        ("route ephi not a boolean", format!("{LISTEN}{ROUTE}ephi = \"no\"\n"), "routes[0].ephi"),
+        ("postgres listener without TLS", pg("", &ehr).replace("allow_plaintext = true", "allow_plaintext = false"), "listen.postgres"),
+        ("plaintext off loopback", pg("", &ehr).replace("127.0.0.1:6432", "0.0.0.0:6432"), "postgres.allow_plaintext"),
+        ("bad postgres address", pg("", &ehr).replace("127.0.0.1:6432", "localhost:6432"), "listen.postgres"),
+        ("postgres on the http address", pg("", &ehr).replace("127.0.0.1:6432", "127.0.0.1:0"), "listen.postgres"),
+        (
+            "postgres listener without sign-in",
+            format!("{LISTEN}postgres = \"127.0.0.1:6432\"\n[postgres]\nallow_plaintext = true\n{ROUTE}{ehr}"),
+            "listen.postgres",
+        ),
+        ("postgres listener without databases", pg("", ""), "databases"),
+        ("databases without a listener", signed_in("", &format!("{ROUTE}{ehr}")), "listen.postgres"),
+        ("[postgres] without a listener", signed_in("[postgres]\n", ROUTE), "listen.postgres"),
+        ("no cancels", pg("cancels_per_minute = 0\n", &ehr), "postgres.cancels_per_minute"),
+        ("auth failures beyond the bound", pg("auth_failures_per_minute = 1000000\n", &ehr), "postgres.auth_failures_per_minute"),
+        ("unknown database key", pg("", &db("hots = \"x\"\n", RO, "")), "databases[0].hots"),
+        ("database name with a space", pg("", &db("", RO, "").replace("\"ehr\"", "\"ehr main\"")), "databases[0].name"),
+        ("duplicate database name", pg("", &format!("{ehr}{ehr}")), "databases[1].name"),
+        ("port zero", pg("", &db("port = 0\n", RO, "")), "databases[0].port"),
+        ("no roles", pg("", &db("", "", "")), "databases[0].roles"),
+        ("roles missing", pg("", &db("", RO, "").replace("[databases.roles]\nreaders = \"ehr_ro\"\n", "")), "databases[0].roles"),
+        (
+            "a role with no password",
+            pg("", &db("", RO, "").replace("password = { file = \"secret\" }\n", "")),
+            "databases[0].roles.readers.password",
+        ),
+        ("a role table without user", pg("", &db("", "dba = { password = { file = \"secret\" } }\n", "")), "databases[0].roles.dba.user"),
+        ("a role table with a typo", pg("", &db("", "dba = { user = \"a\", pasword = 1 }\n", "")), "databases[0].roles.dba.pasword"),
+        (
+            "an unset role password",
+            pg("", &db("", "dba = { user = \"a\", password = { env = \"CUSTOS_TEST_UNSET_PW\" } }\n", "")),
+            "databases[0].roles.dba.password",
+        ),
+        (
+            "an unset database password",
+            pg("", &db("", RO, "").replace("{ file = \"secret\" }", "{ env = \"CUSTOS_TEST_UNSET_PW\" }")),
+            "databases[0].password",
+        ),
+        (
+            "idle longer than the lifetime",
+            pg("", &db("session_idle_timeout_secs = 600\nsession_absolute_timeout_secs = 300\n", RO, "")),
+            "databases[0].session_absolute_timeout_secs",
+        ),
+        ("idle within the touch interval", pg("", &db("session_idle_timeout_secs = 30\n", RO, "")), "databases[0].session_idle_timeout_secs"),
+        ("bad tls mode", pg("", &db("", RO, "[databases.tls]\nmode = \"verify-ca\"\n")), "databases[0].tls.mode"),
+        ("missing CA file", pg("", &db("", RO, "[databases.tls]\nca = \"no-such-ca.pem\"\n")), "databases[0].tls.ca"),
+        ("CA file without a certificate", pg("", &db("", RO, "[databases.tls]\nca = \"secret\"\n")), "databases[0].tls.ca"),
+        (
+            "CA with mode disable",
+            pg("", &db("", RO, "[databases.tls]\nmode = \"disable\"\nca = \"server.pem\"\n")),
+            "databases[0].tls.ca",
+        ),
+        (
+            "CA with mode require",
+            pg("", &db("", RO, "[databases.tls]\nmode = \"require\"\nca = \"server.pem\"\n")),
+            "databases[0].tls.ca",
+        ),
+        ("client_cert without client_key", pg("", &db("", RO, "[databases.tls]\nclient_cert = \"server.pem\"\n")), "databases[0].tls.client_key"),
+        (
+            "client key of another certificate",
+            pg("", &db("", RO, "[databases.tls]\nclient_cert = \"server.pem\"\nclient_key = { file = \"other-key.pem\" }\n")),
+            "databases[0].tls.client_key",
+        ),
+        ("verify-full on a host no certificate names", pg("", &db("", RO, "").replace("127.0.0.1", "db..internal")), "databases[0].host"),
+        ("no connections", pg("", &db("", RO, "[databases.limits]\nmax_connections = 0\n")), "databases[0].limits.max_connections"),
+        (
+            "more per person than in all",
+            pg("", &db("", RO, "[databases.limits]\nmax_connections = 5\nmax_connections_per_user = 6\n")),
+            "databases[0].limits.max_connections_per_user",
+        ),
+        ("empty statements only", pg("", &db("", RO, "[databases.limits]\nmax_statement_bytes = 0\n")), "databases[0].limits.max_statement_bytes"),
+        ("no time to connect", pg("", &db("", RO, "[databases.limits]\nconnect_timeout_secs = 0\n")), "databases[0].limits.connect_timeout_secs"),
+        (
+            "a week-long statement",
+            pg("", &db("", RO, "[databases.limits]\nstatement_timeout_secs = 31536000\n")),
+            "databases[0].limits.statement_timeout_secs",
+        ),
     ];
     for (name, text, key) in &cases {
         f.error(name, text, Some(key));
     }
     // What a config without mistakes in it gives, as a control.
-    for ok in [format!("{LISTEN}{ROUTE}"), signed_in("", ROUTE), tls("{ file = \"server-key.pem\" }")] {
+    for ok in [
+        format!("{LISTEN}{ROUTE}"),
+        signed_in("", ROUTE),
+        tls("{ file = \"server-key.pem\" }"),
+        pg("", &ehr),
+        pg("", &db("", RO, "")),
+    ] {
         if let Err(e) = f.load(&ok) {
             panic!("refused: {e}\n{ok}");
         }
@@ -304,4 +407,63 @@ fn a_later_check_is_put_at_its_key() {
     let line = text.lines().position(|l| l.starts_with("policy =")).map(|i| i + 1);
     assert_eq!((e.key.as_str(), e.line), ("policy.policy", line), "{e}");
     assert!(Path::new(&e.file) == f.file());
+}
+
+/// Every `[[databases]]` key as the README documents it, read back: the roles in the
+/// order written, each password its own or the database's, the TLS files loaded.
+#[test]
+fn a_full_database_reads_back() {
+    let f = Fixture::new();
+    std::fs::write(f.dir.path().join("admin-pw"), "admin-secret\n").expect("a password file");
+    let text = format!(
+        "{}[listen.tls]\naddr = \"127.0.0.1:1\"\ncert = \"server.pem\"\nkey = {{ file = \"server-key.pem\" }}\n{}{SESSION}idle_timeout_secs = 600\n{ROUTE}ephi = false\n[postgres]\nauth_failures_per_minute = 3\ncancels_per_minute = 7\n{}",
+        LISTEN.replace("[listen]\n", "[listen]\npostgres = \"0.0.0.0:6432\"\n"),
+        oidc(""),
+        "[[databases]]\nname = \"ehr-main\"\nhost = \"db.internal\"\nport = 5433\ndbname = \"ehr\"\nresource = \"pg\"\ndomain = \"cardiology\"\nephi = false\nrequire_mfa = false\nsession_idle_timeout_secs = 300\nsession_absolute_timeout_secs = 28800\nuser = \"custos\"\npassword = { file = \"secret\" }\n[databases.tls]\nmode = \"verify-full\"\nca = \"server.pem\"\nclient_cert = \"server.pem\"\nclient_key = { file = \"server-key.pem\" }\n[databases.roles]\nreaders = \"ehr_ro\"\ndba = { user = \"ehr_admin\", password = { file = \"admin-pw\" } }\nanalysts = { user = \"ehr_an\" }\n[databases.limits]\nmax_connections_per_user = 2\nmax_connections = 20\nstatement_timeout_secs = 0\nmax_statement_bytes = 4096\nconnect_timeout_secs = 9\n[[databases]]\nname = \"lab\"\nhost = \"127.0.0.1\"\n[databases.roles]\nz = { user = \"lab_z\", password = { file = \"secret\" } }\n",
+    );
+    let cfg = f.load(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let p = cfg.postgres.as_ref().expect("the PostgreSQL listener");
+    assert_eq!(p.listen, "0.0.0.0:6432".parse().expect("an address"));
+    assert_eq!((p.allow_plaintext, p.auth_failures_per_minute, p.cancels_per_minute), (false, 3, 7));
+    assert!(!cfg.routes[0].ephi);
+    let [d, lab] = cfg.databases.as_slice() else { panic!("two databases: {:?}", cfg.databases) };
+    assert_eq!((d.name.as_str(), d.host.as_str(), d.port, d.dbname.as_str()), ("ehr-main", "db.internal", 5433, "ehr"));
+    assert_eq!(
+        (d.object(), d.domain.as_str(), d.ephi, d.require_mfa),
+        ("pg:ehr-main".into(), "cardiology", false, Some(false))
+    );
+    assert_eq!((d.idle_timeout.as_secs(), d.absolute_timeout.as_secs()), (300, 28800));
+    let (user, pw) = d.check_user.as_ref().expect("the readiness login");
+    assert_eq!((user.as_str(), pw.expose()), ("custos", &b"a-client-secret"[..]));
+    assert_eq!(d.tls.mode, super::DbTlsMode::VerifyFull);
+    assert_eq!((d.tls.ca.len(), d.tls.client.as_ref().map(|(c, _)| c.len())), (1, Some(1)));
+    let roles: Vec<_> = d.roles.iter().map(|r| (r.role.as_str(), r.user.as_str(), r.password.expose())).collect();
+    assert_eq!(
+        roles,
+        [
+            ("readers", "ehr_ro", &b"a-client-secret"[..]),
+            ("dba", "ehr_admin", &b"admin-secret"[..]),
+            ("analysts", "ehr_an", &b"a-client-secret"[..]),
+        ]
+    );
+    let l = d.limits;
+    assert_eq!((l.max_connections_per_user, l.max_connections, l.statement_timeout), (2, 20, None));
+    assert_eq!((l.max_statement_bytes, l.connect_timeout.as_secs()), (4096, 9));
+    // The second takes every default (its password its role's own; no readiness login).
+    assert_eq!((lab.port, lab.dbname.as_str(), lab.object(), lab.domain.as_str()), (5432, "lab", "db:lab".into(), ""));
+    assert_eq!((lab.ephi, lab.require_mfa, lab.check_user.is_none()), (true, None, true));
+    assert_eq!((lab.idle_timeout.as_secs(), lab.absolute_timeout.as_secs()), (600, 43200));
+    assert_eq!(
+        (lab.tls.mode, lab.tls.ca.is_empty(), lab.tls.client.is_none()),
+        (super::DbTlsMode::VerifyFull, true, true)
+    );
+    assert_eq!(lab.limits, super::DbLimits::default());
+    assert_eq!(lab.limits.statement_timeout.map(|t| t.as_secs()), Some(300));
+    assert_eq!((lab.limits.max_statement_bytes, lab.limits.max_connections_per_user), (1 << 20, 10));
+    // Nothing secret is in the Debug form others log.
+    let shown = format!("{:?}", cfg.databases);
+    assert!(!shown.contains("secret") && !shown.contains("PRIVATE"), "{shown}");
+    // A config without the front end has none, and routes hold ePHI by default.
+    let plain = f.load(&format!("{LISTEN}{ROUTE}")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(plain.postgres.is_none() && plain.databases.is_empty() && plain.routes[0].ephi);
 }

@@ -75,6 +75,7 @@ impl Gateway {
         Presented {
             bearer: super::auth::bearer_token(req),
             session: cookies::get(req, &auth.settings.session.cookie_name),
+            password: None,
         }
     }
 
@@ -107,6 +108,10 @@ impl Gateway {
                 credentials: if public { Presented::default() } else { self.presented(head) },
                 route: ctx.route.as_deref().map(|r| &r.route),
                 path: ctx.path.as_ref(),
+                database: None,
+                held: None,
+                claimed_user: None,
+                role: None,
                 action: head.method.as_str(),
                 client: &client,
                 objection,
@@ -138,6 +143,10 @@ impl Gateway {
                 credentials: self.presented(head),
                 route: ctx.route.as_deref().map(|r| &r.route),
                 path: ctx.path.as_ref(),
+                database: None,
+                held: None,
+                claimed_user: None,
+                role: None,
                 action: head.method.as_str(),
                 client: "",
                 objection: None,

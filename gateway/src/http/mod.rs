@@ -78,7 +78,12 @@ impl Gateway {
             a.store.start_subscriber();
         }
         Gateway {
-            endpoints: endpoints::Table::new(auth.as_deref(), cfg.breakglass.is_some(), policy.is_some()),
+            endpoints: endpoints::Table::new(
+                auth.as_deref(),
+                cfg.breakglass.is_some(),
+                policy.is_some(),
+                endpoints::dblogin::targets(cfg),
+            ),
             router: Router::new(&cfg.routes),
             limits: cfg.limits,
             headers: cfg.headers.clone(),
@@ -406,13 +411,15 @@ impl ProxyHttp for Gateway {
         if ctx.allowed {
             let start = ctx.timings.start;
             let done = crate::access::Completion {
-                status,
+                status: Some(status),
                 bytes_in: ctx.body_bytes,
                 bytes_out: session.body_bytes_sent() as u64,
                 duration: start.elapsed(),
                 reason: ctx.refusal.map(|r| r.code().into()).or(ctx.tunnel_closed.map(crate::audit::Reason::named)),
                 audit_phase: ctx.timings.audit,
                 upstream_phase: ctx.timings.upstream.map(|(s, d)| (s, d.unwrap_or_else(|| start.elapsed() - s))),
+                rows: None,
+                sqlstate: None,
             };
             let meta = enforce::Meta { session, ctx };
             self.access().complete(&meta, (ctx.principal.as_ref(), &ctx.verdict), done);

@@ -164,6 +164,10 @@ pub fn refusal_of(d: &access::Denial) -> Refusal {
         access::Denial::MethodOverride => Refusal::MethodOverride,
         access::Denial::Policy { .. } => Refusal::PolicyDenied,
         access::Denial::AuditUnavailable => Refusal::AuditUnavailable,
+        // Database refusals: never made for an HTTP request.
+        access::Denial::UserMismatch | access::Denial::NoDatabaseRole | access::Denial::RoleNotHeld => {
+            Refusal::Internal
+        }
     }
 }
 

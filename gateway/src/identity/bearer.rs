@@ -181,6 +181,8 @@ impl Identity {
             validated: 0,
             breakglass: None,
             sealed: false,
+            db: None,
+            lifetime: None,
         });
         let claims = Arc::new(BearerClaims {
             subject,

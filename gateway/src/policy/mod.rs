@@ -158,6 +158,12 @@ impl Policy {
         self.current.load().decide_as(r, &self.group_roles)
     }
 
+    /// Whether `sub` (with `groups`) holds `role` in `dom` by the policy's role graph
+    /// (`g` lines), directly or through a group.
+    pub fn holds_role(&self, sub: &str, groups: &[String], role: &str, dom: &str) -> bool {
+        self.current.load().holds_role(sub, groups, role, dom, &self.group_roles)
+    }
+
     pub fn swap(&self, set: PolicySet) {
         self.current.store(Arc::new(set));
         self.reloads.send_modify(|n| *n += 1);

@@ -132,6 +132,29 @@ impl PolicySet {
         }
     }
 
+    /// Whether `sub` or one of its groups (as [`PolicySet::decide_as`] names them) holds
+    /// `role` in `dom`. A user named like a role holds nothing.
+    pub fn holds_role(
+        &self,
+        sub: &str,
+        groups: &[String],
+        role: &str,
+        dom: &str,
+        group_roles: &std::collections::BTreeMap<String, String>,
+    ) -> bool {
+        if sub.starts_with(GROUP_PREFIX) || sub == BREAKGLASS_SUBJECT || self.roles.contains(sub) {
+            return false;
+        }
+        let rm = self.enforcer.get_role_manager();
+        let rm = rm.read();
+        let linked = |who: &str| who == role || rm.has_link(who, role, Some(dom)) || rm.has_link(who, role, None);
+        linked(sub)
+            || groups.iter().any(|g| match group_roles.get(g) {
+                Some(r) => linked(r),
+                None => linked(&format!("{GROUP_PREFIX}{g}")),
+            })
+    }
+
     /// The part of the policy that decides `act`: itself for a request's method, the
     /// action's own part for a gateway action (`None`, denied, when no rule names it).
     fn part(&self, act: &str) -> Option<&PolicySet> {

@@ -12,9 +12,11 @@
 //! too, under a hash of their `state`, single-use ([`login`]). Every end of a session
 //! is announced on the session-end channel ([`ended`]), so that what a session holds
 //! open closes with it on every gateway. A session may carry an emergency grant
-//! ([`grant`]: the record only).
+//! ([`grant`]: the record only). A database token (`custos db login`) is a session of
+//! its own, with its database's timeouts in its record ([`dbtoken`]).
 
 pub mod cache;
+pub mod dbtoken;
 pub mod ended;
 pub mod grant;
 pub mod id;
@@ -29,7 +31,7 @@ pub use grant::Grant;
 pub use id::SessionId;
 pub use kv::{Kv, Space, StoreConfig};
 pub use login::PendingLogin;
-pub use record::{judge, Lookup, RefreshToken, Revalidation, Session, Timeouts, ENDED_GRACE_SECS};
+pub use record::{judge, Lifetime, Lookup, RefreshToken, Revalidation, Session, Timeouts, ENDED_GRACE_SECS};
 pub use store::SessionStore;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -45,6 +45,33 @@ pub struct Session {
     /// Made by a sealed emergency link: the session lives only as long as its grant.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sealed: bool,
+    /// A database token (`custos db login`): the name of the database it reaches. Such a
+    /// session is a credential for that database only, never a browser's session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<String>,
+    /// The record's own idle timeout and absolute lifetime (a database token has its
+    /// database's); without them the store's apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<Lifetime>,
+}
+
+/// A session's own timeouts, in seconds, kept in its record so that every gateway judges
+/// it the same way whatever its own `[session]` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifetime {
+    pub idle_secs: u64,
+    pub absolute_secs: u64,
+}
+
+impl Session {
+    /// The idle timeout and absolute lifetime (seconds) that apply to this record: its
+    /// own, else the store's.
+    pub fn limits(&self, t: &Timeouts) -> (u64, u64) {
+        match self.lifetime {
+            Some(l) => (l.idle_secs, l.absolute_secs),
+            None => (t.idle.as_secs(), t.absolute.as_secs()),
+        }
+    }
 }
 
 /// What re-validation keeps per session, in its own key.
@@ -90,10 +117,12 @@ pub use crate::config::session::Timeouts;
 /// find it and record *why* it ended (idle or expired); it is never accepted then.
 pub const ENDED_GRACE_SECS: u64 = 300;
 
-/// The decision on a stored record at time `now`, and the TTL it has left.
+/// The decision on a stored record at time `now`, and the TTL it has left. A record with
+/// its own [`Lifetime`] is judged by it, not by `t`.
 pub fn judge(s: &Session, now: u64, t: &Timeouts) -> (Option<Lookup>, u64) {
-    let absolute_end = s.created + t.absolute.as_secs();
-    let idle_end = s.last_seen + t.idle.as_secs();
+    let (idle, absolute) = s.limits(t);
+    let absolute_end = s.created + absolute;
+    let idle_end = s.last_seen + idle;
     if now >= absolute_end {
         return (Some(Lookup::Expired(Box::new(s.clone()))), 0);
     }
@@ -123,6 +152,8 @@ impl Session {
             validated: 0,
             breakglass: None,
             sealed: false,
+            db: None,
+            lifetime: None,
         }
     }
 }
@@ -148,5 +179,30 @@ mod tests {
         assert!(matches!(judge(&s(0, 43_000), 43_200, &t).0, Some(Lookup::Expired(_))));
         // The TTL never outlives the absolute end.
         assert_eq!(judge(&s(0, 43_000), 43_100, &t), (None, 100));
+    }
+
+    #[test]
+    fn a_record_with_its_own_lifetime_is_judged_by_it() {
+        let t = Timeouts {
+            idle: Duration::from_secs(900),
+            absolute: Duration::from_secs(43_200),
+            touch_interval: Duration::from_secs(60),
+        };
+        let mut own = s(0, 0);
+        own.lifetime = Some(Lifetime { idle_secs: 60, absolute_secs: 3_600 });
+        assert_eq!(judge(&own, 59, &t), (None, 1));
+        assert!(matches!(judge(&own, 60, &t).0, Some(Lookup::IdleTimeout(_))), "the store's 900 s applied");
+        own.last_seen = 3_590;
+        assert!(matches!(judge(&own, 3_600, &t).0, Some(Lookup::Expired(_))), "the store's 12 h applied");
+        // Longer than the store's too.
+        own.lifetime = Some(Lifetime { idle_secs: 2_000, absolute_secs: 50_000 });
+        own.last_seen = 43_000;
+        assert_eq!(judge(&own, 43_300, &t), (None, 1_700));
+        // Round trip: a record without them reads back without them.
+        let plain: Session = serde_json::from_str(&serde_json::to_string(&s(1, 1)).unwrap()).unwrap();
+        assert_eq!(plain.lifetime, None);
+        assert_eq!(plain.db, None);
+        let back: Session = serde_json::from_str(&serde_json::to_string(&own).unwrap()).unwrap();
+        assert_eq!(back, own);
     }
 }

@@ -17,6 +17,11 @@ use super::{
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `EXPIRE` only when it lengthens the key's life (Redis 6.2 has no `EXPIRE … GT` that
+/// also sets a key without a TTL).
+const EXTEND_TTL: &str =
+    "if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return 1";
+
 /// The Redis session store. Connections are made on first use (so the gateway starts
 /// while Redis is down and refuses with 503 until it is back), one per worker thread,
 /// and re-established by the connection manager after a failure.
@@ -118,8 +123,10 @@ impl SessionStore {
         let now = now_secs();
         session.created = now;
         session.last_seen = now;
-        let ttl = self.timeouts.idle.min(self.timeouts.absolute).as_secs().max(1) + ENDED_GRACE_SECS;
-        let index_ttl = self.timeouts.absolute.as_secs() + ENDED_GRACE_SECS;
+        // The record's own lifetime when it has one (a database token's).
+        let (idle, absolute) = session.limits(&self.timeouts);
+        let ttl = idle.min(absolute).max(1) + ENDED_GRACE_SECS;
+        let index_ttl = absolute + ENDED_GRACE_SECS;
         let body = serde_json::to_string(&session).map_err(|_| SessionError::Corrupt)?;
         let id = loop {
             let id = SessionId::generate()?;
@@ -140,7 +147,10 @@ impl SessionStore {
             indexes.push(self.idp_sub_key(sub));
         }
         for k in &indexes {
-            pipe.cmd("SADD").arg(k).arg(&hash).ignore().cmd("EXPIRE").arg(k).arg(index_ttl).ignore();
+            // An index outlives its longest-lived member: a shorter session made later
+            // never shortens it (sessions of one user may have different lifetimes).
+            pipe.cmd("SADD").arg(k).arg(&hash).ignore();
+            pipe.cmd("EVAL").arg(EXTEND_TTL).arg(1).arg(k).arg(index_ttl).ignore();
         }
         if let Some(rt) = refresh_token {
             let state = Revalidation { refresh_token: rt, validated: now };

@@ -23,6 +23,8 @@ pub struct Gateway {
 /// and fixed ports.
 pub struct GatewayBuilder {
     extra: String,
+    /// More `[listen]` lines (`postgres = "…"`).
+    listen: String,
     grace_secs: u64,
     wrapper: Option<String>,
     http_port: Option<u16>,
@@ -32,7 +34,14 @@ pub struct GatewayBuilder {
 impl Gateway {
     /// A gateway with a grace period of 5 s, ephemeral ports and nothing else.
     pub fn builder() -> GatewayBuilder {
-        GatewayBuilder { extra: String::new(), grace_secs: 5, wrapper: None, http_port: None, tls_port: None }
+        GatewayBuilder {
+            extra: String::new(),
+            listen: String::new(),
+            grace_secs: 5,
+            wrapper: None,
+            http_port: None,
+            tls_port: None,
+        }
     }
 }
 
@@ -67,6 +76,13 @@ impl GatewayBuilder {
         self.push(extra.as_ref())
     }
 
+    /// More lines of the `[listen]` table (e.g. `postgres = "127.0.0.1:PORT"`).
+    pub fn listen(mut self, lines: &str) -> Self {
+        self.listen.push_str(lines);
+        self.listen.push('\n');
+        self
+    }
+
     /// `[server] grace_period_secs` (default 5).
     pub fn grace(mut self, secs: u64) -> Self {
         self.grace_secs = secs;
@@ -95,7 +111,7 @@ impl GatewayBuilder {
     /// Starts `custos serve` and waits until it answers its health check; ephemeral ports
     /// taken meanwhile are picked again (three attempts).
     pub async fn start(self) -> Gateway {
-        let GatewayBuilder { extra, grace_secs, wrapper, http_port, tls_port } = self;
+        let GatewayBuilder { extra, listen, grace_secs, wrapper, http_port, tls_port } = self;
         let wrapper = wrapper.as_deref();
         let certs = certs();
         for _attempt in 0..3 {
@@ -110,7 +126,7 @@ grace_period_secs = {grace_secs}
 
 [listen]
 http = "127.0.0.1:{http}"
-
+{listen}
 [listen.tls]
 addr = "127.0.0.1:{tls}"
 cert = "{certs}/server.pem"

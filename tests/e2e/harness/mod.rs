@@ -8,6 +8,7 @@
 mod audit;
 mod gateway;
 mod idp;
+pub mod postgres;
 mod receiver;
 mod redis;
 mod signin;

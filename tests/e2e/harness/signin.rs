@@ -36,6 +36,10 @@ pub struct Opts<'a> {
     pub prefix: Option<String>,
     /// `[admin] tokens` file.
     pub admin_tokens: Option<&'a Path>,
+    /// More `[listen]` lines (the PostgreSQL listener).
+    pub listen: &'a str,
+    /// Any other tables, after the routes (`[[databases]]`).
+    pub extra: &'a str,
 }
 
 impl Default for Opts<'_> {
@@ -51,6 +55,8 @@ impl Default for Opts<'_> {
             breakglass: "",
             prefix: None,
             admin_tokens: None,
+            listen: "",
+            extra: "",
         }
     }
 }
@@ -138,6 +144,8 @@ public = true
         .policy(o.policy)
         .breakglass(o.breakglass)
         .http_port(port)
+        .listen(o.listen)
+        .config(o.extra)
         .start()
         .await;
     Site { gw, demo, origin, prefix, redis: o.redis.to_string(), idp: o.idp.to_string(), _secrets: secrets }

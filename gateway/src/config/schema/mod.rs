@@ -4,11 +4,13 @@
 mod access;
 mod audit;
 mod auth;
+mod databases;
 mod routes;
 
 pub use access::{BreakglassAlert, BreakglassCfg, PolicyCfg};
 pub use audit::{Audit, AuditFile, AuditOtlp, AuditRedis, AuditWebhook};
 pub use auth::{Mfa, Oidc, SessionCfg, UpstreamIdentity};
+pub use databases::{DatabaseCfg, DbLimitsCfg, DbTlsCfg, DbTlsModeCfg, PostgresCfg, RoleCfg, Roles};
 pub use routes::{Route, UpstreamTls};
 
 use crate::config::secret::SecretRef;
@@ -43,6 +45,11 @@ pub struct File {
     pub breakglass: Option<BreakglassCfg>,
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// `[postgres]`: the PostgreSQL front end's settings (with `listen.postgres`).
+    pub postgres: Option<PostgresCfg>,
+    /// `[[databases]]`: what the PostgreSQL front end reaches (with `listen.postgres`).
+    #[serde(default)]
+    pub databases: Vec<DatabaseCfg>,
 }
 
 /// `[server]`: the process.
@@ -90,13 +97,16 @@ impl Default for Server {
     }
 }
 
-/// `[listen]`: at least one of `http` and `tls`.
+/// `[listen]`: at least one of `http` and `tls` (`postgres` beside them).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     /// Plain HTTP address, for local development (`127.0.0.1:8080`).
     pub http: Option<String>,
     pub tls: Option<ListenTls>,
+    /// The PostgreSQL front end's address (`127.0.0.1:6432`); TLS with `tls`'s
+    /// certificate unless `postgres.allow_plaintext`.
+    pub postgres: Option<String>,
 }
 
 /// `[listen.tls]`: rustls, TLS 1.2 and 1.3 only.

@@ -51,6 +51,9 @@ pub struct Route {
     /// lives no longer than the session). Default false: upgrades are refused.
     #[serde(default)]
     pub websocket: bool,
+    /// Whether the route serves ePHI. Default true.
+    #[serde(default = "super::yes")]
+    pub ephi: bool,
     #[serde(default)]
     pub limits: Limits,
 }

@@ -124,6 +124,8 @@ impl Gateway {
             validated: now,
             breakglass: Some(grant.clone()),
             sealed: true,
+            db: None,
+            lifetime: None,
         };
         let id = match auth.store.create(s, None, None).await {
             Ok(id) => id,

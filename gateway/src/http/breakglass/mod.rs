@@ -10,7 +10,7 @@ mod declare;
 mod denial;
 mod grant;
 mod link;
-mod page;
+pub(in crate::http) mod page;
 mod reviews;
 
 pub use denial::BreakglassDenial;

@@ -94,6 +94,8 @@ impl Gateway {
             validated: 0,
             breakglass: None,
             sealed: false,
+            db: None,
+            lifetime: None,
         };
         let id = match auth.store.create(record, auth.settings.session.max_per_user, claims_rt).await {
             Ok(id) => id,

@@ -6,6 +6,7 @@
 
 mod backchannel;
 mod callback;
+pub mod dblogin;
 mod health;
 mod jwks;
 mod login;
@@ -36,16 +37,29 @@ enum Endpoint {
     Breakglass,
     BreakglassLink,
     BreakglassReviews,
+    DbLogin,
+    DbDevice,
+    DbToken,
 }
 
-/// The endpoints this configuration serves, by path.
+/// The endpoints this configuration serves, by path, and the databases `custos db login`
+/// hands out tokens for.
 #[derive(Debug)]
-pub struct Table(Vec<(&'static str, Endpoint)>);
+pub struct Table {
+    paths: Vec<(&'static str, Endpoint)>,
+    databases: Vec<dblogin::DbTarget>,
+}
 
 impl Table {
     /// Health always; sign-in with `[oidc]`; the keys with `[upstream_identity]`; the
-    /// break-glass pages with `[breakglass]` (which needs `[oidc]` and `[policy]`).
-    pub fn new(auth: Option<&super::auth::Auth>, breakglass: bool, policy: bool) -> Table {
+    /// break-glass pages with `[breakglass]` (which needs `[oidc]` and `[policy]`); the
+    /// database sign-in with `[oidc]` and `databases`.
+    pub fn new(
+        auth: Option<&super::auth::Auth>,
+        breakglass: bool,
+        policy: bool,
+        databases: Vec<dblogin::DbTarget>,
+    ) -> Table {
         let mut t = vec![("/.custos/healthz", Endpoint::Healthz), ("/.custos/readyz", Endpoint::Readyz)];
         if let Some(a) = auth {
             t.extend([
@@ -64,12 +78,19 @@ impl Table {
                     (breakglass::REVIEWS_PATH, Endpoint::BreakglassReviews),
                 ]);
             }
+            if !databases.is_empty() {
+                t.extend([
+                    (dblogin::LOGIN_PATH, Endpoint::DbLogin),
+                    (dblogin::DEVICE_PATH, Endpoint::DbDevice),
+                    (dblogin::TOKEN_PATH, Endpoint::DbToken),
+                ]);
+            }
         }
-        Table(t)
+        Table { paths: t, databases }
     }
 
     fn find(&self, path: &str) -> Option<Endpoint> {
-        self.0.iter().find(|(p, _)| *p == path).map(|(_, e)| *e)
+        self.paths.iter().find(|(p, _)| *p == path).map(|(_, e)| *e)
     }
 }
 
@@ -106,6 +127,9 @@ impl Gateway {
             Endpoint::Breakglass => self.breakglass_endpoint(session, ctx).await,
             Endpoint::BreakglassLink => self.breakglass_link_endpoint(session, ctx).await,
             Endpoint::BreakglassReviews => self.breakglass_reviews_endpoint(session, ctx).await,
+            Endpoint::DbLogin => self.db_login_endpoint(session, ctx).await,
+            Endpoint::DbDevice => self.db_device_endpoint(session, ctx).await,
+            Endpoint::DbToken => self.db_token_endpoint(session, ctx).await,
         };
         match outcome {
             Ok(reply) => reply.send(session).await,
