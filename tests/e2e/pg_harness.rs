@@ -85,7 +85,11 @@ fn a_test_database_block_passes_check() {
     );
     let dir = tempfile::tempdir().expect("a folder");
     let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, &config).expect("the config");
-    let out = std::process::Command::new(CUSTOS).args(["check", "--config"]).arg(&path).output().expect("custos check");
-    assert!(out.status.success(), "{}\n{config}", String::from_utf8_lossy(&out.stderr));
+    for config in [config.clone(), config.replace(&db.toml("ehr"), &db.toml_verify_full("ehr"))] {
+        assert!(config.contains("mode = \"disable\"") != config.contains("mode = \"verify-full\""));
+        std::fs::write(&path, &config).expect("the config");
+        let out =
+            std::process::Command::new(CUSTOS).args(["check", "--config"]).arg(&path).output().expect("custos check");
+        assert!(out.status.success(), "{}\n{config}", String::from_utf8_lossy(&out.stderr));
+    }
 }

@@ -51,8 +51,8 @@ pub struct Database {
     /// The database token's session: idle timeout and absolute lifetime.
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
-    /// `user` and its password (the database-level one), when both are set: the
-    /// readiness check's login.
+    /// `user` and its password (the database-level one, else that of a role mapped to
+    /// the same user), when both are known: the readiness check's login.
     pub check_user: Option<(String, Secret)>,
     pub tls: DbTls,
     /// In the order written: the first a person holds is the one they get by default.
@@ -229,13 +229,9 @@ impl Validator<'_> {
             return Err(self.err(k("session_absolute_timeout_secs"), "must be at least the idle timeout"));
         }
         let password = d.password.as_ref().map(|p| self.db_password(&k("password"), p)).transpose()?;
-        let check_user = match &d.user {
-            None => None,
-            Some(u) => {
-                self.wire_text(&k("user"), u)?;
-                password.clone().map(|p| (u.clone(), p))
-            }
-        };
+        if let Some(u) = &d.user {
+            self.wire_text(&k("user"), u)?;
+        }
         let tls = self.db_tls(i, d)?;
         if d.roles.0.is_empty() {
             return Err(self.err(
@@ -262,6 +258,11 @@ impl Validator<'_> {
             };
             roles.push(DbRole { role: role.clone(), user: r.user.clone(), password });
         }
+        // `user`'s password: the database's, else that of a role mapped to the same user.
+        let check_user = d.user.as_ref().and_then(|u| {
+            let own = password.clone().or_else(|| roles.iter().find(|r| r.user == *u).map(|r| r.password.clone()));
+            own.map(|p| (u.clone(), p))
+        });
         Ok(Database {
             name: d.name.clone(),
             host: host.to_string(),

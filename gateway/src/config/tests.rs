@@ -452,6 +452,11 @@ fn a_full_database_reads_back() {
     // The second takes every default (its password its role's own; no readiness login).
     assert_eq!((lab.port, lab.dbname.as_str(), lab.object(), lab.domain.as_str()), (5432, "lab", "db:lab".into(), ""));
     assert_eq!((lab.ephi, lab.require_mfa, lab.check_user.is_none()), (true, None, true));
+    // `user` without a database password takes that of a role mapped to the same user.
+    let lab_user = text.replace("name = \"lab\"\n", "name = \"lab\"\nuser = \"lab_z\"\n");
+    let cfg2 = f.load(&lab_user).unwrap_or_else(|e| panic!("{e}"));
+    let (u, p) = cfg2.databases[1].check_user.as_ref().expect("the readiness login");
+    assert_eq!((u.as_str(), p.expose()), ("lab_z", &b"a-client-secret"[..]));
     assert_eq!((lab.idle_timeout.as_secs(), lab.absolute_timeout.as_secs()), (600, 43200));
     assert_eq!(
         (lab.tls.mode, lab.tls.ca.is_empty(), lab.tls.client.is_none()),

@@ -337,6 +337,12 @@ impl PgServer {
 }
 
 impl TestDb {
+    /// [`TestDb::toml`] with upstream TLS `verify-full` against the harness CA.
+    pub fn toml_verify_full(&self, gateway_db_name: &str) -> String {
+        self.toml(gateway_db_name)
+            .replace("mode = \"disable\"\n", &format!("mode = \"verify-full\"\nca = \"{}\"\n", self.ca.display()))
+    }
+
     /// A libpq conninfo for `login` straight to the server (not through a gateway), with
     /// `sslmode` (`disable`, `require`, `verify-full` with the harness CA…).
     pub fn conninfo(&self, login: &PgLogin, sslmode: &str) -> String {

@@ -17,6 +17,13 @@ use super::{Access, Fingerprint, Name, Object, ObjectKind, Statement, Unparseabl
 /// [`Unparseable`]: PostgreSQL runs a string's statements together, so one unknown
 /// statement leaves nothing that can be described.
 pub fn classify(sql: &str) -> Result<Vec<Statement>, Unparseable> {
+    // pg_query's Rust half indexes and casts parse trees in places (its table and
+    // function lists); should one of those ever panic, the statement is refused, not the
+    // connection's task torn down. Its messages name node types, never the text.
+    std::panic::catch_unwind(|| statements(sql)).unwrap_or(Err(Unparseable))
+}
+
+fn statements(sql: &str) -> Result<Vec<Statement>, Unparseable> {
     let parsed = pg_query::parse(sql, ParserOptions::DEFAULT).map_err(|_| Unparseable)?;
     let raws = &parsed.protobuf.stmts;
     let mut out = Vec::with_capacity(raws.len());
@@ -28,6 +35,7 @@ pub fn classify(sql: &str) -> Result<Vec<Statement>, Unparseable> {
         let text = if raws.len() == 1 { sql } else { text_of(sql, raw)? };
         let mut objects = objects(text)?;
         super::walk::missed(node, verb, &mut objects);
+        super::walk::dropped(node, &mut objects);
         if let Verb::CopyFrom { .. } = verb {
             // COPY … FROM writes its one relation; the summary reports it as read.
             for o in objects.iter_mut().filter(|o| o.kind == ObjectKind::Relation) {

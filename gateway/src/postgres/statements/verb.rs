@@ -1,6 +1,8 @@
 //! The verb of a statement, read from the type of its parse-tree node (and, for the few
 //! nodes that stand for several commands, the node's own kind field): never from the text.
 
+use std::fmt;
+
 use pg_query::protobuf::{TransactionStmtKind, VariableSetKind};
 use pg_query::NodeEnum;
 
@@ -266,6 +268,19 @@ impl Verb {
             N::ReassignOwnedStmt(_) => Verb::Other("reassign_owned"),
             _ => return None,
         })
+    }
+}
+
+impl fmt::Display for Verb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// As its name alone; [`super::Statement`]'s JSON puts what qualifies it beside it.
+impl serde::Serialize for Verb {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

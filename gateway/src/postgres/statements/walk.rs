@@ -4,7 +4,10 @@
 //! node of the tree, so whatever the summary missed is added. What it adds to a query
 //! (SELECT, DML, COPY, a cursor, EXPLAIN, PREPARE) is read: the summary reports every
 //! relation a query writes, and the clauses it skips only read. What it adds to any other
-//! command is that command's target (CREATE SEQUENCE s, CLUSTER t): `ddl`.
+//! command is that command's target (CREATE SEQUENCE s, CLUSTER t): `ddl`. It also puts
+//! back the tables the summary takes for CTEs because a CTE of that name exists somewhere
+//! in the statement, though not where the table is named: a table left out would be a
+//! table no policy sees.
 //!
 //! The tree is visited through its `Serialize` impl (the protobuf types derive it), with a
 //! serializer that writes nothing: it sees every field of every node without a hand-kept
@@ -19,14 +22,18 @@ use serde::ser::{self, Serialize};
 use super::{Access, Name, Object, ObjectKind, Verb};
 
 /// Adds to `objects` the relations and functions of `node` not already in it.
-/// Unqualified references to a CTE of the statement are left out, as the summary does.
+///
+/// A name is a CTE only where that CTE is in scope (PostgreSQL's rule): in the statement
+/// whose WITH defines it and below, and within the WITH only in later CTEs (or in all of
+/// them, for WITH RECURSIVE). The summary leaves out any reference spelled like a CTE of the
+/// statement anywhere; this puts back the ones out of such a scope, which are tables.
 pub(super) fn missed(node: &NodeEnum, verb: Verb, objects: &mut Vec<Object>) {
     let mut found = Found::default();
     if node.serialize(Walk(&mut found)).is_err() {
         return;
     }
-    for (schema, rel) in &found.relations {
-        if schema.is_empty() && found.ctes.contains(rel) {
+    for (schema, rel, chain) in &found.relations {
+        if schema.is_empty() && found.is_cte(rel, chain) {
             continue;
         }
         let name = if schema.is_empty() { quote(rel) } else { format!("{}.{}", quote(schema), quote(rel)) };
@@ -34,6 +41,36 @@ pub(super) fn missed(node: &NodeEnum, verb: Verb, objects: &mut Vec<Object>) {
     }
     for f in &found.functions {
         add(objects, ObjectKind::Function, f, Access::Call);
+    }
+}
+
+/// The relations a DROP names. The summary names dropped tables (and the tables of
+/// dropped rules and triggers) only; views, materialized views, indexes, sequences,
+/// foreign tables and the tables of dropped policies are relations too.
+pub(super) fn dropped(node: &NodeEnum, objects: &mut Vec<Object>) {
+    use pg_query::protobuf::ObjectType as T;
+    let NodeEnum::DropStmt(d) = node else { return };
+    // Policies are named `table… policy`: the relation is all but the last part.
+    let keep_last = match T::try_from(d.remove_type) {
+        Ok(T::ObjectView | T::ObjectMatview | T::ObjectIndex | T::ObjectSequence | T::ObjectForeignTable) => true,
+        Ok(T::ObjectPolicy) => false,
+        _ => return,
+    };
+    for object in &d.objects {
+        let Some(NodeEnum::List(list)) = &object.node else { continue };
+        let parts: Vec<&str> = list
+            .items
+            .iter()
+            .filter_map(|i| match &i.node {
+                Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
+                _ => None,
+            })
+            .collect();
+        let parts = if keep_last { &parts[..] } else { &parts[..parts.len().saturating_sub(1)] };
+        if !parts.is_empty() {
+            let name = parts.iter().map(|p| quote(p)).collect::<Vec<_>>().join(".");
+            add(objects, ObjectKind::Relation, &name, Access::Ddl);
+        }
     }
 }
 
@@ -76,13 +113,45 @@ fn quote(ident: &str) -> String {
 
 #[derive(Default)]
 struct Found {
-    /// (schema or "", relation) of every RangeVar.
-    relations: Vec<(String, String)>,
+    /// (schema or "", relation, the scopes it was met in) of every RangeVar.
+    relations: Vec<(String, String, Vec<Frame>)>,
     /// Dotted names of every FuncCall.
     functions: Vec<String>,
-    ctes: Vec<String>,
+    /// The CTEs each statement with a WITH clause defines, by scope number.
+    scopes: Vec<Scope>,
+    /// The statements being walked, outermost first.
+    chain: Vec<Frame>,
     /// While a name field is read, the strings met are appended here, dot-separated.
     capture: Option<String>,
+    /// While a flag is read (WITH RECURSIVE), its value.
+    flag: Option<bool>,
+}
+
+#[derive(Default)]
+struct Scope {
+    ctes: Vec<String>,
+    recursive: bool,
+}
+
+/// One statement on the way down, and whether the walk is inside the body of its `n`th
+/// CTE (where, without RECURSIVE, only the CTEs before it are visible).
+#[derive(Clone, Copy)]
+struct Frame {
+    scope: usize,
+    in_cte: Option<usize>,
+}
+
+impl Found {
+    fn is_cte(&self, rel: &str, chain: &[Frame]) -> bool {
+        chain.iter().any(|f| {
+            let Some(scope) = self.scopes.get(f.scope) else { return false };
+            let visible = match f.in_cte {
+                Some(n) if !scope.recursive => &scope.ctes[..n.min(scope.ctes.len())],
+                _ => &scope.ctes[..],
+            };
+            visible.iter().any(|c| c == rel)
+        })
+    }
 }
 
 /// Never raised by the walk itself; serde's contract needs the type.
@@ -105,11 +174,18 @@ impl ser::Error for Stop {
 
 struct Walk<'a>(&'a mut Found);
 
-/// Which node a struct's fields belong to: the three whose names are kept.
+/// Which node a struct's fields belong to: those whose names are kept, and the
+/// statements that can carry a WITH clause.
 enum Node {
-    RangeVar { schema: String, rel: String },
+    RangeVar {
+        schema: String,
+        rel: String,
+    },
     FuncCall,
-    Cte,
+    /// A CTE, once its name is read: its number in its statement's WITH.
+    Cte(Option<usize>),
+    With,
+    Statement,
     Other,
 }
 
@@ -138,9 +214,28 @@ impl Fields<'_> {
                     self.found.functions.push(name);
                 }
             }
-            (Node::Cte, "ctename") => {
+            (Node::Cte(n), "ctename") => {
                 let name = capture(self.found, value)?;
-                self.found.ctes.push(name);
+                if let Some(scope) = self.found.chain.last().and_then(|f| self.found.scopes.get_mut(f.scope)) {
+                    *n = Some(scope.ctes.len());
+                    scope.ctes.push(name);
+                }
+            }
+            (Node::Cte(n), "ctequery") => {
+                let n = *n;
+                let outer = self.found.chain.last_mut().map(|f| std::mem::replace(&mut f.in_cte, n));
+                value.serialize(Walk(&mut *self.found))?;
+                if let (Some(f), Some(outer)) = (self.found.chain.last_mut(), outer) {
+                    f.in_cte = outer;
+                }
+            }
+            (Node::With, "recursive") => {
+                let outer = self.found.flag.replace(false);
+                value.serialize(Walk(&mut *self.found))?;
+                let recursive = std::mem::replace(&mut self.found.flag, outer).unwrap_or(false);
+                if let Some(scope) = self.found.chain.last().and_then(|f| self.found.scopes.get_mut(f.scope)) {
+                    scope.recursive = recursive;
+                }
             }
             _ => value.serialize(Walk(&mut *self.found))?,
         }
@@ -148,10 +243,15 @@ impl Fields<'_> {
     }
 
     fn finish(self) {
-        if let Node::RangeVar { schema, rel } = self.node {
-            if !rel.is_empty() && self.found.capture.is_none() {
-                self.found.relations.push((schema, rel));
+        match self.node {
+            Node::RangeVar { schema, rel } if !rel.is_empty() && self.found.capture.is_none() => {
+                let chain = self.found.chain.clone();
+                self.found.relations.push((schema, rel, chain));
             }
+            Node::Statement => {
+                self.found.chain.pop();
+            }
+            _ => {}
         }
     }
 }
@@ -238,7 +338,6 @@ impl<'a> ser::Serializer for Walk<'a> {
     type SerializeStructVariant = Fields<'a>;
 
     ignore!(
-        serialize_bool(bool),
         serialize_i8(i8),
         serialize_i16(i16),
         serialize_i32(i32),
@@ -254,6 +353,12 @@ impl<'a> ser::Serializer for Walk<'a> {
         serialize_unit_struct(&'static str)
     );
 
+    fn serialize_bool(self, v: bool) -> Result<(), Stop> {
+        if let Some(flag) = self.0.flag.as_mut() {
+            *flag = v;
+        }
+        Ok(())
+    }
     fn serialize_str(self, v: &str) -> Result<(), Stop> {
         if let Some(c) = self.0.capture.as_mut() {
             if !c.is_empty() {
@@ -306,7 +411,14 @@ impl<'a> ser::Serializer for Walk<'a> {
         let node = match name {
             "RangeVar" => Node::RangeVar { schema: String::new(), rel: String::new() },
             "FuncCall" => Node::FuncCall,
-            "CommonTableExpr" => Node::Cte,
+            "CommonTableExpr" => Node::Cte(None),
+            "WithClause" => Node::With,
+            "SelectStmt" | "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
+                let scope = self.0.scopes.len();
+                self.0.scopes.push(Scope::default());
+                self.0.chain.push(Frame { scope, in_cte: None });
+                Node::Statement
+            }
             _ => Node::Other,
         };
         Ok(Fields { found: self.0, node })

@@ -38,6 +38,15 @@ fn drop() {
     case("DROP ROLE intern", Verb::Drop, &[]);
     case("DROP DATABASE ehr", Verb::Drop, &[]);
     case("DROP SCHEMA scratch", Verb::Drop, &[]);
+    // Every kind of relation dropped is named, not tables alone.
+    case("DROP VIEW v, ehr.w", Verb::Drop, &["v/ddl", "ehr.w/ddl"]);
+    case("DROP MATERIALIZED VIEW ehr.mv", Verb::Drop, &["ehr.mv/ddl"]);
+    case("DROP INDEX CONCURRENTLY i", Verb::Drop, &["i/ddl"]);
+    case("DROP SEQUENCE s", Verb::Drop, &["s/ddl"]);
+    case("DROP FOREIGN TABLE f", Verb::Drop, &["f/ddl"]);
+    case(r#"DROP VIEW "Weird View""#, Verb::Drop, &[r#""Weird View"/ddl"#]);
+    case("DROP TRIGGER tr ON patients", Verb::Drop, &["patients/ddl"]);
+    case("DROP POLICY p ON ehr.patients", Verb::Drop, &["ehr.patients/ddl"]);
 }
 
 #[test]

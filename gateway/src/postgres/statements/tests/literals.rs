@@ -22,7 +22,7 @@ const SECRETS: &[&str] = &[
     "Ω-unicode",
 ];
 
-const STATEMENTS: &[&str] = &[
+pub(super) const STATEMENTS: &[&str] = &[
     "SELECT * FROM patients WHERE name = 'zebra-7731' AND id = 8675309 AND score > 3.14159",
     "SELECT * FROM visits WHERE day = DATE '2031-07-19' OR day = '2031-07-19'::date",
     "SELECT * FROM patients WHERE id = $1 AND name = $2",

@@ -39,6 +39,21 @@ fn ctes_are_not_relations_but_what_they_read_is() {
 }
 
 #[test]
+fn a_cte_name_is_a_table_outside_the_cte_s_scope() {
+    // The outer `p` is not in the subquery's WITH scope: it is a table.
+    case("SELECT * FROM (WITH p AS (SELECT 1) SELECT * FROM p) a, p", Verb::Select, &["p/select"]);
+    // Without RECURSIVE a CTE sees only the CTEs before it: `b` in `a` is a table.
+    case("WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a, b", Verb::Select, &["b/select"]);
+    case("WITH b AS (SELECT 1), a AS (SELECT * FROM b) SELECT * FROM a", Verb::Select, &[]);
+    // A CTE of an outer statement is in scope in its subqueries.
+    case("WITH p AS (SELECT 1) SELECT * FROM (SELECT * FROM p) s WHERE EXISTS (SELECT 1 FROM p)", Verb::Select, &[]);
+    // With RECURSIVE, every CTE of the WITH is in scope in each.
+    case("WITH RECURSIVE a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a", Verb::Select, &[]);
+    // A DML target is never a CTE.
+    case("WITH patients AS (SELECT 1) DELETE FROM patients WHERE id = 1", Verb::Delete, &["patients/dml"]);
+}
+
+#[test]
 fn subqueries_everywhere() {
     case(
         "SELECT (SELECT max(a) FROM s1), x FROM (SELECT * FROM s2) sub WHERE EXISTS (SELECT 1 FROM s3) \
