@@ -372,3 +372,61 @@ async fn the_mfa_rule_the_persons_role_and_readiness() {
     let allowed = metric(&s.gw, "custos_db_connects_total{database=\"ehr\",outcome=\"allowed\"}").await;
     assert_eq!(allowed, Some(3.0));
 }
+
+/// A `[[databases]]` block for `db` as `ehr` whose one role `readers` signs in upstream
+/// as `login` (its password in `dir`), over `verify-full` to the harness's CA, with a
+/// `statement_timeout`.
+fn verified_block(db: &TestDb, login: &crate::harness::postgres::PgLogin, dir: &Path) -> String {
+    let pw = dir.join(&login.user);
+    std::fs::write(&pw, &login.password).unwrap();
+    format!(
+        "[[databases]]\nname = \"ehr\"\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"{}\"\n\
+         [databases.tls]\nmode = \"verify-full\"\nca = \"{}\"\n\
+         [databases.roles]\nreaders = {{ user = \"{}\", password = {{ file = \"{}\" }} }}\n\
+         [databases.limits]\nstatement_timeout_secs = 7\n",
+        pg().port(),
+        db.name,
+        pg().ca_pem().display(),
+        login.user,
+        pw.display()
+    )
+}
+
+#[tokio::test]
+async fn the_upstream_is_verified_signed_in_to_by_md5_or_cleartext_inside_tls_and_time_limited() {
+    let db = pg().database("gw_upstream");
+    let dir = tempfile::tempdir().unwrap();
+    for login in [&db.md5, &db.pw] {
+        let listen = format!("postgres = \"127.0.0.1:{}\"", free_port());
+        let port: u16 = listen.rsplit(':').next().unwrap().trim_end_matches('"').parse().unwrap();
+        let extra = verified_block(&db, login, dir.path());
+        let s = site(Opts { listen: &listen, extra: &extra, oidc: API, ..Default::default() }).await;
+        let at = tokens(&s.idp, "alice", "alice-password", "123456").await["access_token"].as_str().unwrap().to_string();
+        let sql = "SELECT current_user, ssl, current_setting('statement_timeout') FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+        let out = psql(through(port, "alice", &at, "verify-full"), args(&["-t", "-c", sql]), None).await;
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{}: {stderr}\n{}", login.user, s.gw.log());
+        assert_eq!(stdout.trim(), format!("{}|t|7s", login.user));
+    }
+    // The server's log says which method let each in.
+    let log = std::fs::read_to_string(pg().log()).unwrap();
+    for (user, method) in [(&db.md5.user, "md5"), (&db.pw.user, "password")] {
+        assert!(log.contains(&format!("identity=\"{user}\" method={method} ")), "{user}");
+    }
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_limited_per_user_and_address() {
+    let db = pg().database("gw_rate");
+    let (s, port) = pg_site(&db, API, "[postgres]\nauth_failures_per_minute = 3\n").await;
+    let at = tokens(&s.idp, "alice", "alice-password", "123456").await["access_token"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let out = psql(through(port, "alice", "wrong-token", "verify-full"), args(&["-c", "SELECT 1"]), None).await;
+        assert!(!out.status.success());
+    }
+    // Over the limit: even the right token is refused for now, and the refusal recorded.
+    let out = psql(through(port, "alice", &at, "verify-full"), args(&["-c", "SELECT 1"]), None).await;
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success() && stderr.contains("password authentication failed"), "{stderr}");
+    audit_has(&s.gw.audit_dir(), |r| reason(r).as_deref() == Some("auth_rate")).await;
+}
