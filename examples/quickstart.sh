@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The quickstart: Custos in front of the demo ePHI service, with sign-in through a local
-# OpenID provider and sessions in a local Redis, all on 127.0.0.1:
+# The quickstart: Custos in front of the demo ePHI service and a local PostgreSQL, with
+# sign-in through a local OpenID provider and sessions in a local Redis, all on 127.0.0.1:
 #   http://127.0.0.1:8080/welcome           the demo's front page (public); records at /patients,
 #                                           decided by the example HIPAA policy (policies/)
+#   127.0.0.1:6432                          the gateway's PostgreSQL front end (database `ehr`)
+#   127.0.0.1:6543                          PostgreSQL (synthetic patients: examples/patients.sql)
 #   http://127.0.0.1:4400                   the local OpenID provider (tests/idp)
 #   127.0.0.1:6380                          redis-server (sessions)
 #   http://127.0.0.1:9090/metrics           Prometheus metrics
-# Installs what is missing (cmake, redis-server, Node.js) with apt-get. Ctrl+C stops all.
+# Installs what is missing (cmake, redis-server, Node.js, PostgreSQL, libclang) with
+# apt-get. Ctrl+C stops all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +18,12 @@ command -v cmake >/dev/null || need+=(cmake)                 # pingora's build
 command -v c++ >/dev/null || need+=(g++)
 command -v redis-server >/dev/null || need+=(redis-server)   # sessions
 command -v npm >/dev/null || need+=(nodejs npm)              # the local OpenID provider
+# PostgreSQL's server where Debian installs it (not on PATH), and its client.
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+[ -n "$pgbin" ] && [ -x "$pgbin/initdb" ] || need+=(postgresql)
+command -v psql >/dev/null || need+=(postgresql-client)
+# pg_query's build (bindgen) needs libclang; it has no program to look for.
+ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || { echo "quickstart: please install: ${need[*]}" >&2; exit 1; }
   sudo=""
@@ -22,9 +31,10 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "quickstart: installing ${need[*]}"
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
 
-for port in 8080 8443 9090 9000 4400 6380; do
+for port in 8080 8443 9090 9000 4400 6380 6432 6543; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "quickstart: port $port on 127.0.0.1 is already in use; stop what uses it and try again" >&2
     exit 1
@@ -41,13 +51,45 @@ if [ ! -s "$secret_file" ]; then
   (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$secret_file")
 fi
 secret=$(cat "$secret_file")
-target/debug/custos check --config examples/quickstart.toml
 
 run=examples/.quickstart
 mkdir -p "$run"
+# The two upstream roles' passwords, new on every run (the database is made anew too):
+# only the gateway reads them, never the person who signs in.
+for role in ehr_ro ehr_admin; do
+  (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$run/$role-password")
+done
+target/debug/custos check --config examples/quickstart.toml
+
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
+
+# PostgreSQL refuses to run as root: as root, it runs as the `postgres` system user (made
+# by Debian's package), in a folder that user owns.
+as_pg() { "$@"; }
+if [ "$(id -u)" -eq 0 ]; then
+  id postgres >/dev/null 2>&1 || { echo "quickstart: run as root, PostgreSQL needs the postgres system user (package postgresql)" >&2; exit 1; }
+  as_pg() { setpriv --reuid postgres --regid postgres --init-groups -- "$@"; }
+fi
+pg=$PWD/$run/pg
+rm -rf "$pg"
+mkdir -p "$pg/tls"
+cp certs/dev/server.pem certs/dev/server-key.pem "$pg/tls/"
+chmod 700 "$pg" && chmod 600 "$pg/tls/server-key.pem"
+[ "$(id -u)" -ne 0 ] || chown -R postgres:postgres "$pg"
+as_pg test -w "$pg" || { echo "quickstart: the postgres user cannot reach $pg; move the checkout where it can" >&2; exit 1; }
+as_pg "$pgbin/initdb" -D "$pg/data" --username=postgres --auth=trust --encoding=UTF8 --no-locale --no-sync >"$run/initdb.log" 2>&1 \
+  || { echo "quickstart: initdb failed; see $run/initdb.log" >&2; exit 1; }
+# The superuser only over the socket in the private folder; the two roles over TCP.
+cat > "$pg/data/pg_hba.conf" <<HBA
+local all postgres trust
+hostssl ehr ehr_ro,ehr_admin 127.0.0.1/32 scram-sha-256
+HBA
+as_pg "$pgbin/postgres" -D "$pg/data" -c listen_addresses=127.0.0.1 -c port=6543 \
+  -c unix_socket_directories="$pg" -c ssl=on -c ssl_cert_file="$pg/tls/server.pem" \
+  -c ssl_key_file="$pg/tls/server-key.pem" >"$run/postgres.log" 2>&1 &
+pids+=($!)
 
 redis-server --port 6380 --bind 127.0.0.1 --save "" --appendonly no >"$run/redis.log" 2>&1 &
 pids+=($!)
@@ -64,13 +106,21 @@ pids+=($!)
 target/debug/demo-ephi --listen 127.0.0.1:9000 --jwks http://127.0.0.1:8080/.custos/jwks.json >"$run/demo.log" 2>&1 &
 pids+=($!)
 
-for port in 6380 4400 9000; do
+for port in 6380 4400 9000 6543; do
   for _ in $(seq 600); do   # up to a minute: a busy machine starts node slowly
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "quickstart: nothing started on port $port; see $run/*.log" >&2; exit 1; }
 done
+# The synthetic database (it accepts connections a moment before it answers queries).
+for _ in $(seq 100); do
+  psql -X -q -h "$pg" -p 6543 -U postgres -d postgres -c 'SELECT 1' >/dev/null 2>&1 && break
+  sleep 0.1
+done
+psql -X -q -h "$pg" -p 6543 -U postgres -d postgres -v ON_ERROR_STOP=1 \
+  -v ro_password="$(cat "$run/ehr_ro-password")" -v admin_password="$(cat "$run/ehr_admin-password")" \
+  -f examples/patients.sql >"$run/patients.log" 2>&1 || { echo "quickstart: loading examples/patients.sql failed; see $run/patients.log" >&2; exit 1; }
 
 cat <<MSG
 
@@ -95,6 +145,12 @@ cat <<MSG
      give a reason and the record opens, for 15 minutes, on the record.
   5. Review it. In a private window, sign in as rhea (a reviewer, with the code) at
      http://127.0.0.1:8080/.custos/breakglass/reviews and judge nora's reason.
+  6. Reach the database (synthetic patients in PostgreSQL) with psql, in another terminal.
+     Sign in as nora in the browser, with her code (add --no-browser without one here):
+       target/debug/custos db login ehr --gateway http://127.0.0.1:8080 --ca certs/dev/ca.pem --pg-port 6432
+     It saves a token of its own in ~/.pgpass and prints the command to connect:
+       psql "host=127.0.0.1 port=6432 dbname=ehr user=nora sslmode=verify-full sslrootcert=$(pwd -P)/certs/dev/ca.pem"
+     then: SELECT * FROM patients;  (nora reads as ehr_ro; adam, the administrator, is ehr_admin)
 
   Watch every decision as it is made (another terminal):
     target/debug/custos audit tail --dir examples/audit
