@@ -18,9 +18,7 @@ command -v cmake >/dev/null || need+=(cmake)                 # pingora's build
 command -v c++ >/dev/null || need+=(g++)
 command -v redis-server >/dev/null || need+=(redis-server)   # sessions
 command -v npm >/dev/null || need+=(nodejs npm)              # the local OpenID provider
-# PostgreSQL's server where Debian installs it (not on PATH), and its client.
-pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-[ -n "$pgbin" ] && [ -x "$pgbin/initdb" ] || need+=(postgresql)
+[ -x "$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)/pg_ctl" ] || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
 # pg_query's build (bindgen) needs libclang; it has no program to look for.
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
@@ -31,7 +29,6 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "quickstart: installing ${need[*]}"
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
-  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
 
 for port in 8080 8443 9090 9000 4400 6380 6432 6543; do
@@ -54,42 +51,17 @@ secret=$(cat "$secret_file")
 
 run=examples/.quickstart
 mkdir -p "$run"
-# The two upstream roles' passwords, new on every run (the database is made anew too):
-# only the gateway reads them, never the person who signs in.
-for role in ehr_ro ehr_admin; do
-  (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$run/$role-password")
-done
-target/debug/custos check --config examples/quickstart.toml
-
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  examples/quickstart-postgres.sh stop "$run" || true
+}
 trap cleanup EXIT
 
-# PostgreSQL refuses to run as root: as root, it runs as the `postgres` system user (made
-# by Debian's package), in a folder that user owns.
-as_pg() { "$@"; }
-if [ "$(id -u)" -eq 0 ]; then
-  id postgres >/dev/null 2>&1 || { echo "quickstart: run as root, PostgreSQL needs the postgres system user (package postgresql)" >&2; exit 1; }
-  as_pg() { setpriv --reuid postgres --regid postgres --init-groups -- "$@"; }
-fi
-pg=$PWD/$run/pg
-rm -rf "$pg"
-mkdir -p "$pg/tls"
-cp certs/dev/server.pem certs/dev/server-key.pem "$pg/tls/"
-chmod 700 "$pg" && chmod 600 "$pg/tls/server-key.pem"
-[ "$(id -u)" -ne 0 ] || chown -R postgres:postgres "$pg"
-as_pg test -w "$pg" || { echo "quickstart: the postgres user cannot reach $pg; move the checkout where it can" >&2; exit 1; }
-as_pg "$pgbin/initdb" -D "$pg/data" --username=postgres --auth=trust --encoding=UTF8 --no-locale --no-sync >"$run/initdb.log" 2>&1 \
-  || { echo "quickstart: initdb failed; see $run/initdb.log" >&2; exit 1; }
-# The superuser only over the socket in the private folder; the two roles over TCP.
-cat > "$pg/data/pg_hba.conf" <<HBA
-local all postgres trust
-hostssl ehr ehr_ro,ehr_admin 127.0.0.1/32 scram-sha-256
-HBA
-as_pg "$pgbin/postgres" -D "$pg/data" -c listen_addresses=127.0.0.1 -c port=6543 \
-  -c unix_socket_directories="$pg" -c ssl=on -c ssl_cert_file="$pg/tls/server.pem" \
-  -c ssl_key_file="$pg/tls/server-key.pem" >"$run/postgres.log" 2>&1 &
-pids+=($!)
+# PostgreSQL with the synthetic patients, and the two upstream roles' new passwords, which
+# only the gateway reads (never the person who signs in).
+examples/quickstart-postgres.sh start "$run" 6543 certs/dev
+target/debug/custos check --config examples/quickstart.toml
 
 redis-server --port 6380 --bind 127.0.0.1 --save "" --appendonly no >"$run/redis.log" 2>&1 &
 pids+=($!)
@@ -106,21 +78,13 @@ pids+=($!)
 target/debug/demo-ephi --listen 127.0.0.1:9000 --jwks http://127.0.0.1:8080/.custos/jwks.json >"$run/demo.log" 2>&1 &
 pids+=($!)
 
-for port in 6380 4400 9000 6543; do
+for port in 6380 4400 9000; do
   for _ in $(seq 600); do   # up to a minute: a busy machine starts node slowly
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "quickstart: nothing started on port $port; see $run/*.log" >&2; exit 1; }
 done
-# The synthetic database (it accepts connections a moment before it answers queries).
-for _ in $(seq 100); do
-  psql -X -q -h "$pg" -p 6543 -U postgres -d postgres -c 'SELECT 1' >/dev/null 2>&1 && break
-  sleep 0.1
-done
-psql -X -q -h "$pg" -p 6543 -U postgres -d postgres -v ON_ERROR_STOP=1 \
-  -v ro_password="$(cat "$run/ehr_ro-password")" -v admin_password="$(cat "$run/ehr_admin-password")" \
-  -f examples/patients.sql >"$run/patients.log" 2>&1 || { echo "quickstart: loading examples/patients.sql failed; see $run/patients.log" >&2; exit 1; }
 
 cat <<MSG
 
