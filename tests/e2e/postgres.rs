@@ -8,7 +8,7 @@ use crate::harness::postgres::{pg, TestDb};
 use crate::harness::*;
 use std::path::Path;
 
-const API: &str = "api_audience = \"urn:custos:api\"\njwks_min_refresh_secs = 1";
+pub const API: &str = "api_audience = \"urn:custos:api\"\njwks_min_refresh_secs = 1";
 
 /// A site whose PostgreSQL listener serves `db` as database `ehr`.
 pub async fn pg_site(db: &TestDb, oidc: &str, extra: &str) -> (Site, u16) {
@@ -17,6 +17,23 @@ pub async fn pg_site(db: &TestDb, oidc: &str, extra: &str) -> (Site, u16) {
     let extra = format!("{}\n{extra}", db.toml("ehr"));
     let s = site(Opts { listen: &listen, extra: &extra, oidc, ..Default::default() }).await;
     (s, port)
+}
+
+/// [`pg_site`] whose one role is `dba` (`db`'s owner, who may write), with `extra` after
+/// the `[[databases]]` block (so a `[databases.limits]` table there is this database's).
+pub async fn dba_site(db: &TestDb, extra: &str) -> (Site, u16) {
+    let port = free_port();
+    let listen = format!("postgres = \"127.0.0.1:{port}\"");
+    let dba: String = db.toml("ehr").lines().filter(|l| !l.starts_with("readers =")).map(|l| format!("{l}\n")).collect();
+    let extra = format!("{dba}{extra}");
+    let s = site(Opts { listen: &listen, extra: &extra, oidc: API, ..Default::default() }).await;
+    (s, port)
+}
+
+/// An access token of `alice` (MFA) from the site's IdP.
+pub async fn alice_token(s: &Site) -> String {
+    let t = tokens(&s.idp, "alice", "alice-password", "123456").await;
+    t["access_token"].as_str().expect("an access token").to_string()
 }
 
 /// A conninfo for `user` with `password` through the gateway at `port`.
@@ -29,7 +46,7 @@ pub fn through(port: u16, user: &str, password: &str, sslmode: &str) -> String {
     format!("host=127.0.0.1 port={port} dbname=ehr user={user} password={password} sslmode={sslmode}{root}")
 }
 
-fn text(o: &std::process::Output) -> (String, String) {
+pub fn text(o: &std::process::Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
@@ -44,12 +61,12 @@ pub async fn psql(conninfo: String, args: Vec<String>, stdin: Option<String>) ->
     .unwrap()
 }
 
-fn args(a: &[&str]) -> Vec<String> {
+pub fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
 /// Every audit record written so far, as text.
-fn audit_text(dir: &Path) -> String {
+pub fn audit_text(dir: &Path) -> String {
     let mut all = String::new();
     for e in walk(dir) {
         if let Ok(t) = std::fs::read(&e) {
@@ -169,9 +186,9 @@ async fn an_unparseable_statement_is_refused_and_never_reaches_the_database() {
     assert!(!audit_text(&s.gw.audit_dir()).contains("secret_marker_7731"));
 }
 
-const PLAINTEXT: &str = "[postgres]\nallow_plaintext = true\n";
+pub const PLAINTEXT: &str = "[postgres]\nallow_plaintext = true\n";
 
-async fn connect_tp(port: u16, user: &str, token: &str) -> tokio_postgres::Client {
+pub async fn connect_tp(port: u16, user: &str, token: &str) -> tokio_postgres::Client {
     let conninfo = format!("host=127.0.0.1 port={port} dbname=ehr user={user} password={token} sslmode=disable");
     let (client, conn) = tokio::time::timeout(
         std::time::Duration::from_secs(20),
