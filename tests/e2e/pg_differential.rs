@@ -54,7 +54,11 @@ fn diff(a: &str, b: &str) -> Option<String> {
             break;
         }
         let mark = if x == y { ' ' } else { '!' };
-        out.push_str(&format!("{mark} direct : {}\n{mark} custos : {}\n", x.unwrap_or(&"<none>"), y.unwrap_or(&"<none>")));
+        out.push_str(&format!(
+            "{mark} direct : {}\n{mark} custos : {}\n",
+            x.unwrap_or(&"<none>"),
+            y.unwrap_or(&"<none>")
+        ));
     }
     Some(out)
 }
@@ -78,7 +82,10 @@ async fn every_sql_file_answers_the_same_through_custos_as_directly() {
             }
         }
         if direct.status.code() != custos.status.code() {
-            failures.push(format!("{stem}.sql: psql exited {:?} directly, {:?} through Custos", direct.status, custos.status));
+            failures.push(format!(
+                "{stem}.sql: psql exited {:?} directly, {:?} through Custos",
+                direct.status, custos.status
+            ));
         }
         // Both ran something: an empty pair would compare equal and prove nothing.
         assert!(!direct.stdout.is_empty(), "{stem}.sql printed nothing: {}", String::from_utf8_lossy(&direct.stderr));

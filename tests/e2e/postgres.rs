@@ -24,10 +24,14 @@ pub async fn pg_site(db: &TestDb, oidc: &str, extra: &str) -> (Site, u16) {
 pub async fn dba_site(db: &TestDb, extra: &str) -> (Site, u16) {
     let port = free_port();
     let listen = format!("postgres = \"127.0.0.1:{port}\"");
-    let dba: String = db.toml("ehr").lines().filter(|l| !l.starts_with("readers =")).map(|l| format!("{l}\n")).collect();
-    let extra = format!("{dba}{extra}");
+    let extra = format!("{}{extra}", dba_only(db));
     let s = site(Opts { listen: &listen, extra: &extra, oidc: API, ..Default::default() }).await;
     (s, port)
+}
+
+/// `db`'s `[[databases]]` block as `ehr` with `dba` its one role.
+pub fn dba_only(db: &TestDb) -> String {
+    db.toml("ehr").lines().filter(|l| !l.starts_with("readers =")).map(|l| format!("{l}\n")).collect()
 }
 
 /// An access token of `alice` (MFA) from the site's IdP.
