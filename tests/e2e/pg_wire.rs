@@ -7,7 +7,9 @@
 
 use crate::harness::postgres::{pg, TestDb};
 use crate::harness::*;
-use crate::postgres::{alice_token, connect_tp, dba_site, through, PLAINTEXT};
+use crate::postgres::{
+    alice_token, auth_code, connect_tp, dba_site, error_fields, message, next, startup, through, PLAINTEXT,
+};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -58,6 +60,8 @@ async fn pgbench_select_only_works_in_every_mode_and_every_transaction_is_record
         assert!(out.status.success(), "pgbench -M {mode}: {stdout}\n{stderr}\n{}", s.gw.log());
         assert!(stdout.contains("number of transactions actually processed: 800/800"), "-M {mode}: {stdout}");
         assert!(stdout.contains("number of failed transactions: 0 "), "-M {mode}: {stdout}");
+        let tps = stdout.lines().find(|l| l.starts_with("tps")).unwrap_or_default();
+        eprintln!("pgbench -M {mode} through Custos: {tps}");
         // Completions follow the answers: wait for the last of them.
         let deadline = Instant::now() + Duration::from_secs(30);
         let (done, bad) = loop {
@@ -179,62 +183,6 @@ fn starttls_accepted(addr: SocketAddr, version: &str) -> bool {
         .unwrap_or_else(|e| panic!("running openssl s_client: {e}"));
     let text = String::from_utf8_lossy(&out.stdout);
     out.status.success() && !text.contains("Cipher is (NONE)") && text.contains("Server certificate")
-}
-
-/// A StartupMessage of protocol 3.`minor` with `params`.
-fn startup(minor: u16, params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = (3u32 << 16 | u32::from(minor)).to_be_bytes().to_vec();
-    for (k, v) in params {
-        for s in [k, v] {
-            body.extend_from_slice(s.as_bytes());
-            body.push(0);
-        }
-    }
-    body.push(0);
-    let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    m.extend_from_slice(&body);
-    m
-}
-
-/// A message with a type byte.
-fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-    m.extend_from_slice(body);
-    m
-}
-
-/// The next message from the server: its type byte and body (`None`: the connection
-/// ended).
-async fn next<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<(u8, Vec<u8>)> {
-    let read = async {
-        let mut head = [0u8; 5];
-        s.read_exact(&mut head).await.ok()?;
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let mut body = vec![0u8; len.checked_sub(4)?];
-        s.read_exact(&mut body).await.ok()?;
-        Some((head[0], body))
-    };
-    tokio::time::timeout(Duration::from_secs(20), read).await.expect("the server answers in time")
-}
-
-/// An ErrorResponse's severity and SQLSTATE.
-fn error_fields(body: &[u8]) -> (String, String) {
-    let (mut severity, mut code) = (String::new(), String::new());
-    for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
-        let value = String::from_utf8_lossy(&field[1..]).into_owned();
-        match field[0] {
-            b'V' => severity = value,
-            b'C' => code = value,
-            _ => {}
-        }
-    }
-    (severity, code)
-}
-
-/// The authentication request code of an `R` message.
-fn auth_code(m: &(u8, Vec<u8>)) -> Option<u32> {
-    (m.0 == b'R' && m.1.len() >= 4).then(|| u32::from_be_bytes([m.1[0], m.1[1], m.1[2], m.1[3]]))
 }
 
 /// Sends `bytes`, then returns the first message answered.

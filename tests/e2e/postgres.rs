@@ -190,6 +190,64 @@ async fn an_unparseable_statement_is_refused_and_never_reaches_the_database() {
     assert!(!audit_text(&s.gw.audit_dir()).contains("secret_marker_7731"));
 }
 
+// The wire by hand, for what no client library sends.
+
+/// A StartupMessage of protocol 3.`minor` with `params`.
+pub fn startup(minor: u16, params: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = (3u32 << 16 | u32::from(minor)).to_be_bytes().to_vec();
+    for (k, v) in params {
+        for s in [k, v] {
+            body.extend_from_slice(s.as_bytes());
+            body.push(0);
+        }
+    }
+    body.push(0);
+    let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    m.extend_from_slice(&body);
+    m
+}
+
+/// A message with a type byte.
+pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// The next message from the server: its type byte and body (`None`: the connection
+/// ended).
+pub async fn next<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<(u8, Vec<u8>)> {
+    let read = async {
+        let mut head = [0u8; 5];
+        tokio::io::AsyncReadExt::read_exact(s, &mut head).await.ok()?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len.checked_sub(4)?];
+        tokio::io::AsyncReadExt::read_exact(s, &mut body).await.ok()?;
+        Some((head[0], body))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read).await.expect("the server answers in time")
+}
+
+/// An ErrorResponse's severity and SQLSTATE.
+pub fn error_fields(body: &[u8]) -> (String, String) {
+    let (mut severity, mut code) = (String::new(), String::new());
+    for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+        let value = String::from_utf8_lossy(&field[1..]).into_owned();
+        match field[0] {
+            b'V' => severity = value,
+            b'C' => code = value,
+            _ => {}
+        }
+    }
+    (severity, code)
+}
+
+/// The authentication request code of an `R` message.
+pub fn auth_code(m: &(u8, Vec<u8>)) -> Option<u32> {
+    (m.0 == b'R' && m.1.len() >= 4).then(|| u32::from_be_bytes([m.1[0], m.1[1], m.1[2], m.1[3]]))
+}
+
 pub const PLAINTEXT: &str = "[postgres]\nallow_plaintext = true\n";
 
 pub async fn connect_tp(port: u16, user: &str, token: &str) -> tokio_postgres::Client {
