@@ -24,6 +24,7 @@ mod methods;
 mod paths;
 mod pg_differential;
 mod pg_harness;
+mod pg_sessions;
 mod pg_wire;
 mod pipelining;
 mod policy;

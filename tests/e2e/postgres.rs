@@ -12,10 +12,52 @@ pub const API: &str = "api_audience = \"urn:custos:api\"\njwks_min_refresh_secs 
 
 /// A site whose PostgreSQL listener serves `db` as database `ehr`.
 pub async fn pg_site(db: &TestDb, oidc: &str, extra: &str) -> (Site, u16) {
+    pg_site_with(db, oidc, extra, None, None).await
+}
+
+/// [`pg_site`] with a Redis prefix (gateways that share sessions share it) and an
+/// administrator tokens file. `extra` lines that are keys of the `[[databases]]` entry
+/// (before any table header in `extra`) go into it.
+pub async fn pg_site_with(
+    db: &TestDb,
+    oidc: &str,
+    extra: &str,
+    prefix: Option<&str>,
+    admin_tokens: Option<&Path>,
+) -> (Site, u16) {
+    pg_site_full(db, oidc, extra, "", prefix, admin_tokens).await
+}
+
+/// [`pg_site_with`] with `[session]` lines.
+pub async fn pg_site_full(
+    db: &TestDb,
+    oidc: &str,
+    extra: &str,
+    session: &str,
+    prefix: Option<&str>,
+    admin_tokens: Option<&Path>,
+) -> (Site, u16) {
     let port = free_port();
     let listen = format!("postgres = \"127.0.0.1:{port}\"");
-    let extra = format!("{}\n{extra}", db.toml("ehr"));
-    let s = site(Opts { listen: &listen, extra: &extra, oidc, ..Default::default() }).await;
+    let (tables, keys): (Vec<&str>, Vec<&str>) = {
+        let mut in_table = false;
+        extra.lines().partition(|l| {
+            in_table |= l.trim_start().starts_with('[');
+            in_table
+        })
+    };
+    let block = db.toml("ehr").replacen("[databases.tls]", &format!("{}\n[databases.tls]", keys.join("\n")), 1);
+    let extra = format!("{block}\n{}", tables.join("\n"));
+    let s = site(Opts {
+        listen: &listen,
+        extra: &extra,
+        oidc,
+        session,
+        prefix: prefix.map(str::to_string),
+        admin_tokens,
+        ..Default::default()
+    })
+    .await;
     (s, port)
 }
 
