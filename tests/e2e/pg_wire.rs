@@ -43,7 +43,7 @@ fn completions(dir: &std::path::Path) -> (usize, Vec<Event>) {
 #[tokio::test]
 async fn pgbench_select_only_works_in_every_mode_and_every_transaction_is_recorded() {
     let db = pg().database("wire_bench");
-    let mut init = pg_tool("pgbench", "postgresql-client");
+    let mut init = pg_tool("pgbench", "postgresql");
     init.args(["-i", "-s", "1", "-q"]).arg(db.conninfo(&db.admin, "disable"));
     let out = output(init).await;
     assert!(out.status.success(), "pgbench -i: {}", String::from_utf8_lossy(&out.stderr));
@@ -52,7 +52,7 @@ async fn pgbench_select_only_works_in_every_mode_and_every_transaction_is_record
     let dir = s.gw.audit_dir();
     for mode in ["simple", "extended", "prepared"] {
         let (before, _) = completions(&dir);
-        let mut bench = pg_tool("pgbench", "postgresql-client");
+        let mut bench = pg_tool("pgbench", "postgresql");
         bench.args(["-n", "-S", "-M", mode, "-c", "4", "-j", "2", "-t", "200"]);
         bench.arg(through(port, "alice", &token, "verify-full"));
         let out = output(bench).await;
