@@ -382,3 +382,72 @@ async fn a_cancel_reaches_the_running_query_with_custos_own_key() {
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
     drop(s);
 }
+
+#[tokio::test]
+async fn the_mfa_rule_the_persons_role_and_readiness() {
+    let db = pg().database("gw_roles");
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.conf");
+    std::fs::write(
+        &model,
+        "[request_definition]\nr = sub, dom, obj, act\n[policy_definition]\np = sub, dom, obj, act\n\
+         [role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n\
+         [matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n",
+    )
+    .unwrap();
+    let policy = dir.path().join("policy.csv");
+    std::fs::write(
+        &policy,
+        "p, readers, *, db:ehr, connect\np, dba, *, db:ehr, connect\ng, alice, readers\ng, alice, dba\ng, nora, readers\n",
+    )
+    .unwrap();
+    let extra = format!(
+        "require_mfa = true\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n",
+        model.display(),
+        policy.display()
+    );
+    let (s, port) = pg_site(&db, API, &extra).await;
+    let token = |user: &'static str, otp: &'static str| {
+        let idp = s.idp.clone();
+        async move {
+            tokens(&idp, user, &format!("{user}-password"), otp).await["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let who = "SELECT current_user";
+    let run = |user: &str, at: &str, options: &str| {
+        let mut c = through(port, user, at, "verify-full");
+        if !options.is_empty() {
+            c.push_str(&format!(" options='{options}'"));
+        }
+        psql(c, args(&["-t", "-c", who]), None)
+    };
+
+    // One factor where the database needs two: refused, with what to do.
+    let bob = token("bob", "").await;
+    let out = run("bob", &bob, "").await;
+    let (_, err) = text(&out);
+    assert!(!out.status.success() && err.contains("needs a multi-factor sign-in"), "{err}");
+
+    // alice holds readers and dba: readers by default (first in the table), dba when asked.
+    let alice = token("alice", "123456").await;
+    let (out, _) = text(&run("alice", &alice, "").await);
+    assert_eq!(out.trim(), db.ro.user);
+    let (out, err) = text(&run("alice", &alice, "-c custos.role=dba").await);
+    assert_eq!(out.trim(), db.admin.user, "{err}");
+    // nora holds readers only: asking for dba is refused.
+    let nora = token("nora", "123456").await;
+    let out = run("nora", &nora, "-c custos.role=dba").await;
+    let (_, err) = text(&out);
+    assert!(!out.status.success() && err.contains("not one you hold"), "{err}");
+    let (out, _) = text(&run("nora", &nora, "").await);
+    assert_eq!(out.trim(), db.ro.user);
+    let dir_a = s.gw.audit_dir();
+    audit_has(&dir_a, |r| reason(r).as_deref() == Some("role_not_held")).await;
+    audit_has(&dir_a, |r| reason(r).as_deref() == Some("mfa_required") && subject(r) == Some("bob")).await;
+
+    // Readiness names the database, and the metrics count what happened.
+    let body = client().get(s.gw.url("/.custos/readyz")).send().await.unwrap().text().await.unwrap();
+    assert!(body.contains("database ehr: ok"), "{body}");
+    let allowed = metric(&s.gw, "custos_db_connects_total{database=\"ehr\",outcome=\"allowed\"}").await;
+    assert_eq!(allowed, Some(3.0));
+}
