@@ -8,7 +8,7 @@ use crate::harness::postgres::{pg, TestDb};
 use crate::harness::*;
 use std::path::Path;
 
-const API: &str = "api_audience = \"urn:custos:api\"\njwks_min_refresh_secs = 1";
+pub const API: &str = "api_audience = \"urn:custos:api\"\njwks_min_refresh_secs = 1";
 
 /// A site whose PostgreSQL listener serves `db` as database `ehr`.
 pub async fn pg_site(db: &TestDb, oidc: &str, extra: &str) -> (Site, u16) {
@@ -61,6 +61,27 @@ pub async fn pg_site_full(
     (s, port)
 }
 
+/// [`pg_site`] whose one role is `dba` (`db`'s owner, who may write), with `extra` after
+/// the `[[databases]]` block (so a `[databases.limits]` table there is this database's).
+pub async fn dba_site(db: &TestDb, extra: &str) -> (Site, u16) {
+    let port = free_port();
+    let listen = format!("postgres = \"127.0.0.1:{port}\"");
+    let extra = format!("{}{extra}", dba_only(db));
+    let s = site(Opts { listen: &listen, extra: &extra, oidc: API, ..Default::default() }).await;
+    (s, port)
+}
+
+/// `db`'s `[[databases]]` block as `ehr` with `dba` its one role.
+pub fn dba_only(db: &TestDb) -> String {
+    db.toml("ehr").lines().filter(|l| !l.starts_with("readers =")).map(|l| format!("{l}\n")).collect()
+}
+
+/// An access token of `alice` (MFA) from the site's IdP.
+pub async fn alice_token(s: &Site) -> String {
+    let t = tokens(&s.idp, "alice", "alice-password", "123456").await;
+    t["access_token"].as_str().expect("an access token").to_string()
+}
+
 /// A conninfo for `user` with `password` through the gateway at `port`.
 pub fn through(port: u16, user: &str, password: &str, sslmode: &str) -> String {
     let root = if sslmode.starts_with("verify") {
@@ -71,7 +92,7 @@ pub fn through(port: u16, user: &str, password: &str, sslmode: &str) -> String {
     format!("host=127.0.0.1 port={port} dbname=ehr user={user} password={password} sslmode={sslmode}{root}")
 }
 
-fn text(o: &std::process::Output) -> (String, String) {
+pub fn text(o: &std::process::Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
@@ -86,12 +107,12 @@ pub async fn psql(conninfo: String, args: Vec<String>, stdin: Option<String>) ->
     .unwrap()
 }
 
-fn args(a: &[&str]) -> Vec<String> {
+pub fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
 /// Every audit record written so far, as text.
-fn audit_text(dir: &Path) -> String {
+pub fn audit_text(dir: &Path) -> String {
     let mut all = String::new();
     for e in walk(dir) {
         if let Ok(t) = std::fs::read(&e) {
@@ -211,9 +232,67 @@ async fn an_unparseable_statement_is_refused_and_never_reaches_the_database() {
     assert!(!audit_text(&s.gw.audit_dir()).contains("secret_marker_7731"));
 }
 
+// The wire by hand, for what no client library sends.
+
+/// A StartupMessage of protocol 3.`minor` with `params`.
+pub fn startup(minor: u16, params: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = (3u32 << 16 | u32::from(minor)).to_be_bytes().to_vec();
+    for (k, v) in params {
+        for s in [k, v] {
+            body.extend_from_slice(s.as_bytes());
+            body.push(0);
+        }
+    }
+    body.push(0);
+    let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    m.extend_from_slice(&body);
+    m
+}
+
+/// A message with a type byte.
+pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// The next message from the server: its type byte and body (`None`: the connection
+/// ended).
+pub async fn next<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<(u8, Vec<u8>)> {
+    let read = async {
+        let mut head = [0u8; 5];
+        tokio::io::AsyncReadExt::read_exact(s, &mut head).await.ok()?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len.checked_sub(4)?];
+        tokio::io::AsyncReadExt::read_exact(s, &mut body).await.ok()?;
+        Some((head[0], body))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read).await.expect("the server answers in time")
+}
+
+/// An ErrorResponse's severity and SQLSTATE.
+pub fn error_fields(body: &[u8]) -> (String, String) {
+    let (mut severity, mut code) = (String::new(), String::new());
+    for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+        let value = String::from_utf8_lossy(&field[1..]).into_owned();
+        match field[0] {
+            b'V' => severity = value,
+            b'C' => code = value,
+            _ => {}
+        }
+    }
+    (severity, code)
+}
+
+/// The authentication request code of an `R` message.
+pub fn auth_code(m: &(u8, Vec<u8>)) -> Option<u32> {
+    (m.0 == b'R' && m.1.len() >= 4).then(|| u32::from_be_bytes([m.1[0], m.1[1], m.1[2], m.1[3]]))
+}
+
 pub const PLAINTEXT: &str = "[postgres]\nallow_plaintext = true\n";
 
-async fn connect_tp(port: u16, user: &str, token: &str) -> tokio_postgres::Client {
+pub async fn connect_tp(port: u16, user: &str, token: &str) -> tokio_postgres::Client {
     let conninfo = format!("host=127.0.0.1 port={port} dbname=ehr user={user} password={token} sslmode=disable");
     let (client, conn) = tokio::time::timeout(
         std::time::Duration::from_secs(20),
