@@ -87,7 +87,15 @@ fn compose_file_runs_postgres_with_the_synthetic_database() {
     let cfg: toml::Table = config.parse().unwrap();
     assert_eq!(cfg["listen"]["postgres"].as_str(), Some("127.0.0.1:6432"));
     let db = &cfg["databases"].as_array().expect("no [[databases]]")[0];
-    assert_eq!((db["name"].as_str(), db["host"].as_str(), db["port"].as_integer()), (Some("ehr"), Some("127.0.0.1"), Some(5432)));
-    assert!(config.contains("env = \"CUSTOS_EHR_RO_PASSWORD\"") && config.contains("env = \"CUSTOS_EHR_ADMIN_PASSWORD\""));
-    assert!(text.contains("CUSTOS_EHR_RO_PASSWORD:") && text.contains("CUSTOS_EHR_ADMIN_PASSWORD:"), "the gateway's variables");
+    assert_eq!(
+        (db["name"].as_str(), db["host"].as_str(), db["port"].as_integer()),
+        (Some("ehr"), Some("127.0.0.1"), Some(5432))
+    );
+    assert!(
+        config.contains("env = \"CUSTOS_EHR_RO_PASSWORD\"") && config.contains("env = \"CUSTOS_EHR_ADMIN_PASSWORD\"")
+    );
+    assert!(
+        text.contains("CUSTOS_EHR_RO_PASSWORD:") && text.contains("CUSTOS_EHR_ADMIN_PASSWORD:"),
+        "the gateway's variables"
+    );
 }

@@ -106,7 +106,8 @@ fn check_accepts_the_shipped_configs() {
     std::fs::write(dir.path().join("examples/quickstart-client-secret"), "made-by-quickstart-sh").unwrap();
     std::fs::create_dir_all(dir.path().join("examples/.quickstart")).unwrap();
     for role in ["ehr_ro", "ehr_admin"] {
-        std::fs::write(dir.path().join(format!("examples/.quickstart/{role}-password")), "made-by-quickstart-sh").unwrap();
+        std::fs::write(dir.path().join(format!("examples/.quickstart/{role}-password")), "made-by-quickstart-sh")
+            .unwrap();
     }
     let out = Command::new(CUSTOS).args(["certs", "dev", "--out"]).arg(dir.path().join("certs/dev")).output().unwrap();
     assert!(out.status.success());

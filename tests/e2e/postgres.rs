@@ -401,11 +401,8 @@ async fn the_mfa_rule_the_persons_role_and_readiness() {
         "p, readers, *, db:ehr, connect\np, dba, *, db:ehr, connect\ng, alice, readers\ng, alice, dba\ng, nora, readers\n",
     )
     .unwrap();
-    let extra = format!(
-        "require_mfa = true\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n",
-        model.display(),
-        policy.display()
-    );
+    let extra =
+        format!("require_mfa = true\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n", model.display(), policy.display());
     let (s, port) = pg_site(&db, API, &extra).await;
     let token = |user: &'static str, otp: &'static str| {
         let idp = s.idp.clone();
@@ -480,7 +477,8 @@ async fn the_upstream_is_verified_signed_in_to_by_md5_or_cleartext_inside_tls_an
         let port: u16 = listen.rsplit(':').next().unwrap().trim_end_matches('"').parse().unwrap();
         let extra = verified_block(&db, login, dir.path());
         let s = site(Opts { listen: &listen, extra: &extra, oidc: API, ..Default::default() }).await;
-        let at = tokens(&s.idp, "alice", "alice-password", "123456").await["access_token"].as_str().unwrap().to_string();
+        let at =
+            tokens(&s.idp, "alice", "alice-password", "123456").await["access_token"].as_str().unwrap().to_string();
         let sql = "SELECT current_user, ssl, current_setting('statement_timeout') FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
         let out = psql(through(port, "alice", &at, "verify-full"), args(&["-t", "-c", sql]), None).await;
         let (stdout, stderr) = text(&out);

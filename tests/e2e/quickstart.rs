@@ -151,7 +151,10 @@ struct StopPg(PathBuf);
 
 impl Drop for StopPg {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(root().join("examples/quickstart-postgres.sh")).arg("stop").arg(&self.0).status();
+        let _ = std::process::Command::new(root().join("examples/quickstart-postgres.sh"))
+            .arg("stop")
+            .arg(&self.0)
+            .status();
     }
 }
 

@@ -210,7 +210,9 @@ impl Sink for OtlpSink {
                     parent_span_id: hex_bytes(&ev.parent_span_id),
                     name: match (&ev.verb, &ev.database) {
                         (Some(verb), Some(db)) => format!("{verb} {db}"),
-                        _ => format!("{} {}", ev.method.as_deref().unwrap_or("HTTP"), ev.route.as_deref().unwrap_or("-")),
+                        _ => {
+                            format!("{} {}", ev.method.as_deref().unwrap_or("HTTP"), ev.route.as_deref().unwrap_or("-"))
+                        }
                     },
                     kind: span::SpanKind::Server as i32,
                     start_time_unix_nano: start,

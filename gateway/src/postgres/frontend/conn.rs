@@ -99,7 +99,8 @@ async fn open(fe: &Frontend, tcp: TcpStream, client: &str) -> Option<Opened> {
                     refuse_plain(fe, &mut stream, client, refuse::why(Why::Plaintext)).await;
                     return None;
                 }
-                let spoken = if minor == 2 { 2 } else { 0 };
+                // The newest version spoken that is not above the client's (3.1 was never one).
+                let spoken = if minor >= NEWEST_MINOR { NEWEST_MINOR } else { 0 };
                 if minor > NEWEST_MINOR || minor == 1 || !protocol_options.is_empty() {
                     stream.write_all(&answer::negotiate(spoken, &protocol_options)).await.ok()?;
                 }
@@ -140,7 +141,8 @@ async fn run(fe: &Frontend, o: Opened, client: String, started: Instant) {
         return;
     };
     let (db, upstream_tls) = (&fe.databases[at], &fe.upstream_tls[at]);
-    let info = ConnInfo::new(client.clone(), db.name.clone(), format!("{}:{}", db.host, db.port));
+    let mut info = ConnInfo::new(client.clone(), db.name.clone(), format!("{}:{}", db.host, db.port));
+    info.filtered = startup.filtered.clone();
     let meta = StmtMeta { info: &info, described: None, connect: true };
     let access = fe.access();
     let rate_key_user = format!("u:{}", startup.user);

@@ -20,6 +20,8 @@ pub struct ConnInfo {
     /// The connection's trace (W3C ids, hex), its statements spans under its span.
     pub trace_id: String,
     pub span_id: String,
+    /// Startup parameters not passed on (names only), for the connection's own records.
+    pub filtered: Vec<String>,
 }
 
 /// `n` random bytes as hex (trace and span ids).
@@ -42,6 +44,7 @@ impl ConnInfo {
             upstream,
             trace_id: random_hex(16),
             span_id: random_hex(8),
+            filtered: Vec::new(),
         }
     }
 }
@@ -72,7 +75,10 @@ impl crate::access::Meta for StmtMeta<'_> {
                 ev.span_id = Some(d.span_id.clone());
                 ev.parent_span_id = Some(self.info.span_id.clone());
             }
-            None if self.connect => ev.verb = Some("connect".to_string()),
+            None if self.connect => {
+                ev.verb = Some("connect".to_string());
+                ev.filtered = self.info.filtered.clone();
+            }
             None => {}
         }
         ev
