@@ -507,3 +507,29 @@ async fn failed_sign_ins_are_limited_per_user_and_address() {
     assert!(!out.status.success() && stderr.contains("password authentication failed"), "{stderr}");
     audit_has(&s.gw.audit_dir(), |r| reason(r).as_deref() == Some("auth_rate")).await;
 }
+
+#[tokio::test]
+async fn settings_that_change_how_statements_are_read_are_refused_and_the_connection_goes_on() {
+    let db = pg().database("gw_guard");
+    let (s, port) = pg_site(&db, API, PLAINTEXT).await;
+    let at = tokens(&s.idp, "alice", "alice-password", "123456").await["access_token"].as_str().unwrap().to_string();
+    let c = connect_tp(port, "alice", &at).await;
+    for sql in [
+        "SET client_encoding = 'SJIS'",
+        "SET NAMES 'GBK'",
+        "SET standard_conforming_strings = off",
+        "SELECT set_config('standard_conforming_strings', 'off', false)",
+    ] {
+        let err = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(err.code().map(|c| c.code()), Some("0A000"), "{sql}: {err}");
+    }
+    let rows = c.query("SHOW client_encoding", &[]).await.unwrap();
+    assert_eq!(rows[0].get::<_, &str>(0), "UTF8");
+    // SQL's own DEALLOCATE: the protocol's prepared statements are forgotten, refused
+    // rather than recorded as what they might no longer be.
+    let stmt = c.prepare("SELECT 1").await.unwrap();
+    c.simple_query("DEALLOCATE ALL").await.unwrap();
+    let err = c.query(&stmt, &[]).await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("26000"), "{err}");
+    drop(s);
+}

@@ -158,8 +158,9 @@ async fn run(fe: &Frontend, o: Opened, client: String, started: Instant) {
         return;
     }
     let mut buf = BytesMut::with_capacity(super::relay::CHUNK);
-    let msg = match messages::read_message(&mut stream, &mut buf, 64 * 1024).await {
-        Ok(Some(m)) if m.tag == tags::frontend::PASSWORD => m,
+    let read = messages::read_message(&mut stream, &mut buf, 64 * 1024);
+    let msg = match tokio::time::timeout(STARTUP_TIMEOUT, read).await {
+        Ok(Ok(Some(m))) if m.tag == tags::frontend::PASSWORD => m,
         _ => return,
     };
     use messages::password::{Expecting, Password};
@@ -302,7 +303,9 @@ async fn run(fe: &Frontend, o: Opened, client: String, started: Instant) {
             Code::ProtocolViolation.into(),
             Some(Refusal {
                 sqlstate: "0A000",
-                message: "terminating connection: Custos requires standard_conforming_strings = on".into(),
+                message:
+                    "terminating connection: Custos requires standard_conforming_strings = on and client_encoding UTF8"
+                        .into(),
                 reason: Code::ProtocolViolation,
             }),
         ),

@@ -122,7 +122,7 @@ pub fn why(w: Why<'_>) -> Refusal {
         NonStandardStrings => Refusal::new(
             "0A000",
             Code::StandardConformingStrings,
-            "Custos requires standard_conforming_strings = on and does not let it be changed",
+            "Custos requires standard_conforming_strings = on and client_encoding UTF8, and does not let them be changed (nor set_config)",
         ),
         UnknownStatement => {
             Refusal::new("26000", Code::UnknownStatement, "prepared statement does not exist on this connection")

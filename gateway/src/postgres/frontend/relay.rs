@@ -44,6 +44,10 @@ pub const CHUNK: usize = 64 * 1024;
 /// Prepared statements and portals a connection may hold (a client that never closes
 /// them cannot grow Custos without bound).
 const MAX_NAMED: usize = 10_000;
+/// The longest statement or portal name kept (PostgreSQL's identifiers stop at 63 bytes;
+/// a client has no need of more, and 10,000 names of a megabyte each would not be
+/// bounded memory).
+const MAX_NAME: usize = 1024;
 
 /// Why the relay stopped.
 #[derive(Debug)]
@@ -174,6 +178,23 @@ pub struct ClientSide {
 }
 
 impl ClientSide {
+    /// SQL's own PREPARE/DEALLOCATE/DECLARE/CLOSE/DISCARD share their names with the
+    /// protocol's statements and portals: after one, what a protocol name runs is no longer
+    /// known here, so the names are forgotten (a Bind or Execute of them is then refused,
+    /// never recorded as something else).
+    fn forget_sql_names(&mut self, stmts: &[Statement]) {
+        for s in stmts {
+            match s.verb.as_str() {
+                "deallocate" | "discard" => {
+                    self.statements.clear();
+                    self.portals.clear();
+                }
+                "declare" | "close" => self.portals.clear(),
+                _ => {}
+            }
+        }
+    }
+
     /// The statements of a text, through the parse cache (counted).
     fn classify(&mut self, sql: &str) -> Result<Arc<[Statement]>, crate::postgres::statements::Unparseable> {
         let hits = self.cache.hits();
@@ -252,6 +273,9 @@ impl<'a> Relay<'a> {
                     let mut r = Reader::new(&buf[Header::SIZE..Header::SIZE + prefix]);
                     let names = r.cstr().and_then(|p| Ok((p.to_string(), r.cstr()?.to_string())));
                     let Ok((portal, stmt)) = names else { return End::ProtocolViolation };
+                    if portal.len() > MAX_NAME || stmt.len() > MAX_NAME {
+                        return End::ProtocolViolation;
+                    }
                     let forward = !cs.discarding && self.bind(cs, &portal, &stmt);
                     if let Err(e) = self.stream(client, upstream, buf, &mut out, Header::SIZE + n, forward).await {
                         return e;
@@ -349,10 +373,11 @@ impl<'a> Relay<'a> {
                         return Ok(true);
                     }
                 };
-                if sets_string_syntax(&stmts) {
+                if changes_parsing(&stmts) {
                     self.refuse_statement(cs, Why::NonStandardStrings, true);
                     return Ok(true);
                 }
+                cs.forget_sql_names(&stmts);
                 let mut pending = VecDeque::with_capacity(stmts.len());
                 for s in stmts.iter() {
                     match self.decide(Described::of(std::slice::from_ref(s))).await {
@@ -371,6 +396,9 @@ impl<'a> Relay<'a> {
             }
             t::PARSE => {
                 let Ok(p) = messages::parse::Parse::decode(body) else { return Err(End::ProtocolViolation) };
+                if p.name.len() > MAX_NAME {
+                    return Err(End::ProtocolViolation);
+                }
                 let stmts = match cs.classify(p.query) {
                     Ok(s) => s,
                     Err(_) => {
@@ -378,7 +406,7 @@ impl<'a> Relay<'a> {
                         return Ok(true);
                     }
                 };
-                if sets_string_syntax(&stmts) {
+                if changes_parsing(&stmts) {
                     self.refuse_statement(cs, Why::NonStandardStrings, false);
                     return Ok(true);
                 }
@@ -395,6 +423,9 @@ impl<'a> Relay<'a> {
             }
             t::BIND => {
                 let Ok(b) = messages::bind::Bind::decode(body) else { return Err(End::ProtocolViolation) };
+                if b.portal.len() > MAX_NAME || b.statement.len() > MAX_NAME {
+                    return Err(End::ProtocolViolation);
+                }
                 let (portal, stmt) = (b.portal.to_string(), b.statement.to_string());
                 if self.bind(cs, &portal, &stmt) {
                     out.extend_from_slice(&raw);
@@ -685,13 +716,17 @@ impl<'a> Relay<'a> {
                         } else {
                             // The failing message's answer is this error.
                         }
-                        // The server skips everything up to Sync.
+                        // The server skips everything up to Sync, a simple Query too.
                         while let Some(e) = q.front() {
-                            if matches!(e, Expect::Sync | Expect::Query(_)) {
+                            if matches!(e, Expect::Sync) {
                                 break;
                             }
-                            if let Some(Expect::Execute(p)) = q.pop_front() {
-                                done.push((p, None, Some(Code::NotRun.into())));
+                            match q.pop_front() {
+                                Some(Expect::Execute(p)) => done.push((p, None, Some(Code::NotRun.into()))),
+                                Some(Expect::Query(stmts)) => {
+                                    done.extend(stmts.into_iter().map(|p| (p, None, Some(Code::NotRun.into()))))
+                                }
+                                _ => {}
                             }
                         }
                     }
@@ -765,24 +800,37 @@ fn pop_if(q: &mut VecDeque<Expect>, f: impl Fn(&Expect) -> bool) {
     }
 }
 
-/// Whether a statement sets or resets `standard_conforming_strings` (a pipelined
-/// statement after it would be parsed by the server under the new setting before its
-/// ParameterStatus comes back).
-fn sets_string_syntax(stmts: &[Statement]) -> bool {
+/// Whether a statement changes how the server reads the statements after it: sets or
+/// resets `standard_conforming_strings` or `client_encoding` (`SET NAMES` too), or calls
+/// `set_config`. A pipelined statement after it would be parsed by the server under the
+/// new setting before its ParameterStatus comes back, so what Custos records would not be
+/// what runs.
+fn changes_parsing(stmts: &[Statement]) -> bool {
     use crate::postgres::statements::ObjectKind;
+    const GUARDED: [&str; 3] = ["standard_conforming_strings", "client_encoding", "names"];
     stmts.iter().any(|s| {
-        s.verb.as_str() != "show"
-            && s.objects.iter().any(|o| {
-                o.kind == ObjectKind::Setting && o.name.as_str().eq_ignore_ascii_case("standard_conforming_strings")
-            })
+        s.objects.iter().any(|o| {
+            let name = o.name.as_str();
+            let bare = name.rsplit('.').next().unwrap_or(name);
+            match o.kind {
+                ObjectKind::Setting => {
+                    s.verb.as_str() != "show" && GUARDED.iter().any(|g| bare.eq_ignore_ascii_case(g))
+                }
+                ObjectKind::Function => bare.eq_ignore_ascii_case("set_config"),
+                ObjectKind::Relation => false,
+            }
+        })
     })
 }
 
-/// False for a ParameterStatus that turns `standard_conforming_strings` off.
+/// False for a ParameterStatus under which the server would read statements otherwise
+/// than Custos's parser: `standard_conforming_strings` off, a `client_encoding` other
+/// than UTF8.
 pub fn standard_strings(body: &[u8]) -> bool {
     let mut parts = body.split(|&b| b == 0);
     match (parts.next(), parts.next()) {
         (Some(b"standard_conforming_strings"), Some(v)) => v == b"on",
+        (Some(b"client_encoding"), Some(v)) => v.eq_ignore_ascii_case(b"UTF8"),
         _ => true,
     }
 }
@@ -816,6 +864,26 @@ mod tests {
         assert!(!standard_strings(b"standard_conforming_strings\0off\0"));
         assert!(standard_strings(b"standard_conforming_strings\0on\0"));
         assert!(standard_strings(b"DateStyle\0ISO, MDY\0"));
+        assert!(!standard_strings(b"client_encoding\0SJIS\0"));
+        assert!(standard_strings(b"client_encoding\0UTF8\0"));
+    }
+
+    #[test]
+    fn statements_that_change_how_the_server_reads_are_found() {
+        use crate::postgres::statements::classify;
+        for sql in [
+            "SET standard_conforming_strings = off",
+            "SET client_encoding = 'SJIS'",
+            "SET NAMES 'GBK'",
+            "RESET client_encoding",
+            "SELECT set_config('standard_conforming_strings', 'off', false)",
+            "SELECT pg_catalog.set_config('client_encoding', 'BIG5', true)",
+        ] {
+            assert!(changes_parsing(&classify(sql).unwrap()), "{sql}");
+        }
+        for sql in ["SHOW client_encoding", "SET search_path = public", "SELECT 1"] {
+            assert!(!changes_parsing(&classify(sql).unwrap()), "{sql}");
+        }
     }
 
     #[test]
