@@ -23,6 +23,7 @@ mod login;
 mod methods;
 mod paths;
 mod pg_harness;
+mod pg_sessions;
 mod pipelining;
 mod policy;
 mod policy_engines;

@@ -12,10 +12,52 @@ const API: &str = "api_audience = \"urn:custos:api\"\njwks_min_refresh_secs = 1"
 
 /// A site whose PostgreSQL listener serves `db` as database `ehr`.
 pub async fn pg_site(db: &TestDb, oidc: &str, extra: &str) -> (Site, u16) {
+    pg_site_with(db, oidc, extra, None, None).await
+}
+
+/// [`pg_site`] with a Redis prefix (gateways that share sessions share it) and an
+/// administrator tokens file. `extra` lines that are keys of the `[[databases]]` entry
+/// (before any table header in `extra`) go into it.
+pub async fn pg_site_with(
+    db: &TestDb,
+    oidc: &str,
+    extra: &str,
+    prefix: Option<&str>,
+    admin_tokens: Option<&Path>,
+) -> (Site, u16) {
+    pg_site_full(db, oidc, extra, "", prefix, admin_tokens).await
+}
+
+/// [`pg_site_with`] with `[session]` lines.
+pub async fn pg_site_full(
+    db: &TestDb,
+    oidc: &str,
+    extra: &str,
+    session: &str,
+    prefix: Option<&str>,
+    admin_tokens: Option<&Path>,
+) -> (Site, u16) {
     let port = free_port();
     let listen = format!("postgres = \"127.0.0.1:{port}\"");
-    let extra = format!("{}\n{extra}", db.toml("ehr"));
-    let s = site(Opts { listen: &listen, extra: &extra, oidc, ..Default::default() }).await;
+    let (tables, keys): (Vec<&str>, Vec<&str>) = {
+        let mut in_table = false;
+        extra.lines().partition(|l| {
+            in_table |= l.trim_start().starts_with('[');
+            in_table
+        })
+    };
+    let block = db.toml("ehr").replacen("[databases.tls]", &format!("{}\n[databases.tls]", keys.join("\n")), 1);
+    let extra = format!("{block}\n{}", tables.join("\n"));
+    let s = site(Opts {
+        listen: &listen,
+        extra: &extra,
+        oidc,
+        session,
+        prefix: prefix.map(str::to_string),
+        admin_tokens,
+        ..Default::default()
+    })
+    .await;
     (s, port)
 }
 
@@ -169,7 +211,7 @@ async fn an_unparseable_statement_is_refused_and_never_reaches_the_database() {
     assert!(!audit_text(&s.gw.audit_dir()).contains("secret_marker_7731"));
 }
 
-const PLAINTEXT: &str = "[postgres]\nallow_plaintext = true\n";
+pub const PLAINTEXT: &str = "[postgres]\nallow_plaintext = true\n";
 
 async fn connect_tp(port: u16, user: &str, token: &str) -> tokio_postgres::Client {
     let conninfo = format!("host=127.0.0.1 port={port} dbname=ehr user={user} password={token} sslmode=disable");

@@ -131,7 +131,8 @@ impl Access<'_> {
                     tracing::warn!(error = %e, "session store unavailable; refusing protected request");
                     return Err(self.deny(req, Denial::SessionStoreUnavailable, None, None));
                 }
-                // A database token is not a browser session.
+                // A database token is a credential for its database only: presented as a
+                // session cookie it is no session (the person signs in).
                 Ok(Lookup::Active(s)) if s.db.is_some() => {}
                 Ok(Lookup::Active(s))
                     if s.sealed && s.breakglass.as_ref().is_none_or(|g| g.expires <= crate::session::now_secs()) =>
@@ -144,11 +145,6 @@ impl Access<'_> {
                         ev.session = Some(hash.clone());
                         self.grant_ended(ev, g, super::breakglass::GrantEnd::Expired);
                     }
-                }
-                Ok(Lookup::Active(s)) if s.db.is_some() => {
-                    // A database token is a credential for its database only: presented
-                    // as a session cookie it is no session (the person signs in).
-                    tracing::info!("a database token was presented as a session cookie; refused");
                 }
                 Ok(Lookup::Active(mut s)) => {
                     if !self.revalidate(req, auth, &hash, &mut s).await {

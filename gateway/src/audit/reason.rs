@@ -177,6 +177,7 @@ vocabulary! {
     StatementTooLarge = "statement_too_large",
     FunctionCall = "function_call",
     UnknownStatement = "unknown_statement",
+    StandardConformingStrings = "standard_conforming_strings",
     NotRun = "not_run",
     // Emergency access.
     Declared = "declared",

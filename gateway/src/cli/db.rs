@@ -458,6 +458,31 @@ mod tests {
         assert_eq!(conninfo_value(""), "''");
     }
 
+    /// One request to the listener at `port`; the answer's status line.
+    async fn ask(port: u16, target: &str) -> String {
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        c.write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).await.unwrap();
+        out.lines().next().unwrap_or("").to_string()
+    }
+
+    #[tokio::test]
+    async fn the_listener_takes_the_code_of_its_own_state_only() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let wait = tokio::spawn(async move { callback(&l, "our-state").await.map_err(|e| e.to_string()) });
+        assert_eq!(ask(port, "/favicon.ico").await, "HTTP/1.1 404 Not Found");
+        assert_eq!(ask(port, "/callback?code=c1&state=our-state").await, "HTTP/1.1 200 OK");
+        assert_eq!(wait.await.unwrap().unwrap(), "c1");
+
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let wait = tokio::spawn(async move { callback(&l, "our-state").await.map_err(|e| e.to_string()) });
+        assert_eq!(ask(port, "/callback?code=c2&state=their-state").await, "HTTP/1.1 400 Bad Request");
+        assert!(wait.await.unwrap().unwrap_err().contains("state differs"));
+    }
+
     #[test]
     fn a_verifier_is_rfc_7636s() {
         let v = random_b64(32).unwrap();

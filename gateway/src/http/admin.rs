@@ -99,7 +99,8 @@ impl Admin {
                     .iter()
                     .map(|(h, s)| {
                         json!({ "session": h, "created": s.created, "last_seen": s.last_seen, "client": s.client,
-                                "amr": s.amr, "acr": s.acr, "mfa": auth.settings.oidc.mfa.satisfied(&s.amr, s.acr.as_deref()) })
+                                "amr": s.amr, "acr": s.acr, "mfa": auth.settings.oidc.mfa.satisfied(&s.amr, s.acr.as_deref()),
+                                "db": s.db })
                     })
                     .collect();
                 json_reply(200, json!({ "user": user, "sessions": items }))

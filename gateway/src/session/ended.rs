@@ -129,8 +129,9 @@ impl Registry {
         }
     }
 
+    /// The session hashes held (not the per-user keys, which have no record to read).
     fn held(&self) -> Vec<String> {
-        self.holds.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        self.holds.lock().map(|m| m.keys().filter(|k| !k.starts_with("user:")).cloned().collect()).unwrap_or_default()
     }
 
     fn remove(&self, hash: &str, id: u64) {
@@ -155,7 +156,15 @@ pub struct Hold {
     rx: Option<oneshot::Receiver<EndReason>>,
     created: u64,
     last_seen: u64,
+    /// The held record's own lifetime (a database token's), else the store's applies.
+    lifetime: Option<super::record::Lifetime>,
     not_after: Option<u64>,
+}
+
+/// The registry key of the holds of a user's credentials that are no stored session (a
+/// bearer token's database connection): ended when all the user's sessions are.
+fn user_key(subject: &str) -> String {
+    format!("user:{}", crate::config::hash::sha256_hex(subject.as_bytes()))
 }
 
 impl Drop for Hold {
@@ -211,6 +220,7 @@ impl SessionStore {
             rx: Some(rx),
             created: record.created,
             last_seen: record.last_seen,
+            lifetime: record.lifetime,
             not_after,
         };
         // Ended between the caller's load and the registration: no message will come.
@@ -225,7 +235,44 @@ impl SessionStore {
     /// A hold for a credential that is not a stored session (a bearer token): it ends
     /// at `not_after` only.
     pub fn hold_until(&self, not_after: u64) -> Hold {
-        Hold { store: self.clone(), hash: None, id: 0, rx: None, created: 0, last_seen: 0, not_after: Some(not_after) }
+        Hold {
+            store: self.clone(),
+            hash: None,
+            id: 0,
+            rx: None,
+            created: 0,
+            last_seen: 0,
+            lifetime: None,
+            not_after: Some(not_after),
+        }
+    }
+
+    /// A hold for `subject`'s credential that is not a stored session (a bearer token's
+    /// database connection): it ends at `not_after`, or when the user's sessions are all
+    /// ended ([`SessionStore::end_user`], `custos session revoke --user`) on any gateway.
+    pub fn hold_user(&self, subject: &str, not_after: u64) -> Hold {
+        let id = self.inner.holds.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let key = user_key(subject);
+        if let Ok(mut m) = self.inner.holds.holds.lock() {
+            m.entry(key.clone()).or_default().push((id, tx));
+        }
+        self.start_subscriber();
+        Hold {
+            store: self.clone(),
+            hash: Some(key),
+            id,
+            rx: Some(rx),
+            created: 0,
+            last_seen: 0,
+            lifetime: None,
+            not_after: Some(not_after),
+        }
+    }
+
+    /// Ends the holds of `subject`'s credentials that are no session, on every gateway.
+    pub(super) async fn announce_user(&self, subject: &str, why: EndReason) {
+        self.announce(&user_key(subject), why).await;
     }
 
     /// Whether the stored session `hash` has ended (and why), without touching it.
@@ -302,17 +349,23 @@ impl Hold {
             }
             self.created = s.created;
             self.last_seen = s.last_seen;
+            self.lifetime = s.lifetime;
         }
     }
 
     /// The next end this hold knows of (unix seconds), and what it would be.
     fn next_end(&self) -> (u64, EndReason) {
         let t = &self.store.timeouts;
+        let (idle, absolute) = match self.lifetime {
+            Some(l) => (l.idle_secs, l.absolute_secs),
+            None => (t.idle.as_secs(), t.absolute.as_secs()),
+        };
         let mut next = (u64::MAX, EndReason::NotAfter);
-        if self.hash.is_some() {
+        // A per-user hold has no record: only its `not_after` and announcements end it.
+        if self.hash.as_deref().is_some_and(|h| !h.starts_with("user:")) {
             for c in [
-                (self.created.saturating_add(t.absolute.as_secs()), EndReason::Expired),
-                (self.last_seen.saturating_add(t.idle.as_secs()), EndReason::IdleTimeout),
+                (self.created.saturating_add(absolute), EndReason::Expired),
+                (self.last_seen.saturating_add(idle), EndReason::IdleTimeout),
             ] {
                 if c.0 < next.0 {
                     next = c;

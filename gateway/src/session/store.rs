@@ -240,6 +240,8 @@ impl SessionStore {
                 ended.push((h, s));
             }
         }
+        // And what the user holds open with a bearer token (a database connection).
+        self.announce_user(subject, super::EndReason::Revoked).await;
         Ok(ended)
     }
 

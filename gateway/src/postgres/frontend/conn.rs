@@ -249,6 +249,13 @@ async fn run(fe: &Frontend, o: Opened, client: String, started: Instant) {
             return;
         }
     };
+    if backend.parameter_messages().any(|p| !super::relay::standard_strings(&p[messages::Header::SIZE..])) {
+        // A database or role set to it: statements would be read differently upstream.
+        let r = refuse::why(Why::UpstreamRefused(&db.name));
+        end(r.reason.into(), Some(r.sqlstate));
+        fatal(&mut stream, &r).await;
+        return;
+    }
     // Signed in: AuthenticationOk, the upstream's parameters, Custos's own cancel key.
     let key = fe.keys.issue(minor, backend.cancel_target());
     let mut hello = BytesMut::new();
@@ -269,7 +276,9 @@ async fn run(fe: &Frontend, o: Opened, client: String, started: Instant) {
     let auth = fe.auth.as_ref();
     let mut hold = match (&principal.credential, auth) {
         (crate::access::Credential::Session { hash }, Some(a)) => Some(a.store.hold(hash, &principal.user, None).await),
-        (crate::access::Credential::Bearer { expires, .. }, Some(a)) => Some(a.store.hold_until(*expires)),
+        (crate::access::Credential::Bearer { expires, .. }, Some(a)) => {
+            Some(a.store.hold_user(&principal.user.subject, *expires))
+        }
         _ => None,
     };
     let pipeline = Pipeline::new();
@@ -296,6 +305,14 @@ async fn run(fe: &Frontend, o: Opened, client: String, started: Instant) {
     let (reason, told): (Reason, Option<Refusal>) = match outcome {
         Outcome::Relay(End::ClientClosed) => (Code::ClientClosed.into(), None),
         Outcome::Relay(End::UpstreamClosed) => (Code::UpstreamClosed.into(), None),
+        Outcome::Relay(End::NonStandardStrings) => (
+            Code::ProtocolViolation.into(),
+            Some(Refusal {
+                sqlstate: "0A000",
+                message: "terminating connection: Custos requires standard_conforming_strings = on".into(),
+                reason: Code::ProtocolViolation,
+            }),
+        ),
         Outcome::Relay(End::ProtocolViolation) => {
             (Code::ProtocolViolation.into(), Some(refuse::why(Why::ProtocolViolation)))
         }

@@ -7,6 +7,7 @@
 //! Runs on a tokio runtime of its own (see `server.rs`); nothing here knows pingora.
 
 mod answer;
+mod cancel;
 mod conn;
 mod keys;
 mod limits;
@@ -133,6 +134,7 @@ impl Frontend {
     pub async fn bind(self: Arc<Self>) -> Result<impl std::future::Future<Output = ()>, FrontendError> {
         let addr = self.settings.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| FrontendError::Bind { addr, source })?;
+        tokio::spawn(self.clone().cancels_from_others());
         Ok(async move {
             let mut stop = STOP.subscribe();
             loop {
@@ -151,18 +153,5 @@ impl Frontend {
                 }
             }
         })
-    }
-
-    /// A CancelRequest: sent upstream only for a key this gateway issued, and only
-    /// within the per-address limit.
-    async fn cancel(&self, c: crate::postgres::messages::startup::Cancel, client: &str) {
-        if self.cancels.hit(client) {
-            tracing::info!("cancel requests over the per-address limit; dropped");
-            return;
-        }
-        match self.keys.find(c.pid, &c.secret) {
-            Some(h) => h.cancel().await,
-            None => tracing::debug!("a cancel request matched no connection"),
-        }
     }
 }

@@ -55,6 +55,8 @@ pub enum Why<'a> {
     StatementTooLarge,
     /// The fast-path FunctionCall message.
     FunctionCall,
+    /// A statement that sets `standard_conforming_strings` (off, the parsers would differ).
+    NonStandardStrings,
     /// A Bind or Describe naming a statement this connection never prepared through
     /// Custos.
     UnknownStatement,
@@ -117,6 +119,11 @@ pub fn why(w: Why<'_>) -> Refusal {
         FunctionCall => {
             Refusal::new("0A000", Code::FunctionCall, "the fast-path function call interface is not served through Custos")
         }
+        NonStandardStrings => Refusal::new(
+            "0A000",
+            Code::StandardConformingStrings,
+            "Custos requires standard_conforming_strings = on and does not let it be changed",
+        ),
         UnknownStatement => {
             Refusal::new("26000", Code::UnknownStatement, "prepared statement does not exist on this connection")
         }
@@ -205,6 +212,7 @@ mod tests {
             Unparseable,
             StatementTooLarge,
             FunctionCall,
+            NonStandardStrings,
             UnknownStatement,
         ] {
             let r = why(w);

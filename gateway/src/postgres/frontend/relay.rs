@@ -56,6 +56,10 @@ pub enum End {
     AuditUnavailable,
     /// The client broke the protocol.
     ProtocolViolation,
+    /// The session turned `standard_conforming_strings` off: backslashes in string
+    /// literals would then read differently to the server than to Custos's parser, so
+    /// what is recorded might not be what runs.
+    NonStandardStrings,
 }
 
 /// A statement the server owes an answer for, and what it has answered so far.
@@ -342,6 +346,10 @@ impl<'a> Relay<'a> {
                         return Ok(true);
                     }
                 };
+                if sets_string_syntax(&stmts) {
+                    self.refuse_statement(cs, Why::NonStandardStrings, true);
+                    return Ok(true);
+                }
                 let mut pending = VecDeque::with_capacity(stmts.len());
                 for s in stmts.iter() {
                     match self.decide(Described::of(std::slice::from_ref(s))).await {
@@ -367,6 +375,10 @@ impl<'a> Relay<'a> {
                         return Ok(true);
                     }
                 };
+                if sets_string_syntax(&stmts) {
+                    self.refuse_statement(cs, Why::NonStandardStrings, false);
+                    return Ok(true);
+                }
                 // A named statement is not redefined (the server refuses that until it is
                 // closed): what it was stays what its Executes run.
                 if p.name.is_empty() || !cs.statements.contains_key(p.name) {
@@ -553,12 +565,17 @@ impl<'a> Relay<'a> {
                 let head = [buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]];
                 let Ok(h) = Header::parse(head) else { return End::UpstreamClosed };
                 let n = h.body_len();
-                let held = matches!(h.tag, b'C' | b'E' | b'Z') && n <= HOLD_MAX;
+                let held = matches!(h.tag, b'C' | b'E' | b'Z' | b'S') && n <= HOLD_MAX;
                 if held {
                     if buf.len() - pos < Header::SIZE + n {
                         break;
                     }
                     let body = &buf[pos + Header::SIZE..pos + Header::SIZE + n];
+                    if h.tag == b'S' && !standard_strings(body) {
+                        // Not forwarded: the client must not go on under it.
+                        let _ = client.write_all(&buf[written..pos]).await;
+                        return End::NonStandardStrings;
+                    }
                     self.answer(h.tag, body);
                     pos += Header::SIZE + n;
                 } else {
@@ -745,6 +762,28 @@ fn pop_if(q: &mut VecDeque<Expect>, f: impl Fn(&Expect) -> bool) {
     }
 }
 
+/// Whether a statement sets or resets `standard_conforming_strings` (a pipelined
+/// statement after it would be parsed by the server under the new setting before its
+/// ParameterStatus comes back).
+fn sets_string_syntax(stmts: &[Statement]) -> bool {
+    use crate::postgres::statements::ObjectKind;
+    stmts.iter().any(|s| {
+        s.verb.as_str() != "show"
+            && s.objects.iter().any(|o| {
+                o.kind == ObjectKind::Setting && o.name.as_str().eq_ignore_ascii_case("standard_conforming_strings")
+            })
+    })
+}
+
+/// False for a ParameterStatus that turns `standard_conforming_strings` off.
+pub fn standard_strings(body: &[u8]) -> bool {
+    let mut parts = body.split(|&b| b == 0);
+    match (parts.next(), parts.next()) {
+        (Some(b"standard_conforming_strings"), Some(v)) => v == b"on",
+        _ => true,
+    }
+}
+
 /// The rows a CommandComplete tag reports (`SELECT 5`, `INSERT 0 3`, `UPDATE 2`, …).
 fn command_rows(body: &[u8]) -> Option<u64> {
     let tag = std::str::from_utf8(body.strip_suffix(&[0]).unwrap_or(body)).ok()?;
@@ -768,6 +807,13 @@ fn error_fields(body: &[u8]) -> (bool, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_standard_conforming_strings_off_is_refused() {
+        assert!(!standard_strings(b"standard_conforming_strings\0off\0"));
+        assert!(standard_strings(b"standard_conforming_strings\0on\0"));
+        assert!(standard_strings(b"DateStyle\0ISO, MDY\0"));
+    }
 
     #[test]
     fn rows_from_command_tags() {
