@@ -255,7 +255,7 @@ declare -A TPS=() LAT=() TX=() CPU=() BROKEN=()
 : >"$OUT/windows"
 echo
 echo "== runs"
-printf '%-10s %-3s %-7s %-9s %12s %10s\n' target run clients mode tps lat_ms
+printf '%-10s %-3s %-7s %-9s %12s %10s %6s\n' target run clients mode tps lat_ms load1
 for run in $(seq "$RUNS"); do
   for c in $CLIENTS; do
     for m in $MODES; do
@@ -263,6 +263,7 @@ for run in $(seq "$RUNS"); do
         k="$t $c $m"
         pgbench_env "$t"
         before=0; [ -n "${PIDS[$t]:-}" ] && before=$(ticks "${PIDS[$t]}")
+        load=$(cut -d' ' -f1 /proc/loadavg)
         start=$(date +%s.%N)
         rc=0
         pgbench -n -S -M "$m" -c "$c" -j 2 -T "$DUR" -h 127.0.0.1 -p "${PORT[$t]}" >"$OUT/run.out" 2>"$OUT/run.err" || rc=$?
@@ -282,7 +283,7 @@ for run in $(seq "$RUNS"); do
           echo "$BENCH: target $t (run $run, $c clients, -M $m) failed (exit $rc, failed transactions ${failed:-?}): $why; logs in $OUT" >&2
           exit 1
         fi
-        printf '%-10s %-3s %-7s %-9s %12.0f %10s\n' "$t" "$run" "$c" "$m" "$tps" "$lat"
+        printf '%-10s %-3s %-7s %-9s %12.0f %10s %6s\n' "$t" "$run" "$c" "$m" "$tps" "$lat" "$load"
         TPS[$k]="${TPS[$k]:-} $tps"; LAT[$k]="${LAT[$k]:-} $lat"; TX[$k]=$(( ${TX[$k]:-0} + tx ))
         CPU[$k]=$(( ${CPU[$k]:-0} + after - before ))
         case $t in custos*) echo "$t $c $m $run $start $end $tx" >>"$OUT/windows" ;; esac
@@ -338,20 +339,25 @@ wins = []
 for line in open(windows):
     t, c, m, run, start, end, tx = line.split()
     wins.append(dict(label=f"{t} {c} {m} run {run}", start=float(start), end=float(end), tx=int(tx), dur=[], audit=[], dec=0))
+# A connection belongs to the run its connect decision falls in; its statements' records
+# follow it (a completion may be stamped after pgbench has exited).
+conn = {}
 for path in sorted(glob.glob(os.path.join(trail, "*.jsonl"))):
     for line in open(path, encoding="utf-8"):
         ev = json.loads(line)["event"]
-        if ev.get("verb") != "select" or ev["kind"] not in ("access.decision", "access.completed"):
+        kind, verb, cid = ev["kind"], ev.get("verb"), ev.get("connection")
+        if verb == "connect" and kind == "access.decision":
+            ts = datetime.datetime.fromisoformat(ev["time"].replace("Z", "+00:00")).timestamp()
+            conn[cid] = next((w for w in wins if w["start"] <= ts <= w["end"]), None)
             continue
-        ts = datetime.datetime.fromisoformat(ev["time"].replace("Z", "+00:00")).timestamp()
-        for w in wins:
-            if w["start"] <= ts <= w["end"]:
-                if ev["kind"] == "access.decision":
-                    w["dec"] += 1
-                else:
-                    w["dur"].append(ev["duration_ms"])
-                    w["audit"] += [p["duration_ms"] for p in ev.get("phases", []) if p["name"] == "audit"]
-                break
+        w = conn.get(cid)
+        if w is None or verb != "select":
+            continue
+        if kind == "access.decision":
+            w["dec"] += 1
+        elif kind == "access.completed" and ev.get("sqlstate") == "00000":
+            w["dur"].append(ev["duration_ms"])
+            w["audit"] += [p["duration_ms"] for p in ev.get("phases", []) if p["name"] == "audit"]
 def q(xs, f):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(f * len(xs)))] if xs else float("nan")
@@ -401,7 +407,7 @@ if [ -n "${CALLGRIND:-}" ]; then
     ir() { awk -v p="$1" 'index($0, p) { gsub(",", "", $1); print $1; exit }' "$OUT/cg-$m.txt"; }
     all=$(awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }' "$OUT/cg-$m.txt")
     printf '  %-9s' "$m"
-    for v in "$all" "$(ir statements::classify::classify)" "$(ir pg_query_parse_protobuf)" "$(ir pg_query_summary)" "$(ir pg_query_fingerprint)"; do
+    for v in "$all" "$(ir relay::ClientSide::classify)" "$(ir pg_query_parse_protobuf_opts)" "$(ir 'pg_query_summary ')" "$(ir pg_query_fingerprint_with_opts)"; do
       awk -v v="${v:-0}" -v n="$n" 'BEGIN { printf " %12.0f", v / n }'
     done
     echo
