@@ -393,12 +393,12 @@ if [ -n "${CALLGRIND:-}" ]; then
   printf '  %-9s %12s %12s %12s %12s %12s\n' mode all classify parse summary fingerprint
   for m in $MODES; do
     pgbench_env custos
-    callgrind_control -i on "$CG_PID" >/dev/null
+    callgrind_control -i on "$CG_PID" >/dev/null 2>&1
     pgbench -n -S -M "$m" -c "$CG_CLIENTS" -j 2 -t "$CG_TX" -h 127.0.0.1 -p $CUS_PORT >"$OUT/cg-run.out" 2>&1 ||
       { echo "$BENCH: pgbench under callgrind (-M $m) failed: see $OUT/cg-run.out" >&2; exit 1; }
-    callgrind_control -i off "$CG_PID" >/dev/null
+    callgrind_control -i off "$CG_PID" >/dev/null 2>&1
     rm -f "$OUT"/callgrind.out.*
-    callgrind_control -d "$m" "$CG_PID" >/dev/null
+    callgrind_control -d "$m" "$CG_PID" >/dev/null 2>&1
     sleep 1
     f=$(ls -t "$OUT"/callgrind.out* | head -1)
     n=$((CG_CLIENTS * CG_TX))
