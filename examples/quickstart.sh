@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The quickstart: Custos in front of the demo ePHI service, with sign-in through a local
-# OpenID provider and sessions in a local Redis, all on 127.0.0.1:
+# The quickstart: Custos in front of the demo ePHI service and a local PostgreSQL, with
+# sign-in through a local OpenID provider and sessions in a local Redis, all on 127.0.0.1:
 #   http://127.0.0.1:8080/welcome           the demo's front page (public); records at /patients,
 #                                           decided by the example HIPAA policy (policies/)
+#   127.0.0.1:6432                          the gateway's PostgreSQL front end (database `ehr`)
+#   127.0.0.1:6543                          PostgreSQL (synthetic patients: examples/patients.sql)
 #   http://127.0.0.1:4400                   the local OpenID provider (tests/idp)
 #   127.0.0.1:6380                          redis-server (sessions)
 #   http://127.0.0.1:9090/metrics           Prometheus metrics
-# Installs what is missing (cmake, redis-server, Node.js) with apt-get. Ctrl+C stops all.
+# Installs what is missing (cmake, redis-server, Node.js, PostgreSQL, libclang) with
+# apt-get. Ctrl+C stops all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +18,10 @@ command -v cmake >/dev/null || need+=(cmake)                 # pingora's build
 command -v c++ >/dev/null || need+=(g++)
 command -v redis-server >/dev/null || need+=(redis-server)   # sessions
 command -v npm >/dev/null || need+=(nodejs npm)              # the local OpenID provider
+[ -x "$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)/pg_ctl" ] || need+=(postgresql)
+command -v psql >/dev/null || need+=(postgresql-client)
+# pg_query's build (bindgen) needs libclang; it has no program to look for.
+ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 if [ ${#need[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || { echo "quickstart: please install: ${need[*]}" >&2; exit 1; }
   sudo=""
@@ -24,7 +31,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
-for port in 8080 8443 9090 9000 4400 6380; do
+for port in 8080 8443 9090 9000 4400 6380 6432 6543; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "quickstart: port $port on 127.0.0.1 is already in use; stop what uses it and try again" >&2
     exit 1
@@ -41,13 +48,20 @@ if [ ! -s "$secret_file" ]; then
   (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$secret_file")
 fi
 secret=$(cat "$secret_file")
-target/debug/custos check --config examples/quickstart.toml
 
 run=examples/.quickstart
 mkdir -p "$run"
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  examples/quickstart-postgres.sh stop "$run" || true
+}
 trap cleanup EXIT
+
+# PostgreSQL with the synthetic patients, and the two upstream roles' new passwords, which
+# only the gateway reads (never the person who signs in).
+examples/quickstart-postgres.sh start "$run" 6543 certs/dev
+target/debug/custos check --config examples/quickstart.toml
 
 redis-server --port 6380 --bind 127.0.0.1 --save "" --appendonly no >"$run/redis.log" 2>&1 &
 pids+=($!)
@@ -95,6 +109,12 @@ cat <<MSG
      give a reason and the record opens, for 15 minutes, on the record.
   5. Review it. In a private window, sign in as rhea (a reviewer, with the code) at
      http://127.0.0.1:8080/.custos/breakglass/reviews and judge nora's reason.
+  6. Reach the database (synthetic patients in PostgreSQL) with psql, in another terminal.
+     Sign in as nora in the browser, with her code (add --no-browser without one here):
+       target/debug/custos db login ehr --gateway http://127.0.0.1:8080 --ca certs/dev/ca.pem --pg-port 6432
+     It saves a token of its own in ~/.pgpass and prints the command to connect:
+       psql "host=127.0.0.1 port=6432 dbname=ehr user=nora sslmode=verify-full sslrootcert=$(pwd -P)/certs/dev/ca.pem"
+     then: SELECT * FROM patients;  (nora reads as ehr_ro; adam, the administrator, is ehr_admin)
 
   Watch every decision as it is made (another terminal):
     target/debug/custos audit tail --dir examples/audit

@@ -9,7 +9,7 @@ fn compose_file_runs_the_gateway_with_the_demo_upstream() {
     let text = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     let services = doc["services"].as_mapping().expect("services");
-    for name in ["gateway", "demo-ephi", "redis", "otel-collector", "idp"] {
+    for name in ["gateway", "demo-ephi", "redis", "otel-collector", "idp", "postgres"] {
         assert!(services.contains_key(name), "service {name} missing");
     }
     let gw = &doc["services"]["gateway"];
@@ -47,9 +47,47 @@ fn compose_file_runs_the_gateway_with_the_demo_upstream() {
         .args(["check", "--config"])
         .arg(&config)
         .env("CUSTOS_OIDC_CLIENT_SECRET", "compose-check")
+        .env("CUSTOS_EHR_RO_PASSWORD", "compose-check")
+        .env("CUSTOS_EHR_ADMIN_PASSWORD", "compose-check")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let demo_cmd = format!("{:?}", doc["services"]["demo-ephi"]["command"]);
     assert!(demo_cmd.contains("0.0.0.0:9000"), "demo must listen where the gateway looks: {demo_cmd}");
+}
+
+/// The postgres service: the official image, in the gateway's network namespace (the
+/// config's upstream and listener are on its loopback), the synthetic database of
+/// examples/patients.sql loaded by the init script with the passwords from the
+/// environment, which the gateway's config reads from the same variables.
+#[test]
+fn compose_file_runs_postgres_with_the_synthetic_database() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let pg = &doc["services"]["postgres"];
+    assert!(pg["image"].as_str().is_some_and(|i| i.starts_with("postgres:")), "{:?}", pg["image"]);
+    assert_eq!(pg["network_mode"], "service:idp");
+    let volumes: Vec<&str> = pg["volumes"].as_sequence().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    let init = volumes.iter().find(|v| v.contains("/docker-entrypoint-initdb.d/")).expect("no init script");
+    let init_text = std::fs::read_to_string(root.join(init.split(':').next().unwrap())).unwrap();
+    let sql = volumes.iter().find(|v| v.ends_with("patients.sql:ro")).expect("patients.sql is not mounted");
+    assert!(init_text.contains(sql.split(':').nth(1).unwrap()), "the init script does not load {sql}");
+    let sql_text = std::fs::read_to_string(root.join(sql.split(':').next().unwrap())).unwrap();
+    assert!(sql_text.contains("CREATE TABLE patients") && sql_text.contains("GRANT SELECT ON patients TO ehr_ro"));
+    // Passwords from the environment, never written in the files.
+    let env = format!("{:?}", pg["environment"]);
+    for var in ["EHR_RO_PASSWORD", "EHR_ADMIN_PASSWORD", "POSTGRES_PASSWORD"] {
+        assert!(env.contains(var), "{var} is not set for postgres: {env}");
+        assert!(init_text.contains(var) || var == "POSTGRES_PASSWORD", "the init script does not use {var}");
+    }
+    assert!(!sql_text.contains("PASSWORD '"), "a password is written in patients.sql");
+    // The gateway's config serves it, on the namespace's loopback.
+    let config = std::fs::read_to_string(root.join("examples/docker.toml")).unwrap();
+    let cfg: toml::Table = config.parse().unwrap();
+    assert_eq!(cfg["listen"]["postgres"].as_str(), Some("127.0.0.1:6432"));
+    let db = &cfg["databases"].as_array().expect("no [[databases]]")[0];
+    assert_eq!((db["name"].as_str(), db["host"].as_str(), db["port"].as_integer()), (Some("ehr"), Some("127.0.0.1"), Some(5432)));
+    assert!(config.contains("env = \"CUSTOS_EHR_RO_PASSWORD\"") && config.contains("env = \"CUSTOS_EHR_ADMIN_PASSWORD\""));
+    assert!(text.contains("CUSTOS_EHR_RO_PASSWORD:") && text.contains("CUSTOS_EHR_ADMIN_PASSWORD:"), "the gateway's variables");
 }

@@ -104,6 +104,10 @@ fn check_accepts_the_shipped_configs() {
         std::fs::copy(root.join("policies").join(f), dir.path().join("policies").join(f)).unwrap();
     }
     std::fs::write(dir.path().join("examples/quickstart-client-secret"), "made-by-quickstart-sh").unwrap();
+    std::fs::create_dir_all(dir.path().join("examples/.quickstart")).unwrap();
+    for role in ["ehr_ro", "ehr_admin"] {
+        std::fs::write(dir.path().join(format!("examples/.quickstart/{role}-password")), "made-by-quickstart-sh").unwrap();
+    }
     let out = Command::new(CUSTOS).args(["certs", "dev", "--out"]).arg(dir.path().join("certs/dev")).output().unwrap();
     assert!(out.status.success());
     for cfg in [dir.path().join("examples/quickstart.toml"), root.join("examples/docker.toml")] {
@@ -111,6 +115,8 @@ fn check_accepts_the_shipped_configs() {
             .args(["check", "--config"])
             .arg(&cfg)
             .env("CUSTOS_OIDC_CLIENT_SECRET", "x")
+            .env("CUSTOS_EHR_RO_PASSWORD", "x")
+            .env("CUSTOS_EHR_ADMIN_PASSWORD", "x")
             .output()
             .unwrap();
         assert!(out.status.success(), "{}: {}", cfg.display(), String::from_utf8_lossy(&out.stderr));

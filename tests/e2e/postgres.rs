@@ -8,7 +8,7 @@ use crate::harness::postgres::{pg, TestDb};
 use crate::harness::*;
 use std::path::Path;
 
-const API: &str = "api_audience = \"urn:custos:api\"\njwks_min_refresh_secs = 1";
+pub const API: &str = "api_audience = \"urn:custos:api\"\njwks_min_refresh_secs = 1";
 
 /// A site whose PostgreSQL listener serves `db` as database `ehr`.
 pub async fn pg_site(db: &TestDb, oidc: &str, extra: &str) -> (Site, u16) {
@@ -61,6 +61,27 @@ pub async fn pg_site_full(
     (s, port)
 }
 
+/// [`pg_site`] whose one role is `dba` (`db`'s owner, who may write), with `extra` after
+/// the `[[databases]]` block (so a `[databases.limits]` table there is this database's).
+pub async fn dba_site(db: &TestDb, extra: &str) -> (Site, u16) {
+    let port = free_port();
+    let listen = format!("postgres = \"127.0.0.1:{port}\"");
+    let extra = format!("{}{extra}", dba_only(db));
+    let s = site(Opts { listen: &listen, extra: &extra, oidc: API, ..Default::default() }).await;
+    (s, port)
+}
+
+/// `db`'s `[[databases]]` block as `ehr` with `dba` its one role.
+pub fn dba_only(db: &TestDb) -> String {
+    db.toml("ehr").lines().filter(|l| !l.starts_with("readers =")).map(|l| format!("{l}\n")).collect()
+}
+
+/// An access token of `alice` (MFA) from the site's IdP.
+pub async fn alice_token(s: &Site) -> String {
+    let t = tokens(&s.idp, "alice", "alice-password", "123456").await;
+    t["access_token"].as_str().expect("an access token").to_string()
+}
+
 /// A conninfo for `user` with `password` through the gateway at `port`.
 pub fn through(port: u16, user: &str, password: &str, sslmode: &str) -> String {
     let root = if sslmode.starts_with("verify") {
@@ -71,7 +92,7 @@ pub fn through(port: u16, user: &str, password: &str, sslmode: &str) -> String {
     format!("host=127.0.0.1 port={port} dbname=ehr user={user} password={password} sslmode={sslmode}{root}")
 }
 
-fn text(o: &std::process::Output) -> (String, String) {
+pub fn text(o: &std::process::Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
@@ -86,12 +107,12 @@ pub async fn psql(conninfo: String, args: Vec<String>, stdin: Option<String>) ->
     .unwrap()
 }
 
-fn args(a: &[&str]) -> Vec<String> {
+pub fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
 /// Every audit record written so far, as text.
-fn audit_text(dir: &Path) -> String {
+pub fn audit_text(dir: &Path) -> String {
     let mut all = String::new();
     for e in walk(dir) {
         if let Ok(t) = std::fs::read(&e) {
@@ -211,9 +232,67 @@ async fn an_unparseable_statement_is_refused_and_never_reaches_the_database() {
     assert!(!audit_text(&s.gw.audit_dir()).contains("secret_marker_7731"));
 }
 
+// The wire by hand, for what no client library sends.
+
+/// A StartupMessage of protocol 3.`minor` with `params`.
+pub fn startup(minor: u16, params: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = (3u32 << 16 | u32::from(minor)).to_be_bytes().to_vec();
+    for (k, v) in params {
+        for s in [k, v] {
+            body.extend_from_slice(s.as_bytes());
+            body.push(0);
+        }
+    }
+    body.push(0);
+    let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    m.extend_from_slice(&body);
+    m
+}
+
+/// A message with a type byte.
+pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// The next message from the server: its type byte and body (`None`: the connection
+/// ended).
+pub async fn next<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<(u8, Vec<u8>)> {
+    let read = async {
+        let mut head = [0u8; 5];
+        tokio::io::AsyncReadExt::read_exact(s, &mut head).await.ok()?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len.checked_sub(4)?];
+        tokio::io::AsyncReadExt::read_exact(s, &mut body).await.ok()?;
+        Some((head[0], body))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read).await.expect("the server answers in time")
+}
+
+/// An ErrorResponse's severity and SQLSTATE.
+pub fn error_fields(body: &[u8]) -> (String, String) {
+    let (mut severity, mut code) = (String::new(), String::new());
+    for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+        let value = String::from_utf8_lossy(&field[1..]).into_owned();
+        match field[0] {
+            b'V' => severity = value,
+            b'C' => code = value,
+            _ => {}
+        }
+    }
+    (severity, code)
+}
+
+/// The authentication request code of an `R` message.
+pub fn auth_code(m: &(u8, Vec<u8>)) -> Option<u32> {
+    (m.0 == b'R' && m.1.len() >= 4).then(|| u32::from_be_bytes([m.1[0], m.1[1], m.1[2], m.1[3]]))
+}
+
 pub const PLAINTEXT: &str = "[postgres]\nallow_plaintext = true\n";
 
-async fn connect_tp(port: u16, user: &str, token: &str) -> tokio_postgres::Client {
+pub async fn connect_tp(port: u16, user: &str, token: &str) -> tokio_postgres::Client {
     let conninfo = format!("host=127.0.0.1 port={port} dbname=ehr user={user} password={token} sslmode=disable");
     let (client, conn) = tokio::time::timeout(
         std::time::Duration::from_secs(20),
@@ -302,4 +381,131 @@ async fn a_cancel_reaches_the_running_query_with_custos_own_key() {
     assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
     drop(s);
+}
+
+#[tokio::test]
+async fn the_mfa_rule_the_persons_role_and_readiness() {
+    let db = pg().database("gw_roles");
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.conf");
+    std::fs::write(
+        &model,
+        "[request_definition]\nr = sub, dom, obj, act\n[policy_definition]\np = sub, dom, obj, act\n\
+         [role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n\
+         [matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n",
+    )
+    .unwrap();
+    let policy = dir.path().join("policy.csv");
+    std::fs::write(
+        &policy,
+        "p, readers, *, db:ehr, connect\np, dba, *, db:ehr, connect\ng, alice, readers\ng, alice, dba\ng, nora, readers\n",
+    )
+    .unwrap();
+    let extra = format!(
+        "require_mfa = true\n[policy]\nmodel = \"{}\"\npolicy = \"{}\"\n",
+        model.display(),
+        policy.display()
+    );
+    let (s, port) = pg_site(&db, API, &extra).await;
+    let token = |user: &'static str, otp: &'static str| {
+        let idp = s.idp.clone();
+        async move {
+            tokens(&idp, user, &format!("{user}-password"), otp).await["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let who = "SELECT current_user";
+    let run = |user: &str, at: &str, options: &str| {
+        let mut c = through(port, user, at, "verify-full");
+        if !options.is_empty() {
+            c.push_str(&format!(" options='{options}'"));
+        }
+        psql(c, args(&["-t", "-c", who]), None)
+    };
+
+    // One factor where the database needs two: refused, with what to do.
+    let bob = token("bob", "").await;
+    let out = run("bob", &bob, "").await;
+    let (_, err) = text(&out);
+    assert!(!out.status.success() && err.contains("needs a multi-factor sign-in"), "{err}");
+
+    // alice holds readers and dba: readers by default (first in the table), dba when asked.
+    let alice = token("alice", "123456").await;
+    let (out, _) = text(&run("alice", &alice, "").await);
+    assert_eq!(out.trim(), db.ro.user);
+    let (out, err) = text(&run("alice", &alice, "-c custos.role=dba").await);
+    assert_eq!(out.trim(), db.admin.user, "{err}");
+    // nora holds readers only: asking for dba is refused.
+    let nora = token("nora", "123456").await;
+    let out = run("nora", &nora, "-c custos.role=dba").await;
+    let (_, err) = text(&out);
+    assert!(!out.status.success() && err.contains("not one you hold"), "{err}");
+    let (out, _) = text(&run("nora", &nora, "").await);
+    assert_eq!(out.trim(), db.ro.user);
+    let dir_a = s.gw.audit_dir();
+    audit_has(&dir_a, |r| reason(r).as_deref() == Some("role_not_held")).await;
+    audit_has(&dir_a, |r| reason(r).as_deref() == Some("mfa_required") && subject(r) == Some("bob")).await;
+
+    // Readiness names the database, and the metrics count what happened.
+    let body = client().get(s.gw.url("/.custos/readyz")).send().await.unwrap().text().await.unwrap();
+    assert!(body.contains("database ehr: ok"), "{body}");
+    let allowed = metric(&s.gw, "custos_db_connects_total{database=\"ehr\",outcome=\"allowed\"}").await;
+    assert_eq!(allowed, Some(3.0));
+}
+
+/// A `[[databases]]` block for `db` as `ehr` whose one role `readers` signs in upstream
+/// as `login` (its password in `dir`), over `verify-full` to the harness's CA, with a
+/// `statement_timeout`.
+fn verified_block(db: &TestDb, login: &crate::harness::postgres::PgLogin, dir: &Path) -> String {
+    let pw = dir.join(&login.user);
+    std::fs::write(&pw, &login.password).unwrap();
+    format!(
+        "[[databases]]\nname = \"ehr\"\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"{}\"\n\
+         [databases.tls]\nmode = \"verify-full\"\nca = \"{}\"\n\
+         [databases.roles]\nreaders = {{ user = \"{}\", password = {{ file = \"{}\" }} }}\n\
+         [databases.limits]\nstatement_timeout_secs = 7\n",
+        pg().port(),
+        db.name,
+        pg().ca_pem().display(),
+        login.user,
+        pw.display()
+    )
+}
+
+#[tokio::test]
+async fn the_upstream_is_verified_signed_in_to_by_md5_or_cleartext_inside_tls_and_time_limited() {
+    let db = pg().database("gw_upstream");
+    let dir = tempfile::tempdir().unwrap();
+    for login in [&db.md5, &db.pw] {
+        let listen = format!("postgres = \"127.0.0.1:{}\"", free_port());
+        let port: u16 = listen.rsplit(':').next().unwrap().trim_end_matches('"').parse().unwrap();
+        let extra = verified_block(&db, login, dir.path());
+        let s = site(Opts { listen: &listen, extra: &extra, oidc: API, ..Default::default() }).await;
+        let at = tokens(&s.idp, "alice", "alice-password", "123456").await["access_token"].as_str().unwrap().to_string();
+        let sql = "SELECT current_user, ssl, current_setting('statement_timeout') FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+        let out = psql(through(port, "alice", &at, "verify-full"), args(&["-t", "-c", sql]), None).await;
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{}: {stderr}\n{}", login.user, s.gw.log());
+        assert_eq!(stdout.trim(), format!("{}|t|7s", login.user));
+    }
+    // The server's log says which method let each in.
+    let log = std::fs::read_to_string(pg().log()).unwrap();
+    for (user, method) in [(&db.md5.user, "md5"), (&db.pw.user, "password")] {
+        assert!(log.contains(&format!("identity=\"{user}\" method={method} ")), "{user}");
+    }
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_limited_per_user_and_address() {
+    let db = pg().database("gw_rate");
+    let (s, port) = pg_site(&db, API, "[postgres]\nauth_failures_per_minute = 3\n").await;
+    let at = tokens(&s.idp, "alice", "alice-password", "123456").await["access_token"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let out = psql(through(port, "alice", "wrong-token", "verify-full"), args(&["-c", "SELECT 1"]), None).await;
+        assert!(!out.status.success());
+    }
+    // Over the limit: even the right token is refused for now, and the refusal recorded.
+    let out = psql(through(port, "alice", &at, "verify-full"), args(&["-c", "SELECT 1"]), None).await;
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success() && stderr.contains("password authentication failed"), "{stderr}");
+    audit_has(&s.gw.audit_dir(), |r| reason(r).as_deref() == Some("auth_rate")).await;
 }

@@ -122,3 +122,143 @@ async fn the_quickstart_steps_work_on_its_policy_and_break_glass() {
     assert_eq!(sign_in(&s, &b, "/patients/1", "adam", "adam-password", Some("123456")).await.status(), 302);
     assert_eq!(nav(&b, &at("/patients/1")).await.status(), 403, "the administrator read a record");
 }
+
+/// The database step it prints names what its config serves: `custos db login <name>`
+/// for a `[[databases]]` of it, `--pg-port` the port of `listen.postgres`, and the psql
+/// command with `sslmode=verify-full` against the dev CA.
+#[test]
+fn the_quickstart_prints_the_two_commands_that_reach_its_database() {
+    let cfg = quickstart();
+    let script = std::fs::read_to_string(root().join("examples/quickstart.sh")).unwrap();
+    let listen = cfg["listen"]["postgres"].as_str().expect("the quickstart has no PostgreSQL listener");
+    let port = listen.rsplit(':').next().unwrap();
+    let login = script.lines().find(|l| l.contains("custos db login")).expect("no `custos db login` in the message");
+    let db = login.split("db login ").nth(1).unwrap().split(' ').next().unwrap();
+    let dbs = cfg["databases"].as_array().expect("no [[databases]]");
+    assert!(dbs.iter().any(|d| d["name"].as_str() == Some(db)), "no database {db}");
+    assert!(login.contains("--gateway http://127.0.0.1:8080") && login.contains("--ca certs/dev/ca.pem"), "{login}");
+    assert!(login.contains(&format!("--pg-port {port}")), "{login}");
+    let psql = script.lines().find(|l| l.trim_start().starts_with("psql \"")).expect("no psql command");
+    assert!(psql.contains(&format!("host=127.0.0.1 port={port} dbname={db} user=nora sslmode=verify-full")), "{psql}");
+    // Its upstream is the PostgreSQL the script starts.
+    let start = script.lines().find(|l| l.contains("quickstart-postgres.sh start")).expect("no PostgreSQL started");
+    let upstream = dbs[0]["port"].as_integer().unwrap().to_string();
+    assert!(start.split_whitespace().any(|w| w == upstream), "{start} does not start port {upstream}");
+}
+
+/// Stops the quickstart's PostgreSQL in `.0` when the test ends, passed or not.
+struct StopPg(PathBuf);
+
+impl Drop for StopPg {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(root().join("examples/quickstart-postgres.sh")).arg("stop").arg(&self.0).status();
+    }
+}
+
+/// The quickstart's PostgreSQL (its own script, on an ephemeral port) comes up with the
+/// synthetic patients, and the quickstart's `[[databases]]` block reaches it through the
+/// gateway's PostgreSQL listener: nora signs in with her code at `/.custos/db/login`, the
+/// token from `/.custos/db/token` is psql's password over `verify-full`, and upstream she
+/// is `ehr_ro`, named in `application_name`.
+#[tokio::test]
+async fn the_quickstart_database_is_reached_with_a_database_token() {
+    let cfg = quickstart();
+    let run = tempfile::tempdir().unwrap();
+    // The postgres system user (when root) reaches its folder inside.
+    std::fs::set_permissions(run.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pg_port = free_port();
+    let script = root().join("examples/quickstart-postgres.sh");
+    let out = tokio::process::Command::new(&script)
+        .arg("start")
+        .arg(run.path())
+        .arg(pg_port.to_string())
+        .arg(certs())
+        .output()
+        .await
+        .unwrap();
+    let _stop = StopPg(run.path().to_path_buf());
+    assert!(out.status.success(), "the quickstart's PostgreSQL: {}", String::from_utf8_lossy(&out.stderr));
+
+    // The quickstart's database, pointed at this server and its password files.
+    let mut db = cfg["databases"].as_array().unwrap()[0].as_table().unwrap().clone();
+    db.insert("port".into(), i64::from(pg_port).into());
+    let secret = |role: &str| {
+        let mut t = toml::Table::new();
+        t.insert("file".into(), run.path().join(format!("{role}-password")).display().to_string().into());
+        toml::Value::Table(t)
+    };
+    db.insert("password".into(), secret("ehr_ro"));
+    db["tls"].as_table_mut().unwrap().insert("ca".into(), certs().join("ca.pem").display().to_string().into());
+    db["roles"]["dba"].as_table_mut().unwrap().insert("password".into(), secret("ehr_admin"));
+    let mut t = toml::Table::new();
+    t.insert("databases".into(), toml::Value::Array(vec![db.into()]));
+    let databases = toml::to_string(&t).unwrap();
+    // The quickstart's policy. While policies/ grants no `connect` on a database, its
+    // rule is added in a copy.
+    let examples = root().join("examples");
+    let policy = cfg["policy"].as_table().unwrap();
+    let file = |k: &str| examples.join(policy[k].as_str().unwrap());
+    let mut rules = std::fs::read_to_string(file("policy")).unwrap();
+    if !rules.contains("db:ehr") {
+        rules.push_str("\np, nurse, cardiology, db:ehr, connect, allow\n");
+    }
+    let policy_copy = run.path().join("policy.csv");
+    std::fs::write(&policy_copy, rules).unwrap();
+    let policy = format!(
+        "[policy]\nmodel = \"{}\"\npolicy = \"{}\"\ncases = \"{}\"\n",
+        file("model").display(),
+        policy_copy.display(),
+        file("cases").display()
+    );
+    let gw_port = free_port();
+    let listen = format!("postgres = \"127.0.0.1:{gw_port}\"");
+    let s = site(Opts { policy: &policy, listen: &listen, extra: &databases, ..Default::default() }).await;
+
+    // nora signs in for the database (her code: it needs MFA, as the site does).
+    let verifier = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let challenge = custos::session::dbtoken::s256(&verifier);
+    let c = browser();
+    let login = format!("/.custos/db/login?db=ehr&port=40001&challenge={challenge}&state=state-0123456789");
+    let r = sign_in(&s, &c, &login, "nora", "nora-password", Some("123456")).await;
+    assert_eq!(r.status(), 302);
+    let r = nav(&c, &format!("{}{}", s.origin, location(&r).trim_start_matches(&s.origin))).await;
+    let back = location(&r);
+    assert!(back.starts_with("http://127.0.0.1:40001/callback?code="), "{back}");
+    let code = url::Url::parse(&back).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let r = client()
+        .post(format!("{}/.custos/db/token", s.origin))
+        .form(&[("code", code.as_str()), ("verifier", verifier.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token: serde_json::Value = r.json().await.unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+
+    // psql through the gateway, over verify-full, with the token as its password.
+    let conninfo = format!(
+        "host=127.0.0.1 port={gw_port} dbname=ehr user=nora password={token} sslmode=verify-full sslrootcert={}",
+        certs().join("ca.pem").display()
+    );
+    let sql = "SELECT name FROM patients ORDER BY id; SELECT current_user, application_name FROM pg_stat_activity WHERE pid = pg_backend_pid();";
+    let mut psql = tokio::process::Command::new(tool("psql", "postgresql-client"));
+    psql.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql, "-d", &conninfo]).env("PGCONNECT_TIMEOUT", "10");
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| k.starts_with("PG") && k != "PGCONNECT_TIMEOUT") {
+            psql.env_remove(k);
+        }
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), psql.kill_on_drop(true).output())
+        .await
+        .expect("psql took over 60 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "psql: {}\n{}", String::from_utf8_lossy(&out.stderr), s.gw.log());
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines, ["Test Patient One", "Test Patient Two", "Test Patient Three", "ehr_ro|custos:nora/psql"]);
+    let connect = audit_has(&s.gw.audit_dir(), |e| {
+        e.verb.as_deref() == Some("connect") && decision(e).as_deref() == Some("allow")
+    })
+    .await;
+    assert_eq!((subject(&connect), connect.db_role.as_deref()), (Some("nora"), Some("nurse")));
+}

@@ -94,7 +94,7 @@ super::reason::vocabulary! {
         DbTokenIssued = "db.token_issued",
         /// A step of a database sign-in was refused (`database`, `reason`: `database`,
         /// `loopback`, `verifier`, `code`, `device`, `device_confirmed`, `mfa`,
-        /// `session_ended`, `csrf`, `login_rate`, `malformed`).
+        /// `session_ended`, `csrf`, `sealed_session`, `login_rate`, `malformed`).
         DbLoginRefused = "db.login_refused",
 }
 }

@@ -63,6 +63,8 @@ pub struct Gateway {
     endpoints: endpoints::Table,
     /// Upstream connections for WebSocket tunnels (`tunnel`), never pooled.
     tunnels: pingora::connectors::TransportConnector,
+    /// The databases of `[[databases]]` (name, host, port), for `/.custos/readyz`.
+    databases: Vec<(String, String, u16)>,
 }
 
 impl Gateway {
@@ -78,6 +80,7 @@ impl Gateway {
             a.store.start_subscriber();
         }
         Gateway {
+            databases: cfg.databases.iter().map(|d| (d.name.clone(), d.host.clone(), d.port)).collect(),
             endpoints: endpoints::Table::new(
                 auth.as_deref(),
                 cfg.breakglass.is_some(),

@@ -3,9 +3,11 @@
 //! one-time codes, loopback-only redirects, and where the command line writes the token
 //! (here); the flow without a browser and the phishing it must resist (`device`); the
 //! token as its own session, never a browser cookie, listed, capped and revoked like any
-//! (`sessions`). The fixtures below are theirs too.
+//! (`sessions`); the printed psql command reaching the database with the token (`psql`).
+//! The fixtures below are theirs too.
 
 mod device;
+mod psql;
 mod sessions;
 
 use crate::harness::*;

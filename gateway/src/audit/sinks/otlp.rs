@@ -109,6 +109,13 @@ fn request_attributes(ev: &Event) -> Vec<KeyValue> {
     opt("custos.request_id", &ev.request_id);
     opt("custos.reason", &ev.reason.as_ref().map(|r| r.as_str().to_string()));
     opt("custos.rule", &ev.rule);
+    opt("db.namespace", &ev.database);
+    opt("db.operation.name", &ev.verb);
+    opt("db.response.status_code", &ev.sqlstate);
+    opt("custos.connection", &ev.connection);
+    if ev.database.is_some() {
+        a.push(s("db.system.name", "postgresql"));
+    }
     if let Some(d) = ev.decision {
         a.push(s("custos.decision", if d == crate::audit::Decision::Allow { "allow" } else { "deny" }));
     }
@@ -174,7 +181,11 @@ impl Sink for OtlpSink {
             let refused = ev.kind == Kind::AccessDecision && ev.decision == Some(crate::audit::Decision::Deny);
             if (ev.kind == Kind::AccessCompleted || refused) && ev.trace_id.is_some() && ev.span_id.is_some() {
                 let duration = ev.duration_ms.map_or(0, |d| (d * 1e6) as u64);
-                let failed = ev.status.is_none_or(|s| s >= 500 || s == 0);
+                let failed = match &ev.verb {
+                    // A database record: its SQLSTATE says (none: the connection's own end).
+                    Some(_) => refused || ev.sqlstate.as_deref().is_some_and(|s| s != "00000" && s != "57P01"),
+                    None => ev.status.is_none_or(|s| s >= 500 || s == 0),
+                };
                 // A refused request: the span is its decision (no upstream phases).
                 let start = t.saturating_sub(duration);
                 for phase in &ev.phases {
@@ -197,7 +208,10 @@ impl Sink for OtlpSink {
                     trace_id: hex_bytes(&ev.trace_id),
                     span_id: hex_bytes(&ev.span_id),
                     parent_span_id: hex_bytes(&ev.parent_span_id),
-                    name: format!("{} {}", ev.method.as_deref().unwrap_or("HTTP"), ev.route.as_deref().unwrap_or("-")),
+                    name: match (&ev.verb, &ev.database) {
+                        (Some(verb), Some(db)) => format!("{verb} {db}"),
+                        _ => format!("{} {}", ev.method.as_deref().unwrap_or("HTTP"), ev.route.as_deref().unwrap_or("-")),
+                    },
                     kind: span::SpanKind::Server as i32,
                     start_time_unix_nano: start,
                     end_time_unix_nano: t,

@@ -31,6 +31,22 @@ impl Gateway {
                 "idp: down (new sign-ins fail; existing sessions continue)\n"
             });
         }
+        // Each database answers on its port: down stops its connections only.
+        let probes = self.databases.iter().map(|(name, host, port)| async move {
+            let up = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                tokio::net::TcpStream::connect((host.as_str(), *port)),
+            )
+            .await;
+            (name, matches!(up, Ok(Ok(_))))
+        });
+        for (name, up) in futures_util::future::join_all(probes).await {
+            body.push_str(&if up {
+                format!("database {name}: ok\n")
+            } else {
+                format!("database {name}: down (connections to it fail)\n")
+            });
+        }
         body.insert_str(0, if ready { "ready\n" } else { "not ready\n" });
         Ok(Reply::text(if ready { 200 } else { 503 }, body))
     }

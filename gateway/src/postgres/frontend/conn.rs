@@ -118,15 +118,11 @@ async fn open(fe: &Frontend, tcp: TcpStream, client: &str) -> Option<Opened> {
 
 /// Refuses a connection before anyone is known: recorded, answered with a FATAL.
 async fn refuse_plain(fe: &Frontend, stream: &mut ClientStream, client: &str, r: Refusal) {
-    let info = ConnInfo { client: client.to_string(), database: String::new(), id: new_id(), upstream: String::new() };
+    let info = ConnInfo::new(client.to_string(), String::new(), String::new());
     let meta = StmtMeta { info: &info, described: None, connect: true };
     fe.access().refused(&meta, None, r.reason.into());
     let _ = stream.write_all(&answer::error("FATAL", r.sqlstate, &r.message)).await;
     let _ = stream.shutdown().await;
-}
-
-fn new_id() -> String {
-    uuid::Uuid::now_v7().hyphenated().to_string()
 }
 
 async fn fatal(stream: &mut ClientStream, r: &Refusal) {
@@ -144,12 +140,7 @@ async fn run(fe: &Frontend, o: Opened, client: String, started: Instant) {
         return;
     };
     let (db, upstream_tls) = (&fe.databases[at], &fe.upstream_tls[at]);
-    let info = ConnInfo {
-        client: client.clone(),
-        database: db.name.clone(),
-        id: new_id(),
-        upstream: format!("{}:{}", db.host, db.port),
-    };
+    let info = ConnInfo::new(client.clone(), db.name.clone(), format!("{}:{}", db.host, db.port));
     let meta = StmtMeta { info: &info, described: None, connect: true };
     let access = fe.access();
     let rate_key_user = format!("u:{}", startup.user);

@@ -125,6 +125,8 @@ pub struct Described {
     pub verb: &'static str,
     pub objects: Vec<String>,
     pub fingerprint: Option<String>,
+    /// Its span (under the connection's) in the OTLP sink.
+    pub span_id: String,
 }
 
 impl Described {
@@ -146,6 +148,7 @@ impl Described {
             verb: stmts.first().map_or("empty", |s| s.verb.as_str()),
             objects,
             fingerprint: stmts.first().map(|s| s.fingerprint.to_string()),
+            span_id: super::meta::random_hex(8),
         }
     }
 }

@@ -96,8 +96,7 @@ impl Initial {
                 if major != 3 {
                     return Ok(Initial::Unsupported { major, minor });
                 }
-                let (params, protocol_options) = decode_params(r)?;
-                Ok(Initial::Startup { major, minor, params, protocol_options })
+                decode_startup(major, minor, r)
             }
         }
     }
@@ -105,7 +104,7 @@ impl Initial {
 
 /// The name/value pairs, ended by an empty name. A name given twice is malformed: which
 /// one a reader takes would be a guess.
-fn decode_params(mut r: Reader<'_>) -> Result<(Vec<(String, String)>, Vec<String>), WireError> {
+fn decode_startup(major: u16, minor: u16, mut r: Reader<'_>) -> Result<Initial, WireError> {
     let mut params: Vec<(String, String)> = Vec::new();
     let mut options = Vec::new();
     loop {
@@ -124,7 +123,7 @@ fn decode_params(mut r: Reader<'_>) -> Result<(Vec<(String, String)>, Vec<String
         }
     }
     r.finish()?;
-    Ok((params, options))
+    Ok(Initial::Startup { major, minor, params, protocol_options: options })
 }
 
 /// Reads the client's first packet, exactly and no further (see the module's note).

@@ -174,6 +174,10 @@ impl Gateway {
             Err(d) => return Ok(Person::Answered(Reply::refusal(respond::refusal_of(&d)))),
         };
         match principal {
+            Some(p) if p.user.sealed => {
+                ctx.principal = Some(p);
+                Ok(Person::Answered(self.db_refused(session, ctx, Some(&db.name), DbRefusal::Sealed, true)))
+            }
             Some(p) if !need_mfa || p.mfa => {
                 ctx.principal = Some(p.clone());
                 Ok(Person::Found(p))

@@ -27,6 +27,9 @@ pub enum DbRefusal {
     SessionEnded,
     /// The confirmation form was not the gateway's own page.
     Csrf,
+    /// The browser session was made by a sealed emergency link: it lives for its grant
+    /// and its route only, and makes no credential that would outlive it.
+    Sealed,
     /// Too many refused attempts (or started logins) from this address this minute.
     Rate,
 }
@@ -77,6 +80,11 @@ impl DbRefusal {
                 Code::Csrf,
                 "The confirmation did not come from this gateway's own page. Open the link again and confirm there.",
             ),
+            DbRefusal::Sealed => (
+                403,
+                Code::SealedSession,
+                "An emergency access session cannot get a database token. Sign in as usual to reach a database.",
+            ),
             DbRefusal::Rate => (
                 429,
                 Code::LoginRate,
@@ -103,6 +111,7 @@ mod tests {
             DbRefusal::Mfa,
             DbRefusal::SessionEnded,
             DbRefusal::Csrf,
+            DbRefusal::Sealed,
             DbRefusal::Rate,
         ];
         let reasons: std::collections::HashSet<_> = all.iter().map(|r| r.parts().1).collect();

@@ -90,6 +90,7 @@ impl Gateway {
         };
         let refuse = |r| TokenError::Refused(r, Some(db.name.clone()));
         let person = match auth.store.load_by_hash(&browser).await.map_err(|_| unavailable())? {
+            Lookup::Active(s) if s.sealed => return Err(refuse(DbRefusal::Sealed)),
             Lookup::Active(s) if s.db.is_none() => s,
             _ => return Err(refuse(DbRefusal::SessionEnded)),
         };

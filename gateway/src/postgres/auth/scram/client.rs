@@ -9,9 +9,10 @@ use std::num::NonZeroU32;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::{hmac, pbkdf2};
 
+use super::salted::salted_password;
 use super::{hmac_sha256, stored_key};
 
 /// The gs2 header: no channel binding, no authorisation identity.
@@ -105,8 +106,7 @@ impl ScramClient {
         }
         let iterations = NonZeroU32::new(iterations).ok_or(ScramError::Iterations)?;
 
-        let mut salted = [0u8; 32];
-        pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, iterations, &salt, self.password.as_bytes(), &mut salted);
+        let salted = salted_password(self.password.as_bytes(), &salt, iterations);
         let client_key = hmac_sha256(&salted, b"Client Key");
         let server_key = hmac::Key::new(hmac::HMAC_SHA256, hmac_sha256(&salted, b"Server Key").as_ref());
 

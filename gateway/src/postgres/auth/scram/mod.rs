@@ -7,6 +7,7 @@
 use ring::{digest, hmac};
 
 pub mod client;
+mod salted;
 
 pub use client::{ScramClient, ScramError, ScramFinal};
 
