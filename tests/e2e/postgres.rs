@@ -533,3 +533,75 @@ async fn settings_that_change_how_statements_are_read_are_refused_and_the_connec
     assert_eq!(err.code().map(|c| c.code()), Some("26000"), "{err}");
     drop(s);
 }
+
+#[tokio::test]
+async fn names_the_server_failed_are_not_trusted_and_copy_in_keeps_the_answers_paired() {
+    let db = pg().database("gw_names");
+    let (s, port) = pg_site(&db, API, PLAINTEXT).await;
+    let at = tokens(&s.idp, "alice", "alice-password", "123456").await["access_token"].as_str().unwrap().to_string();
+    let mut raw = crate::pg_sessions::Raw::connect(port, "alice", &at).await;
+    use crate::pg_sessions::{read_msg, tagged};
+    use tokio::io::AsyncWriteExt;
+    let parse = |name: &str, sql: &str| {
+        let mut b = format!("{name}\0{sql}\0").into_bytes();
+        b.extend_from_slice(&0i16.to_be_bytes());
+        tagged(b'P', &b)
+    };
+    let bind = |stmt: &str| {
+        let mut b = format!("\0{stmt}\0").into_bytes();
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        tagged(b'B', &b)
+    };
+    let execute = tagged(b'E', b"\0\0\0\0\0");
+    let sync = tagged(b'S', b"");
+    // The unnamed statement is a count; a failing Parse makes the server skip the next
+    // Parse of the unnamed one, so it stays the count: the Bind after Sync must not be
+    // recorded as the skipped text.
+    let mut batch = Vec::new();
+    batch.extend(parse("", "SELECT count(*) FROM patients"));
+    batch.extend(parse("x", "SELECT * FROM no_such_table"));
+    batch.extend(parse("", "SELECT 1 AS harmless"));
+    batch.extend(&sync);
+    batch.extend(bind(""));
+    batch.extend(&execute);
+    batch.extend(&sync);
+    raw.stream.write_all(&batch).await.unwrap();
+    let mut codes = Vec::new();
+    let mut zs = 0;
+    while zs < 2 {
+        let (tag, body) =
+            tokio::time::timeout(std::time::Duration::from_secs(10), read_msg(&mut raw.stream)).await.unwrap().unwrap();
+        match tag {
+            b'E' => codes.push(
+                String::from_utf8_lossy(&body)
+                    .split('\0')
+                    .find_map(|f| f.strip_prefix('C').map(str::to_string))
+                    .unwrap(),
+            ),
+            b'Z' => zs += 1,
+            _ => {}
+        }
+    }
+    // The server's error, then Custos's refusal of a statement it no longer knows.
+    assert_eq!(codes, ["42P01", "26000"], "{codes:?}");
+    let dir = s.gw.audit_dir();
+    let misrecorded = records_in(&[&dir], |r| {
+        kind(r) == "access.decision" && r.verb.as_deref() == Some("select") && r.objects.is_empty()
+    });
+    assert!(misrecorded.is_empty(), "the skipped statement was recorded as run: {misrecorded:#?}");
+
+    // COPY FROM STDIN by the extended protocol (tokio-postgres), then more statements: each
+    // answer still belongs to its own statement.
+    let c = connect_tp(port, "alice", &at).await;
+    let e = c.simple_query("CREATE TEMP TABLE t (a int)").await;
+    assert!(e.is_ok(), "{e:?}");
+    let sink = c.copy_in::<_, bytes::Bytes>("COPY t FROM STDIN").await.unwrap();
+    futures_util::pin_mut!(sink);
+    use futures_util::SinkExt;
+    sink.send(bytes::Bytes::from_static(b"1\n2\n3\n")).await.unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 3);
+    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3);
+    let p: i64 = c.query_one("SELECT count(*) FROM patients", &[]).await.unwrap().get(0);
+    assert_eq!(p, 3);
+}

@@ -79,8 +79,9 @@ enum Expect {
     /// A simple `Query`: one answer per statement, then ReadyForQuery.
     Query(VecDeque<Pending>),
     Execute(Pending),
-    Parse,
-    Bind,
+    /// A Parse of this statement name, a Bind of this portal name.
+    Parse(String),
+    Bind(String),
     Describe,
     Close,
     Sync,
@@ -95,6 +96,12 @@ enum Expect {
 /// The queue between the two directions.
 #[derive(Default)]
 pub struct Pipeline {
+    /// Syncs the server has answered (ReadyForQuery).
+    syncs_answered: std::sync::atomic::AtomicU64,
+    answered: Notify,
+    /// Statement and portal names whose Parse or Bind the server failed or skipped: what
+    /// they name there is not what the client side last saw.
+    poisoned: Mutex<Vec<(bool, String)>>,
     queue: Mutex<VecDeque<Expect>>,
     /// The transaction status of the last ReadyForQuery (`I`, `T`, `E`).
     status: Mutex<u8>,
@@ -111,6 +118,18 @@ impl Pipeline {
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back(e);
         if injected {
             self.wake.notify_one();
+        }
+    }
+
+    /// Waits until the server has answered `sync` Syncs.
+    async fn answered_up_to(&self, sync: u64) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let notified = self.answered.notified();
+            if self.syncs_answered.load(Ordering::Acquire) >= sync {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -175,9 +194,26 @@ pub struct ClientSide {
     portals: HashMap<String, Arc<[Statement]>>,
     /// Dropping the client's messages until `Sync`, after an error of Custos's own.
     discarding: bool,
+    /// Syncs forwarded; the last one after which names changed (a Parse, Bind or Close
+    /// went before it): until it is answered, whether those took is not known.
+    syncs_sent: u64,
+    barrier: u64,
+    names_changed: bool,
 }
 
 impl ClientSide {
+    /// Forgets the names the server failed or skipped.
+    fn apply_poison(&mut self, pipeline: &Pipeline) {
+        let poisoned = std::mem::take(&mut *pipeline.poisoned.lock().unwrap_or_else(|p| p.into_inner()));
+        for (statement, name) in poisoned {
+            if statement {
+                self.statements.remove(&name);
+            } else {
+                self.portals.remove(&name);
+            }
+        }
+    }
+
     /// SQL's own PREPARE/DEALLOCATE/DECLARE/CLOSE/DISCARD share their names with the
     /// protocol's statements and portals: after one, what a protocol name runs is no longer
     /// known here, so the names are forgotten (a Bind or Execute of them is then refused,
@@ -213,6 +249,9 @@ impl Default for ClientSide {
             statements: HashMap::new(),
             portals: HashMap::new(),
             discarding: false,
+            syncs_sent: 0,
+            barrier: 0,
+            names_changed: false,
         }
     }
 }
@@ -259,6 +298,23 @@ impl<'a> Relay<'a> {
             let head = [buf[0], buf[1], buf[2], buf[3], buf[4]];
             let Ok(h) = Header::parse(head) else { return End::ProtocolViolation };
             let n = h.body_len();
+            {
+                use tags::frontend as t;
+                let named = matches!(h.tag, t::PARSE | t::BIND | t::EXECUTE | t::DESCRIBE | t::CLOSE);
+                if named && cs.barrier > 0 {
+                    // Names changed before the last Sync: what the server made of them
+                    // must be known before a name is used again.
+                    if !out.is_empty() {
+                        if upstream.write_all(&out).await.is_err() || upstream.flush().await.is_err() {
+                            return End::UpstreamClosed;
+                        }
+                        out.clear();
+                    }
+                    self.pipeline.answered_up_to(cs.barrier).await;
+                    cs.barrier = 0;
+                }
+                cs.apply_poison(self.pipeline);
+            }
             match h.tag {
                 tags::frontend::COPY_DATA => {
                     if let Err(e) = self.stream(client, upstream, buf, &mut out, Header::SIZE + n, true).await {
@@ -418,7 +474,8 @@ impl<'a> Relay<'a> {
                     }
                     cs.statements.insert(p.name.to_string(), stmts);
                 }
-                self.pipeline.push(Expect::Parse);
+                self.pipeline.push(Expect::Parse(p.name.to_string()));
+                cs.names_changed = true;
                 out.extend_from_slice(&raw);
             }
             t::BIND => {
@@ -463,11 +520,16 @@ impl<'a> Relay<'a> {
                     Target::Portal(n) => cs.portals.remove(n),
                 };
                 self.pipeline.push(Expect::Close);
+                cs.names_changed = true;
                 out.extend_from_slice(&raw);
             }
             t::SYNC => {
                 cs.discarding = false;
                 self.pipeline.push(Expect::Sync);
+                cs.syncs_sent += 1;
+                if std::mem::take(&mut cs.names_changed) {
+                    cs.barrier = cs.syncs_sent;
+                }
                 out.extend_from_slice(&raw);
             }
             t::FLUSH | t::COPY_DONE | t::COPY_FAIL => out.extend_from_slice(&raw),
@@ -493,7 +555,8 @@ impl<'a> Relay<'a> {
             return false;
         }
         cs.portals.insert(portal.to_string(), s);
-        self.pipeline.push(Expect::Bind);
+        self.pipeline.push(Expect::Bind(portal.to_string()));
+        cs.names_changed = true;
         true
     }
 
@@ -668,6 +731,8 @@ impl<'a> Relay<'a> {
     fn answer(&self, tag: u8, body: &[u8]) {
         let mut q = self.pipeline.queue.lock().unwrap_or_else(|p| p.into_inner());
         let mut done: Vec<(Pending, Option<String>, Option<Reason>)> = Vec::new();
+        let mut poison: Vec<(bool, String)> = Vec::new();
+        let mut synced = false;
         match tag {
             b'D' => match q.front_mut() {
                 Some(Expect::Query(stmts)) => {
@@ -711,10 +776,12 @@ impl<'a> Relay<'a> {
                     }
                     Some(Expect::Sync) | None => {}
                     Some(_) => {
-                        if let Some(Expect::Execute(p)) = q.pop_front() {
-                            done.push((p, code.clone(), None));
-                        } else {
+                        match q.pop_front() {
+                            Some(Expect::Execute(p)) => done.push((p, code.clone(), None)),
+                            Some(Expect::Parse(n)) => poison.push((true, n)),
+                            Some(Expect::Bind(n)) => poison.push((false, n)),
                             // The failing message's answer is this error.
+                            _ => {}
                         }
                         // The server skips everything up to Sync, a simple Query too.
                         while let Some(e) = q.front() {
@@ -723,6 +790,8 @@ impl<'a> Relay<'a> {
                             }
                             match q.pop_front() {
                                 Some(Expect::Execute(p)) => done.push((p, None, Some(Code::NotRun.into()))),
+                                Some(Expect::Parse(n)) => poison.push((true, n)),
+                                Some(Expect::Bind(n)) => poison.push((false, n)),
                                 Some(Expect::Query(stmts)) => {
                                     done.extend(stmts.into_iter().map(|p| (p, None, Some(Code::NotRun.into()))))
                                 }
@@ -750,7 +819,10 @@ impl<'a> Relay<'a> {
                 }
                 while let Some(e) = q.pop_front() {
                     match e {
-                        Expect::Sync => break,
+                        Expect::Sync => {
+                            synced = true;
+                            break;
+                        }
                         Expect::Query(stmts) => {
                             done.extend(stmts.into_iter().map(|p| (p, None, Some(Code::NotRun.into()))));
                             break;
@@ -765,13 +837,28 @@ impl<'a> Relay<'a> {
                     }
                 }
             }
-            b'1' => pop_if(&mut q, |e| matches!(e, Expect::Parse)),
-            b'2' => pop_if(&mut q, |e| matches!(e, Expect::Bind)),
+            // COPY FROM STDIN by the extended protocol: the server ignores a Sync that came
+            // before the copy data (tokio-postgres sends one), so it is answered never.
+            b'G' if matches!(q.front(), Some(Expect::Execute(_))) => {
+                if let Some(i) = q.iter().position(|e| matches!(e, Expect::Sync)) {
+                    q.remove(i);
+                    synced = true;
+                }
+            }
+            b'1' => pop_if(&mut q, |e| matches!(e, Expect::Parse(_))),
+            b'2' => pop_if(&mut q, |e| matches!(e, Expect::Bind(_))),
             b'3' => pop_if(&mut q, |e| matches!(e, Expect::Close)),
             b'n' | b'T' => pop_if(&mut q, |e| matches!(e, Expect::Describe)),
             _ => {}
         }
         drop(q);
+        if !poison.is_empty() {
+            self.pipeline.poisoned.lock().unwrap_or_else(|p| p.into_inner()).extend(poison);
+        }
+        if synced {
+            self.pipeline.syncs_answered.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            self.pipeline.answered.notify_waiters();
+        }
         for (p, code, reason) in done {
             self.complete(p, code.as_deref(), reason);
         }
